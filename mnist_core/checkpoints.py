@@ -1,0 +1,176 @@
+"""Checkpoints: weights as safetensors, metadata as a JSON sidecar. No pickle, ever.
+
+`name.safetensors` holds the tensors; `name.json` beside it holds the architecture (a model-zoo
+name), the training config, the metrics, when it was made and the library versions. Both are written
+to temporary names and renamed, weights first, so a checkpoint with a sidecar is always whole.
+`load_checkpoint` rebuilds the model from the zoo and raises CheckpointError, with a one-line
+reason, for anything it cannot load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from . import __version__
+from .errors import CheckpointError
+from .models import create_model, list_models
+from .paths import REPO_ROOT, checkpoint_dir
+
+SUFFIX = ".safetensors"
+MAX_HEADER_BYTES = 10 << 20  # a real header of ours is a few KB
+
+
+def sidecar_path(path: os.PathLike) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def weights_path(path: os.PathLike) -> Path:
+    """Accept either file of a checkpoint (or its stem) and return the .safetensors path."""
+    p = Path(path)
+    return p if p.suffix == SUFFIX else p.with_suffix(SUFFIX)
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(model: nn.Module, meta: dict[str, Any], path: os.PathLike) -> Path:
+    """Write `path` (.safetensors) and its .json sidecar atomically; return the weights path.
+
+    `meta` may hold config, metrics and anything JSON-serialisable; the architecture is taken from
+    the model (create_model sets it) unless meta names one.
+    """
+    from safetensors.torch import save_file
+    import safetensors
+
+    path = weights_path(path)
+    arch = meta.get("architecture") or getattr(model, "arch_name", None)
+    if arch not in list_models():
+        raise CheckpointError(f"cannot save: architecture {arch!r} is not in the model zoo")
+    sidecar = {
+        "format": "mnist-lab-checkpoint",
+        "format_version": 1,
+        **meta,
+        "architecture": arch,
+        "created": meta.get("created") or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": {"mnist_lab": __version__, "torch": torch.__version__, "safetensors": safetensors.__version__},
+    }
+    try:
+        text = json.dumps(sidecar, indent=2, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"cannot save: metadata is not JSON-serialisable ({exc})") from None
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"architecture": arch}))
+        _atomic_write(sidecar_path(path), lambda tmp: Path(tmp).write_text(text))
+    except OSError as exc:
+        raise CheckpointError(f"cannot write the checkpoint {path.name}: {exc.strerror or exc}") from None
+    return path
+
+
+def read_meta(path: os.PathLike) -> dict:
+    """The sidecar of a checkpoint, checked to be a JSON object naming a known architecture."""
+    side = sidecar_path(weights_path(path))
+    if not side.is_file():
+        raise CheckpointError(f"{side.name} is missing: a checkpoint needs its JSON sidecar")
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{side.name} is not valid JSON ({exc.__class__.__name__})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{side.name} must hold a JSON object")
+    arch = meta.get("architecture")
+    if arch not in list_models():
+        raise CheckpointError(f"{side.name} names an unknown architecture {arch!r}")
+    return meta
+
+
+def _check_safetensors_header(path: Path) -> None:
+    """Reject empty, truncated and non-safetensors files (a pickle renamed, say) before parsing."""
+    size = path.stat().st_size
+    if size < 8:
+        raise CheckpointError(f"{path.name} is empty or truncated ({size} bytes)")
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        if n > MAX_HEADER_BYTES or 8 + n > size:
+            raise CheckpointError(f"{path.name} is not a safetensors file (bad header length)")
+        header = f.read(n)
+    try:
+        entries = json.loads(header)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{path.name} is not a safetensors file (bad header)") from None
+    if not isinstance(entries, dict):
+        raise CheckpointError(f"{path.name} is not a safetensors file (bad header)")
+    end = max((e["data_offsets"][1] for k, e in entries.items() if k != "__metadata__" and isinstance(e, dict)
+               and isinstance(e.get("data_offsets"), list) and len(e["data_offsets"]) == 2), default=0)
+    if 8 + n + end > size:
+        raise CheckpointError(f"{path.name} is truncated ({size} bytes, the header promises {8 + n + end})")
+
+
+def load_checkpoint(path: os.PathLike) -> tuple[nn.Module, dict]:
+    """(model in eval mode on CPU, sidecar metadata). Raises CheckpointError with a one-line reason."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = weights_path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    meta = read_meta(path)
+    _check_safetensors_header(path)
+    try:
+        state = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path.name} could not be read as safetensors: {str(exc).splitlines()[0]}") from None
+    model = create_model(meta["architecture"])
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        detail = (f"missing {', '.join(missing[:3])}" if missing else f"unexpected {', '.join(unexpected[:3])}")
+        raise CheckpointError(f"{path.name} does not fit {meta['architecture']}: {detail}")
+    for key, tensor in state.items():
+        if tensor.shape != expected[key].shape:
+            raise CheckpointError(f"{path.name} does not fit {meta['architecture']}: {key} has shape "
+                                  f"{tuple(tensor.shape)}, expected {tuple(expected[key].shape)}")
+    model.load_state_dict(state)
+    return model.eval(), meta
+
+
+def checkpoint_dirs() -> list[Path]:
+    """Where checkpoints are looked for: the configured folder, then the committed defaults."""
+    dirs = [checkpoint_dir(), REPO_ROOT / "checkpoints"]
+    return list(dict.fromkeys(d.resolve() for d in dirs))
+
+
+def list_checkpoints() -> list[Path]:
+    """Every complete checkpoint (weights with a sidecar), defaults first in zoo order, then by name."""
+    found = {}
+    for folder in checkpoint_dirs():
+        for p in sorted(folder.glob(f"*{SUFFIX}")):
+            if sidecar_path(p).is_file() and p.name not in found:
+                found[p.name] = p
+    order = {f"{name}{SUFFIX}": i for i, name in enumerate(list_models())}
+    return sorted(found.values(), key=lambda p: (order.get(p.name, len(order)), p.name))
+
+
+def default_checkpoint(name: str = "lenet5") -> Optional[Path]:
+    """The committed checkpoint of a zoo architecture, if present."""
+    p = REPO_ROOT / "checkpoints" / f"{name}{SUFFIX}"
+    return p if p.is_file() and sidecar_path(p).is_file() else None

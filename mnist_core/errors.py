@@ -1,0 +1,25 @@
+"""The package's own exception types.
+
+Every error a user can cause (a bad config, a bad upload, missing data) is one of these, with a
+one-line message fit to show as it is: pages print it with st.error, the CLI prints it and exits 2.
+"""
+
+
+class MnistLabError(Exception):
+    """Base class: a one-line, user-facing message."""
+
+
+class DataError(MnistLabError):
+    """MNIST is missing, corrupt, or could not be fetched."""
+
+
+class ConfigError(MnistLabError):
+    """A TrainConfig field is out of range or unknown."""
+
+
+class CheckpointError(MnistLabError):
+    """A checkpoint cannot be saved or loaded."""
+
+
+class RunError(MnistLabError):
+    """A run does not exist or cannot change state."""

@@ -1,0 +1,304 @@
+"""The run registry: one SQLite file (standard library, WAL mode) that every process shares.
+
+A run is a row in `runs` (config, status, timestamps, error text, checkpoint, final metrics, the
+worker's pid and heartbeat); its curves are rows in `metrics` (step, epoch, split, loss, accuracy,
+images/s). The worker writes; pages and the CLI read. WAL mode lets readers read while the writer
+writes, and every connection waits (busy_timeout) rather than failing with "database is locked".
+
+A run whose worker died is never left reading "running": every read checks live runs' workers
+(the pid still alive and not a zombie, and a heartbeat younger than HEARTBEAT_TIMEOUT seconds) and
+marks dead ones failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+from .errors import RunError
+from .paths import runs_dir
+
+STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+LIVE = ("queued", "running")
+HEARTBEAT_TIMEOUT = 10.0  # seconds without a heartbeat before a live run's worker counts as dead
+QUEUED_START_TIMEOUT = 60.0  # a queued run with no worker pid after this long has lost its launcher
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    status TEXT NOT NULL,
+    config TEXT NOT NULL,
+    error TEXT,
+    checkpoint TEXT,
+    best_val_accuracy REAL,
+    test_accuracy REAL,
+    test_loss REAL,
+    steps INTEGER,
+    total_steps INTEGER,
+    pid INTEGER,
+    host TEXT,
+    heartbeat REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    owner TEXT
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    epoch REAL NOT NULL,
+    split TEXT NOT NULL,
+    loss REAL,
+    accuracy REAL,
+    images_per_s REAL,
+    time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, split, step);
+"""
+
+
+@dataclass
+class Run:
+    id: str
+    status: str
+    config: dict
+    created_at: float
+    started_at: Optional[float]
+    finished_at: Optional[float]
+    error: Optional[str]
+    checkpoint: Optional[str]
+    best_val_accuracy: Optional[float]
+    test_accuracy: Optional[float]
+    test_loss: Optional[float]
+    steps: Optional[int]
+    total_steps: Optional[int]
+    pid: Optional[int]
+    host: Optional[str]
+    heartbeat: Optional[float]
+    cancel_requested: bool
+    owner: Optional[str]
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE
+
+    @property
+    def duration(self) -> Optional[float]:
+        if self.started_at is None:
+            return None
+        return (self.finished_at or time.time()) - self.started_at
+
+    @property
+    def progress(self) -> float:
+        if self.status == "completed":
+            return 1.0
+        return min(1.0, (self.steps or 0) / self.total_steps) if self.total_steps else 0.0
+
+
+def registry_path(root: Optional[os.PathLike] = None) -> Path:
+    return Path(root or runs_dir()) / "registry.sqlite"
+
+
+@contextmanager
+def connect(root: Optional[os.PathLike] = None):
+    """A short-lived connection; commits on success. Each call opens its own: safe across threads."""
+    path = registry_path(root)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    except (OSError, sqlite3.Error) as exc:
+        raise RunError(f"cannot open the run registry at {path}: {exc}") from None
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 30000")
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.executescript(SCHEMA)
+        yield conn
+    except sqlite3.OperationalError as exc:
+        raise RunError(f"the run registry at {path} cannot be used: {exc}") from None
+    finally:
+        conn.close()
+
+
+def _row_to_run(row: sqlite3.Row) -> Run:
+    d = dict(row)
+    d["config"] = json.loads(d["config"])
+    d["cancel_requested"] = bool(d["cancel_requested"])
+    return Run(**d)
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def create_run(config: dict, root: Optional[os.PathLike] = None, owner: Optional[str] = None) -> str:
+    """Register a run as "queued" and return its id. `config` is a validated TrainConfig's dict."""
+    run_id = new_run_id()
+    with connect(root) as conn:
+        conn.execute("INSERT INTO runs (id, created_at, status, config, owner) VALUES (?, ?, 'queued', ?, ?)",
+                     (run_id, time.time(), json.dumps(config), owner))
+    return run_id
+
+
+def set_worker(run_id: str, pid: int, root: Optional[os.PathLike] = None) -> None:
+    """Record the worker process launched for a queued run (so a dead launch is noticed)."""
+    with connect(root) as conn:
+        conn.execute("UPDATE runs SET pid = ?, host = ?, heartbeat = ? WHERE id = ?",
+                     (pid, socket.gethostname(), time.time(), run_id))
+
+
+def mark_running(run_id: str, total_steps: Optional[int] = None, root: Optional[os.PathLike] = None) -> None:
+    with connect(root) as conn:
+        cur = conn.execute(
+            "UPDATE runs SET status = 'running', started_at = ?, pid = ?, host = ?, heartbeat = ?, total_steps = ? "
+            "WHERE id = ? AND status = 'queued'",
+            (time.time(), os.getpid(), socket.gethostname(), time.time(), total_steps, run_id))
+        if cur.rowcount != 1:
+            status = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            raise RunError(f"run {run_id} cannot start: " + (f"it is {status[0]}" if status else "no such run"))
+
+
+def heartbeat(run_id: str, root: Optional[os.PathLike] = None, steps: Optional[int] = None,
+              total_steps: Optional[int] = None) -> bool:
+    """Refresh the worker's heartbeat; returns True when a cancel has been requested."""
+    with connect(root) as conn:
+        conn.execute("UPDATE runs SET heartbeat = ?, steps = COALESCE(?, steps), "
+                     "total_steps = COALESCE(?, total_steps) WHERE id = ?",
+                     (time.time(), steps, total_steps, run_id))
+        row = conn.execute("SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return bool(row and row[0])
+
+
+def add_metrics(run_id: str, rows: Iterable[dict], root: Optional[os.PathLike] = None) -> None:
+    """Append metric rows (dicts with step, epoch, split, loss, accuracy, images_per_s) in one transaction."""
+    now = time.time()
+    values = [(run_id, r["step"], r["epoch"], r["split"], r.get("loss"), r.get("accuracy"), r.get("images_per_s"),
+               r.get("time", now)) for r in rows]
+    if not values:
+        return
+    with connect(root) as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT INTO metrics (run_id, step, epoch, split, loss, accuracy, images_per_s, time) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
+        conn.execute("UPDATE runs SET heartbeat = ?, steps = MAX(COALESCE(steps, 0), ?) WHERE id = ?",
+                     (now, max(v[1] for v in values), run_id))
+        conn.execute("COMMIT")
+
+
+def finish_run(run_id: str, status: str, root: Optional[os.PathLike] = None, error: Optional[str] = None,
+               checkpoint: Optional[str] = None, best_val_accuracy: Optional[float] = None,
+               test_accuracy: Optional[float] = None, test_loss: Optional[float] = None) -> None:
+    if status not in ("completed", "failed", "cancelled"):
+        raise RunError(f"a run cannot finish as {status!r}")
+    with connect(root) as conn:
+        conn.execute(
+            "UPDATE runs SET status = ?, finished_at = ?, error = ?, checkpoint = COALESCE(?, checkpoint), "
+            "best_val_accuracy = COALESCE(?, best_val_accuracy), test_accuracy = ?, test_loss = ? "
+            "WHERE id = ? AND status IN ('queued', 'running')",
+            (status, time.time(), error, checkpoint, best_val_accuracy, test_accuracy, test_loss, run_id))
+
+
+def request_cancel(run_id: str, root: Optional[os.PathLike] = None) -> None:
+    """Ask a live run to stop. A queued run that no worker has picked up is cancelled at once."""
+    with connect(root) as conn:
+        row = conn.execute("SELECT status, pid FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunError(f"no run {run_id}")
+        if row["status"] not in LIVE:
+            return
+        conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
+        if row["status"] == "queued" and row["pid"] is None:
+            conn.execute("UPDATE runs SET status = 'cancelled', finished_at = ? WHERE id = ? AND status = 'queued'",
+                         (time.time(), run_id))
+
+
+def delete_run(run_id: str, root: Optional[os.PathLike] = None) -> None:
+    with connect(root) as conn:
+        row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunError(f"no run {run_id}")
+        if row["status"] in LIVE:
+            raise RunError(f"run {run_id} is {row['status']}: cancel it before deleting it")
+        conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+        conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+
+# --- liveness -------------------------------------------------------------------------------------
+
+def pid_alive(pid: int) -> bool:
+    """True when the process exists and is not a zombie (a killed child nobody has reaped yet)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except OSError:
+        return True  # no /proc (macOS): trust kill()
+
+
+def _dead_reason(row: sqlite3.Row, now: float) -> Optional[str]:
+    if row["status"] not in LIVE:
+        return None
+    local = row["host"] == socket.gethostname()
+    if row["pid"] is not None and local and not pid_alive(row["pid"]):
+        return f"the worker process (pid {row['pid']}) died"
+    if row["status"] == "running" and row["heartbeat"] and now - row["heartbeat"] > HEARTBEAT_TIMEOUT:
+        return f"the worker stopped responding (no heartbeat for {now - row['heartbeat']:.0f} s)"
+    if row["status"] == "queued" and row["pid"] is None and now - row["created_at"] > QUEUED_START_TIMEOUT:
+        return "no worker picked the run up"
+    return None
+
+
+def _reap_dead(conn: sqlite3.Connection) -> None:
+    now = time.time()
+    for row in conn.execute("SELECT * FROM runs WHERE status IN ('queued', 'running')").fetchall():
+        reason = _dead_reason(row, now)
+        if reason:
+            conn.execute("UPDATE runs SET status = 'failed', finished_at = ?, error = ? "
+                         "WHERE id = ? AND status IN ('queued', 'running')", (now, reason, row["id"]))
+
+
+def list_runs(root: Optional[os.PathLike] = None) -> list[Run]:
+    """Every run, oldest first. Runs whose worker died read as failed."""
+    with connect(root) as conn:
+        _reap_dead(conn)
+        rows = conn.execute("SELECT * FROM runs ORDER BY created_at, id").fetchall()
+    return [_row_to_run(r) for r in rows]
+
+
+def get_run(run_id: str, root: Optional[os.PathLike] = None) -> Run:
+    with connect(root) as conn:
+        _reap_dead(conn)
+        row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise RunError(f"no run {run_id}")
+    return _row_to_run(row)
+
+
+def get_metrics(run_id: str, split: Optional[str] = None, root: Optional[os.PathLike] = None,
+                after_step: int = -1) -> list[dict]:
+    """Metric rows of a run (optionally one split, optionally only those after a step), in step order."""
+    query = "SELECT step, epoch, split, loss, accuracy, images_per_s, time FROM metrics WHERE run_id = ? AND step > ?"
+    args: list = [run_id, after_step]
+    if split:
+        query += " AND split = ?"
+        args.append(split)
+    with connect(root) as conn:
+        return [dict(r) for r in conn.execute(query + " ORDER BY step, rowid", args).fetchall()]
