@@ -117,3 +117,38 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
         if previous_sigterm is not None:
             signal.signal(signal.SIGTERM, previous_sigterm)
     return runs.get_run(run_id, root=root)
+
+
+# --- launching a worker process (what the Train page does) --------------------------------------
+
+_children: list = []  # Popen objects of workers this process started, reaped as they finish
+
+
+def reap_workers() -> None:
+    """Collect finished worker processes so none lingers as a zombie."""
+    _children[:] = [p for p in _children if p.poll() is None]
+
+
+def launch(run_id: str, root=None) -> int:
+    """Start `python -m mnist_core train --run-id ID` as its own process and return its pid.
+
+    The worker gets its own session, so closing the browser tab or stopping a page never stops it;
+    its output goes to runs/<id>.log. The pid is recorded at once, so a worker that dies before it
+    starts is noticed too.
+    """
+    import subprocess
+    import sys
+
+    reap_workers()
+    log_dir = Path(root) if root else runs.registry_path().parent
+    log_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if root:
+        env["MNIST_RUNS_DIR"] = str(root)
+    with open(log_dir / f"{run_id}.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "mnist_core", "train", "--quiet", "--run-id", run_id],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                cwd=Path(__file__).resolve().parent.parent, start_new_session=True)
+    _children.append(proc)
+    runs.set_worker(run_id, proc.pid, root=root)
+    return proc.pid

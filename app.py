@@ -1,0 +1,25 @@
+"""MNIST Lab: the Streamlit entry point.
+
+Page config, the theme comes from .streamlit/config.toml, st.navigation over the pages in pages/,
+and a sidebar shared by every page (data status, runs in progress). Pages are thin: they call
+mnist_core and draw.
+"""
+
+import streamlit as st
+
+st.set_page_config(page_title="MNIST Lab", page_icon=":material/draw:", layout="wide")
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True, url_path="home"),
+    st.Page("pages/dataset.py", title="Dataset", icon=":material/grid_view:", url_path="dataset"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+    st.Page("pages/inside.py", title="Inside the network", icon=":material/visibility:", url_path="inside"),
+    st.Page("pages/draw.py", title="Draw", icon=":material/draw:", url_path="draw"),
+]
+
+page = st.navigation(PAGES)
+
+from pages._common import sidebar_status  # noqa: E402  (after set_page_config)
+
+sidebar_status()
+page.run()

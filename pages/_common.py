@@ -1,0 +1,108 @@
+"""What several pages share: cached data and models, and small drawing helpers.
+
+Heavy read-only things (dataset tensors, checkpoints) are cached once per server with
+st.cache_resource; derived figures with st.cache_data. Errors a user can cause come back as
+mnist_core's own exceptions and are shown with st.error (one line, no traceback).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from mnist_core import data, runs
+from mnist_core.checkpoints import list_checkpoints, load_checkpoint
+from mnist_core.errors import MnistLabError
+
+
+@st.cache_resource(show_spinner="Loading MNIST...")
+def load_split(split: str):
+    """(uint8 images [N,28,28], int64 labels [N]) as numpy, shared by every session."""
+    images, labels = data.load_mnist(split)
+    return images.numpy(), labels.numpy()
+
+
+def data_ready() -> bool:
+    return data.is_present()
+
+
+def require_data() -> None:
+    """Stop the page with a clear message when MNIST is not on disk."""
+    if not data.is_present():
+        st.error("MNIST is not downloaded yet. Fetch it from the Home page, or run `python -m mnist_core fetch-data`.")
+        st.page_link("pages/home.py", label="Go to Home", icon=":material/home:")
+        st.stop()
+
+
+@st.cache_resource(show_spinner="Loading checkpoint...", max_entries=16)
+def _load_model(path: str, mtime: float):
+    return load_checkpoint(path)
+
+
+def load_model(path: str | Path):
+    """(model, meta) for a checkpoint, cached per file version. Raises CheckpointError."""
+    p = Path(path)
+    return _load_model(str(p), p.stat().st_mtime if p.exists() else 0.0)
+
+
+def checkpoint_picker(label: str = "Checkpoint", key: str = "checkpoint", default: str = "lenet5.safetensors"):
+    """A selectbox over every checkpoint; returns the chosen Path, or None (with a message) if none exist."""
+    paths = list_checkpoints()
+    if not paths:
+        st.warning("No checkpoints yet: train one on the Train page, or run `make pretrained`.")
+        return None
+    names = [p.name for p in paths]
+    index = names.index(default) if default in names else 0
+    name = st.selectbox(label, names, index=index, key=key,
+                        format_func=lambda n: n.removesuffix(".safetensors"))
+    return paths[names.index(name)]
+
+
+def show_error(exc: Exception) -> None:
+    """One line for the user; our own errors say what to do, anything else names its type."""
+    if isinstance(exc, MnistLabError):
+        st.error(str(exc))
+    else:
+        st.error(f"Something went wrong: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
+
+def digit_heatmap(image: np.ndarray, title: str = "", height: int = 360, colorscale: str = "gray",
+                  zmin: float = 0.0, zmax: float | None = None, show_scale: bool = True) -> go.Figure:
+    """A 2-D array as a Plotly heatmap with hover values, rows top to bottom, square pixels."""
+    fig = go.Figure(go.Heatmap(z=image, colorscale=colorscale, zmin=zmin, zmax=zmax, showscale=show_scale,
+                               hovertemplate="row %{y}, col %{x}: %{z}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
+    fig.update_xaxes(showticklabels=False, constrain="domain")
+    fig.update_layout(title=title or None, height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10))
+    return fig
+
+
+def probability_bars(probs: np.ndarray, height: int = 300, title: str = "") -> go.Figure:
+    """Ten bars, the top class highlighted."""
+    probs = np.asarray(probs, dtype=float)
+    top = int(probs.argmax())
+    colors = ["#ff4b4b" if i == top else "#7f8ea3" for i in range(10)]
+    fig = go.Figure(go.Bar(x=[str(i) for i in range(10)], y=probs, marker_color=colors,
+                           text=[f"{p:.0%}" if p >= 0.01 else "" for p in probs], textposition="outside",
+                           hovertemplate="digit %{x}: %{y:.4f}<extra></extra>"))
+    fig.update_layout(height=height, yaxis=dict(range=[0, 1.1], title="probability"), xaxis_title="digit",
+                      title=title or None, margin=dict(l=10, r=10, t=40 if title else 10, b=10))
+    return fig
+
+
+def sidebar_status() -> None:
+    """The shared sidebar: whether data is present, and runs in progress."""
+    with st.sidebar:
+        st.caption("MNIST Lab · train and look inside small networks")
+        if not data_ready():
+            st.warning("MNIST not downloaded", icon=":material/cloud_off:")
+        try:
+            live = [r for r in runs.list_runs() if r.is_live]
+        except MnistLabError as exc:
+            st.error(str(exc))
+            return
+        for r in live:
+            st.progress(r.progress, text=f"{r.config.get('model')} · {r.status} · {r.progress:.0%}")

@@ -1,0 +1,60 @@
+"""Draw: draw a digit on a canvas and watch a model's prediction change as you draw."""
+
+import numpy as np
+import streamlit as st
+from streamlit_drawable_canvas import st_canvas
+
+from mnist_core.preprocess import canvas_to_mnist
+from mnist_core.predict import predict_proba
+from pages._common import checkpoint_picker, digit_heatmap, load_model, probability_bars, show_error
+
+st.title("Draw")
+st.caption("Draw a digit with the mouse (or a finger). The model sees it the way MNIST was made: cropped, "
+           "fitted into 20x20 and centred by its centre of mass in 28x28.")
+
+st.session_state.setdefault("canvas_version", 0)
+
+left, right = st.columns([1, 1.3], gap="large")
+with left:
+    path = checkpoint_picker("Model", key="draw_checkpoint")
+    # Changing the key mounts a fresh, empty canvas: that is how "Clear" works.
+    canvas = st_canvas(stroke_width=18, stroke_color="#FFFFFF", background_color="#000000", width=280, height=280,
+                       drawing_mode="freedraw", return_image_data=True,
+                       key=f"canvas-{st.session_state.canvas_version}")
+    if st.button("Clear", icon=":material/ink_eraser:"):
+        st.session_state.canvas_version += 1
+        st.session_state.pop("drawing", None)
+        st.rerun()
+
+rgba = canvas.image_data
+image = canvas_to_mnist(rgba) if rgba is not None else np.zeros((28, 28), np.float32)
+has_ink = bool(image.any())
+if has_ink:
+    st.session_state["drawing"] = image  # Inside the network reads it
+
+with right:
+    if path is None:
+        st.stop()
+    try:
+        model, meta = load_model(path)
+    except Exception as exc:  # noqa: BLE001 - shown as one line, never a traceback
+        show_error(exc)
+        st.stop()
+
+    if not has_ink:
+        st.metric("Prediction", "–", help="Draw a digit on the black canvas")
+        st.info("Draw a digit on the canvas: the prediction updates each time you lift the mouse.")
+        st.stop()
+
+    probs = predict_proba(model, image)[0]
+    top = int(probs.argmax())
+    m1, m2 = st.columns([1, 2])
+    with m1:
+        st.metric("Prediction", top, f"{probs[top]:.1%} confidence", delta_color="off", delta_arrow="off")
+        st.plotly_chart(digit_heatmap(image, "What the model sees (28x28)", height=260, show_scale=False),
+                        key="draw_seen")
+    with m2:
+        st.plotly_chart(probability_bars(probs, height=330, title=f"Probabilities · {path.stem}"), key="draw_probs")
+    if st.button("Open in Inside the network", icon=":material/visibility:"):
+        st.session_state["inspect_source"] = {"kind": "drawing"}
+        st.switch_page("pages/inside.py")

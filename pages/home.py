@@ -1,0 +1,76 @@
+"""Home: what the lab is, whether data and default models are present, runs in progress, the way in."""
+
+import streamlit as st
+
+from mnist_core import data, runs
+from mnist_core.checkpoints import list_checkpoints, read_meta
+from mnist_core.errors import MnistLabError
+from pages._common import show_error
+
+st.title("MNIST Lab")
+st.caption("Browse MNIST, train small networks with live charts, look inside them, and draw digits for predictions.")
+
+st.markdown(
+    "MNIST is 70,000 handwritten digits, 28x28 pixels each: 60,000 to train on and 10,000 to test. "
+    "This lab reproduces five classic tutorials on it (from a NumPy two-layer net to LeNet-5) and lets you "
+    "see every step: the data, the training curves, the kernels and feature maps, and the model's answer "
+    "to your own handwriting.")
+
+st.subheader("Status")
+c_data, c_models, c_runs = st.columns(3)
+
+with c_data:
+    if data.is_present():
+        st.success("MNIST is downloaded (60,000 train + 10,000 test images).", icon=":material/check_circle:")
+    else:
+        st.warning("MNIST is not downloaded yet.", icon=":material/cloud_off:")
+        if st.button("Fetch MNIST", type="primary", icon=":material/download:"):
+            bar = st.progress(0.0, text="Starting...")
+            try:
+                data.fetch(progress=lambda fraction, message: bar.progress(min(max(fraction, 0.0), 1.0), text=message))
+            except MnistLabError as exc:
+                show_error(exc)
+            else:
+                st.rerun()
+
+with c_models:
+    checkpoints = list_checkpoints()
+    if checkpoints:
+        lines = []
+        for p in checkpoints[:8]:
+            try:
+                acc = read_meta(p).get("metrics", {}).get("test_accuracy")
+            except MnistLabError:
+                continue
+            lines.append(f"- **{p.stem}**" + (f": {acc:.2%} test accuracy" if acc else ""))
+        st.success(f"{len(checkpoints)} checkpoint(s) ready.", icon=":material/check_circle:")
+        st.markdown("\n".join(lines))
+    else:
+        st.warning("No checkpoints yet: train one, or run `make pretrained`.", icon=":material/warning:")
+
+with c_runs:
+    try:
+        all_runs = runs.list_runs()
+    except MnistLabError as exc:
+        show_error(exc)
+        all_runs = []
+    live = [r for r in all_runs if r.is_live]
+    if live:
+        st.info(f"{len(live)} run(s) in progress.", icon=":material/model_training:")
+        for r in live:
+            st.progress(r.progress, text=f"{r.config.get('model')} · {r.status} · {r.progress:.0%}")
+    else:
+        st.info(f"No run in progress ({len(all_runs)} run(s) so far).", icon=":material/model_training:")
+
+st.subheader("Where to go")
+cols = st.columns(4)
+links = [
+    ("pages/dataset.py", "Dataset", ":material/grid_view:", "The digits as a grid: filter, shuffle, zoom into pixels."),
+    ("pages/train.py", "Train", ":material/model_training:", "Configure a run and watch loss and accuracy live."),
+    ("pages/inside.py", "Inside the network", ":material/visibility:", "Kernels and feature maps, layer by layer."),
+    ("pages/draw.py", "Draw", ":material/draw:", "Draw a digit and get the model's probabilities."),
+]
+for col, (page, label, icon, text) in zip(cols, links):
+    with col.container(border=True):
+        st.page_link(page, label=label, icon=icon)
+        st.caption(text)

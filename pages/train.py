@@ -1,0 +1,282 @@
+"""Train: configure a run, launch it as its own process, watch it live, compare runs.
+
+The form is generated from TrainConfig's fields (the same list the CLI's flags come from). *Start*
+registers a queued run and launches the worker (`python -m mnist_core train --run-id ID`); the page
+only reads the registry, so leaving the page, refreshing or opening a second tab never stops a run.
+While something runs, a fragment polls the registry about once a second and redraws the charts.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from mnist_core import runs, worker
+from mnist_core.errors import MnistLabError
+from mnist_core.models import count_parameters, create_model, layer_table, model_info
+from mnist_core.training import PRESETS, TrainConfig
+from pages._common import require_data, show_error
+
+POLL_SECONDS = 1.0
+CUSTOM = "(custom)"
+FIELDS = TrainConfig.fields()
+
+st.title("Train")
+st.caption("Pick a recipe or set every knob, press Start, and watch the loss and accuracy as the network learns. "
+           "Training runs in its own process: you can leave this page and come back.")
+require_data()
+
+# A browser session's id, recorded as the owner of the runs it starts.
+st.session_state.setdefault("visitor_id", uuid.uuid4().hex[:12])
+
+
+# --- the form ----------------------------------------------------------------------------------
+
+def _set_fields(values: dict) -> None:
+    for f in FIELDS:
+        st.session_state[f"cfg_{f.name}"] = values.get(f.name, f.default)
+
+
+def _apply_preset() -> None:
+    name = st.session_state["preset"]
+    if name != CUSTOM:
+        _set_fields(PRESETS[name].overrides)
+
+
+if "cfg_model" not in st.session_state:
+    _set_fields({})
+
+
+def _field_widget(f) -> None:
+    key, meta, label = f"cfg_{f.name}", f.metadata, f.name.replace("_", " ")
+    if meta["choices"] is not None:
+        st.selectbox(label, meta["choices"], key=key, help=meta["help"])
+    elif isinstance(f.default, int):
+        st.number_input(label, min_value=meta["min"], max_value=meta["max"], step=1, key=key, help=meta["help"])
+    else:
+        st.number_input(label, min_value=float(meta["min"]), max_value=float(meta["max"]), key=key,
+                        help=meta["help"], format="%g", step=None)
+
+
+@st.cache_data(show_spinner=False)
+def architecture_table(name: str) -> tuple[pd.DataFrame, int]:
+    model = create_model(name)
+    return pd.DataFrame(layer_table(model)), count_parameters(model)
+
+
+with st.container(border=True):
+    top = st.columns([2, 3])
+    with top[0]:
+        st.selectbox("Preset", [CUSTOM, *PRESETS], key="preset", on_change=_apply_preset,
+                     help="Each tutorial's recipe, plus fast and best. Choosing one fills in the form.")
+    with top[1]:
+        chosen = st.session_state["preset"]
+        if chosen != CUSTOM:
+            p = PRESETS[chosen]
+            st.caption(p.description + (f" **Article's result:** {p.reported}." if p.reported else ""))
+    cols = st.columns(4)
+    for i, f in enumerate(FIELDS):
+        with cols[i % 4]:
+            _field_widget(f)
+
+    model_name = st.session_state["cfg_model"]
+    table, n_params = architecture_table(model_name)
+    info = model_info(model_name)
+    with st.expander(f"Architecture: {model_name} · {n_params:,} parameters · {info.description}"):
+        st.caption(f"Provenance: {info.provenance}. Output shapes are for one 28x28 input.")
+        st.dataframe(table, hide_index=True, width="stretch")
+
+    start = st.button("Start training", type="primary", icon=":material/play_arrow:")
+
+if start:
+    try:
+        config = TrainConfig.from_dict({f.name: st.session_state[f"cfg_{f.name}"] for f in FIELDS})
+        run_id = runs.create_run(config.to_dict(), owner=st.session_state["visitor_id"])
+        worker.launch(run_id)
+    except MnistLabError as exc:
+        show_error(exc)
+    else:
+        st.session_state["watch_run"] = run_id
+        st.toast(f"Started run {run_id}", icon=":material/play_arrow:")
+
+
+# --- charts ------------------------------------------------------------------------------------
+
+def _ema(values: list[float], alpha: float = 0.05) -> list[float]:
+    out, acc = [], None
+    for v in values:
+        acc = v if acc is None else (1 - alpha) * acc + alpha * v
+        out.append(acc)
+    return out
+
+
+def _thin(rows: list[dict], limit: int = 1500) -> list[dict]:
+    """Plot at most ~limit points: a long run's every step would only slow the browser."""
+    step = max(1, len(rows) // limit)
+    return rows[::step]
+
+
+def curves(metrics: list[dict]) -> tuple[go.Figure, go.Figure]:
+    train = [m for m in metrics if m["split"] == "train"]
+    val = [m for m in metrics if m["split"] == "val"]
+    loss, acc = go.Figure(), go.Figure()
+    if train:
+        steps = [m["step"] for m in train]
+        smoothed_loss, smoothed_acc = _ema([m["loss"] for m in train]), _ema([m["accuracy"] for m in train])
+        thin = _thin(list(zip(steps, [m["loss"] for m in train], smoothed_loss, [m["accuracy"] for m in train],
+                              smoothed_acc)))
+        s, raw_l, sm_l, raw_a, sm_a = (list(col) for col in zip(*thin))
+        loss.add_scatter(x=s, y=raw_l, name="loss (per step)", mode="lines", line=dict(width=1, color="#c7cdd6"))
+        loss.add_scatter(x=s, y=sm_l, name="loss (smoothed)", mode="lines", line=dict(width=2.5, color="#ff4b4b"))
+        acc.add_scatter(x=s, y=sm_a, name="batch accuracy (smoothed)", mode="lines", line=dict(width=2, color="#7f8ea3"))
+    if val:
+        loss.add_scatter(x=[m["step"] for m in val], y=[m["loss"] for m in val], name="validation loss",
+                         mode="lines+markers", line=dict(color="#1f77b4"))
+        acc.add_scatter(x=[m["step"] for m in val], y=[m["accuracy"] for m in val], name="validation accuracy",
+                        mode="lines+markers", line=dict(color="#1f77b4"))
+    loss.update_layout(title="Loss", xaxis_title="step", yaxis_type="log", height=340, margin=dict(t=40, b=10),
+                       legend=dict(orientation="h", y=-0.25))
+    acc.update_layout(title="Accuracy", xaxis_title="step", yaxis=dict(range=[0, 1.01]), height=340,
+                      margin=dict(t=40, b=10), legend=dict(orientation="h", y=-0.25))
+    return loss, acc
+
+
+def _summary(config: dict) -> str:
+    try:
+        return TrainConfig.from_dict(config).summary()
+    except MnistLabError:
+        return "(invalid config)"
+
+
+def _fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "–"
+    s = int(s)
+    return f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+# --- the run being watched ---------------------------------------------------------------------
+
+def watched_run() -> runs.Run | None:
+    """The run this tab follows: the one it started, else the newest live one, else its last one."""
+    all_runs = runs.list_runs()
+    by_id = {r.id: r for r in all_runs}
+    mine = st.session_state.get("watch_run")
+    if mine in by_id and by_id[mine].is_live:
+        return by_id[mine]
+    live = [r for r in all_runs if r.is_live]
+    if live:
+        return live[-1]
+    return by_id.get(mine)
+
+
+def draw_run(run: runs.Run) -> None:
+    metrics = runs.get_metrics(run.id)
+    steps = [m for m in metrics if m["split"] == "train"]
+    last = steps[-1] if steps else None
+    head = st.columns([3, 1])
+    head[0].subheader(f"Run {run.id} · {run.config.get('model')} · {run.status}")
+    if run.is_live:
+        can_cancel = run.owner in (None, st.session_state["visitor_id"])
+        if head[1].button("Cancel", icon=":material/stop:", key=f"cancel-{run.id}", disabled=not can_cancel,
+                          help=None if can_cancel else "Only the browser session that started a run can cancel it"):
+            runs.request_cancel(run.id)
+            st.toast("Cancelling...")
+    if run.status == "queued":
+        st.progress(0.0, text="Queued: loading data and building the model...")
+    elif run.is_live and last:
+        total = last.get("total_steps") or run.total_steps
+        done = last["step"]
+        elapsed = time.time() - (run.started_at or time.time())
+        eta = elapsed / done * (total - done) if total and done else None
+        frac = done / total if total else 0.0
+        st.progress(min(frac, 1.0), text=f"epoch {last['epoch']:.2f} / {run.config.get('epochs')} · step {done}"
+                    + (f" / {total}" if total else "") + f" · ETA {_fmt_seconds(eta)} · "
+                    f"{last['images_per_s'] or 0:,.0f} images/s")
+    elif run.is_live:
+        st.progress(0.0, text="Starting...")
+    if run.status == "completed":
+        st.success(f"Test accuracy **{run.test_accuracy:.2%}** (best validation "
+                   f"{(run.best_val_accuracy or 0):.2%}) in {_fmt_seconds(run.duration)}. "
+                   f"Checkpoint: `{run.checkpoint}`", icon=":material/check_circle:")
+    elif run.status == "failed":
+        st.error(f"This run failed: {run.error}", icon=":material/error:")
+    elif run.status == "cancelled":
+        st.warning("This run was cancelled." + (f" {run.error}" if run.error else ""), icon=":material/stop:")
+    if metrics:
+        loss_fig, acc_fig = curves(metrics)
+        c1, c2 = st.columns(2)
+        c1.plotly_chart(loss_fig, key="live_loss")
+        c2.plotly_chart(acc_fig, key="live_acc")
+
+
+st.divider()
+try:
+    current = watched_run()
+except MnistLabError as exc:
+    show_error(exc)
+    current = None
+
+if current is None:
+    st.info("No runs yet. Press **Start training** to launch one.", icon=":material/info:")
+else:
+    polling = current.is_live
+
+    @st.fragment(run_every=POLL_SECONDS if polling else None)
+    def live_panel(run_id: str, was_live: bool) -> None:
+        worker.reap_workers()
+        try:
+            run = runs.get_run(run_id)
+            draw_run(run)
+        except MnistLabError as exc:
+            show_error(exc)
+            return
+        if was_live and not run.is_live:
+            st.rerun()  # the run ended: redraw the whole page (runs table) and stop polling
+
+    live_panel(current.id, polling)
+
+
+# --- all runs ----------------------------------------------------------------------------------
+
+st.subheader("Runs")
+try:
+    all_runs = runs.list_runs()
+except MnistLabError as exc:
+    show_error(exc)
+    all_runs = []
+if not all_runs:
+    st.caption("Runs you start appear here.")
+else:
+    ordered = list(reversed(all_runs))  # newest first
+    table = pd.DataFrame([{
+        "run": r.id, "status": r.status, "model": r.config.get("model"),
+        "config": _summary(r.config),
+        "best val acc": r.best_val_accuracy, "test acc": r.test_accuracy,
+        "duration": _fmt_seconds(r.duration), "error": r.error or "",
+    } for r in ordered])
+    st.caption("Select runs (tick the rows) to overlay their curves.")
+    event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table",
+                         column_config={"best val acc": st.column_config.NumberColumn(format="percent"),
+                                        "test acc": st.column_config.NumberColumn(format="percent")})
+    picked = [ordered[i] for i in event.selection.rows] if event and event.selection else []
+    if picked:
+        loss_fig, acc_fig = go.Figure(), go.Figure()
+        for r in picked:
+            metrics = runs.get_metrics(r.id)
+            train = _thin([m for m in metrics if m["split"] == "train"])
+            val = [m for m in metrics if m["split"] == "val"]
+            label = f"{r.id[-6:]} {r.config.get('model')}"
+            loss_fig.add_scatter(x=[m["step"] for m in train], y=_ema([m["loss"] for m in train]), name=label,
+                                 mode="lines")
+            acc_fig.add_scatter(x=[m["step"] for m in val], y=[m["accuracy"] for m in val], name=label,
+                                mode="lines+markers")
+        loss_fig.update_layout(title="Training loss (smoothed)", xaxis_title="step", yaxis_type="log", height=340)
+        acc_fig.update_layout(title="Validation accuracy", xaxis_title="step", height=340)
+        c1, c2 = st.columns(2)
+        c1.plotly_chart(loss_fig, key="compare_loss")
+        c2.plotly_chart(acc_fig, key="compare_acc")
