@@ -162,7 +162,8 @@ def _fmt_seconds(s: float | None) -> str:
 # --- the run being watched ---------------------------------------------------------------------
 
 def watched_run() -> runs.Run | None:
-    """The run this tab follows: the one it started, else the newest live one, else its last one."""
+    """The run this tab follows: the one it started while live, else the newest live one, else the
+    one it started, else the newest run."""
     all_runs = runs.list_runs()
     by_id = {r.id: r for r in all_runs}
     mine = st.session_state.get("watch_run")
@@ -171,7 +172,7 @@ def watched_run() -> runs.Run | None:
     live = [r for r in all_runs if r.is_live]
     if live:
         return live[-1]
-    return by_id.get(mine)
+    return by_id.get(mine) or (all_runs[-1] if all_runs else None)
 
 
 def draw_run(run: runs.Run) -> None:

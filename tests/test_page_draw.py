@@ -1,0 +1,75 @@
+"""Draw page: a drawing injected into the canvas's state gives a prediction."""
+
+import base64
+import io
+
+import numpy as np
+from PIL import Image
+
+from apptest_util import messages, open_page
+
+
+def canvas_state(rgba: np.ndarray) -> dict:
+    """What streamlit-drawable-canvas sends back: the drawing's JSON and a PNG data URL."""
+    buf = io.BytesIO()
+    Image.fromarray(rgba).save(buf, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return {"drawing": {"raw": {"objects": [{"type": "path"}]}, "data": url}}
+
+
+def drawn(shape: str) -> np.ndarray:
+    img = np.zeros((280, 280, 4), np.uint8)
+    img[..., 3] = 255  # the canvas has an opaque black background
+    if shape == "one":
+        img[40:240, 130:150, :3] = 255
+    else:  # a ring: "zero"
+        yy, xx = np.mgrid[:280, :280]
+        r = np.sqrt(((yy - 140) / 95.0) ** 2 + ((xx - 140) / 65.0) ** 2)
+        img[(r > 0.8) & (r < 1.0), :3] = 255
+    return img
+
+
+def test_empty_canvas_shows_no_prediction(tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path))
+    at = open_page("pages/draw.py")
+    assert not at.exception, messages(at)
+    assert at.metric[0].label == "Prediction" and at.metric[0].value == "–"
+    assert at.selectbox(key="draw_checkpoint").value == "lenet5.safetensors"
+
+
+def test_drawing_injected_into_canvas_gives_prediction(tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path))
+    at = open_page("pages/draw.py")
+    at.session_state["canvas-0"] = canvas_state(drawn("one"))
+    at.run()
+    assert not at.exception, messages(at)
+    assert at.metric[0].value == "1"
+    seen = at.session_state["drawing"]
+    assert seen.shape == (28, 28) and seen.max() > 0.5
+
+    at.session_state["canvas-0"] = canvas_state(drawn("zero"))
+    at.run()
+    assert at.metric[0].value == "0"
+
+
+def test_clear_resets_the_prediction(tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path))
+    at = open_page("pages/draw.py")
+    at.session_state["canvas-0"] = canvas_state(drawn("one"))
+    at.run()
+    next(b for b in at.button if b.label == "Clear").click()
+    at.run()
+    assert not at.exception, messages(at)
+    assert at.metric[0].value == "–"
+    assert "drawing" not in at.session_state
+
+
+def test_every_model_can_be_chosen(tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path))
+    at = open_page("pages/draw.py")
+    at.session_state["canvas-0"] = canvas_state(drawn("one"))
+    for option in at.selectbox(key="draw_checkpoint").options:
+        at.selectbox(key="draw_checkpoint").set_value(f"{option}.safetensors")
+        at.run()
+        assert not at.exception, (option, messages(at))
+        assert at.metric[0].value in [str(d) for d in range(10)]

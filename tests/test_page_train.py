@@ -1,0 +1,108 @@
+"""Train page: the form, presets, launching a real worker, the runs table, cancel, failures."""
+
+import time
+
+import pytest
+
+from mnist_core import runs
+from mnist_core.training import PRESETS, TrainConfig
+
+from apptest_util import messages, open_page
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("MNIST_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
+    return tmp_path
+
+
+def wait_until_finished(timeout: float = 120) -> runs.Run:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        latest = runs.list_runs()[-1]
+        if not latest.is_live:
+            return latest
+        time.sleep(0.5)
+    raise AssertionError(f"run still {latest.status} after {timeout} s")
+
+
+def test_form_has_every_config_field_and_presets(registry):
+    at = open_page("pages/train.py")
+    assert not at.exception, messages(at)
+    for f in TrainConfig.fields():
+        widget = at.selectbox(key=f"cfg_{f.name}") if f.metadata["choices"] else at.number_input(key=f"cfg_{f.name}")
+        assert widget.value == f.default
+    assert set(PRESETS) <= set(at.selectbox(key="preset").options)
+    assert any("No runs yet" in i.value for i in at.info)
+
+
+def test_choosing_a_preset_fills_in_the_form(registry):
+    at = open_page("pages/train.py")
+    at.selectbox(key="preset").set_value("tutorial-lenet5").run()
+    assert not at.exception, messages(at)
+    assert at.number_input(key="cfg_lr").value == pytest.approx(0.2)
+    assert at.number_input(key="cfg_train_size").value == 2600
+    assert at.selectbox(key="cfg_optimizer").value == "sgd"
+    assert "Article's result" in " ".join(c.value for c in at.caption)
+
+
+def test_model_picker_shows_layers_and_parameters(registry):
+    at = open_page("pages/train.py")
+    at.selectbox(key="cfg_model").set_value("cnn-small").run()
+    assert any("cnn-small · 21,578 parameters" in e.label for e in at.expander)
+
+
+def test_invalid_config_shows_one_line_error_and_starts_nothing(registry):
+    at = open_page("pages/train.py")
+    at.number_input(key="cfg_train_size").set_value(58_000)
+    start = next(b for b in at.button if b.label == "Start training")
+    start.click().run()
+    assert not at.exception, messages(at)
+    assert any("train_size + val_size" in e.value for e in at.error), messages(at)
+    assert runs.list_runs() == []
+
+
+def test_launched_run_completes_and_appears_in_the_table(registry):
+    at = open_page("pages/train.py")
+    at.selectbox(key="cfg_model").set_value("mlp-128-64")
+    at.number_input(key="cfg_train_size").set_value(2000)
+    at.number_input(key="cfg_epochs").set_value(1)
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception, messages(at)
+    assert len(runs.list_runs()) == 1
+    run = wait_until_finished()
+    assert run.status == "completed", run.error
+    assert run.test_accuracy > 0.5
+
+    at.run()
+    assert not at.exception, messages(at)
+    assert any(f"{run.test_accuracy:.2%}" in s.value for s in at.success), messages(at)
+    table = at.dataframe[-1].value
+    assert list(table["run"]) == [run.id] and list(table["status"]) == ["completed"]
+    assert (registry / "checkpoints").glob("mlp-128-64-*.safetensors")
+
+
+def test_cancel_button_cancels_a_live_run(registry):
+    at = open_page("pages/train.py")
+    at.number_input(key="cfg_epochs").set_value(50)  # long enough to still be running when we cancel
+    next(b for b in at.button if b.label == "Start training").click().run()
+    run_id = runs.list_runs()[-1].id
+    deadline = time.time() + 60
+    while runs.get_run(run_id).status != "running" and time.time() < deadline:
+        time.sleep(0.3)
+    at.run()
+    next(b for b in at.button if b.label == "Cancel").click().run()
+    assert not at.exception, messages(at)
+    assert wait_until_finished(60).status == "cancelled"
+    at.run()
+    assert any("cancelled" in w.value for w in at.warning), messages(at)
+
+
+def test_failed_run_shows_its_error_text_not_a_traceback(registry):
+    run_id = runs.create_run(TrainConfig(epochs=1).to_dict())
+    runs.finish_run(run_id, "failed", error="training diverged (loss is nan) at step 3: try a smaller lr")
+    at = open_page("pages/train.py")
+    assert not at.exception, messages(at)
+    assert any("training diverged" in e.value for e in at.error), messages(at)
+    assert list(at.dataframe[-1].value["status"]) == ["failed"]
