@@ -108,10 +108,15 @@ def registry_path(root: Optional[os.PathLike] = None) -> Path:
     return Path(root or runs_dir()) / "registry.sqlite"
 
 
+_initialized: set[Path] = set()
+
+
 @contextmanager
 def connect(root: Optional[os.PathLike] = None):
     """A short-lived connection; commits on success. Each call opens its own: safe across threads."""
     path = registry_path(root)
+    if not path.exists():
+        _initialized.discard(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
@@ -120,11 +125,12 @@ def connect(root: Optional[os.PathLike] = None):
     try:
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout = 30000")
-        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
-        conn.executescript(SCHEMA)
+        if path not in _initialized:  # once per process: WAL is a property of the file, the schema too
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(SCHEMA)
+            _initialized.add(path)
         yield conn
     except sqlite3.OperationalError as exc:
         raise RunError(f"the run registry at {path} cannot be used: {exc}") from None

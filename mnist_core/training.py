@@ -39,6 +39,7 @@ LOSSES = ("cross-entropy", "mse-onehot")
 SCHEDULES = ("none", "step", "onecycle")
 AUGMENTS = ("none", "affine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+BACKENDS = ("torch", "numpy")
 
 
 def _field(default, help: str, choices=None, low=None, high=None):
@@ -67,6 +68,8 @@ class TrainConfig:
     seed: int = _field(0, "random seed (same seed, same run on CPU)", low=0, high=2**31 - 1)
     threads: int = _field(0, "CPU threads (0 = one per core)", low=0, high=256)
     device: str = _field("auto", "device: auto picks cuda, then mps, then cpu", choices=DEVICES)
+    backend: str = _field("torch", "training engine: torch, or numpy (the tutorials' from-scratch MLPs)",
+                          choices=BACKENDS)
 
     @classmethod
     def fields(cls) -> list[dataclasses.Field]:
@@ -106,6 +109,9 @@ class TrainConfig:
                 raise ConfigError(f"{f.name}: {value} is outside the allowed range {meta['min']} to {meta['max']}")
         if self.val_size + max(self.train_size, 1) > 60_000:
             raise ConfigError(f"train_size + val_size must be at most 60000, got {self.train_size} + {self.val_size}")
+        if self.backend == "numpy":
+            from .numpy_backend import check_config  # the from-scratch engine supports a subset
+            check_config(self)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -276,6 +282,9 @@ def train(config: TrainConfig, on_event: Optional[Callable[[dict], None]] = None
           should_stop: Optional[Callable[[], bool]] = None, data_root=None) -> TrainResult:
     """Train `config.model` as the config says; see the module docstring for the events."""
     config.validate()
+    if config.backend == "numpy":
+        from .numpy_backend import train_numpy
+        return train_numpy(config, on_event=on_event, should_stop=should_stop, data_root=data_root)
     emit = on_event or (lambda event: None)
     stop = should_stop or (lambda: False)
     started = time.perf_counter()
