@@ -175,12 +175,3 @@ def mosaic(tiles: np.ndarray, cols: int, gap: int = 1, fill: float = np.nan) -> 
         out[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = tiles[i]
     return out
 
-
-def tile_of(row: int, col: int, tile_shape: tuple[int, int], cols: int, gap: int = 1) -> int | None:
-    """Which tile of a `mosaic` holds pixel (row, col); None on a seam."""
-    h, w = tile_shape
-    r, dr = divmod(row, h + gap)
-    c, dc = divmod(col, w + gap)
-    if dr >= h or dc >= w or c >= cols:
-        return None
-    return r * cols + c

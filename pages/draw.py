@@ -6,6 +6,7 @@ from streamlit_drawable_canvas import st_canvas
 
 from mnist_core.preprocess import canvas_to_mnist
 from mnist_core.predict import predict_proba
+from mnist_core.checkpoints import list_checkpoints
 from pages._common import checkpoint_picker, digit_heatmap, load_model, probability_bars, show_error
 
 st.title("Draw")
@@ -58,3 +59,19 @@ with right:
     if st.button("Open in Inside the network", icon=":material/visibility:"):
         st.session_state["inspect_source"] = {"kind": "drawing"}
         st.switch_page("pages/inside.py")
+
+# --- every model on the same drawing -----------------------------------------------------------
+if st.toggle("Compare models: every checkpoint on this drawing", key="draw_compare"):
+    paths = list_checkpoints()
+    cols = st.columns(min(4, len(paths)))
+    for k, p in enumerate(paths):
+        with cols[k % len(cols)]:
+            try:
+                other, _ = load_model(p)
+            except Exception as exc:  # noqa: BLE001 - one bad checkpoint must not hide the others
+                st.caption(p.stem)
+                show_error(exc)
+                continue
+            probs_k = predict_proba(other, image)[0]
+            st.metric(p.stem, int(probs_k.argmax()), f"{probs_k.max():.1%}", delta_color="off", delta_arrow="off")
+            st.plotly_chart(probability_bars(probs_k, height=220), key=f"compare-{p.stem}")

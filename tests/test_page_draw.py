@@ -73,3 +73,19 @@ def test_every_model_can_be_chosen(tmp_path, monkeypatch):
         at.run()
         assert not at.exception, (option, messages(at))
         assert at.metric[0].value in [str(d) for d in range(10)]
+
+
+def test_compare_models_shows_every_checkpoint(tmp_path, monkeypatch):
+    from mnist_core.checkpoints import list_checkpoints
+
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path))
+    at = open_page("pages/draw.py")
+    at.session_state["canvas-0"] = canvas_state(drawn("one"))
+    at.run()
+    at.toggle(key="draw_compare").set_value(True).run()
+    assert not at.exception, messages(at)
+    names = [m.label for m in at.metric]
+    assert names[0] == "Prediction"
+    assert names[1:] == [p.stem for p in list_checkpoints()]
+    # the strong models agree on a clean vertical stroke
+    assert {m.value for m in at.metric if m.label in ("lenet5", "cnn-small")} == {"1"}

@@ -1,0 +1,220 @@
+"""Dataset: MNIST as a paged 10x10 grid (filter, shuffle, jump), one digit large, and the class statistics.
+
+The grid is one picture (a PNG of the 100-digit mosaic) with an invisible marker over each cell, so
+it draws at once and a click on a cell selects that digit. The chosen index lives in the "Index"
+input's session state, and in st.session_state["inspect_source"] for the Inside the network page.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+
+from mnist_core import inspect
+from mnist_core.data import MNIST_MEAN, MNIST_STD, SPLIT_SIZES
+from pages._common import digit_heatmap, load_split, require_data, tiles_heatmap
+
+PER_PAGE = 100
+COLS = 10
+CELL = 28 + 1          # a digit plus the one-pixel seam after it
+SEAM, EMPTY = 110, 40  # grey levels of the seams and of cells past the last image
+
+st.title("Dataset")
+st.caption("MNIST's handwritten digits, 100 at a time: filter by label, shuffle, click a digit to see its pixels.")
+require_data()
+
+
+# --- cached data and figures ---------------------------------------------------------------------
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def browse_order(split: str, label: int | None, seed: int | None) -> np.ndarray:
+    return inspect.browse_order(load_split(split)[1], label, seed)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def grid_png(split: str, indices: tuple[int, ...]) -> str:
+    """The page's digits as one PNG data URI: 10x10 cells with grey seams; empty cells are dark."""
+    images = load_split(split)[0]
+    tiles = np.full((PER_PAGE, 28, 28), np.nan, np.float32)
+    tiles[:len(indices)] = images[list(indices)]
+    out = np.nan_to_num(inspect.mosaic(tiles, COLS), nan=SEAM)
+    # Cells past the last image: fill them darker than the seams so the grid still reads as 10x10.
+    for i in range(len(indices), PER_PAGE):
+        r, c = divmod(i, COLS)
+        out[r * CELL:r * CELL + 28, c * CELL:c * CELL + 28] = EMPTY
+    buf = io.BytesIO()
+    Image.fromarray(out.astype(np.uint8), mode="L").save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def grid_figure(split: str, indices: np.ndarray, labels: np.ndarray, selected: int | None) -> go.Figure:
+    """The mosaic picture plus one invisible, clickable marker per cell carrying (index, label)."""
+    cells = np.arange(len(indices))
+    rows, cols = np.divmod(cells, COLS)
+    fig = go.Figure([
+        go.Image(source=grid_png(split, tuple(int(i) for i in indices)), hoverinfo="skip"),
+        go.Scatter(x=cols * CELL + 13.5, y=rows * CELL + 13.5, mode="markers",
+                   marker=dict(size=24, opacity=0), customdata=np.stack([indices, labels[indices]], axis=1).tolist(),
+                   hovertemplate="index %{customdata[0]}<br>label %{customdata[1]}<extra></extra>"),
+    ])
+    hits = np.flatnonzero(indices == selected) if selected is not None else []
+    if len(hits):
+        r, c = divmod(int(hits[0]), COLS)
+        fig.add_shape(type="rect", x0=c * CELL - 0.5, x1=c * CELL + 27.5, y0=r * CELL - 0.5, y1=r * CELL + 27.5,
+                      line=dict(color="#ff4b4b", width=3))
+    side = COLS * CELL - 1
+    fig.update_xaxes(visible=False, range=[-0.5, side - 0.5], fixedrange=True)
+    fig.update_yaxes(visible=False, range=[side - 0.5, -0.5], fixedrange=True, scaleanchor="x")
+    fig.update_layout(height=640, margin=dict(l=0, r=0, t=0, b=0), hoverdistance=-1, showlegend=False)
+    return fig
+
+
+@st.cache_data(show_spinner="Computing class statistics...")
+def class_stats(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(count per class, mean image per class in [0,1])."""
+    images, labels = load_split(split)
+    return np.bincount(labels, minlength=10), inspect.class_means(images, labels)
+
+
+@st.cache_data(show_spinner="Computing pixel statistics...")
+def pixel_stats(split: str) -> tuple[float, float]:
+    return inspect.pixel_stats(load_split(split)[0])
+
+
+# --- state and callbacks -------------------------------------------------------------------------
+
+ss = st.session_state
+ss.setdefault("ds_split", "train")
+ss.setdefault("ds_page", 1)
+ss.setdefault("ds_index", 0)
+
+
+def current_order() -> np.ndarray:
+    seed = int(ss.get("ds_seed", 0)) if ss.get("ds_shuffle") else None
+    return browse_order(ss["ds_split"], ss.get("ds_label"), seed)
+
+
+def select(index: int) -> None:
+    ss["ds_index"] = index
+    ss["inspect_source"] = {"kind": "dataset", "split": ss["ds_split"], "index": int(index)}
+
+
+def on_filter_change() -> None:
+    ss["ds_page"] = 1
+
+
+def on_page_step(step: int) -> None:
+    n_pages = max(1, math.ceil(len(current_order()) / PER_PAGE))
+    ss["ds_page"] = min(max(1, ss["ds_page"] + step), n_pages)
+
+
+def on_index_change() -> None:
+    """Jump: show the page holding this index (if the filter lets it in) and select it."""
+    index = ss["ds_index"]
+    position = np.flatnonzero(current_order() == index)
+    if len(position):
+        ss["ds_page"] = int(position[0]) // PER_PAGE + 1
+    select(index)
+
+
+def on_grid_select() -> None:
+    points = ss["ds_grid"]["selection"]["points"]
+    if points:
+        custom = points[0]["customdata"]  # [index, label]; a typed-array row would arrive as {"0": .., "1": ..}
+        select(int(custom["0"] if isinstance(custom, dict) else custom[0]))
+
+
+# --- controls ------------------------------------------------------------------------------------
+
+c_split, c_label, c_shuffle, c_seed, c_index = st.columns([1.2, 1, 0.8, 1, 1.2], vertical_alignment="bottom")
+split = c_split.radio("Split", ["train", "test"], key="ds_split", horizontal=True, on_change=on_filter_change,
+                      format_func=lambda s: f"{s} ({SPLIT_SIZES[s]:,})")
+label = c_label.selectbox("Label", [None, *range(10)], key="ds_label", on_change=on_filter_change,
+                          format_func=lambda v: "all digits" if v is None else str(v))
+shuffle = c_shuffle.checkbox("Shuffle", key="ds_shuffle", on_change=on_filter_change)
+seed = c_seed.number_input("Seed", min_value=0, max_value=2**31 - 1, key="ds_seed", disabled=not shuffle,
+                           on_change=on_filter_change)
+
+images, labels = load_split(split)
+ss["ds_index"] = min(ss["ds_index"], len(images) - 1)  # the test split is shorter than train
+c_index.number_input("Index (jump to an image)", min_value=0, max_value=len(images) - 1, key="ds_index",
+                     on_change=on_index_change)
+
+order = browse_order(split, label, int(seed) if shuffle else None)
+n_pages = max(1, math.ceil(len(order) / PER_PAGE))
+ss["ds_page"] = min(max(1, ss["ds_page"]), n_pages)
+
+left, right = st.columns([3, 2], gap="large")
+
+with left:
+    c_prev, c_page, c_next, c_info = st.columns([0.6, 1, 0.6, 2.4], vertical_alignment="bottom")
+    c_prev.button(":material/chevron_left:", key="ds_prev", help="Previous page", on_click=on_page_step, args=(-1,),
+                  disabled=ss["ds_page"] <= 1, width="stretch")
+    page = c_page.number_input(f"Page (of {n_pages:,})", min_value=1, max_value=n_pages, key="ds_page")
+    c_next.button(":material/chevron_right:", key="ds_next", help="Next page", on_click=on_page_step, args=(1,),
+                  disabled=ss["ds_page"] >= n_pages, width="stretch")
+    shown = order[(page - 1) * PER_PAGE:page * PER_PAGE]
+    what = "images" if label is None else f"images with label {label}"
+    order_text = f", shuffled with seed {seed}" if shuffle else ""
+    if len(shown):
+        c_info.caption(f"Showing {(page - 1) * PER_PAGE + 1:,}-{(page - 1) * PER_PAGE + len(shown):,} "
+                       f"of {len(order):,} {what} in the {split} split{order_text}.")
+    if len(order) == 0:
+        st.info(f"The {split} split has no {what}.")
+    else:
+        st.plotly_chart(grid_figure(split, shown, labels, ss["ds_index"]), key="ds_grid", on_select=on_grid_select,
+                        selection_mode="points", config={"displayModeBar": False})
+        with st.expander("Labels on this page, row by row"):
+            st.code("\n".join(" ".join(str(labels[i]) for i in shown[r:r + COLS])
+                              for r in range(0, len(shown), COLS)), language=None)
+
+with right:
+    index = int(ss["ds_index"])
+    st.subheader(f"{split} image {index:,} · label {labels[index]}")
+    show_values = st.toggle("Print pixel values on the image", key="ds_values")
+    fig = digit_heatmap(images[index], height=460, zmax=255)
+    fig.update_xaxes(showgrid=False, zeroline=False)
+    fig.update_yaxes(showgrid=False, zeroline=False, constrain="domain")
+    if show_values:
+        fig.update_traces(texttemplate="%{z}", textfont=dict(size=7))
+    st.plotly_chart(fig, config={"displayModeBar": False})
+    st.caption("Pixels are 0 (background) to 255 (ink); hover for each value. Models see them divided by 255.")
+    if st.button("Open in Inside the network", icon=":material/visibility:", type="primary", key="ds_open"):
+        ss["inspect_source"] = {"kind": "dataset", "split": split, "index": index}
+        st.switch_page("pages/inside.py")
+
+st.divider()
+st.header("Statistics")
+counts = {s: class_stats(s)[0] for s in ("train", "test")}
+c_counts, c_norm = st.columns([3, 2], gap="large")
+with c_counts:
+    st.subheader("Images per class")
+    fig = go.Figure([go.Bar(name=s, x=[str(d) for d in range(10)], y=counts[s], text=counts[s], textposition="outside",
+                            textangle=0, textfont=dict(size=9),
+                            hovertemplate=f"{s}: digit %{{x}}, %{{y:,}} images<extra></extra>")
+                     for s in ("train", "test")])
+    fig.update_xaxes(type="category")
+    fig.update_layout(barmode="group", height=320, xaxis_title="digit", yaxis_title="images",
+                      margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h", y=1.1))
+    st.plotly_chart(fig)
+with c_norm:
+    st.subheader("Normalization")
+    mean, std = pixel_stats("train")
+    m1, m2 = st.columns(2)
+    m1.metric("Pixel mean (train)", f"{mean:.4f}", help="over all 60,000 x 784 training pixels, scaled to [0,1]")
+    m2.metric("Pixel std (train)", f"{std:.4f}")
+    m1.metric("MNIST_MEAN (models use)", f"{MNIST_MEAN:.4f}")
+    m2.metric("MNIST_STD (models use)", f"{MNIST_STD:.4f}")
+    st.caption("Every model subtracts the mean and divides by the std inside itself, so its inputs are "
+               "centred near 0 with unit spread; the constants in mnist_core.data are these numbers rounded.")
+
+st.subheader(f"Mean image of each class ({split} split)")
+means = class_stats(split)[1]
+st.plotly_chart(tiles_heatmap(means, 10, hover="digit %{customdata[0]}", zmin=0, zmax=1,
+                              x_ticks=[str(d) for d in range(10)], show_scale=False), config={"displayModeBar": False})

@@ -1,0 +1,179 @@
+"""Evaluate: a checkpoint on the test set (confusion matrix you can click into, the mistakes,
+per-class precision and recall), model cards for every architecture and checkpoint, and runs
+compared against a baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from mnist_core import evaluate as ev
+from mnist_core import runs
+from mnist_core.checkpoints import list_checkpoints
+from mnist_core.errors import MnistLabError
+from pages._common import checkpoint_picker, load_model, load_split, require_data, show_error
+
+GALLERY_SIZE = 40
+
+st.title("Evaluate")
+st.caption("How good is a model, and where does it go wrong? Click a cell of the confusion matrix to see "
+           "exactly those test images.")
+require_data()
+
+
+@st.cache_data(show_spinner="Evaluating on the 10,000 test images...", max_entries=16)
+def test_predictions(path: str, mtime: float) -> ev.Predictions:
+    model, _ = load_model(path)
+    images, labels = load_split("test")
+    return ev.predictions(model, images, labels)
+
+
+@st.cache_data(show_spinner="Measuring every model...")
+def model_cards(paths: tuple[str, ...], mtimes: tuple[float, ...]) -> pd.DataFrame:
+    rows = ev.architecture_cards()
+    for path in paths:
+        try:
+            model, meta = load_model(path)
+        except MnistLabError:
+            continue
+        rows.append(ev.model_card(model, Path(path).stem, meta.get("metrics", {}).get("test_accuracy")))
+    return pd.DataFrame(rows)
+
+
+def confusion_figure(cm: np.ndarray) -> go.Figure:
+    off_diag = cm.astype(float).copy()
+    np.fill_diagonal(off_diag, np.nan)
+    digits = list(range(10))
+    fig = go.Figure(go.Heatmap(z=np.log1p(cm), x=digits, y=digits, colorscale="Blues", showscale=False,
+                               text=cm, texttemplate="%{text}", customdata=cm,
+                               hovertemplate="true %{y}, predicted %{x}: %{customdata} images<extra></extra>"))
+    # Invisible markers on every cell make each cell clickable (a Plotly selection event).
+    xs, ys = np.meshgrid(digits, digits)
+    fig.add_scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", hoverinfo="skip", showlegend=False,
+                    marker=dict(size=34, symbol="square", color="rgba(0,0,0,0)"))
+    fig.update_xaxes(title="predicted", dtick=1, side="top")
+    fig.update_yaxes(title="true", dtick=1, autorange="reversed", scaleanchor="x")
+    fig.update_layout(height=520, margin=dict(l=10, r=10, t=60, b=10), clickmode="event+select",
+                      dragmode=False)
+    return fig
+
+
+def confusion_tab() -> None:
+    """A checkpoint on the test set: metrics, the clickable confusion matrix, the cell's gallery."""
+    path = checkpoint_picker(key="eval_checkpoint")
+    if path is None:
+        return
+    try:
+        preds = test_predictions(str(path), path.stat().st_mtime)
+    except (MnistLabError, OSError) as exc:
+        show_error(exc)
+        return
+    cm = ev.confusion_matrix(preds.labels, preds.predicted)
+    wrong = ev.mistakes(preds)
+    worst = tuple(int(v) for v in np.unravel_index(np.where(np.eye(10, dtype=bool), -1, cm).argmax(), cm.shape))
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Test accuracy", f"{preds.accuracy:.2%}")
+    m2.metric("Mistakes", f"{len(wrong):,}", help="out of 10,000 test images")
+    m3.metric("Most confused", "{} → {}".format(*worst), help="true → predicted")
+
+    left, right = st.columns([1.1, 1])
+    with left:
+        event = st.plotly_chart(confusion_figure(cm), key="confusion", on_select="rerun",
+                                selection_mode="points")
+        points = (event or {}).get("selection", {}).get("points", [])
+        if points:
+            clicked = (int(round(points[0]["y"])), int(round(points[0]["x"])))
+            if st.session_state.get("cm_clicked") != clicked:  # a new click drives the selectors
+                st.session_state["cm_clicked"] = clicked
+                st.session_state["cm_true"], st.session_state["cm_pred"] = clicked
+    with right:
+        st.dataframe(pd.DataFrame(ev.per_class(cm)), hide_index=True,
+                     column_config={"precision": st.column_config.NumberColumn(format="%.4f"),
+                                    "recall": st.column_config.NumberColumn(format="%.4f")})
+
+    st.session_state.setdefault("cm_true", worst[0])
+    st.session_state.setdefault("cm_pred", worst[1])
+    s1, s2, s3 = st.columns([1, 1, 3])
+    true = s1.selectbox("True label", range(10), key="cm_true")
+    pred = s2.selectbox("Predicted label", range(10), key="cm_pred")
+    every_mistake = s3.toggle("Every mistake instead of one cell", key="cm_every_mistake")
+    if every_mistake:
+        idx = wrong
+        st.subheader(f"All {len(idx)} mistakes")
+    else:
+        idx = ev.cell_indices(preds, true, pred)
+        st.subheader(f"True {true}, predicted {pred}: {len(idx)} image(s)")
+    if len(idx) == 0:
+        st.info("No test image falls in this cell.")
+    else:
+        kind = "correct answers" if (true == pred and not every_mistake) else "mistakes"
+        st.caption(f"Most confident {kind} first; showing {min(len(idx), GALLERY_SIZE)} of {len(idx)}. "
+                   "Each caption: test index · true → predicted (confidence).")
+        images, _ = load_split("test")
+        cols = st.columns(8)
+        for k, i in enumerate(idx[:GALLERY_SIZE]):
+            cols[k % 8].image(images[i], width=72, caption=f"#{i} · {preds.labels[i]} → {preds.predicted[i]} "
+                                                            f"({preds.confidence[i]:.0%})")
+        o1, o2 = st.columns([1, 3])
+        chosen = o1.selectbox("Image", idx[:GALLERY_SIZE].tolist(), format_func=lambda i: f"test #{i}",
+                              key="cm_open_index")
+        if o2.button("Open in Inside the network", icon=":material/visibility:"):
+            st.session_state["inspect_source"] = {"kind": "dataset", "split": "test", "index": int(chosen)}
+            st.switch_page("pages/inside.py")
+
+
+def cards_tab() -> None:
+    """One table over every architecture and checkpoint."""
+    st.caption("Every architecture (untrained) and every checkpoint: layers with output shapes, parameters, "
+               "FLOPs per image (torch.utils.flop_counter), single-image CPU latency (median, one thread), "
+               "test accuracy, and for the tutorial architectures what the article reports.")
+    paths = [str(p) for p in list_checkpoints()]
+    cards = model_cards(tuple(paths), tuple(Path(p).stat().st_mtime for p in paths))
+    st.dataframe(cards, hide_index=True, column_config={
+        "test accuracy": st.column_config.NumberColumn(format="percent"),
+        "MFLOPs / image": st.column_config.NumberColumn(format="%.2f"),
+        "latency ms (CPU, 1 thread)": st.column_config.NumberColumn(format="%.3f"),
+        "parameters": st.column_config.NumberColumn(format="localized")})
+
+
+def runs_tab() -> None:
+    """Completed runs against a baseline run, with a CSV download."""
+    try:
+        finished = [r for r in runs.list_runs() if r.status == "completed"]
+    except MnistLabError as exc:
+        show_error(exc)
+        finished = []
+    if len(finished) < 2:
+        st.info("Compare needs at least two completed runs: start some on the Train page.")
+    else:
+        labels = {r.id: f"{r.id} · {r.config.get('model')} · {r.test_accuracy:.2%}" for r in finished}
+        baseline_id = st.selectbox("Baseline run", list(labels), format_func=labels.get, key="baseline_run")
+        rest = [i for i in labels if i != baseline_id]
+        others_ids = st.multiselect("Compare with", rest, default=rest[-3:], format_func=labels.get,
+                                    key="compare_runs")
+        by_id = {r.id: r for r in finished}
+        rows = ev.compare_runs(by_id[baseline_id], [by_id[i] for i in others_ids])
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
+        st.download_button("Download comparison (CSV)", ev.to_csv(rows), file_name="run-comparison.csv",
+                           mime="text/csv", icon=":material/download:")
+        fig = go.Figure()
+        for run_id in [baseline_id, *others_ids]:
+            val = runs.get_metrics(run_id, split="val")
+            fig.add_scatter(x=[m["epoch"] for m in val], y=[m["accuracy"] for m in val], mode="lines+markers",
+                            name=("baseline " if run_id == baseline_id else "") + labels[run_id],
+                            line=dict(width=4 if run_id == baseline_id else 2))
+        fig.update_layout(title="Validation accuracy", xaxis_title="epoch", height=380)
+        st.plotly_chart(fig, key="compare_curves")
+
+
+# Lazy tabs: only the open tab computes (model cards measure every model).
+tab_eval, tab_cards, tab_runs = st.tabs(["Confusion matrix", "Model cards", "Compare runs"], key="eval_tab",
+                                        on_change="rerun")
+for tab, draw in ((tab_eval, confusion_tab), (tab_cards, cards_tab), (tab_runs, runs_tab)):
+    if tab.open:
+        with tab:
+            draw()

@@ -1,0 +1,241 @@
+"""Inside the network: one image through one checkpoint; its kernels, feature maps or templates, and its answer.
+
+The input is a dataset image (by index, or the n-th / a random image of a label) or the Draw page's
+drawing. st.session_state["inspect_source"] says which ({"kind": "dataset", "split", "index"} or
+{"kind": "drawing"}): the Dataset and Draw pages set it to send an image here, and this page keeps
+it up to date so coming back shows the same image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from mnist_core import inspect
+from mnist_core.data import SPLIT_SIZES
+from mnist_core.models import layer_table, model_info
+from pages._common import (checkpoint_picker, digit_heatmap, load_model, load_split, probability_bars,
+                           require_data, show_error, tiles_heatmap)
+
+FULL_GRID_MAX = 256   # kernels of a multi-input layer are all shown up to this many; past it, one view
+KINDS = {"dataset": "Dataset image", "drawing": "My drawing"}
+
+st.title("Inside the network")
+st.caption("Feed one image through a trained network: see its kernels, what each layer makes of the image, "
+           "and its answer.")
+
+ss = st.session_state
+
+
+def apply_source(source) -> None:
+    """Point the input widgets at `source` (from the Dataset or Draw page), if it makes sense."""
+    if not isinstance(source, dict):
+        return
+    if source.get("kind") == "drawing":
+        ss["inside_kind"] = "drawing"
+    elif (source.get("kind") == "dataset" and source.get("split") in SPLIT_SIZES
+          and isinstance(source.get("index"), (int, np.integer))
+          and 0 <= source["index"] < SPLIT_SIZES[source["split"]]):
+        ss["inside_kind"] = "dataset"
+        ss["inside_split"] = source["split"]
+        ss["inside_pick"] = "index"
+        ss["inside_index"] = int(source["index"])
+
+
+# A new source from another page, or a fresh visit (this page's widget state is gone): follow it.
+source = ss.get("inspect_source")
+if source is not None and (source != ss.get("_inside_applied") or "inside_kind" not in ss):
+    apply_source(source)
+ss.setdefault("inside_kind", "dataset")
+
+
+# --- cached computations (keyed by the checkpoint file's path and mtime, not the model object) -----
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def run_image(_model, model_key: tuple, image: np.ndarray):
+    return inspect.feature_maps(_model, image)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def model_weights(_model, model_key: tuple):
+    if inspect.is_convnet(_model):
+        return inspect.conv_kernels(_model)
+    return inspect.first_layer_templates(_model)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def layers(_model, model_key: tuple):
+    return layer_table(_model)
+
+
+def roll_random_nth(count: int) -> None:
+    ss["inside_nth"] = int(np.random.default_rng().integers(1, count + 1))
+
+
+# --- choose a checkpoint and an input ------------------------------------------------------------
+
+c_ckpt, c_kind, c_pick = st.columns([1, 1, 2.4], vertical_alignment="bottom")
+with c_ckpt:
+    path = checkpoint_picker(key="inside_checkpoint")
+kind = c_kind.radio("Input", list(KINDS), key="inside_kind", format_func=KINDS.get, horizontal=True)
+
+truth = None
+if kind == "dataset":
+    require_data()
+    with c_pick:
+        p_split, p_pick, p_which, p_more = st.columns([1.1, 1.1, 1, 1], vertical_alignment="bottom")
+        split = p_split.radio("Split", ["test", "train"], key="inside_split", horizontal=True)
+        images, labels = load_split(split)
+        pick = p_pick.radio("Pick", ["index", "label"], key="inside_pick", horizontal=True,
+                            format_func=lambda p: f"by {p}")
+        if pick == "index":
+            ss["inside_index"] = min(ss.get("inside_index", 0), len(images) - 1)
+            index = int(p_which.number_input("Index", min_value=0, max_value=len(images) - 1, key="inside_index"))
+        else:
+            label = p_which.selectbox("Label", range(10), key="inside_label")
+            members = np.flatnonzero(labels == label)
+            ss["inside_nth"] = min(max(1, ss.get("inside_nth", 1)), len(members))
+            nth = p_more.number_input(f"n-th of {len(members):,}", min_value=1, max_value=len(members),
+                                      key="inside_nth", help="1 = the first image with this label in the split")
+            st.button("Random image of this label", icon=":material/casino:", key="inside_random",
+                      on_click=roll_random_nth, args=(len(members),))
+            index = int(members[nth - 1])
+    image = images[index].astype(np.float32) / 255.0
+    truth = int(labels[index])
+    input_title = f"{split} image {index:,} · label {truth}"
+    ss["inspect_source"] = {"kind": "dataset", "split": split, "index": index}
+else:
+    drawing = ss.get("drawing")
+    if drawing is None or np.shape(drawing) != (28, 28):
+        st.info("No drawing yet: draw a digit on the Draw page, then come back.", icon=":material/draw:")
+        st.page_link("pages/draw.py", label="Go to Draw", icon=":material/draw:")
+        st.stop()
+    image = np.clip(np.asarray(drawing, dtype=np.float32), 0.0, 1.0)
+    input_title = "your drawing, as the model sees it"
+    ss["inspect_source"] = {"kind": "drawing"}
+ss["_inside_applied"] = ss["inspect_source"]
+
+if path is None:
+    st.stop()
+try:
+    model, meta = load_model(path)
+    model_key = (str(path), path.stat().st_mtime)
+    maps, probs = run_image(model, model_key, image)
+    weights = model_weights(model, model_key)
+except Exception as exc:  # noqa: BLE001 - a bad checkpoint is the user's to fix: one line, no traceback
+    show_error(exc)
+    st.stop()
+
+# --- the input, the answer, the model ------------------------------------------------------------
+
+c_input, c_probs, c_model = st.columns([1, 1.3, 1], gap="large")
+with c_input:
+    st.subheader("Input")
+    fig = digit_heatmap(image, title=input_title, height=330, zmax=1.0, show_scale=False)
+    fig.update_xaxes(showgrid=False, zeroline=False)
+    fig.update_yaxes(showgrid=False, zeroline=False, constrain="domain")
+    st.plotly_chart(fig, config={"displayModeBar": False})
+with c_probs:
+    st.subheader("Output")
+    top = int(probs.argmax())
+    verdict = "" if truth is None else (" (correct)" if top == truth else f" (the label is {truth})")
+    st.markdown(f"Predicts **{top}** with {probs[top]:.1%} probability{verdict}.")
+    fig = probability_bars(probs, height=280)
+    fig.update_xaxes(type="category")  # every digit gets its tick
+    st.plotly_chart(fig, config={"displayModeBar": False})
+with c_model:
+    st.subheader("Model")
+    arch = meta.get("architecture", "")
+    st.markdown(f"**{path.stem}**: {model_info(arch).description}" if arch else f"**{path.stem}**")
+    accuracy = (meta.get("metrics") or {}).get("test_accuracy")
+    if accuracy is not None:
+        st.metric("Test accuracy", f"{accuracy:.2%}")
+    with st.expander("Layers"):
+        st.dataframe(layers(model, model_key), hide_index=True)
+
+
+def diverging(tiles: np.ndarray, percentile: float = 100.0) -> dict:
+    """Colour-scale arguments: red positive, blue negative, white at zero, symmetric about it.
+
+    The bound is the largest |value|, or a high percentile of them where a few outliers would wash
+    out everything else (values past it are drawn at full colour).
+    """
+    bound = float(np.percentile(np.abs(tiles), percentile)) or 1.0
+    return dict(colorscale="RdBu_r", zmid=0.0, zmin=-bound, zmax=bound)
+
+
+def activation_bars(values: np.ndarray, unit: str) -> go.Figure:
+    fig = go.Figure(go.Bar(x=np.arange(len(values)), y=values, marker_color="#7f8ea3",
+                           hovertemplate=f"{unit} %{{x}}: %{{y:.4g}}<extra></extra>"))
+    fig.update_layout(height=240, xaxis_title=unit, yaxis_title="activation", bargap=0.1,
+                      margin=dict(l=10, r=10, t=10, b=10))
+    return fig
+
+
+# --- convolutional networks: kernels and feature maps --------------------------------------------
+
+if inspect.is_convnet(model):
+    st.header("Kernels")
+    st.caption("Each convolution's weights. Red is positive, blue negative, white zero; one colour scale per layer.")
+    for name, w in weights:
+        out, cin, kh, kw = w.shape
+        st.subheader(f"{name} · {out} kernels of {cin}x{kh}x{kw}")
+        if cin == 1:
+            st.plotly_chart(tiles_heatmap(w[:, 0], min(out, 16), hover="kernel %{customdata[0]}", **diverging(w),
+                                          max_height=400), config={"displayModeBar": False})
+        elif out * cin <= FULL_GRID_MAX:
+            tiles = w.reshape(out * cin, kh, kw)
+            ids = np.stack(np.divmod(np.arange(out * cin), cin), axis=1)
+            st.caption("A row per output channel, a column per input channel.")
+            st.plotly_chart(tiles_heatmap(tiles, cin, hover="output %{customdata[0]}, input %{customdata[1]}",
+                                          tile_ids=ids, x_ticks=[f"in {i}" for i in range(cin)],
+                                          y_ticks=[f"out {o}" for o in range(out)], max_height=700, **diverging(w)),
+                            config={"displayModeBar": False})
+        else:
+            view = st.selectbox(f"{name}: {out * cin:,} kernels; show", [None, *range(cin)], key=f"inside_view_{name}",
+                                format_func=lambda v: "the mean over input channels" if v is None
+                                else f"input channel {v}")
+            tiles = w.mean(axis=1) if view is None else w[:, view]
+            st.plotly_chart(tiles_heatmap(tiles, 16, hover="output %{customdata[0]}", **diverging(tiles),
+                                          max_height=700), config={"displayModeBar": False})
+
+    st.header("Feature maps")
+    st.caption("What each layer makes of the input: one small image per channel (after ReLU and pooling).")
+    for name, fmap in maps:
+        channels, height, width = fmap.shape
+        st.subheader(f"{name} · {channels} x {height} x {width}")
+        if height * width == 1:
+            st.plotly_chart(activation_bars(fmap[:, 0, 0], "channel"), config={"displayModeBar": False})
+            continue
+        low = float(fmap.min())
+        scale = dict(colorscale="Viridis", zmin=0.0, zmax=float(fmap.max()) or 1.0) if low >= 0 else diverging(fmap)
+        st.plotly_chart(tiles_heatmap(fmap, min(channels, 8 if width >= 10 else 16), hover="channel %{customdata[0]}",
+                                      max_height=700, **scale), config={"displayModeBar": False})
+
+# --- MLPs: first-layer templates and hidden activations ------------------------------------------
+
+else:
+    templates = weights
+    hidden = len(templates)
+    first = maps[0][1] if maps else np.zeros(hidden)
+    st.header("First-layer templates")
+    st.caption("Each first-layer unit weighs all 784 pixels; drawn as 28x28, red pixels push the unit up and blue "
+               "ones down (one colour scale for all, saturating at the 99.5th percentile of |weight|). A unit's "
+               "activation is how well the input matches it, plus its bias, through a ReLU.")
+    c_count, c_order = st.columns([1, 2])
+    counts = [n for n in (16, 32, 64, 128, 256, 512) if n < hidden] + [hidden]
+    count = c_count.select_slider("Units to show", counts, value=min(64, hidden) if 64 in counts else hidden,
+                                  key="inside_units")
+    order_by = c_order.radio("Order", ["active", "number"], key="inside_units_order", horizontal=True,
+                             format_func=lambda o: "most active for this input first" if o == "active"
+                             else "by unit number")
+    units = np.argsort(-first, kind="stable")[:count] if order_by == "active" else np.arange(count)
+    st.plotly_chart(tiles_heatmap(templates[units], 16, hover="unit %{customdata[0]}", tile_ids=units[:, None],
+                                  max_height=900, **diverging(templates, 99.5)), config={"displayModeBar": False})
+
+    st.header("Hidden activations")
+    st.caption("The output of each hidden layer's ReLU for this input: one bar per unit.")
+    for name, values in maps:
+        st.subheader(f"{name} · {values.size} units")
+        st.plotly_chart(activation_bars(values.reshape(-1), "unit"), config={"displayModeBar": False})

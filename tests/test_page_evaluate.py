@@ -1,0 +1,96 @@
+"""Evaluate page: the confusion matrix you can click into, model cards, run comparison."""
+
+import numpy as np
+import pytest
+
+from mnist_core import evaluate as ev
+from mnist_core import runs
+from mnist_core.checkpoints import default_checkpoint, load_checkpoint
+from mnist_core.data import load_mnist
+from mnist_core.training import TrainConfig
+
+from apptest_util import messages, open_page
+
+
+@pytest.fixture(scope="module")
+def lenet_predictions():
+    model, _ = load_checkpoint(default_checkpoint("lenet5"))
+    images, labels = load_mnist("test")
+    return ev.predictions(model, images.numpy(), labels.numpy())
+
+
+@pytest.fixture
+def page(tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path / "runs"))
+    at = open_page("pages/evaluate.py")
+    assert not at.exception, messages(at)
+    return at
+
+
+def click_cell(at, true: int, predicted: int):
+    """What a click on a confusion-matrix cell sends back: one selected point at (predicted, true)."""
+    at.session_state["confusion"] = {"selection": {"points": [{"x": predicted, "y": true}], "point_indices": [],
+                                                    "box": [], "lasso": []}}
+    return at.run()
+
+
+def test_accuracy_and_most_confused_cell_shown(page, lenet_predictions):
+    assert page.metric[0].value == f"{lenet_predictions.accuracy:.2%}"
+    mistakes = len(ev.mistakes(lenet_predictions))
+    assert page.metric[1].value == f"{mistakes:,}"
+
+
+def test_clicking_a_cell_shows_exactly_those_images(page, lenet_predictions):
+    cm = ev.confusion_matrix(lenet_predictions.labels, lenet_predictions.predicted)
+    true, predicted = 7, 2
+    click_cell(page, true, predicted)
+    assert not page.exception, messages(page)
+    assert page.subheader[0].value == f"True {true}, predicted {predicted}: {cm[true, predicted]} image(s)"
+    expected = ev.cell_indices(lenet_predictions, true, predicted)[:40]
+    captions = [caption for img in page.get("image") for caption in img.captions]
+    shown = [int(c.split(" ")[0][1:]) for c in captions]
+    assert shown == expected.tolist()
+
+
+def test_diagonal_cell_shows_correct_answers(page):
+    click_cell(page, 3, 3)
+    assert "image(s)" in page.subheader[0].value
+    assert any("correct answers" in c.value for c in page.caption)
+
+
+def test_every_mistake_toggle(page, lenet_predictions):
+    page.toggle(key="cm_every_mistake").set_value(True).run()
+    assert page.subheader[0].value == f"All {len(ev.mistakes(lenet_predictions))} mistakes"
+
+
+def test_open_in_inside_the_network(page, lenet_predictions):
+    click_cell(page, 9, 4)
+    next(b for b in page.button if b.label == "Open in Inside the network").click().run()
+    first = int(ev.cell_indices(lenet_predictions, 9, 4)[0])
+    assert page.session_state["inspect_source"] == {"kind": "dataset", "split": "test", "index": first}
+
+
+def test_model_cards_cover_every_architecture_and_checkpoint(page):
+    page.session_state["eval_tab"] = "Model cards"
+    page.run()
+    assert not page.exception, messages(page)
+    cards = page.dataframe[0].value
+    assert {"lenet5", "cnn-strong", "mlp-50"} <= set(cards["architecture"])
+    lenet_ckpt = cards[(cards["model"] == "lenet5") & (cards["kind"] == "checkpoint")]
+    assert lenet_ckpt["test accuracy"].iloc[0] >= 0.99
+    assert (cards["MFLOPs / image"] > 0).all() and (cards["parameters"] > 0).all()
+
+
+def test_compare_runs_against_a_baseline(page):
+    for acc in (0.97, 0.98, 0.99):
+        run_id = runs.create_run(TrainConfig(epochs=1).to_dict())
+        runs.add_metrics(run_id, [{"step": 10, "epoch": 1.0, "split": "val", "loss": 0.1, "accuracy": acc}])
+        runs.finish_run(run_id, "completed", best_val_accuracy=acc, test_accuracy=acc, test_loss=0.1)
+    page.session_state["eval_tab"] = "Compare runs"
+    page.run()
+    assert not page.exception, messages(page)
+    table = page.dataframe[0].value
+    assert len(table) == 3
+    assert table["Δ test_accuracy"].iloc[0] == 0
+    assert np.allclose(sorted(table["Δ test_accuracy"].iloc[1:]), [0.01, 0.02])
+    assert page.get("download_button")
