@@ -13,7 +13,7 @@ import streamlit as st
 
 from mnist_core import evaluate as ev
 from mnist_core import runs
-from mnist_core.checkpoints import list_checkpoints
+from mnist_core.checkpoints import default_checkpoint, list_checkpoints
 from mnist_core.errors import MnistLabError
 from pages._common import checkpoint_picker, load_model, load_split, require_data, show_error
 
@@ -138,6 +138,27 @@ def cards_tab() -> None:
         "MFLOPs / image": st.column_config.NumberColumn(format="%.2f"),
         "latency ms (CPU, 1 thread)": st.column_config.NumberColumn(format="%.3f"),
         "parameters": st.column_config.NumberColumn(format="localized")})
+
+    st.subheader("From scratch: NumPy operators against torch (tutorial 4's check)")
+    st.caption("LeNet-5's layers written by hand in NumPy (im2col convolution, max and average pooling) on a "
+               "batch of 64, with the lenet5 checkpoint's weights: time per batch (best of 5) and the largest "
+               "difference from torch's output.")
+    lenet = default_checkpoint("lenet5")
+    if lenet is None:
+        st.info("The lenet5 checkpoint is missing: run `make pretrained`.")
+    else:
+        st.dataframe(speed_table(str(lenet), lenet.stat().st_mtime), hide_index=True, column_config={
+            "numpy ms": st.column_config.NumberColumn(format="%.3f"),
+            "torch ms": st.column_config.NumberColumn(format="%.3f"),
+            "max abs diff": st.column_config.NumberColumn(format="%.1e")})
+
+
+@st.cache_data(show_spinner="Timing NumPy and torch layers...")
+def speed_table(path: str, mtime: float) -> pd.DataFrame:
+    from mnist_core.scratch import lenet5_speed_table
+
+    model, _ = load_model(path)
+    return pd.DataFrame(lenet5_speed_table(model=model))
 
 
 def runs_tab() -> None:

@@ -90,6 +90,10 @@ with st.container(border=True):
         st.caption(f"Provenance: {info.provenance}. Output shapes are for one 28x28 input.")
         st.dataframe(table, hide_index=True, width="stretch")
 
+    if st.session_state["cfg_backend"] == "numpy":
+        st.info("The NumPy backend trains the MLPs from scratch (hand-written forward and backward passes) with "
+                "sgd or sgd-momentum and no augmentation: the presets tutorial-numpy-2layer and "
+                "tutorial-numpy-mlp90 are set up for it.", icon=":material/calculate:")
     start = st.button("Start training", type="primary", icon=":material/play_arrow:")
 
 if start:

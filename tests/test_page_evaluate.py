@@ -79,6 +79,9 @@ def test_model_cards_cover_every_architecture_and_checkpoint(page):
     lenet_ckpt = cards[(cards["model"] == "lenet5") & (cards["kind"] == "checkpoint")]
     assert lenet_ckpt["test accuracy"].iloc[0] >= 0.99
     assert (cards["MFLOPs / image"] > 0).all() and (cards["parameters"] > 0).all()
+    speed = page.dataframe[1].value
+    assert list(speed["layer"]) == ["C1", "S2", "C3", "S4", "C5"]
+    assert (speed["max abs diff"] < 1e-4).all()
 
 
 def test_compare_runs_against_a_baseline(page):
