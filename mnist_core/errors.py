@@ -23,3 +23,7 @@ class CheckpointError(MnistLabError):
 
 class RunError(MnistLabError):
     """A run does not exist or cannot change state."""
+
+
+class ImageError(MnistLabError):
+    """An uploaded file is not an image we can read safely."""

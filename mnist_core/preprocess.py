@@ -12,13 +12,20 @@ We do the same to a drawing, so the model sees what it was trained on:
 
 from __future__ import annotations
 
+import io
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import ImageError
+
 INK_THRESHOLD = 0.1   # ink below this (after background removal) counts as background
 BOX = 20              # MNIST's digit box
 SIZE = 28
+MAX_UPLOAD_BYTES = 10 << 20     # 10 MB
+MAX_PIXELS = 4096 * 4096        # larger images are refused before they are decoded
 
 
 def ink_map(rgba: np.ndarray) -> np.ndarray:
@@ -69,3 +76,47 @@ def canvas_to_mnist(rgba: np.ndarray) -> np.ndarray:
     out = np.zeros((SIZE, SIZE), np.float32)
     out[top:top + new_h, left:left + new_w] = resized
     return out
+
+
+def load_image(data: bytes) -> np.ndarray:
+    """An uploaded image file -> RGBA uint8 [H,W,4], or ImageError with a one-line reason.
+
+    Safe on hostile input: the byte size and the pixel count are checked before anything is
+    decoded (no decompression bombs), truncated and non-image files are refused. 16-bit images are
+    scaled to 8 bits, palettes and greyscale expanded, EXIF rotation applied, and of an animated
+    image the first frame is used.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ImageError("expected the bytes of an image file")
+    if len(data) == 0:
+        raise ImageError("the file is empty")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ImageError(f"the file is too large ({len(data) / 2**20:.1f} MB; the limit is "
+                         f"{MAX_UPLOAD_BYTES / 2**20:.0f} MB)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(bytes(data)))
+            width, height = img.size
+            if width < 1 or height < 1 or width * height > MAX_PIXELS:
+                raise ImageError(f"the image is {width}x{height} pixels; at most {MAX_PIXELS:,} pixels are accepted")
+            if getattr(img, "n_frames", 1) > 1:
+                img.seek(0)
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                # 16-bit and 32-bit greyscale: scale to 8 bits by the image's own range.
+                arr = np.asarray(img, dtype=np.float64)
+                lo, hi = float(arr.min()), float(arr.max())
+                grey = np.zeros(arr.shape, np.uint8) if hi <= lo else np.rint((arr - lo) / (hi - lo) * 255).astype(np.uint8)
+                img = Image.fromarray(grey, mode="L")
+            rgba = np.asarray(img.convert("RGBA"), dtype=np.uint8)
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError("the file is not an image we can read (PNG, JPEG, GIF, BMP or WebP)") from None
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+        raise ImageError(f"the image could not be decoded: {str(exc).splitlines()[0] if str(exc) else 'truncated'}") from None
+    return np.ascontiguousarray(rgba)

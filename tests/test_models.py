@@ -1,0 +1,86 @@
+"""mnist_core.models: the model zoo."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mnist_core.errors import ConfigError
+from mnist_core.models import count_parameters, create_model, layer_table, list_models, model_info
+
+
+def test_the_zoo_has_the_tutorial_models():
+    assert {"mlp-50", "mlp-90", "mlp-256-64", "mlp-128-64", "lenet5", "cnn-small", "cnn-strong"} <= set(list_models())
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_maps_n_images_to_10_logits(name):
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    assert model.arch_name == name
+    with torch.no_grad():
+        out = model(torch.rand(3, 1, 28, 28))
+        single = model(torch.rand(1, 1, 28, 28))
+    assert out.shape == (3, 10) and single.shape == (1, 10)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_has_info_and_inspectable_feature_layers(name):
+    info = model_info(name)
+    assert info.name == name and info.description and info.provenance
+    model = create_model(name)
+    assert model.feature_layers, "the inspection page needs at least one feature layer"
+    for layer in model.feature_layers:
+        model.body.get_submodule(layer)  # raises AttributeError when the name is wrong
+
+
+def test_create_model_gives_fresh_weights_each_time():
+    a, b = create_model("mlp-50"), create_model("mlp-50")
+    assert a.body.fc1.weight.data_ptr() != b.body.fc1.weight.data_ptr()
+
+
+def test_lenet5_has_the_classic_layers_in_order():
+    body = create_model("lenet5").body
+    names = [name for name, _ in body.named_children()]
+    classic = ["C1", "S2", "C3", "S4", "C5", "F6", "F7"]
+    assert [n for n in names if n in classic] == classic
+    assert isinstance(body.C1.conv, torch.nn.Conv2d) and body.C1.conv.out_channels == 6
+    assert isinstance(body.S2, torch.nn.MaxPool2d)
+    assert body.C3.conv.out_channels == 16
+    assert isinstance(body.S4, torch.nn.AvgPool2d)
+    assert body.C5.conv.out_channels == 120
+    assert body.F6.fc.out_features == 84
+    assert body.F7.out_features == 10
+
+
+def test_unknown_model_is_a_config_error_listing_the_choices():
+    with pytest.raises(ConfigError) as excinfo:
+        create_model("nope")
+    assert "'nope'" in str(excinfo.value) and "lenet5" in str(excinfo.value)
+    with pytest.raises(ConfigError):
+        model_info("nope")
+
+
+def test_layer_table_of_lenet5():
+    model = create_model("lenet5").train()
+    rows = layer_table(model)
+    by_name = {r["layer"]: r for r in rows}
+    # LeNet-5 pads the 28x28 input to 32x32, so C1's 5x5 convolution gives 6x28x28.
+    assert by_name["C1.conv"]["output shape"] == "6x28x28"
+    assert by_name["S2"]["output shape"] == "6x14x14"
+    assert by_name["C3.conv"]["output shape"] == "16x10x10"
+    assert by_name["S4"]["output shape"] == "16x5x5"
+    assert by_name["C5.conv"]["output shape"] == "120x1x1"
+    assert by_name["F7"]["output shape"] == "10" and by_name["F7"]["parameters"] == 84 * 10 + 10
+    assert by_name["C1.conv"]["type"] == "Conv2d"
+    assert sum(r["parameters"] for r in rows) == count_parameters(model)
+    assert model.training, "layer_table must leave the model's mode as it found it"
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_layer_table_counts_every_parameter(name):
+    model = create_model(name)
+    rows = layer_table(model)
+    assert rows and rows[-1]["output shape"] == "10"
+    assert sum(r["parameters"] for r in rows) == count_parameters(model)

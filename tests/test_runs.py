@@ -1,0 +1,321 @@
+"""mnist_core.runs: the SQLite run registry, and how it notices dead workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mnist_core import runs
+from mnist_core.errors import RunError
+
+
+def _set(run_id: str, **columns) -> None:
+    """Write registry columns directly, as a worker on another machine (or a stuck one) would leave them."""
+    assignments = ", ".join(f"{name} = ?" for name in columns)
+    with runs.connect() as conn:
+        conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*columns.values(), run_id))
+
+
+def _proc_state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+# --- create, list, get, finish ---------------------------------------------------------------------
+
+def test_a_new_registry_is_empty_and_lives_in_mnist_runs_dir(isolated_dirs):
+    assert runs.list_runs() == []
+    assert runs.registry_path() == isolated_dirs["runs"] / "registry.sqlite"
+    assert runs.registry_path().is_file()
+
+
+def test_create_list_and_get_runs_oldest_first(tiny_config):
+    ids = [runs.create_run(tiny_config(seed=i), owner="tester") for i in range(3)]
+    listed = runs.list_runs()
+    assert [r.id for r in listed] == ids
+    assert [r.config["seed"] for r in listed] == [0, 1, 2]
+    assert all(r.status == "queued" and r.test_accuracy is None and r.is_live for r in listed)
+    assert listed[0].created_at <= listed[1].created_at <= listed[2].created_at
+
+    run = runs.get_run(ids[1])
+    assert run.id == ids[1] and run.config == tiny_config(seed=1) and run.owner == "tester"
+    assert run.started_at is None and run.pid is None and run.duration is None and run.progress == 0.0
+    assert not run.cancel_requested
+
+
+def test_get_run_of_an_unknown_id_is_a_run_error():
+    with pytest.raises(RunError, match="no run nope"):
+        runs.get_run("nope")
+
+
+def test_a_run_goes_from_queued_to_running_to_completed(tiny_config):
+    run_id = runs.create_run(tiny_config())
+    runs.mark_running(run_id, total_steps=10)
+    run = runs.get_run(run_id)
+    assert run.status == "running" and run.pid == os.getpid() and run.started_at is not None
+    assert run.total_steps == 10 and run.progress == 0.0
+
+    runs.add_metrics(run_id, [{"step": s, "epoch": s / 10, "split": "train", "loss": 1.0 / s, "accuracy": 0.5,
+                               "images_per_s": 100.0} for s in range(1, 6)])
+    runs.add_metrics(run_id, [{"step": 5, "epoch": 0.5, "split": "val", "loss": 0.3, "accuracy": 0.9}])
+    assert runs.get_run(run_id).steps == 5 and runs.get_run(run_id).progress == 0.5
+    assert runs.heartbeat(run_id, steps=7) is False
+    assert runs.get_run(run_id).steps == 7
+
+    runs.finish_run(run_id, "completed", checkpoint="/tmp/x.safetensors", best_val_accuracy=0.9,
+                    test_accuracy=0.91, test_loss=0.3)
+    run = runs.get_run(run_id)
+    assert run.status == "completed" and not run.is_live and run.progress == 1.0
+    assert run.test_accuracy == 0.91 and run.best_val_accuracy == 0.9 and run.checkpoint == "/tmp/x.safetensors"
+    assert run.finished_at >= run.started_at and run.error is None and run.duration >= 0
+
+    # A finished run stays finished.
+    runs.finish_run(run_id, "failed", error="too late")
+    assert runs.get_run(run_id).status == "completed"
+    with pytest.raises(RunError, match="it is completed"):
+        runs.mark_running(run_id)
+
+
+def test_metrics_read_back_by_split_and_after_a_step(tiny_config):
+    run_id = runs.create_run(tiny_config())
+    runs.mark_running(run_id)
+    runs.add_metrics(run_id, [{"step": s, "epoch": s, "split": "train", "loss": float(s)} for s in (1, 2, 3)]
+                     + [{"step": 3, "epoch": 3, "split": "val", "loss": 0.5, "accuracy": 0.8}])
+    runs.add_metrics(run_id, [])
+    assert [m["step"] for m in runs.get_metrics(run_id)] == [1, 2, 3, 3]
+    assert [m["step"] for m in runs.get_metrics(run_id, split="train", after_step=1)] == [2, 3]
+    assert runs.get_metrics(run_id, split="val") == [
+        {"step": 3, "epoch": 3.0, "split": "val", "loss": 0.5, "accuracy": 0.8, "images_per_s": None,
+         "time": pytest.approx(time.time(), abs=60)}]
+
+
+def test_finish_run_rejects_a_live_status(tiny_config):
+    run_id = runs.create_run(tiny_config())
+    with pytest.raises(RunError):
+        runs.finish_run(run_id, "running")
+
+
+def test_a_failed_run_keeps_its_error_text(tiny_config):
+    run_id = runs.create_run(tiny_config())
+    runs.mark_running(run_id)
+    runs.finish_run(run_id, "failed", error="lr: -1 is outside the allowed range")
+    run = runs.get_run(run_id)
+    assert run.status == "failed" and run.error == "lr: -1 is outside the allowed range"
+
+
+# --- cancel and delete --------------------------------------------------------------------------------
+
+def test_request_cancel_of_a_queued_run_with_no_worker_cancels_it_at_once(tiny_config):
+    run_id = runs.create_run(tiny_config())
+    runs.request_cancel(run_id)
+    run = runs.get_run(run_id)
+    assert run.status == "cancelled" and run.cancel_requested and run.finished_at is not None
+    with pytest.raises(RunError, match="it is cancelled"):
+        runs.mark_running(run_id)  # a worker arriving late does not start it
+
+
+def test_request_cancel_of_a_running_run_asks_its_worker(tiny_config):
+    run_id = runs.create_run(tiny_config())
+    runs.mark_running(run_id)
+    assert runs.heartbeat(run_id) is False
+    runs.request_cancel(run_id)
+    run = runs.get_run(run_id)
+    assert run.status == "running" and run.cancel_requested
+    assert runs.heartbeat(run_id) is True  # the worker's next heartbeat learns of it
+
+
+def test_request_cancel_of_a_finished_run_changes_nothing_and_unknown_runs_fail(tiny_config):
+    run_id = runs.create_run(tiny_config())
+    runs.mark_running(run_id)
+    runs.finish_run(run_id, "completed", test_accuracy=0.9)
+    runs.request_cancel(run_id)
+    assert runs.get_run(run_id).status == "completed"
+    with pytest.raises(RunError):
+        runs.request_cancel("nope")
+
+
+def test_delete_run_refuses_a_live_run_and_removes_a_finished_one(tiny_config):
+    keep, live = runs.create_run(tiny_config()), runs.create_run(tiny_config())
+    runs.mark_running(live)
+    with pytest.raises(RunError, match="cancel it before deleting"):
+        runs.delete_run(live)
+    runs.add_metrics(live, [{"step": 1, "epoch": 0.1, "split": "train", "loss": 1.0}])
+    runs.finish_run(live, "cancelled")
+    runs.delete_run(live)
+    assert [r.id for r in runs.list_runs()] == [keep]
+    assert runs.get_metrics(live) == []
+    with pytest.raises(RunError):
+        runs.delete_run(live)
+
+
+# --- dead workers ---------------------------------------------------------------------------------------
+
+def _running_run_in_a_worker(start_worker, wait_for, tiny_config):
+    # Enough work that the worker is still busy when it is killed.
+    run_id = runs.create_run(tiny_config(model="lenet5", train_size=0, epochs=5))
+    proc = start_worker(run_id)
+    run = wait_for(lambda: (r := runs.get_run(run_id)).status != "queued" and r, timeout=90,
+                   what="the worker to mark the run running")
+    assert run.status == "running", run.error
+    assert run.pid == proc.pid
+    return run_id, proc
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("reaped", [True, False], ids=["reaped", "zombie"])
+def test_killed_worker_marks_run_failed(mnist, start_worker, wait_for, tiny_config, reaped):
+    run_id, proc = _running_run_in_a_worker(start_worker, wait_for, tiny_config)
+    os.kill(proc.pid, signal.SIGKILL)
+    if reaped:
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    else:
+        # Nobody waits for it: the pid stays taken by a zombie, which must not count as alive.
+        wait_for(lambda: _proc_state(proc.pid) == "Z", timeout=10, what="the killed worker to become a zombie")
+        assert runs.pid_alive(proc.pid) is False
+
+    # Well within HEARTBEAT_TIMEOUT: the dead pid alone is enough to notice.
+    started = time.monotonic()
+    run = wait_for(lambda: next(r for r in runs.list_runs() if r.id == run_id).status == "failed"
+                   and runs.get_run(run_id), timeout=5, what="the killed run to read as failed")
+    assert time.monotonic() - started < runs.HEARTBEAT_TIMEOUT
+    assert run.error and f"pid {proc.pid}" in run.error and "died" in run.error
+    assert run.finished_at is not None and run.test_accuracy is None
+    if not reaped:
+        assert _proc_state(proc.pid) == "Z"  # it was still a zombie when the registry judged it
+        proc.wait(timeout=30)
+
+
+def test_a_run_whose_launched_worker_died_before_starting_is_failed(tiny_config):
+    run_id = runs.create_run(tiny_config())
+    dead_pid = _a_dead_pid()
+    runs.set_worker(run_id, dead_pid)
+    run = runs.get_run(run_id)
+    assert run.status == "failed" and f"pid {dead_pid}" in run.error
+
+
+def _a_dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.parametrize("host", ["another-host.example", None], ids=["other-host", "this-host"])
+def test_a_stale_heartbeat_reads_as_failed(tiny_config, host):
+    run_id = runs.create_run(tiny_config())
+    runs.mark_running(run_id)
+    # The pid is alive (an unrelated process: our parent); on another host it cannot even be checked.
+    _set(run_id, pid=os.getppid(), heartbeat=time.time() - 3600, **({"host": host} if host else {}))
+    run = runs.list_runs()[0]
+    assert run.status == "failed"
+    assert "no heartbeat" in run.error
+
+
+def test_a_fresh_heartbeat_on_another_host_stays_running(tiny_config):
+    run_id = runs.create_run(tiny_config())
+    runs.mark_running(run_id)
+    _set(run_id, pid=os.getppid(), host="another-host.example", heartbeat=time.time())
+    assert runs.get_run(run_id).status == "running"
+    # A pid that does not exist here says nothing about a process on another machine.
+    _set(run_id, pid=_a_dead_pid())
+    assert runs.get_run(run_id).status == "running"
+
+
+def test_a_queued_run_nobody_picked_up_is_failed_after_a_while(tiny_config):
+    fresh, old = runs.create_run(tiny_config()), runs.create_run(tiny_config())
+    _set(old, created_at=time.time() - runs.QUEUED_START_TIMEOUT - 5)
+    statuses = {r.id: r for r in runs.list_runs()}
+    assert statuses[fresh].status == "queued"
+    assert statuses[old].status == "failed" and "no worker" in statuses[old].error
+
+
+def test_pid_alive():
+    assert runs.pid_alive(os.getpid())
+    assert not runs.pid_alive(_a_dead_pid())
+
+
+# --- concurrency --------------------------------------------------------------------------------------
+
+def test_concurrent_readers_while_a_writer_writes_do_not_raise(tiny_config):
+    run_id = runs.create_run(tiny_config())
+    runs.mark_running(run_id)
+    errors: list[BaseException] = []
+    writing = threading.Event()
+    writing.set()
+    reads = [0]
+    batches, rows_per_batch = 40, 10
+
+    def writer():
+        try:
+            for b in range(batches):
+                runs.add_metrics(run_id, [{"step": b * rows_per_batch + i + 1, "epoch": b, "split": "train",
+                                           "loss": 1.0} for i in range(rows_per_batch)])
+                runs.heartbeat(run_id, steps=(b + 1) * rows_per_batch)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            writing.clear()
+
+    def reader():
+        try:
+            while writing.is_set():
+                assert runs.get_run(run_id).status == "running"
+                runs.list_runs()
+                rows = runs.get_metrics(run_id, split="train")
+                assert [r["step"] for r in rows] == list(range(1, len(rows) + 1))  # whole batches only
+                reads[0] += 1
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)] + [threading.Thread(target=writer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert reads[0] > 0
+    assert len(runs.get_metrics(run_id)) == batches * rows_per_batch
+    assert runs.get_run(run_id).steps == batches * rows_per_batch
+
+
+@pytest.mark.subprocess
+def test_readers_in_other_processes_see_a_consistent_registry(tiny_config, isolated_dirs):
+    """Another process (a second Streamlit server, the CLI) reads while this one writes."""
+    import subprocess
+    import sys
+
+    run_id = runs.create_run(tiny_config())
+    runs.mark_running(run_id)
+    code = (
+        "import sys, time\n"
+        "from mnist_core import runs\n"
+        "n = 0\n"
+        "deadline = time.monotonic() + 1.5\n"
+        "while time.monotonic() < deadline:\n"
+        "    rows = runs.get_metrics(sys.argv[1])\n"
+        "    assert len(rows) % 5 == 0, len(rows)\n"
+        "    assert runs.get_run(sys.argv[1]).status in ('running', 'completed')\n"
+        "    n += 1\n"
+        "print(n)\n")
+    reader = subprocess.Popen([sys.executable, "-c", code, run_id], cwd=Path(__file__).resolve().parent.parent,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        step = 0
+        while reader.poll() is None:
+            runs.add_metrics(run_id, [{"step": step + i, "epoch": 0, "split": "train", "loss": 1.0} for i in range(5)])
+            step += 5
+            time.sleep(0.01)
+        out, err = reader.communicate(timeout=30)
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+    assert reader.returncode == 0, err
+    assert int(out) > 0 and step > 0

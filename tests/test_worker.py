@@ -1,0 +1,143 @@
+"""mnist_core.worker: executing a queued run from the registry, start to finish."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+
+from mnist_core import runs, worker
+from mnist_core.checkpoints import load_checkpoint
+from mnist_core.data import load_mnist
+from mnist_core.errors import ConfigError, DataError, RunError
+from mnist_core.predict import predict_proba
+
+
+def test_execute_run_trains_records_metrics_and_saves_a_loadable_checkpoint(mnist, tiny_config, isolated_dirs):
+    config = tiny_config(eval_every=4)  # 1,000 images in batches of 100: 10 steps, validation at 4, 8, 10
+    run_id = runs.create_run(config)
+    events = []
+    run = worker.execute_run(run_id, on_event=events.append)
+
+    assert run.status == "completed" and run.error is None
+    assert run.test_accuracy > 0.5 and run.best_val_accuracy > 0.5 and run.test_loss > 0
+    assert run.started_at <= run.finished_at and run.steps == 10
+
+    metrics = runs.get_metrics(run_id)
+    assert {m["split"] for m in metrics} == {"train", "val", "test"}
+    assert [m["step"] for m in metrics if m["split"] == "train"] == list(range(1, 11))
+    assert [m["step"] for m in metrics if m["split"] == "val"] == [4, 8, 10]
+    test_rows = [m for m in metrics if m["split"] == "test"]
+    assert len(test_rows) == 1 and test_rows[0]["accuracy"] == run.test_accuracy
+    assert len(events) == len(metrics)
+
+    # The checkpoint lands in MNIST_CHECKPOINT_DIR, named after the model and the run.
+    assert run.checkpoint == str(isolated_dirs["checkpoints"] / f"mlp-128-64-{run_id}.safetensors")
+    model, meta = load_checkpoint(run.checkpoint)
+    assert meta["architecture"] == "mlp-128-64" and meta["run_id"] == run_id
+    assert meta["config"] == config
+    assert meta["metrics"]["test_accuracy"] == run.test_accuracy and meta["metrics"]["steps"] == 10
+    images, labels = load_mnist("test")
+    predicted = predict_proba(model, images[:1000].float() / 255).argmax(1)
+    assert (predicted == labels[:1000].numpy()).mean() == pytest.approx(run.test_accuracy, abs=0.05)
+
+
+def test_execute_run_writes_the_checkpoint_where_asked(mnist, tiny_config, tmp_path):
+    run_id = runs.create_run(tiny_config(model="mlp-50", train_size=200, batch_size=100))
+    run = worker.execute_run(run_id, checkpoint_path=tmp_path / "mine" / "digits")
+    assert run.checkpoint == str(tmp_path / "mine" / "digits.safetensors")
+    assert (tmp_path / "mine" / "digits.json").is_file()
+
+
+def test_cancel_from_another_thread_mid_run_ends_it_cancelled(mnist, tiny_config, monkeypatch, isolated_dirs):
+    monkeypatch.setattr(worker, "HEARTBEAT_SECONDS", 0.1)
+    # 20,000 steps of one image: far longer than the test waits, so only the cancel can end it in time.
+    run_id = runs.create_run(tiny_config(model="mlp-50", train_size=2000, batch_size=1, epochs=10))
+    errors = []
+
+    def cancel_when_training():
+        try:
+            deadline = threading.Event()
+            while not deadline.wait(0.02):
+                run = runs.get_run(run_id)
+                if run.status == "running" and (run.steps or 0) > 0:
+                    runs.request_cancel(run_id)
+                    return
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    canceller = threading.Thread(target=cancel_when_training)
+    canceller.start()
+    run = worker.execute_run(run_id, on_event=lambda event: time.sleep(0.0005))
+    canceller.join(timeout=10)
+
+    assert not errors, errors
+    assert run.status == "cancelled" and run.cancel_requested
+    assert run.test_accuracy is None and run.error is None
+    assert 0 < run.steps < 20_000
+    assert not any(isolated_dirs["checkpoints"].glob("*.safetensors")), "a cancelled run writes no checkpoint"
+    assert "test" not in {m["split"] for m in runs.get_metrics(run_id)}
+
+
+@pytest.mark.parametrize("stored, field", [
+    ({"model": "lenet5", "lr": -1.0}, "lr"),
+    ({"model": "lenet5", "learning_rate": 0.1}, "learning_rate"),
+    ({"model": "transformer"}, "model"),
+])
+def test_a_run_with_an_invalid_stored_config_ends_failed_with_the_error(stored, field):
+    run_id = runs.create_run(stored)
+    with pytest.raises(ConfigError):
+        worker.execute_run(run_id)
+    run = runs.get_run(run_id)
+    assert run.status == "failed"
+    assert field in run.error and "\n" not in run.error
+
+
+def test_a_run_without_data_ends_failed_with_the_data_error(tiny_config, tmp_path):
+    run_id = runs.create_run(tiny_config())
+    with pytest.raises(DataError):
+        worker.execute_run(run_id, data_root=tmp_path / "no-data")
+    run = runs.get_run(run_id)
+    assert run.status == "failed" and "fetch-data" in run.error
+
+
+def test_an_unexpected_exception_ends_the_run_failed_with_its_type(mnist, tiny_config, monkeypatch):
+    def broken_train(*args, **kwargs):
+        raise RuntimeError("out of memory\nwith a second line")
+
+    monkeypatch.setattr(worker, "train", broken_train)
+    run_id = runs.create_run(tiny_config())
+    with pytest.raises(RuntimeError):
+        worker.execute_run(run_id)
+    run = runs.get_run(run_id)
+    assert run.status == "failed" and run.error == "RuntimeError: out of memory"
+
+
+def test_a_finished_run_cannot_be_executed_again(tiny_config):
+    run_id = runs.create_run(tiny_config())
+    runs.request_cancel(run_id)
+    with pytest.raises(RunError, match="cannot start"):
+        worker.execute_run(run_id)
+    assert runs.get_run(run_id).status == "cancelled"
+
+
+def test_execute_run_restores_the_sigterm_handler(mnist, tiny_config):
+    before = signal.getsignal(signal.SIGTERM)
+    worker.execute_run(runs.create_run(tiny_config(model="mlp-50", train_size=100, batch_size=100)))
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+@pytest.mark.subprocess
+def test_sigterm_ends_a_worker_process_cancelled(mnist, start_worker, wait_for, tiny_config):
+    """The hosting platform stopping the worker leaves the run cancelled, not half-written or failed."""
+    run_id = runs.create_run(tiny_config(model="mlp-50", train_size=2000, batch_size=1, epochs=10))
+    proc = start_worker(run_id)
+    # Once the first heartbeat has come (a second after start) the handler is certainly installed.
+    wait_for(lambda: (r := runs.get_run(run_id)).status == "running" and r.heartbeat > r.started_at + 0.5,
+             timeout=90, interval=0.1, what="the worker's first heartbeat")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 1, proc.stderr.read()  # the CLI's exit status for a run that did not complete
+    run = runs.get_run(run_id)
+    assert run.status == "cancelled" and run.error is None and run.test_accuracy is None
