@@ -10,6 +10,7 @@ Errors a user can cause print one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .errors import MnistLabError
@@ -59,7 +60,7 @@ def cmd_train(args) -> int:
         run_id = args.run_id
     else:
         config = preset_config(args.preset, **overrides) if args.preset else TrainConfig.from_dict(overrides)
-        run_id = runs.create_run(config.to_dict())
+        run_id = runs.create_run(config.to_dict(), worker_pid=os.getpid())  # this process runs it
         print(f"run {run_id}: {config.summary()}")
 
     bars = []  # made at the first event, so an error before training starts prints as one line, alone

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import socket
 import sqlite3
@@ -26,10 +27,10 @@ from typing import Iterable, Optional
 from .errors import RunError
 from .paths import runs_dir
 
+RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")  # ids are generated, never user text: no path can hide in one
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 LIVE = ("queued", "running")
 HEARTBEAT_TIMEOUT = 10.0  # seconds without a heartbeat before a live run's worker counts as dead
-QUEUED_START_TIMEOUT = 60.0  # a queued run with no worker pid after this long has lost its launcher
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -149,17 +150,88 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
-def create_run(config: dict, root: Optional[os.PathLike] = None, owner: Optional[str] = None) -> str:
-    """Register a run as "queued" and return its id. `config` is a validated TrainConfig's dict."""
+def check_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not RUN_ID.match(run_id):
+        raise RunError(f"{str(run_id)[:40]!r} is not a run id")
+    return run_id
+
+
+def create_run(config: dict, root: Optional[os.PathLike] = None, owner: Optional[str] = None,
+               worker_pid: Optional[int] = None) -> str:
+    """Register a run as "queued" and return its id. `config` is a validated TrainConfig's dict.
+
+    A run with `worker_pid` is already claimed by that process (the CLI training in-process);
+    otherwise it waits for `claim_queued` to start a worker. An owner (a browser session) may have
+    at most MNIST_MAX_QUEUED_PER_OWNER runs queued or running.
+    """
+    from .limits import current
+
     run_id = new_run_id()
     with connect(root) as conn:
-        conn.execute("INSERT INTO runs (id, created_at, status, config, owner) VALUES (?, ?, 'queued', ?, ?)",
-                     (run_id, time.time(), json.dumps(config), owner))
+        conn.execute("BEGIN IMMEDIATE")
+        if owner is not None:
+            cap = current().max_queued_per_owner
+            (mine,) = conn.execute("SELECT COUNT(*) FROM runs WHERE owner = ? AND status IN ('queued', 'running')",
+                                   (owner,)).fetchone()
+            if mine >= cap:
+                conn.execute("ROLLBACK")
+                raise RunError(f"you already have {mine} run(s) queued or running (the limit is {cap}): "
+                               "wait for one to finish or cancel one")
+        conn.execute("INSERT INTO runs (id, created_at, status, config, owner, pid, host) "
+                     "VALUES (?, ?, 'queued', ?, ?, ?, ?)",
+                     (run_id, time.time(), json.dumps(config), owner, worker_pid,
+                      socket.gethostname() if worker_pid else None))
+        conn.execute("COMMIT")
     return run_id
+
+
+def claim_queued(launch, root: Optional[os.PathLike] = None, max_concurrent: Optional[int] = None) -> list[str]:
+    """Start waiting runs, oldest first, while fewer than `max_concurrent` are active.
+
+    `launch(run_id) -> pid` starts a worker. The count, the choice and the pid are one write
+    transaction, so two processes (pages, finishing workers) never start the same run or exceed the
+    cap. A launch that fails marks its run failed.
+    """
+    from .limits import current
+
+    cap = max_concurrent or current().max_concurrent
+    started = []
+    with connect(root) as conn:
+        if not conn.execute("SELECT 1 FROM runs WHERE status = 'queued' AND pid IS NULL LIMIT 1").fetchone():
+            return started  # the common case, without taking the write lock
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            _reap_dead(conn)
+            (active,) = conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'running' "
+                                     "OR (status = 'queued' AND pid IS NOT NULL)").fetchone()
+            waiting = conn.execute("SELECT id FROM runs WHERE status = 'queued' AND pid IS NULL "
+                                   "ORDER BY created_at, id").fetchall()
+            for (run_id,) in waiting[:max(0, cap - active)]:
+                try:
+                    pid = launch(run_id)
+                except Exception as exc:  # noqa: BLE001 - a failed launch fails its run, not the page
+                    conn.execute("UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
+                                 (time.time(), f"the worker could not be started: {exc}", run_id))
+                    continue
+                conn.execute("UPDATE runs SET pid = ?, host = ?, heartbeat = ? WHERE id = ?",
+                             (pid, socket.gethostname(), time.time(), run_id))
+                started.append(run_id)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return started
+
+
+def queue_positions(all_runs: list["Run"]) -> dict[str, int]:
+    """1-based place in the queue of each run that waits for a free slot."""
+    waiting = [r for r in all_runs if r.status == "queued" and r.pid is None]
+    return {r.id: i for i, r in enumerate(sorted(waiting, key=lambda r: (r.created_at, r.id)), start=1)}
 
 
 def set_worker(run_id: str, pid: int, root: Optional[os.PathLike] = None) -> None:
     """Record the worker process launched for a queued run (so a dead launch is noticed)."""
+    check_run_id(run_id)
     with connect(root) as conn:
         conn.execute("UPDATE runs SET pid = ?, host = ?, heartbeat = ? WHERE id = ?",
                      (pid, socket.gethostname(), time.time(), run_id))
@@ -216,12 +288,20 @@ def finish_run(run_id: str, status: str, root: Optional[os.PathLike] = None, err
             (status, time.time(), error, checkpoint, best_val_accuracy, test_accuracy, test_loss, run_id))
 
 
-def request_cancel(run_id: str, root: Optional[os.PathLike] = None) -> None:
+def _check_owner(row: sqlite3.Row, by: Optional[str], action: str) -> None:
+    """Only the browser session that started a run may change it; `by=None` is the operator (CLI)."""
+    if by is not None and row["owner"] is not None and row["owner"] != by:
+        raise RunError(f"only the browser session that started run {row['id']} can {action} it")
+
+
+def request_cancel(run_id: str, root: Optional[os.PathLike] = None, by: Optional[str] = None) -> None:
     """Ask a live run to stop. A queued run that no worker has picked up is cancelled at once."""
+    check_run_id(run_id)
     with connect(root) as conn:
-        row = conn.execute("SELECT status, pid FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = conn.execute("SELECT id, status, pid, owner FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise RunError(f"no run {run_id}")
+        _check_owner(row, by, "cancel")
         if row["status"] not in LIVE:
             return
         conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
@@ -230,11 +310,14 @@ def request_cancel(run_id: str, root: Optional[os.PathLike] = None) -> None:
                          (time.time(), run_id))
 
 
-def delete_run(run_id: str, root: Optional[os.PathLike] = None) -> None:
+def delete_run(run_id: str, root: Optional[os.PathLike] = None, by: Optional[str] = None) -> None:
+    """Remove a finished run and its metrics from the registry (its checkpoint file stays)."""
+    check_run_id(run_id)
     with connect(root) as conn:
-        row = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = conn.execute("SELECT id, status, owner FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise RunError(f"no run {run_id}")
+        _check_owner(row, by, "delete")
         if row["status"] in LIVE:
             raise RunError(f"run {run_id} is {row['status']}: cancel it before deleting it")
         conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
@@ -267,8 +350,6 @@ def _dead_reason(row: sqlite3.Row, now: float) -> Optional[str]:
         return f"the worker process (pid {row['pid']}) died"
     if row["status"] == "running" and row["heartbeat"] and now - row["heartbeat"] > HEARTBEAT_TIMEOUT:
         return f"the worker stopped responding (no heartbeat for {now - row['heartbeat']:.0f} s)"
-    if row["status"] == "queued" and row["pid"] is None and now - row["created_at"] > QUEUED_START_TIMEOUT:
-        return "no worker picked the run up"
     return None
 
 
@@ -290,6 +371,7 @@ def list_runs(root: Optional[os.PathLike] = None) -> list[Run]:
 
 
 def get_run(run_id: str, root: Optional[os.PathLike] = None) -> Run:
+    check_run_id(run_id)
     with connect(root) as conn:
         _reap_dead(conn)
         row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()

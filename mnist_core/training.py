@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import limits
 from .data import DEFAULT_VAL_SIZE, load_mnist, train_val_indices
 from .errors import ConfigError
 from .models import create_model, list_models
@@ -114,6 +115,7 @@ class TrainConfig:
         if self.backend == "numpy":
             from .numpy_backend import check_config  # the from-scratch engine supports a subset
             check_config(self)
+        limits.check_demo_bounds(self)  # a hosted public demo bounds what a run may ask for
         return self
 
     def to_dict(self) -> dict[str, Any]:

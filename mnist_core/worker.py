@@ -116,6 +116,10 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
         heart.join(timeout=5)
         if previous_sigterm is not None:
             signal.signal(signal.SIGTERM, previous_sigterm)
+        try:
+            start_queued(root)  # this run's slot is free: the queue moves on
+        except MnistLabError:
+            pass
     return runs.get_run(run_id, root=root)
 
 
@@ -133,12 +137,12 @@ def launch(run_id: str, root=None) -> int:
     """Start `python -m mnist_core train --run-id ID` as its own process and return its pid.
 
     The worker gets its own session, so closing the browser tab or stopping a page never stops it;
-    its output goes to runs/<id>.log. The pid is recorded at once, so a worker that dies before it
-    starts is noticed too.
+    its output goes to runs/<id>.log. Use start_queued(), which respects the cap on runs at once.
     """
     import subprocess
     import sys
 
+    runs.check_run_id(run_id)
     reap_workers()
     log_dir = Path(root) if root else runs.registry_path().parent
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -150,5 +154,21 @@ def launch(run_id: str, root=None) -> int:
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 cwd=Path(__file__).resolve().parent.parent, start_new_session=True)
     _children.append(proc)
-    runs.set_worker(run_id, proc.pid, root=root)
     return proc.pid
+
+
+def start_queued(root=None) -> list[str]:
+    """Start waiting runs while fewer than MNIST_MAX_CONCURRENT run; return the ids started.
+
+    Called when a run is submitted, when a worker finishes, and by pages as they poll, so a queue
+    moves on by itself.
+    """
+    reap_workers()
+    return runs.claim_queued(lambda run_id: launch(run_id, root), root=root)
+
+
+def submit(config: dict, owner: Optional[str] = None, root=None) -> str:
+    """Queue a validated config as a run and start it if a slot is free; return the run id."""
+    run_id = runs.create_run(config, root=root, owner=owner)
+    start_queued(root)
+    return run_id

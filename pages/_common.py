@@ -7,14 +7,15 @@ mnist_core's own exceptions and are shown with st.error (one line, no traceback)
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from mnist_core import data, runs
-from mnist_core.checkpoints import list_checkpoints, load_checkpoint
+from mnist_core import data, runs, worker
+from mnist_core.checkpoints import list_checkpoints, load_checkpoint, load_uploaded_checkpoint
 from mnist_core.errors import MnistLabError
 
 
@@ -61,6 +62,51 @@ def checkpoint_picker(label: str = "Checkpoint", key: str = "checkpoint", defaul
     return paths[names.index(name)]
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _load_upload(digest: str, weights: bytes, sidecar: bytes):
+    return load_uploaded_checkpoint(weights, sidecar)
+
+
+def uploaded_checkpoint(files) -> tuple | None:
+    """(model, meta, name, cache key) from uploaded files (weights + sidecar), or None after an error."""
+    by_suffix = {Path(f.name).suffix.lower(): f for f in files}
+    if set(by_suffix) != {".safetensors", ".json"} or len(files) != 2:
+        st.error("Upload two files: the checkpoint's .safetensors weights and its .json sidecar.")
+        return None
+    weights, sidecar = by_suffix[".safetensors"].getvalue(), by_suffix[".json"].getvalue()
+    digest = hashlib.sha256(weights + b"\0" + sidecar).hexdigest()
+    try:
+        model, meta = _load_upload(digest, weights, sidecar)
+    except MnistLabError as exc:
+        show_error(exc)
+        return None
+    name = f"uploaded {Path(by_suffix['.safetensors'].name).stem[:40]}"
+    return model, meta, name, ("upload", digest)
+
+
+def model_chooser(key: str, label: str = "Checkpoint", default: str = "lenet5.safetensors") -> tuple | None:
+    """A checkpoint picker with an upload beside it.
+
+    Returns (model, meta, name, cache key) — the upload wins while one is given — or None after
+    showing why (no checkpoints, a bad upload, a checkpoint that cannot be loaded). Uploads are
+    checked and loaded in memory; nothing is written.
+    """
+    path = checkpoint_picker(label, key=key, default=default)
+    with st.expander("Upload a checkpoint", icon=":material/upload:"):
+        files = st.file_uploader("The .safetensors weights and the .json sidecar", type=["safetensors", "json"],
+                                 accept_multiple_files=True, key=f"{key}_upload")
+    if files:
+        return uploaded_checkpoint(files)
+    if path is None:
+        return None
+    try:
+        model, meta = load_model(path)
+    except Exception as exc:  # noqa: BLE001 - a bad checkpoint is the user's to fix: one line, no traceback
+        show_error(exc)
+        return None
+    return model, meta, path.stem, (str(path), path.stat().st_mtime)
+
+
 def show_error(exc: Exception) -> None:
     """One line for the user; our own errors say what to do, anything else names its type."""
     if isinstance(exc, MnistLabError):
@@ -102,6 +148,7 @@ def sidebar_status() -> None:
         if not data_ready():
             st.warning("MNIST not downloaded", icon=":material/cloud_off:")
         try:
+            worker.start_queued()  # any visit moves a stalled queue on
             live = [r for r in runs.list_runs() if r.is_live]
         except MnistLabError as exc:
             st.error(str(exc))

@@ -4,10 +4,11 @@ import numpy as np
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
-from mnist_core.preprocess import canvas_to_mnist
-from mnist_core.predict import predict_proba
 from mnist_core.checkpoints import list_checkpoints
-from pages._common import checkpoint_picker, digit_heatmap, load_model, probability_bars, show_error
+from mnist_core.errors import ImageError
+from mnist_core.predict import predict_proba
+from mnist_core.preprocess import canvas_to_mnist, load_image
+from pages._common import digit_heatmap, load_model, model_chooser, probability_bars, show_error
 
 st.title("Draw")
 st.caption("Draw a digit with the mouse (or a finger). The model sees it the way MNIST was made: cropped, "
@@ -17,7 +18,7 @@ st.session_state.setdefault("canvas_version", 0)
 
 left, right = st.columns([1, 1.3], gap="large")
 with left:
-    path = checkpoint_picker("Model", key="draw_checkpoint")
+    chosen = model_chooser("draw_checkpoint", label="Model")
     # Changing the key mounts a fresh, empty canvas: that is how "Clear" works.
     canvas = st_canvas(stroke_width=18, stroke_color="#FFFFFF", background_color="#000000", width=280, height=280,
                        drawing_mode="freedraw", return_image_data=True,
@@ -26,21 +27,26 @@ with left:
         st.session_state.canvas_version += 1
         st.session_state.pop("drawing", None)
         st.rerun()
+    upload = st.file_uploader("...or upload a picture of a digit", type=["png", "jpg", "jpeg", "gif", "bmp", "webp"],
+                              key="draw_image_upload", help="Used instead of the canvas while it is here")
 
 rgba = canvas.image_data
+if upload is not None:
+    try:
+        rgba = load_image(upload.getvalue())
+    except ImageError as exc:
+        with left:
+            show_error(exc)
+        rgba = None
 image = canvas_to_mnist(rgba) if rgba is not None else np.zeros((28, 28), np.float32)
 has_ink = bool(image.any())
 if has_ink:
     st.session_state["drawing"] = image  # Inside the network reads it
 
 with right:
-    if path is None:
+    if chosen is None:
         st.stop()
-    try:
-        model, meta = load_model(path)
-    except Exception as exc:  # noqa: BLE001 - shown as one line, never a traceback
-        show_error(exc)
-        st.stop()
+    model, meta, model_name, _ = chosen
 
     if not has_ink:
         st.metric("Prediction", "–", help="Draw a digit on the black canvas")
@@ -55,7 +61,7 @@ with right:
         st.plotly_chart(digit_heatmap(image, "What the model sees (28x28)", height=260, show_scale=False),
                         key="draw_seen")
     with m2:
-        st.plotly_chart(probability_bars(probs, height=330, title=f"Probabilities · {path.stem}"), key="draw_probs")
+        st.plotly_chart(probability_bars(probs, height=330, title=f"Probabilities · {model_name}"), key="draw_probs")
     if st.button("Open in Inside the network", icon=":material/visibility:"):
         st.session_state["inspect_source"] = {"kind": "drawing"}
         st.switch_page("pages/inside.py")

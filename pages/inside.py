@@ -15,8 +15,8 @@ import streamlit as st
 from mnist_core import inspect
 from mnist_core.data import SPLIT_SIZES
 from mnist_core.models import layer_table, model_info
-from pages._common import (checkpoint_picker, digit_heatmap, load_model, load_split, probability_bars,
-                           require_data, show_error, tiles_heatmap)
+from pages._common import (digit_heatmap, load_split, model_chooser, probability_bars, require_data, show_error,
+                           tiles_heatmap)
 
 FULL_GRID_MAX = 256   # kernels of a multi-input layer are all shown up to this many; past it, one view
 KINDS = {"dataset": "Dataset image", "drawing": "My drawing"}
@@ -50,7 +50,7 @@ if source is not None and (source != ss.get("_inside_applied") or "inside_kind" 
 ss.setdefault("inside_kind", "dataset")
 
 
-# --- cached computations (keyed by the checkpoint file's path and mtime, not the model object) -----
+# --- cached computations (keyed by the checkpoint's file and mtime, or an upload's digest) ---------
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def run_image(_model, model_key: tuple, image: np.ndarray):
@@ -77,7 +77,7 @@ def roll_random_nth(count: int) -> None:
 
 c_ckpt, c_kind, c_pick = st.columns([1, 1, 2.4], vertical_alignment="bottom")
 with c_ckpt:
-    path = checkpoint_picker(key="inside_checkpoint")
+    chosen = model_chooser("inside_checkpoint")
 kind = c_kind.radio("Input", list(KINDS), key="inside_kind", format_func=KINDS.get, horizontal=True)
 
 truth = None
@@ -116,11 +116,10 @@ else:
     ss["inspect_source"] = {"kind": "drawing"}
 ss["_inside_applied"] = ss["inspect_source"]
 
-if path is None:
+if chosen is None:
     st.stop()
+model, meta, model_name, model_key = chosen
 try:
-    model, meta = load_model(path)
-    model_key = (str(path), path.stat().st_mtime)
     maps, probs = run_image(model, model_key, image)
     weights = model_weights(model, model_key)
 except Exception as exc:  # noqa: BLE001 - a bad checkpoint is the user's to fix: one line, no traceback
@@ -147,7 +146,7 @@ with c_probs:
 with c_model:
     st.subheader("Model")
     arch = meta.get("architecture", "")
-    st.markdown(f"**{path.stem}**: {model_info(arch).description}" if arch else f"**{path.stem}**")
+    st.markdown(f"**{model_name}**: {model_info(arch).description}" if arch else f"**{model_name}**")
     accuracy = (meta.get("metrics") or {}).get("test_accuracy")
     if accuracy is not None:
         st.metric("Test accuracy", f"{accuracy:.2%}")

@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from mnist_core import runs, worker
+from mnist_core import limits, runs, worker
 from mnist_core.errors import MnistLabError
 from mnist_core.models import count_parameters, create_model, layer_table, model_info
 from mnist_core.training import PRESETS, TrainConfig
@@ -99,8 +99,7 @@ with st.container(border=True):
 if start:
     try:
         config = TrainConfig.from_dict({f.name: st.session_state[f"cfg_{f.name}"] for f in FIELDS})
-        run_id = runs.create_run(config.to_dict(), owner=st.session_state["visitor_id"])
-        worker.launch(run_id)
+        run_id = worker.submit(config.to_dict(), owner=st.session_state["visitor_id"])
     except MnistLabError as exc:
         show_error(exc)
     else:
@@ -185,14 +184,24 @@ def draw_run(run: runs.Run) -> None:
     last = steps[-1] if steps else None
     head = st.columns([3, 1])
     head[0].subheader(f"Run {run.id} · {run.config.get('model')} · {run.status}")
+    mine = run.owner in (None, st.session_state["visitor_id"])
+    not_mine = "Only the browser session that started a run can change it"
     if run.is_live:
-        can_cancel = run.owner in (None, st.session_state["visitor_id"])
-        if head[1].button("Cancel", icon=":material/stop:", key=f"cancel-{run.id}", disabled=not can_cancel,
-                          help=None if can_cancel else "Only the browser session that started a run can cancel it"):
-            runs.request_cancel(run.id)
+        if head[1].button("Cancel", icon=":material/stop:", key=f"cancel-{run.id}", disabled=not mine,
+                          help=None if mine else not_mine):
+            runs.request_cancel(run.id, by=st.session_state["visitor_id"])
             st.toast("Cancelling...")
-    if run.status == "queued":
-        st.progress(0.0, text="Queued: loading data and building the model...")
+    elif head[1].button("Delete run", icon=":material/delete:", key=f"delete-{run.id}", disabled=not mine,
+                        help="Removes the run and its curves (its checkpoint file stays)" if mine else not_mine):
+        runs.delete_run(run.id, by=st.session_state["visitor_id"])
+        st.session_state.pop("watch_run", None)
+        st.rerun()
+    position = runs.queue_positions(runs.list_runs()).get(run.id)
+    if position:
+        st.progress(0.0, text=f"Queued: number {position} in line. It starts by itself when a training slot frees "
+                              f"({limits.current().max_concurrent} at a time).")
+    elif run.status == "queued":
+        st.progress(0.0, text="Starting: loading data and building the model...")
     elif run.is_live and last:
         total = last.get("total_steps") or run.total_steps
         done = last["step"]
@@ -233,8 +242,8 @@ else:
 
     @st.fragment(run_every=POLL_SECONDS if polling else None)
     def live_panel(run_id: str, was_live: bool) -> None:
-        worker.reap_workers()
         try:
+            worker.start_queued()  # moves the queue on if a worker died without starting the next run
             run = runs.get_run(run_id)
             draw_run(run)
         except MnistLabError as exc:
