@@ -35,7 +35,7 @@ pretrained: setup data
 	$(PY) -m mnist_core train --quiet --model lenet5 --epochs 8 --augment affine --checkpoint checkpoints/lenet5.safetensors
 	$(PY) -m mnist_core train --quiet --model mlp-256-64 --epochs 10 --lr 0.002 --augment affine --checkpoint checkpoints/mlp-256-64.safetensors
 	$(PY) -m mnist_core train --quiet --model cnn-small --epochs 8 --augment affine --checkpoint checkpoints/cnn-small.safetensors
-	$(PY) -m mnist_core train --quiet --preset best --checkpoint checkpoints/cnn-strong.safetensors
+	$(PY) -m mnist_core train --quiet --preset best --threads 1 --checkpoint checkpoints/cnn-strong.safetensors
 
 clean:
 	rm -rf $(VENV) .pytest_cache

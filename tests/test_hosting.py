@@ -1,0 +1,363 @@
+"""Safe to host publicly: the training queue and its caps, owners, demo bounds, faults, uploads, and
+several visitors at once while a training runs."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import statistics
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnist_core import limits, runs, worker
+from mnist_core.checkpoints import (list_checkpoints, load_checkpoint, load_uploaded_checkpoint,
+                                    save_checkpoint)
+from mnist_core.errors import CheckpointError, ConfigError, ImageError, RunError
+from mnist_core.models import create_model
+from mnist_core.predict import predict_proba
+from mnist_core.preprocess import canvas_to_mnist, load_image
+from mnist_core.training import TrainConfig
+
+
+@pytest.fixture
+def launched():
+    """Collects the worker processes a test starts through worker.start_queued, and ends them."""
+    yield
+    for proc in list(worker._children):
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+    worker._children.clear()
+
+
+# --- the queue ---------------------------------------------------------------------------------------
+
+def test_runs_beyond_the_cap_wait_in_line_and_start_by_themselves(mnist, tiny_config, wait_for, launched, monkeypatch):
+    monkeypatch.setenv("MNIST_MAX_CONCURRENT", "1")
+    first = worker.submit(tiny_config(), owner="alice")
+    second = worker.submit(tiny_config(), owner="bob")
+    assert runs.get_run(first).pid is not None
+    waiting = runs.get_run(second)
+    assert waiting.status == "queued" and waiting.pid is None
+    assert runs.queue_positions(runs.list_runs()) == {second: 1}
+    # The first worker, as it finishes, starts the second: nobody has to poll.
+    wait_for(lambda: runs.get_run(second).status == "completed", 120, what="the queued run to complete")
+    assert runs.get_run(first).status == "completed"
+    assert runs.get_run(second).started_at >= runs.get_run(first).finished_at - 1
+
+
+def test_claiming_never_exceeds_the_cap_even_from_many_threads(tiny_config, monkeypatch):
+    monkeypatch.setenv("MNIST_MAX_CONCURRENT", "2")
+    ids = [runs.create_run(tiny_config()) for _ in range(6)]
+    started: list[str] = []
+    lock = threading.Lock()
+
+    def fake_launch(run_id):  # a live pid: this test process
+        with lock:
+            started.append(run_id)
+        return os.getpid()
+
+    threads = [threading.Thread(target=runs.claim_queued, args=(fake_launch,)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert started == ids[:2]  # the two oldest, once each
+
+
+def test_a_failed_launch_fails_its_run_not_the_caller(tiny_config):
+    run_id = runs.create_run(tiny_config())
+
+    def broken_launch(run_id):
+        raise OSError("no such interpreter")
+
+    assert runs.claim_queued(broken_launch) == []
+    run = runs.get_run(run_id)
+    assert run.status == "failed" and "could not be started" in run.error
+
+
+def test_a_visitor_may_queue_only_so_many_runs(tiny_config, monkeypatch):
+    monkeypatch.setenv("MNIST_MAX_QUEUED_PER_OWNER", "2")
+    runs.create_run(tiny_config(), owner="alice")
+    runs.create_run(tiny_config(), owner="alice")
+    with pytest.raises(RunError, match="already have 2 run"):
+        runs.create_run(tiny_config(), owner="alice")
+    runs.create_run(tiny_config(), owner="bob")  # others are not affected
+    assert len(runs.list_runs()) == 3
+
+
+def test_only_the_owner_can_cancel_or_delete_a_run(tiny_config):
+    run_id = runs.create_run(tiny_config(), owner="alice")
+    with pytest.raises(RunError, match="only the browser session that started"):
+        runs.request_cancel(run_id, by="mallory")
+    assert runs.get_run(run_id).status == "queued"
+    runs.request_cancel(run_id, by="alice")
+    assert runs.get_run(run_id).status == "cancelled"
+    with pytest.raises(RunError, match="only the browser session that started"):
+        runs.delete_run(run_id, by="mallory")
+    runs.delete_run(run_id, by="alice")
+    assert runs.list_runs() == []
+
+
+# --- public-demo bounds, enforced in the core ------------------------------------------------------
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", 50, "epochs: this demo allows at most 5"),
+    ("train_size", 0, "train_size: this demo allows at most 20000"),
+    ("train_size", 30_000, "train_size: this demo allows at most 20000"),
+    ("batch_size", 4096, "batch_size: this demo allows at most 1024"),
+    ("model", "cnn-strong", "model: this demo allows"),
+])
+def test_demo_bounds_are_enforced_by_the_config_itself(monkeypatch, field, value, message):
+    monkeypatch.setenv("MNIST_DEMO", "1")
+    values = {"train_size": 2000, field: value}
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_dict(values)
+    monkeypatch.delenv("MNIST_DEMO")
+    TrainConfig.from_dict(values)  # fine outside the demo
+
+
+def test_demo_bounds_are_configurable(monkeypatch):
+    monkeypatch.setenv("MNIST_DEMO", "1")
+    monkeypatch.setenv("MNIST_MAX_EPOCHS", "2")
+    monkeypatch.setenv("MNIST_ALLOWED_MODELS", "lenet5, mlp-50")
+    assert limits.current().allowed_models == ("lenet5", "mlp-50")
+    with pytest.raises(ConfigError, match="epochs: this demo allows at most 2"):
+        TrainConfig.from_dict({"train_size": 1000, "epochs": 3})
+    with pytest.raises(ConfigError, match="model: this demo allows lenet5, mlp-50"):
+        TrainConfig.from_dict({"train_size": 1000, "model": "cnn-small"})
+
+
+def test_a_run_smuggled_into_the_registry_past_the_bounds_fails_in_the_worker(mnist, monkeypatch):
+    run_id = runs.create_run(TrainConfig(epochs=50, train_size=1000, threads=1).to_dict())  # before the demo
+    monkeypatch.setenv("MNIST_DEMO", "1")
+    with pytest.raises(ConfigError):
+        worker.execute_run(run_id)
+    run = runs.get_run(run_id)
+    assert run.status == "failed" and "epochs: this demo allows" in run.error
+
+
+# --- faults ----------------------------------------------------------------------------------------
+
+def test_sigkilled_worker_is_failed_and_checkpoints_stay_loadable(mnist, tiny_config, start_worker, wait_for,
+                                                                   isolated_dirs):
+    model = create_model("lenet5")
+    saved = save_checkpoint(model, {"config": {}}, isolated_dirs["checkpoints"] / "before.safetensors")
+    run_id = runs.create_run(tiny_config(epochs=20, train_size=5000))
+    proc = start_worker(run_id)
+    runs.set_worker(run_id, proc.pid)
+    wait_for(lambda: runs.get_run(run_id).steps, 60, what="the worker to train")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    killed = time.monotonic()
+    wait_for(lambda: runs.get_run(run_id).status == "failed", 5, what="the killed run to read as failed")
+    assert time.monotonic() - killed < 5
+    assert "died" in runs.get_run(run_id).error
+    assert saved in list_checkpoints()
+    load_checkpoint(saved)
+    assert not list(isolated_dirs["checkpoints"].glob(".*.tmp"))  # no half-written file left behind
+
+
+def test_a_restarted_server_loses_no_run(tiny_config):
+    ids = [runs.create_run(tiny_config()) for _ in range(3)]
+    runs.finish_run(ids[0], "completed", test_accuracy=0.9)
+    runs._initialized.clear()  # what a fresh process knows
+    again = runs.list_runs()
+    assert [r.id for r in again] == ids and again[0].test_accuracy == 0.9
+
+
+def test_an_unusable_runs_folder_is_a_clear_error(tmp_path, monkeypatch, tiny_config):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(blocker / "runs"))
+    with pytest.raises(RunError, match="cannot open the run registry"):
+        runs.list_runs()
+    with pytest.raises(RunError, match="cannot open the run registry"):
+        runs.create_run(tiny_config())
+
+
+def test_an_unusable_checkpoint_folder_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CheckpointError, match="cannot write the checkpoint"):
+        save_checkpoint(create_model("mlp-50"), {}, blocker / "ckpt.safetensors")
+
+
+def test_many_writers_and_readers_never_see_database_is_locked(tiny_config):
+    ids = [runs.create_run(tiny_config()) for _ in range(3)]
+    for run_id in ids:
+        runs.mark_running(run_id)
+    errors: list[BaseException] = []
+    stop = time.monotonic() + 3
+
+    def write(run_id):
+        step = 0
+        try:
+            while time.monotonic() < stop:
+                step += 1
+                runs.add_metrics(run_id, [{"step": step, "epoch": 0.1, "split": "train", "loss": 1.0,
+                                            "accuracy": 0.5, "images_per_s": 100.0}] * 5)
+                runs.heartbeat(run_id, steps=step)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    def read():
+        try:
+            while time.monotonic() < stop:
+                for r in runs.list_runs():
+                    runs.get_metrics(r.id)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in ids] + [threading.Thread(target=read) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+# --- uploads ---------------------------------------------------------------------------------------
+
+def png_bytes(array: np.ndarray, mode: str | None = None, fmt: str = "PNG", **save) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buf, format=fmt, **save)
+    return buf.getvalue()
+
+
+def a_one(height=120, width=90) -> np.ndarray:
+    img = np.zeros((height, width), np.uint8)
+    img[15:105, 40:52] = 255
+    return img
+
+
+def test_uploaded_images_of_every_kind_become_rgba():
+    one = a_one()
+    cases = {
+        "greyscale png": png_bytes(one),
+        "16-bit png": png_bytes(one.astype(np.uint16) * 257),
+        "palette gif": (lambda b: (Image.fromarray(one).convert("P").save(b, format="GIF"), b.getvalue())[1])(io.BytesIO()),
+        "rgb jpeg": png_bytes(np.stack([one] * 3, -1), fmt="JPEG", quality=95),
+        "black on white bmp": png_bytes(255 - one, fmt="BMP"),
+    }
+    for name, data in cases.items():
+        rgba = load_image(data)
+        assert rgba.dtype == np.uint8 and rgba.shape == (120, 90, 4), name
+        image = canvas_to_mnist(rgba)
+        assert image.max() > 0.5, name
+        assert abs(np.argwhere(image > 0.3)[:, 1].mean() - 13.5) < 2, name  # centred
+
+
+def test_an_animated_image_uses_its_first_frame():
+    frames = [Image.fromarray(a_one()), Image.fromarray(np.zeros((120, 90), np.uint8))]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+    assert canvas_to_mnist(load_image(buf.getvalue())).max() > 0.5
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty"),
+    (b"%PDF-1.4 not an image", "not an image"),
+    (png_bytes(a_one())[:80], "could not be decoded"),
+    (b"\x89PNG" + b"\x00" * (11 << 20), "too large"),
+])
+def test_bad_uploads_are_refused_with_one_line(data, message):
+    with pytest.raises(ImageError, match=message) as excinfo:
+        load_image(data)
+    assert "\n" not in str(excinfo.value)
+
+
+def test_a_decompression_bomb_is_refused_quickly():
+    buf = io.BytesIO()
+    Image.new("L", (30_000, 30_000)).save(buf, format="PNG")  # ~900 MB of pixels in a small file
+    bomb = buf.getvalue()
+    assert len(bomb) < 2 << 20
+    started = time.perf_counter()
+    with pytest.raises(ImageError):
+        load_image(bomb)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_an_uploaded_checkpoint_loads_in_memory_and_writes_nothing(tmp_path, isolated_dirs):
+    path = save_checkpoint(create_model("lenet5"), {"config": {}}, tmp_path / "mine.safetensors")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    model, meta = load_uploaded_checkpoint(path.read_bytes(), path.with_suffix(".json").read_bytes())
+    assert meta["architecture"] == "lenet5" and predict_proba(model, np.zeros((28, 28))).shape == (1, 10)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    assert not isolated_dirs["checkpoints"].exists() or not any(isolated_dirs["checkpoints"].iterdir())
+
+
+def _upload_parts(tmp_path, arch="lenet5"):
+    path = save_checkpoint(create_model(arch), {"config": {}}, tmp_path / f"{arch}.safetensors")
+    return path.read_bytes(), json.loads(path.with_suffix(".json").read_text())
+
+
+@pytest.mark.parametrize("tamper, message", [
+    (lambda w, m: (w, {**m, "architecture": "resnet-9000"}), "unknown architecture"),
+    (lambda w, m: (w, {**m, "architecture": "mlp-50"}), "does not fit mlp-50"),
+    (lambda w, m: (w[: len(w) // 2], m), "truncated"),
+    (lambda w, m: (b"\x80\x04\x95" + b"pickle" * 20, m), "not a safetensors file"),
+    (lambda w, m: (w, {**m, "run_id": "../../etc/passwd"}), "plain name, not a path"),
+    (lambda w, m: (w, {**m, "notes": "x" * 100_000}), "too long"),
+    (lambda w, m: (w + b"\x00" * (21 << 20), m), "too large"),
+])
+def test_bad_checkpoint_uploads_are_refused_with_one_line(tmp_path, tamper, message):
+    weights, meta = _upload_parts(tmp_path)
+    weights, meta = tamper(weights, meta)
+    with pytest.raises(CheckpointError, match=message) as excinfo:
+        load_uploaded_checkpoint(weights, json.dumps(meta).encode())
+    assert "\n" not in str(excinfo.value)
+
+
+# --- several visitors while a training runs -----------------------------------------------------------
+
+def test_eight_visitors_browse_and_predict_while_a_training_runs(mnist, tiny_config, start_worker, wait_for):
+    """A load test on the core paths the pages take: registry reads, the dataset, predictions."""
+    from mnist_core.data import load_mnist
+    from mnist_core.inspect import browse_order
+
+    run_id = runs.create_run(tiny_config(epochs=4, train_size=8000))
+    proc = start_worker(run_id)
+    runs.set_worker(run_id, proc.pid)
+    model = create_model("lenet5").eval()
+    images, labels = load_mnist("test")
+    latencies: list[float] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def visitor(seed: int):
+        rng = np.random.default_rng(seed)
+        try:
+            for _ in range(15):
+                t = time.perf_counter()
+                for r in runs.list_runs():
+                    runs.get_metrics(r.id, split="val")
+                order = browse_order(labels.numpy(), int(rng.integers(10)), seed)
+                grid = images[order[:100]]
+                canvas = np.zeros((280, 280, 4), np.uint8)
+                canvas[..., 3] = 255
+                canvas[rng.integers(20, 60):rng.integers(200, 260), 130:150, :3] = 255
+                probs = predict_proba(model, canvas_to_mnist(canvas))
+                assert grid.shape == (100, 28, 28) and probs.shape == (1, 10)
+                with lock:
+                    latencies.append(time.perf_counter() - t)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=visitor, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(latencies) == 8 * 15
+    p95 = statistics.quantiles(latencies, n=20)[-1]
+    assert p95 < 2.0, f"p95 latency {p95:.3f} s"
+    wait_for(lambda: not runs.get_run(run_id).is_live, 180, what="the training to finish")
+    assert runs.get_run(run_id).status == "completed"
