@@ -8,6 +8,7 @@ mnist_core's own exceptions and are shown with st.error (one line, no traceback)
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import streamlit as st
 from mnist_core import data, runs, worker
 from mnist_core.checkpoints import list_checkpoints, load_checkpoint, load_uploaded_checkpoint
 from mnist_core.errors import MnistLabError
+from mnist_core.export import load_bundle
 
 
 @st.cache_resource(show_spinner="Loading MNIST...")
@@ -24,6 +26,19 @@ def load_split(split: str):
     """(uint8 images [N,28,28], int64 labels [N]) as numpy, shared by every session."""
     images, labels = data.load_mnist(split)
     return images.numpy(), labels.numpy()
+
+
+@st.cache_resource(show_spinner="Fetching and verifying MNIST (once per server)...")
+def auto_fetch() -> str | None:
+    """With MNIST_AUTO_FETCH=1 (a hosted demo), fetch the data once per server; the error, if any.
+
+    The outcome is cached either way, so a failing fetch is not retried on every page view.
+    """
+    try:
+        data.fetch()
+    except MnistLabError as exc:
+        return str(exc)
+    return None
 
 
 def data_ready() -> bool:
@@ -63,18 +78,24 @@ def checkpoint_picker(label: str = "Checkpoint", key: str = "checkpoint", defaul
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _load_upload(digest: str, weights: bytes, sidecar: bytes):
+def _load_upload(digest: str, weights: bytes, sidecar: bytes | None):
+    if sidecar is None:  # one file: a bundle (`python -m mnist_core export --format bundle`)
+        return load_bundle(weights)
     return load_uploaded_checkpoint(weights, sidecar)
 
 
 def uploaded_checkpoint(files) -> tuple | None:
-    """(model, meta, name, cache key) from uploaded files (weights + sidecar), or None after an error."""
+    """(model, meta, name, cache key) from uploaded files (weights + sidecar, or one bundle), or None after an error."""
     by_suffix = {Path(f.name).suffix.lower(): f for f in files}
-    if set(by_suffix) != {".safetensors", ".json"} or len(files) != 2:
-        st.error("Upload two files: the checkpoint's .safetensors weights and its .json sidecar.")
+    if len(files) == 1 and ".safetensors" in by_suffix:
+        weights, sidecar = by_suffix[".safetensors"].getvalue(), None
+    elif set(by_suffix) != {".safetensors", ".json"} or len(files) != 2:
+        st.error("Upload two files: the checkpoint's .safetensors weights and its .json sidecar (or one "
+                 ".bundle.safetensors file).")
         return None
-    weights, sidecar = by_suffix[".safetensors"].getvalue(), by_suffix[".json"].getvalue()
-    digest = hashlib.sha256(weights + b"\0" + sidecar).hexdigest()
+    else:
+        weights, sidecar = by_suffix[".safetensors"].getvalue(), by_suffix[".json"].getvalue()
+    digest = hashlib.sha256(weights + b"\0" + (sidecar or b"")).hexdigest()
     try:
         model, meta = _load_upload(digest, weights, sidecar)
     except MnistLabError as exc:
@@ -93,7 +114,7 @@ def model_chooser(key: str, label: str = "Checkpoint", default: str = "lenet5.sa
     """
     path = checkpoint_picker(label, key=key, default=default)
     with st.expander("Upload a checkpoint", icon=":material/upload:"):
-        files = st.file_uploader("The .safetensors weights and the .json sidecar", type=["safetensors", "json"],
+        files = st.file_uploader("The .safetensors weights and the .json sidecar, or one .bundle.safetensors file", type=["safetensors", "json"],
                                  accept_multiple_files=True, key=f"{key}_upload")
     if files:
         return uploaded_checkpoint(files)
@@ -145,6 +166,10 @@ def sidebar_status() -> None:
     """The shared sidebar: whether data is present, and runs in progress."""
     with st.sidebar:
         st.caption("MNIST Lab · train and look inside small networks")
+        if not data_ready() and os.environ.get("MNIST_AUTO_FETCH") == "1":
+            problem = auto_fetch()
+            if problem:
+                st.error(problem)
         if not data_ready():
             st.warning("MNIST not downloaded", icon=":material/cloud_off:")
         try:
