@@ -16,6 +16,7 @@ PAGES = [
     st.Page("pages/inside.py", title="Inside the network", icon=":material/visibility:", url_path="inside"),
     st.Page("pages/draw.py", title="Draw", icon=":material/draw:", url_path="draw"),
     st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:", url_path="evaluate"),
+    st.Page("pages/explain.py", title="Explain", icon=":material/scatter_plot:", url_path="explain"),
 ]
 
 page = st.navigation(PAGES)

@@ -1,4 +1,4 @@
-"""The command line: python -m mnist_core fetch-data | train | evaluate CKPT | runs | models | presets.
+"""The command line: python -m mnist_core fetch-data | train | evaluate CKPT | export CKPT | runs | models | presets.
 
 `train` takes every TrainConfig field as a flag (generated from the dataclass, so the flags, the
 Train page's form and the config are one list), or `--preset NAME` (flags then override the preset),
@@ -90,6 +90,26 @@ def cmd_train(args) -> int:
     return 1
 
 
+def cmd_export(args) -> int:
+    from pathlib import Path
+
+    from . import export
+    from .checkpoints import load_checkpoint
+
+    model, meta = load_checkpoint(args.checkpoint)
+    suffix = export.ONNX_SUFFIX if args.format == "onnx" else export.BUNDLE_SUFFIX
+    out = Path(args.out or Path(args.checkpoint).name.removesuffix(".safetensors").removesuffix(".json") + suffix)
+    path = export.export_checkpoint(model, meta, args.format, out)
+    print(f"{args.format} written to {path} ({path.stat().st_size:,} bytes)")
+    if args.format == "onnx":
+        import torch
+
+        images = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+        diff = export.onnx_max_difference(model, path.read_bytes(), images)
+        print(f"onnxruntime vs PyTorch on 16 random images: largest logit difference {diff:.1e}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from .checkpoints import load_checkpoint
     from .data import load_mnist
@@ -158,6 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a .safetensors file with its .json sidecar")
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="write a checkpoint as ONNX, or as one bundle file (weights + metadata)")
+    p.add_argument("checkpoint", help="a .safetensors file with its .json sidecar")
+    p.add_argument("--format", choices=("onnx", "bundle"), default="onnx",
+                   help="onnx: a graph any ONNX runtime runs (input image [N,1,28,28] in [0,1], output logits "
+                        "[N,10]); bundle: one safetensors file holding the sidecar too, accepted by the pages' "
+                        "checkpoint upload; default onnx")
+    p.add_argument("--out", default=None, help="file to write (default: the checkpoint's name with .onnx or "
+                                               ".bundle.safetensors, in the current folder)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("runs", help="list the runs in the registry")
     p.set_defaults(func=cmd_runs)

@@ -50,16 +50,10 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
-def save_checkpoint(model: nn.Module, meta: dict[str, Any], path: os.PathLike) -> Path:
-    """Write `path` (.safetensors) and its .json sidecar atomically; return the weights path.
-
-    `meta` may hold config, metrics and anything JSON-serialisable; the architecture is taken from
-    the model (create_model sets it) unless meta names one.
-    """
-    from safetensors.torch import save_file
+def _sidecar_json(model: nn.Module, meta: dict[str, Any]) -> tuple[str, str]:
+    """(architecture, sidecar JSON text): `meta` plus the format, architecture, date and library versions."""
     import safetensors
 
-    path = weights_path(path)
     arch = meta.get("architecture") or getattr(model, "arch_name", None)
     if arch not in list_models():
         raise CheckpointError(f"cannot save: architecture {arch!r} is not in the model zoo")
@@ -72,9 +66,21 @@ def save_checkpoint(model: nn.Module, meta: dict[str, Any], path: os.PathLike) -
         "versions": {"mnist_lab": __version__, "torch": torch.__version__, "safetensors": safetensors.__version__},
     }
     try:
-        text = json.dumps(sidecar, indent=2, sort_keys=True)
+        return arch, json.dumps(sidecar, indent=2, sort_keys=True)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"cannot save: metadata is not JSON-serialisable ({exc})") from None
+
+
+def save_checkpoint(model: nn.Module, meta: dict[str, Any], path: os.PathLike) -> Path:
+    """Write `path` (.safetensors) and its .json sidecar atomically; return the weights path.
+
+    `meta` may hold config, metrics and anything JSON-serialisable; the architecture is taken from
+    the model (create_model sets it) unless meta names one.
+    """
+    from safetensors.torch import save_file
+
+    path = weights_path(path)
+    arch, text = _sidecar_json(model, meta)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,8 +117,10 @@ def read_meta(path: os.PathLike) -> dict:
     return parse_meta(text, side.name)
 
 
-def _check_safetensors_header(data: bytes, name: str) -> None:
-    """Reject empty, truncated and non-safetensors data (a pickle renamed, say) before parsing."""
+def _check_safetensors_header(data: bytes, name: str) -> dict:
+    """Reject empty, truncated and non-safetensors data (a pickle renamed, say) before parsing.
+
+    Returns the parsed header (tensor entries, and "__metadata__" where the file has one)."""
     size = len(data)
     if size < 8:
         raise CheckpointError(f"{name} is empty or truncated ({size} bytes)")
@@ -136,6 +144,7 @@ def _check_safetensors_header(data: bytes, name: str) -> None:
     end = max(ends, default=0)
     if 8 + n + end > size:
         raise CheckpointError(f"{name} is truncated ({size} bytes, the header promises {8 + n + end})")
+    return entries
 
 
 def model_from_bytes(data: bytes, meta: dict, name: str = "checkpoint") -> nn.Module:
@@ -155,7 +164,8 @@ def model_from_bytes(data: bytes, meta: dict, name: str = "checkpoint") -> nn.Mo
     if missing or unexpected:
         detail = (f"missing {', '.join(missing[:3])}" if missing else f"unexpected {', '.join(unexpected[:3])}")
         raise CheckpointError(f"{name} does not fit {meta['architecture']}: {detail}")
-    for key, tensor in state.items():
+    for key in expected:  # in the model's order: safetensors' dict order varies from load to load
+        tensor = state[key]
         if tensor.shape != expected[key].shape:
             raise CheckpointError(f"{name} does not fit {meta['architecture']}: {key} has shape "
                                   f"{tuple(tensor.shape)}, expected {tuple(expected[key].shape)}")

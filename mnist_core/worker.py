@@ -87,8 +87,13 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
         if on_event:
             on_event(event)
 
+    from .snapshots import Recorder
+    snapshots = Recorder(run_id, root, data_root)  # kernels and a probe's feature maps, for the replay slider
+
     try:
-        result = train(config, on_event=handle, should_stop=cancel.is_set, data_root=data_root)
+        result = train(config, on_event=handle, should_stop=cancel.is_set, data_root=data_root,
+                       on_snapshot=snapshots.record)
+        snapshots.close()
         writer.flush()
         if result.status == "completed":
             path = Path(checkpoint_path) if checkpoint_path else checkpoint_dir() / f"{config.model}-{run_id}.safetensors"

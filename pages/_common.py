@@ -85,7 +85,7 @@ def _load_upload(digest: str, weights: bytes, sidecar: bytes | None):
 
 
 def uploaded_checkpoint(files) -> tuple | None:
-    """(model, meta, name, cache key) from uploaded files (weights + sidecar, or one bundle), or None after an error."""
+    """(model, meta, name, cache key) from uploaded files (weights + sidecar, or one bundle); None after an error."""
     by_suffix = {Path(f.name).suffix.lower(): f for f in files}
     if len(files) == 1 and ".safetensors" in by_suffix:
         weights, sidecar = by_suffix[".safetensors"].getvalue(), None
@@ -114,8 +114,8 @@ def model_chooser(key: str, label: str = "Checkpoint", default: str = "lenet5.sa
     """
     path = checkpoint_picker(label, key=key, default=default)
     with st.expander("Upload a checkpoint", icon=":material/upload:"):
-        files = st.file_uploader("The .safetensors weights and the .json sidecar, or one .bundle.safetensors file", type=["safetensors", "json"],
-                                 accept_multiple_files=True, key=f"{key}_upload")
+        files = st.file_uploader("The .safetensors weights and the .json sidecar, or one .bundle.safetensors file",
+                                 type=["safetensors", "json"], accept_multiple_files=True, key=f"{key}_upload")
     if files:
         return uploaded_checkpoint(files)
     if path is None:

@@ -9,6 +9,7 @@ from mnist_core.errors import ImageError
 from mnist_core.predict import predict_proba
 from mnist_core.preprocess import canvas_to_mnist, load_image
 from pages._common import digit_heatmap, load_model, model_chooser, probability_bars, show_error
+from pages._explain_ui import attribution_section, export_buttons
 
 st.title("Draw")
 st.caption("Draw a digit with the mouse (or a finger). The model sees it the way MNIST was made: cropped, "
@@ -19,6 +20,9 @@ st.session_state.setdefault("canvas_version", 0)
 left, right = st.columns([1, 1.3], gap="large")
 with left:
     chosen = model_chooser("draw_checkpoint", label="Model")
+    if chosen is not None:
+        with st.expander("Download this model", icon=":material/download:"):
+            export_buttons(*chosen, key="draw_export")
     # Changing the key mounts a fresh, empty canvas: that is how "Clear" works.
     canvas = st_canvas(stroke_width=18, stroke_color="#FFFFFF", background_color="#000000", width=280, height=280,
                        drawing_mode="freedraw", return_image_data=True,
@@ -46,7 +50,7 @@ if has_ink:
 with right:
     if chosen is None:
         st.stop()
-    model, meta, model_name, _ = chosen
+    model, meta, model_name, model_key = chosen
 
     if not has_ink:
         st.metric("Prediction", "–", help="Draw a digit on the black canvas")
@@ -58,13 +62,17 @@ with right:
     m1, m2 = st.columns([1, 2])
     with m1:
         st.metric("Prediction", top, f"{probs[top]:.1%} confidence", delta_color="off", delta_arrow="off")
-        st.plotly_chart(digit_heatmap(image, "What the model sees (28x28)", height=260, show_scale=False),
+        st.plotly_chart(digit_heatmap(image, "Model input, 28x28", height=260, show_scale=False),
                         key="draw_seen")
     with m2:
         st.plotly_chart(probability_bars(probs, height=330, title=f"Probabilities · {model_name}"), key="draw_probs")
     if st.button("Open in Inside the network", icon=":material/visibility:"):
         st.session_state["inspect_source"] = {"kind": "drawing"}
         st.switch_page("pages/inside.py")
+
+# --- why this answer: attribution maps ---------------------------------------------------------
+if st.toggle("Why this answer? What each pixel contributed", key="draw_explain"):
+    attribution_section(model, model_key, image, probs, key="draw_attr")
 
 # --- every model on the same drawing -----------------------------------------------------------
 if st.toggle("Compare models: every checkpoint on this drawing", key="draw_compare"):

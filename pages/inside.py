@@ -17,6 +17,7 @@ from mnist_core.data import SPLIT_SIZES
 from mnist_core.models import layer_table, model_info
 from pages._common import (digit_heatmap, load_split, model_chooser, probability_bars, require_data, show_error,
                            tiles_heatmap)
+from pages._explain_ui import attribution_section, export_buttons, replay_section
 
 FULL_GRID_MAX = 256   # kernels of a multi-input layer are all shown up to this many; past it, one view
 KINDS = {"dataset": "Dataset image", "drawing": "My drawing"}
@@ -152,6 +153,11 @@ with c_model:
         st.metric("Test accuracy", f"{accuracy:.2%}")
     with st.expander("Layers"):
         st.dataframe(layers(model, model_key), hide_index=True)
+    with st.expander("Download this model", icon=":material/download:"):
+        export_buttons(model, meta, model_name, model_key, key="inside_export")
+
+st.header("Why this answer")
+attribution_section(model, model_key, image, probs, key="inside_attr")
 
 
 def diverging(tiles: np.ndarray, percentile: float = 100.0) -> dict:
@@ -238,3 +244,10 @@ else:
     for name, values in maps:
         st.subheader(f"{name} · {values.size} units")
         st.plotly_chart(activation_bars(values.reshape(-1), "unit"), config={"displayModeBar": False})
+
+# --- how it learned: the run's snapshots ---------------------------------------------------------
+
+st.header("How it learned")
+st.caption("While this model trained, its run recorded the kernels (an MLP: its first-layer units) and what each "
+           "layer made of one fixed test image at every validation. Slide through the run.")
+replay_section(meta.get("run_id"), key="inside_replay")

@@ -20,6 +20,7 @@ from mnist_core.errors import MnistLabError
 from mnist_core.models import count_parameters, create_model, layer_table, model_info
 from mnist_core.training import PRESETS, TrainConfig
 from pages._common import require_data, show_error
+from pages._explain_ui import replay_section
 
 POLL_SECONDS = 1.0
 CUSTOM = "(custom)"
@@ -253,6 +254,10 @@ else:
             st.rerun()  # the run ended: redraw the whole page (runs table) and stop polling
 
     live_panel(current.id, polling)
+    with st.expander("How the network learned: replay its kernels and feature maps", icon=":material/replay:"):
+        st.caption("Recorded before the first step and at every validation. During a run, moving the slider "
+                   "picks up the newest frames.")
+        replay_section(current.id, key="train_replay")
 
 
 # --- all runs ----------------------------------------------------------------------------------

@@ -1,0 +1,179 @@
+"""Training snapshots: how a network's kernels, and what it makes of one fixed probe image, change over a run.
+
+Before the first step and after every validation the worker hands the model to a `Recorder`, which
+keeps a frame: the step, the epoch, the convolution kernels (an MLP's first-layer templates instead)
+and the feature maps of the probe image (test image PROBE_INDEX, a 7). The Train and Inside the
+network pages replay the frames with a slider.
+
+One file per run, runs/snapshots/<run id>.npz (plain arrays, loaded with allow_pickle=False),
+written to a temporary name and renamed, at most every WRITE_SECONDS and at the end of the run.
+Bounded: float16, layers larger than MAX_LAYER_VALUES left out (the first convolution is always
+kept), and at most MAX_FRAMES frames; past that every other frame is dropped, the first and last
+kept, so the replay still spans the whole run at a coarser step: at most about 2 MB per run.
+
+Recording must never break a run: any failure is printed once (it reaches the run's log) and
+recording stops, the training goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from torch import nn
+
+from .errors import RunError
+from .paths import runs_dir
+
+MAX_FRAMES = 60
+MAX_LAYER_VALUES = 5_000     # per layer: lenet5 keeps C1 and C3 (not C5's 48,000), cnn-small all three
+MAX_TEMPLATES = 16           # an MLP's first-layer units recorded (of 50 to 256)
+PROBE_INDEX = 0              # test image 0: a clear 7
+WRITE_SECONDS = 2.0
+FORMAT_VERSION = 1
+
+
+def snapshot_path(run_id: str, root: Optional[os.PathLike] = None) -> Path:
+    from .runs import check_run_id
+
+    return Path(root or runs_dir()) / "snapshots" / f"{check_run_id(run_id)}.npz"
+
+
+def probe_image(data_root=None) -> tuple[np.ndarray, int]:
+    """(uint8 [28,28], label): the fixed image every run's feature maps are recorded for."""
+    from .data import load_mnist
+
+    images, labels = load_mnist("test", root=data_root)
+    return images[PROBE_INDEX].numpy().copy(), int(labels[PROBE_INDEX])
+
+
+def capture(model: nn.Module, probe: np.ndarray) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, np.ndarray]]]:
+    """(kernels, maps) of the model now, each [(layer name, float32 array)], within the size caps.
+
+    kernels: every Conv2d's weights [out, in, kh, kw] (the first always, the others up to
+    MAX_LAYER_VALUES), or for an MLP its first MAX_TEMPLATES first-layer units as [units, 1, 28, 28].
+    maps: the probe's feature maps for each of model.feature_layers up to MAX_LAYER_VALUES * 2.
+    """
+    from .inspect import conv_kernels, feature_maps, first_layer_templates, is_convnet
+
+    if is_convnet(model):
+        kernels = [(name, w) for i, (name, w) in enumerate(conv_kernels(model)) if i == 0 or w.size <= MAX_LAYER_VALUES]
+    else:
+        kernels = [("fc1", first_layer_templates(model)[:MAX_TEMPLATES, None])]
+    maps, _ = feature_maps(model, probe)  # eval mode and inference mode inside; no random numbers drawn
+    return kernels, [(name, m) for name, m in maps if m.size <= 2 * MAX_LAYER_VALUES]
+
+
+@dataclass
+class Snapshots:
+    """A run's frames: arrays whose first axis is the frame, in step order."""
+    steps: np.ndarray                      # int64 [T]
+    epochs: np.ndarray                     # float32 [T]
+    probe: np.ndarray                      # uint8 [28,28]
+    probe_label: int
+    kernels: dict = field(default_factory=dict)   # layer name -> float32 [T, ...]
+    maps: dict = field(default_factory=dict)      # layer name -> float32 [T, ...]
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+class Recorder:
+    """Collects frames during a run and writes them to snapshot_path(run_id). Never raises."""
+
+    def __init__(self, run_id: str, root: Optional[os.PathLike] = None, data_root=None,
+                 max_frames: int = MAX_FRAMES, write_seconds: float = WRITE_SECONDS):
+        self.run_id, self.root, self.data_root = run_id, root, data_root
+        self.max_frames, self.write_seconds = max(2, max_frames), write_seconds
+        self.frames: list[tuple[int, float, list, list]] = []
+        self.probe: Optional[tuple[np.ndarray, int]] = None
+        self.failed = False
+        self.last_write = 0.0
+        self.dirty = False
+
+    def _fail(self, what: str, exc: BaseException) -> None:
+        self.failed = True
+        print(f"snapshots: {what} failed, recording stops ({type(exc).__name__}: {exc})", file=sys.stderr)
+
+    def record(self, model: nn.Module, step: int, epoch: float) -> None:
+        """Keep a frame of `model` at `step` (the training.train on_snapshot callback)."""
+        if self.failed:
+            return
+        try:
+            if self.probe is None:
+                self.probe = probe_image(self.data_root)
+            kernels, maps = capture(model, self.probe[0])
+            self.frames.append((int(step), float(epoch), kernels, maps))
+            if len(self.frames) > self.max_frames:  # thin out evenly, keeping the first and the newest
+                self.frames = self.frames[:-1][::2] + self.frames[-1:]
+            self.dirty = True
+        except Exception as exc:  # noqa: BLE001 - a snapshot is never worth a failed run
+            self._fail("capturing a frame", exc)
+            return
+        if time.monotonic() - self.last_write >= self.write_seconds:
+            self.write()
+
+    def close(self) -> None:
+        """Write what is left (call when the run ends, whatever its outcome)."""
+        if self.dirty and not self.failed:
+            self.write()
+
+    def write(self) -> None:
+        try:
+            path = snapshot_path(self.run_id, self.root)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            first_kernels, first_maps = self.frames[0][2], self.frames[0][3]
+            arrays = {
+                "format_version": np.int64(FORMAT_VERSION),
+                "steps": np.array([f[0] for f in self.frames], np.int64),
+                "epochs": np.array([f[1] for f in self.frames], np.float32),
+                "probe": self.probe[0], "probe_label": np.int64(self.probe[1]),
+                "kernel_names": np.array([n for n, _ in first_kernels], dtype=str),
+                "map_names": np.array([n for n, _ in first_maps], dtype=str),
+            }
+            for i in range(len(first_kernels)):
+                arrays[f"kernel_{i}"] = np.stack([f[2][i][1] for f in self.frames]).astype(np.float16)
+            for i in range(len(first_maps)):
+                arrays[f"map_{i}"] = np.stack([f[3][i][1] for f in self.frames]).astype(np.float16)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    np.savez(f, **arrays)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            self.dirty = False
+            self.last_write = time.monotonic()
+        except Exception as exc:  # noqa: BLE001 - see record()
+            self._fail("writing", exc)
+
+
+def load_snapshots(run_id: str, root: Optional[os.PathLike] = None) -> Optional[Snapshots]:
+    """A run's snapshots, or None when it has none (a run from before snapshots, the NumPy engine).
+
+    Raises RunError for a file that exists but cannot be read.
+    """
+    path = snapshot_path(run_id, root)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if int(z["format_version"]) != FORMAT_VERSION:
+                raise ValueError(f"format version {int(z['format_version'])}")
+            kernels = {str(n): z[f"kernel_{i}"].astype(np.float32) for i, n in enumerate(z["kernel_names"])}
+            maps = {str(n): z[f"map_{i}"].astype(np.float32) for i, n in enumerate(z["map_names"])}
+            snaps = Snapshots(steps=z["steps"].astype(np.int64), epochs=z["epochs"].astype(np.float32),
+                              probe=z["probe"].astype(np.uint8), probe_label=int(z["probe_label"]),
+                              kernels=kernels, maps=maps)
+    except Exception as exc:  # noqa: BLE001 - a damaged file is reported as one line
+        raise RunError(f"the training snapshots of run {run_id} cannot be read ({type(exc).__name__})") from None
+    if any(len(a) != len(snaps) for a in (*kernels.values(), *maps.values())):
+        raise RunError(f"the training snapshots of run {run_id} are inconsistent")
+    return snaps

@@ -1,0 +1,204 @@
+"""Page sections that explain a model, shared by Draw, Inside the network and Train.
+
+- `attribution_section`: why the model gave its answer for one image: gradient saliency, Integrated
+  Gradients and occlusion (mnist_core.explain, through captum) drawn over the 28x28 input, for the
+  predicted digit or any other.
+- `export_buttons`: download the model as ONNX or as a one-file bundle (mnist_core.export).
+- `replay_section`: a slider over a run's training snapshots (mnist_core.snapshots): kernels and
+  the probe image's feature maps as they were at each validation.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from mnist_core import explain, export
+from mnist_core.errors import MnistLabError
+from mnist_core.snapshots import load_snapshots
+from pages._common import show_error, tiles_heatmap
+
+METHOD_NOTES = {
+    "saliency": "How strongly each pixel's gradient moves the score: where a small change matters most.",
+    "integrated-gradients": "Each pixel's share of the score, from a black image to this one (the shares "
+                            "add up to the score's change). Red raises the score, blue lowers it.",
+    "occlusion": "How much the score drops when a 4x4 patch around the pixel is blacked out. Red: hiding it "
+                 "hurts the answer; blue: hiding it helps.",
+}
+
+
+# --- attribution ------------------------------------------------------------------------------
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _attribution(_model, model_key: tuple, image: np.ndarray, method: str, target: int | None):
+    return explain.attribute(_model, image, method, target)
+
+
+def attribution_figure(image: np.ndarray, values: np.ndarray, signed: bool, height: int = 300) -> go.Figure:
+    """The input in dim grey with the attribution over it: zero is transparent, so the digit shows through.
+
+    The colour scale saturates at the 99th percentile of |attribution|: a handful of extreme pixels
+    would otherwise wash everything else out.
+    """
+    image = np.asarray(image, np.float32)
+    bound = float(np.percentile(np.abs(values), 99)) or float(np.abs(values).max()) or 1.0
+    if signed:  # blue below zero, red above, opacity growing with |value| (hue kept: no washed-out pinks)
+        scale = [[0.0, "rgba(33,102,172,1)"], [0.25, "rgba(33,102,172,0.75)"], [0.5, "rgba(33,102,172,0)"],
+                 [0.5, "rgba(214,39,40,0)"], [0.75, "rgba(214,39,40,0.75)"], [1.0, "rgba(214,39,40,1)"]]
+        zmin, zmax = -bound, bound
+    else:
+        scale = [[0.0, "rgba(255,120,0,0)"], [0.5, "rgba(255,120,0,0.75)"], [1.0, "rgba(255,40,0,1)"]]
+        zmin, zmax = 0.0, bound
+    fig = go.Figure()
+    # The digit at most mid-grey (zmax 2 for pixels in [0,1]), so colours stay visible over the strokes.
+    fig.add_heatmap(z=image, colorscale="gray", zmin=0.0, zmax=2.0, showscale=False, hoverinfo="skip")
+    fig.add_heatmap(z=values, customdata=image, colorscale=scale, zmin=zmin, zmax=zmax, showscale=True,
+                    colorbar=dict(thickness=10, len=0.8),
+                    hovertemplate="row %{y}, col %{x}<br>pixel %{customdata:.2f}<br>attribution %{z:.3g}"
+                                  "<extra></extra>")
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False, showgrid=False, zeroline=False,
+                     constrain="domain")
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10))
+    return fig
+
+
+def attribution_section(model, model_key: tuple, image: np.ndarray, probs: np.ndarray, key: str) -> None:
+    """Three attribution maps for `image`, for the predicted digit or the one the user picks."""
+    top = int(np.argmax(probs))
+    target = st.selectbox("Explain the score of digit", [None, *range(10)], key=f"{key}_target",
+                          format_func=lambda d: f"{top} (the prediction)" if d is None else f"{d} ({probs[d]:.1%})")
+    st.caption("Each map explains the chosen digit's score (its logit, before softmax), computed with captum. "
+               "Hover a pixel for its value.")
+    cols = st.columns(len(explain.METHODS))
+    for col, (method, title) in zip(cols, explain.METHODS.items()):
+        with col:
+            try:
+                result = _attribution(model, model_key, np.asarray(image, np.float32), method, target)
+            except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+                show_error(exc)
+                continue
+            st.markdown(f"**{title}** · digit {result.target}")
+            st.plotly_chart(attribution_figure(image, result.values, signed=method != "saliency"),
+                            key=f"{key}_{method}", config={"displayModeBar": False})
+            st.caption(METHOD_NOTES[method])
+
+
+# --- export -----------------------------------------------------------------------------------
+
+_EXPORTS: "OrderedDict[tuple, bytes]" = OrderedDict()  # (model key, format) -> bytes, the newest few
+_EXPORTS_LOCK = threading.Lock()
+
+
+def _exported(model, meta: dict, model_key: tuple, fmt: str) -> bytes:
+    """The export's bytes, made on the first click (ONNX takes a few seconds) and kept for the next."""
+    with _EXPORTS_LOCK:
+        if (model_key, fmt) in _EXPORTS:
+            return _EXPORTS[(model_key, fmt)]
+    data = export.onnx_bytes(model, meta) if fmt == "onnx" else export.bundle_bytes(model, meta)
+    with _EXPORTS_LOCK:
+        _EXPORTS[(model_key, fmt)] = data
+        while len(_EXPORTS) > 8:
+            _EXPORTS.popitem(last=False)
+    return data
+
+
+def export_buttons(model, meta: dict, name: str, model_key: tuple, key: str) -> None:
+    """Download buttons: ONNX, and the one-file bundle that the checkpoint upload accepts."""
+    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)[:60] or "model"
+    c1, c2 = st.columns(2)
+    c1.download_button("ONNX", data=lambda: _exported(model, meta, model_key, "onnx"),
+                       file_name=f"{stem}{export.ONNX_SUFFIX}", mime="application/octet-stream",
+                       icon=":material/download:", key=f"{key}_onnx",
+                       help="For any ONNX runtime: input image float32 [N,1,28,28] in [0,1], output logits [N,10]. "
+                            "Made when you click (a few seconds).")
+    c2.download_button("Bundle", data=lambda: _exported(model, meta, model_key, "bundle"),
+                       file_name=f"{stem}{export.BUNDLE_SUFFIX}", mime="application/octet-stream",
+                       icon=":material/download:", key=f"{key}_bundle",
+                       help="Weights and metadata in one safetensors file: upload it here on any MNIST Lab.")
+
+
+# --- replaying a run's snapshots ----------------------------------------------------------------
+
+def _diverging_over_frames(frames: np.ndarray) -> dict:
+    """One colour scale for every frame, so the slider shows change rather than rescaling."""
+    bound = float(np.percentile(np.abs(frames), 99.5)) or 1.0
+    return dict(colorscale="RdBu_r", zmid=0.0, zmin=-bound, zmax=bound)
+
+
+def _kernel_figure(frames: np.ndarray, i: int) -> tuple[go.Figure, str]:
+    w = frames[i]  # [out, in, kh, kw]
+    out, cin, kh, kw = w.shape
+    scale = _diverging_over_frames(frames)
+    if cin == 1:
+        return (tiles_heatmap(w[:, 0], min(out, 16), hover="kernel %{customdata[0]}", max_height=360, **scale),
+                f"{out} kernels of {kh}x{kw}")
+    if out * cin <= 256:
+        ids = np.stack(np.divmod(np.arange(out * cin), cin), axis=1)
+        return (tiles_heatmap(w.reshape(out * cin, kh, kw), cin, tile_ids=ids, max_height=500,
+                              hover="output %{customdata[0]}, input %{customdata[1]}", **scale),
+                f"{out} x {cin} kernels of {kh}x{kw}: a row per output channel")
+    return (tiles_heatmap(w.mean(axis=1), 16, hover="output %{customdata[0]}", max_height=500, **scale),
+            f"{out} kernels, averaged over their {cin} input channels")
+
+
+def _map_figure(frames: np.ndarray, i: int) -> go.Figure:
+    m = frames[i]
+    if m.ndim == 1 or m.shape[1:] == (1, 1):  # hidden units, or 1x1 maps: bars
+        values = m.reshape(-1)
+        fig = go.Figure(go.Bar(x=np.arange(len(values)), y=values, marker_color="#7f8ea3",
+                               hovertemplate="unit %{x}: %{y:.4g}<extra></extra>"))
+        fig.update_layout(height=260, xaxis_title="unit", yaxis=dict(title="activation",
+                                                                     range=[0, float(frames.max()) * 1.05 or 1.0]),
+                          margin=dict(l=10, r=10, t=10, b=10))
+        return fig
+    top = float(frames.max()) or 1.0
+    scale = dict(colorscale="Viridis", zmin=0.0, zmax=top) if frames.min() >= 0 else _diverging_over_frames(frames)
+    return tiles_heatmap(m, min(len(m), 8 if m.shape[-1] >= 10 else 16), hover="channel %{customdata[0]}",
+                         max_height=500, **scale)
+
+
+def replay_section(run_id: str | None, key: str) -> None:
+    """A slider over the run's snapshots: the kernels and the probe's feature maps at each validation."""
+    if not run_id:
+        st.caption("This model was not trained by a run on this server, so there are no snapshots to replay.")
+        return
+    try:
+        snaps = load_snapshots(run_id)
+    except MnistLabError as exc:
+        show_error(exc)
+        return
+    if snaps is None or len(snaps) == 0:
+        st.caption(f"Run {run_id} has no training snapshots here: runs record them as they train, except on the "
+                   "NumPy engine, and runs from before this feature have none.")
+        return
+    steps, epochs = snaps.steps, snaps.epochs
+    if len(snaps) == 1:
+        i = 0
+        st.caption(f"One snapshot so far: step {steps[0]:,}.")
+    else:
+        # The key follows the frames, so new frames (or thinned ones) give a fresh slider at the newest.
+        i = st.select_slider("Training step", options=list(range(len(snaps))), value=len(snaps) - 1,
+                             format_func=lambda k: f"step {steps[k]:,} · epoch {epochs[k]:.2f}",
+                             key=f"{key}_{run_id}_{len(snaps)}_{steps[-1]}")
+    c_kernels, c_maps = st.columns([1, 1.4], gap="large")
+    with c_kernels:
+        names = list(snaps.kernels)
+        layer = st.selectbox("Weights of", names, key=f"{key}_{run_id}_kernel_layer") if len(names) > 1 else names[0]
+        fig, what = _kernel_figure(snaps.kernels[layer], i)
+        st.markdown(f"**{layer}** · {what}")
+        st.plotly_chart(fig, key=f"{key}_kernels", config={"displayModeBar": False})
+    with c_maps:
+        names = list(snaps.maps)
+        if not names:
+            return
+        layer = st.selectbox(f"What this layer makes of the probe image (a {snaps.probe_label})", names,
+                             key=f"{key}_{run_id}_map_layer")
+        p_img, p_maps = st.columns([1, 4])
+        p_img.image(snaps.probe, caption="probe", width=84)
+        with p_maps:
+            st.plotly_chart(_map_figure(snaps.maps[layer], i), key=f"{key}_maps", config={"displayModeBar": False})

@@ -1,0 +1,122 @@
+"""Explain: how a model arranges the test set. Its last hidden representation of a sample of test
+images, projected to 2-D (PCA or t-SNE), coloured by true label with the mistakes ringed. Hover a
+point for the digit and the prediction; select points (click, box or lasso) to see those images."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from mnist_core import explain
+from pages._common import load_split, model_chooser, require_data, show_error
+
+SIZES = [250, 500, 1000, 2000, 5000]
+SEED = 0
+GALLERY = 48
+# Ten distinct colours (Plotly's D3 palette), one per digit.
+COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf"]
+
+st.title("Explain")
+st.caption("Where does the network put each digit? Every point is a test image, placed by the network's last "
+           "hidden layer (what its final layer reads) squeezed to two dimensions. Select points to see the images.")
+require_data()
+
+
+@st.cache_data(show_spinner="Running the sample through the network...", max_entries=16)
+def sample_features(_model, model_key: tuple, size: int):
+    images, _ = load_split("test")
+    idx = explain.sample_indices(len(images), size, SEED)
+    return explain.penultimate(_model, images[idx])
+
+
+@st.cache_data(show_spinner="Projecting to 2-D (t-SNE on 2,000 points takes about half a minute)...", max_entries=32)
+def embedding(_model, model_key: tuple, size: int, method: str) -> explain.EmbeddingMap:
+    images, labels = load_split("test")
+    return explain.embedding_map(_model, images, labels, method, size, SEED,
+                                 features=sample_features(_model, model_key, size))
+
+
+def scatter(emap: explain.EmbeddingMap, title: str) -> go.Figure:
+    """One trace per true digit, then the mistakes ringed; customdata = (index, label, prediction, confidence)."""
+    custom = np.stack([emap.indices, emap.labels, emap.predicted, emap.confidence], axis=1)
+    hover = ("test #%{customdata[0]}<br>digit %{customdata[1]} · predicted %{customdata[2]} "
+             "(%{customdata[3]:.0%})<extra></extra>")
+    fig = go.Figure()
+    for digit in range(10):
+        on = emap.labels == digit
+        fig.add_scatter(x=emap.xy[on, 0], y=emap.xy[on, 1], mode="markers", name=str(digit), customdata=custom[on],
+                        marker=dict(size=6, color=COLOURS[digit], opacity=0.8), hovertemplate=hover)
+    wrong = emap.mistakes
+    fig.add_scatter(x=emap.xy[wrong, 0], y=emap.xy[wrong, 1], mode="markers", name="mistake", customdata=custom[wrong],
+                    marker=dict(size=12, symbol="circle-open", color="black", line=dict(width=2)),
+                    hovertemplate=hover)
+    fig.update_xaxes(showticklabels=False, zeroline=False)
+    fig.update_yaxes(showticklabels=False, zeroline=False)
+    fig.update_layout(title=title, height=620, legend=dict(title="true digit", itemsizing="constant"),
+                      margin=dict(l=10, r=10, t=40, b=10), dragmode="lasso")
+    return fig
+
+
+def selected_indices(event) -> list[int]:
+    """Test-image indices of the selected points, in selection order, each once."""
+    points = (event or {}).get("selection", {}).get("points", []) if event else []
+    out = []
+    for p in points:
+        custom = p.get("customdata")
+        if isinstance(custom, (list, tuple)) and custom:
+            out.append(int(custom[0]))
+    return list(dict.fromkeys(out))
+
+
+chosen_cols = st.columns([1, 1, 1.4], vertical_alignment="bottom")
+with chosen_cols[0]:
+    chosen = model_chooser("explain_checkpoint")
+method = chosen_cols[1].radio("Projection", list(explain.PROJECTIONS), format_func=explain.PROJECTIONS.get,
+                              key="explain_method", horizontal=True,
+                              help="PCA: the two directions of largest variance (linear, instant). t-SNE: keeps "
+                                   "neighbours together (non-linear; clusters are meaningful, distances between "
+                                   "them are not).")
+size = chosen_cols[2].select_slider("Test images", SIZES, value=explain.DEFAULT_SAMPLE, key="explain_size",
+                                    help="A fixed random sample of the 10,000 test images")
+if chosen is None:
+    st.stop()
+model, meta, model_name, model_key = chosen
+
+try:
+    emap = embedding(model, model_key, size, method)
+except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+    show_error(exc)
+    st.stop()
+
+wrong = int(emap.mistakes.sum())
+m1, m2, m3 = st.columns(3)
+m1.metric("Images", f"{len(emap.indices):,}")
+m2.metric("Mistakes", f"{wrong:,}", f"{wrong / len(emap.indices):.1%} of the sample", delta_color="off",
+          delta_arrow="off")
+m3.metric("Features per image", f"{sample_features(model, model_key, size)[0].shape[1]:,}",
+          help="The width of the layer the final Linear reads")
+
+event = st.plotly_chart(scatter(emap, f"{model_name} · {explain.PROJECTIONS[method]} of the last hidden layer"),
+                        key="explain_map", on_select="rerun", selection_mode=("points", "box", "lasso"))
+where = {int(i): k for k, i in enumerate(emap.indices)}  # test index -> position in the sample
+chosen_idx = [i for i in selected_indices(event) if i in where]
+if not chosen_idx:
+    st.info("Select points on the map (click, or drag a lasso or box) to see those test images here.",
+            icon=":material/touch_app:")
+    st.stop()
+
+images, _ = load_split("test")
+st.subheader(f"{len(chosen_idx)} selected image(s)")
+st.caption(f"Showing {min(len(chosen_idx), GALLERY)}. Each caption: test index · true → predicted (confidence).")
+cols = st.columns(8)
+for n, i in enumerate(chosen_idx[:GALLERY]):
+    k = where[i]
+    cols[n % 8].image(images[i], width=72, caption=f"#{i} · {emap.labels[k]} → {emap.predicted[k]} "
+                                                  f"({emap.confidence[k]:.0%})")
+o1, o2 = st.columns([1, 3], vertical_alignment="bottom")
+pick = o1.selectbox("Image", chosen_idx[:GALLERY], format_func=lambda i: f"test #{i}", key="explain_open_index")
+if o2.button("Open in Inside the network", icon=":material/visibility:"):
+    st.session_state["inspect_source"] = {"kind": "dataset", "split": "test", "index": int(pick)}
+    st.switch_page("pages/inside.py")
