@@ -322,6 +322,9 @@ def delete_run(run_id: str, root: Optional[os.PathLike] = None, by: Optional[str
             raise RunError(f"run {run_id} is {row['status']}: cancel it before deleting it")
         conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+    from .snapshots import snapshot_path  # the run's learning replay goes with it
+
+    snapshot_path(run_id, root).unlink(missing_ok=True)
 
 
 # --- liveness -------------------------------------------------------------------------------------

@@ -229,7 +229,8 @@ def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
 
 
 def make_schedule(config: TrainConfig, optimizer, total_steps: int):
-    if config.schedule == "onecycle":
+    if config.schedule == "onecycle" and total_steps >= 10:  # shorter runs are too short for a cycle
+        # (OneCycleLR divides by its phase lengths, which round to zero on a handful of steps)
         cycle_momentum = config.optimizer != "sgd"
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps,
                                                    pct_start=0.25, cycle_momentum=cycle_momentum)

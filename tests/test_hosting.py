@@ -361,3 +361,14 @@ def test_eight_visitors_browse_and_predict_while_a_training_runs(mnist, tiny_con
     assert p95 < 2.0, f"p95 latency {p95:.3f} s"
     wait_for(lambda: not runs.get_run(run_id).is_live, 180, what="the training to finish")
     assert runs.get_run(run_id).status == "completed"
+
+
+def test_deleting_a_run_removes_its_learning_replay(tiny_config):
+    from mnist_core.snapshots import snapshot_path
+
+    run_id = runs.create_run(tiny_config(), owner="alice")
+    runs.request_cancel(run_id, by="alice")
+    snapshot_path(run_id).parent.mkdir(parents=True, exist_ok=True)
+    snapshot_path(run_id).write_bytes(b"frames")
+    runs.delete_run(run_id, by="alice")
+    assert not snapshot_path(run_id).exists()

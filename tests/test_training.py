@@ -208,3 +208,10 @@ def test_a_diverging_run_is_a_config_error(mnist, monkeypatch):
                                         **SMALL))
     with pytest.raises(ConfigError, match="diverged.*smaller lr"):
         train(config)
+
+
+def test_a_run_of_a_few_steps_trains_with_the_onecycle_schedule(mnist):
+    config = TrainConfig(model="mlp-50", train_size=40, val_size=20, batch_size=10, epochs=1, schedule="onecycle",
+                         threads=1)
+    result = train(config)
+    assert result.status == "completed" and result.steps == 4
