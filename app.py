@@ -1,27 +1,27 @@
 """MNIST Lab: the Streamlit entry point.
 
-Page config, the theme comes from .streamlit/config.toml, st.navigation over the pages in pages/,
+Page config, the theme comes from .streamlit/config.toml, st.navigation over the pages in app_pages/,
 and a sidebar shared by every page (data status, runs in progress). Pages are thin: they call
 mnist_core and draw.
 """
 
 import streamlit as st
 
-st.set_page_config(page_title="MNIST Lab", page_icon=":material/draw:", layout="wide")
+st.set_page_config(page_title="MNIST Lab", page_icon="✍️", layout="wide")
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True, url_path="home"),
-    st.Page("pages/dataset.py", title="Dataset", icon=":material/grid_view:", url_path="dataset"),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
-    st.Page("pages/inside.py", title="Inside the network", icon=":material/visibility:", url_path="inside"),
-    st.Page("pages/draw.py", title="Draw", icon=":material/draw:", url_path="draw"),
-    st.Page("pages/evaluate.py", title="Evaluate", icon=":material/analytics:", url_path="evaluate"),
-    st.Page("pages/explain.py", title="Explain", icon=":material/scatter_plot:", url_path="explain"),
+    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True, url_path="home"),
+    st.Page("app_pages/dataset.py", title="Dataset", icon=":material/grid_view:", url_path="dataset"),
+    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+    st.Page("app_pages/inside.py", title="Inside the network", icon=":material/visibility:", url_path="inside"),
+    st.Page("app_pages/draw.py", title="Draw", icon=":material/draw:", url_path="draw"),
+    st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:", url_path="evaluate"),
+    st.Page("app_pages/explain.py", title="Explain", icon=":material/scatter_plot:", url_path="explain"),
 ]
 
 page = st.navigation(PAGES)
 
-from pages._common import sidebar_status  # noqa: E402  (after set_page_config)
+from app_pages._common import sidebar_status  # noqa: E402  (after set_page_config)
 
 sidebar_status()
 page.run()

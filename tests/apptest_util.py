@@ -8,7 +8,7 @@ APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
 def open_page(page: str, timeout: float = 120) -> AppTest:
-    """Run app.py (navigation, sidebar) and switch to `page` (e.g. "pages/train.py")."""
+    """Run app.py (navigation, sidebar) and switch to `page` (e.g. "app_pages/train.py")."""
     at = AppTest.from_file(APP, default_timeout=timeout)
     at.run()
     at.switch_page(page)

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.skipif(not data.is_present(), reason="MNIST is not down
 @pytest.fixture
 def at(tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path))
-    app = open_page("pages/dataset.py")
+    app = open_page("app_pages/dataset.py")
     assert not app.exception, messages(app)
     return app
 

@@ -31,7 +31,7 @@ def drawn(shape: str) -> np.ndarray:
 
 def test_empty_canvas_shows_no_prediction(tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path))
-    at = open_page("pages/draw.py")
+    at = open_page("app_pages/draw.py")
     assert not at.exception, messages(at)
     assert at.metric[0].label == "Prediction" and at.metric[0].value == "–"
     assert at.selectbox(key="draw_checkpoint").value == "lenet5.safetensors"
@@ -39,7 +39,7 @@ def test_empty_canvas_shows_no_prediction(tmp_path, monkeypatch):
 
 def test_drawing_injected_into_canvas_gives_prediction(tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path))
-    at = open_page("pages/draw.py")
+    at = open_page("app_pages/draw.py")
     at.session_state["canvas-0"] = canvas_state(drawn("one"))
     at.run()
     assert not at.exception, messages(at)
@@ -54,7 +54,7 @@ def test_drawing_injected_into_canvas_gives_prediction(tmp_path, monkeypatch):
 
 def test_clear_resets_the_prediction(tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path))
-    at = open_page("pages/draw.py")
+    at = open_page("app_pages/draw.py")
     at.session_state["canvas-0"] = canvas_state(drawn("one"))
     at.run()
     next(b for b in at.button if b.label == "Clear").click()
@@ -66,7 +66,7 @@ def test_clear_resets_the_prediction(tmp_path, monkeypatch):
 
 def test_every_model_can_be_chosen(tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path))
-    at = open_page("pages/draw.py")
+    at = open_page("app_pages/draw.py")
     at.session_state["canvas-0"] = canvas_state(drawn("one"))
     for option in at.selectbox(key="draw_checkpoint").options:
         at.selectbox(key="draw_checkpoint").set_value(f"{option}.safetensors")
@@ -79,7 +79,7 @@ def test_compare_models_shows_every_checkpoint(tmp_path, monkeypatch):
     from mnist_core.checkpoints import list_checkpoints
 
     monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path))
-    at = open_page("pages/draw.py")
+    at = open_page("app_pages/draw.py")
     at.session_state["canvas-0"] = canvas_state(drawn("one"))
     at.run()
     at.toggle(key="draw_compare").set_value(True).run()

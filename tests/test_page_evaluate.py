@@ -22,7 +22,7 @@ def lenet_predictions():
 @pytest.fixture
 def page(tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path / "runs"))
-    at = open_page("pages/evaluate.py")
+    at = open_page("app_pages/evaluate.py")
     assert not at.exception, messages(at)
     return at
 

@@ -46,7 +46,7 @@ def env(tmp_path, monkeypatch):
 
 
 def test_embedding_map_colours_digits_and_rings_mistakes(env):
-    at = open_page("pages/explain.py")
+    at = open_page("app_pages/explain.py")
     assert not at.exception and not at.error, messages(at)
     assert at.select_slider(key="explain_size").value == 2000 and at.radio(key="explain_method").value == "pca"
     model, _ = load_checkpoint(default_checkpoint("lenet5"))
@@ -63,7 +63,7 @@ def test_embedding_map_colours_digits_and_rings_mistakes(env):
 
 
 def test_selected_points_show_those_images_and_open_inside(env):
-    at = open_page("pages/explain.py")
+    at = open_page("app_pages/explain.py")
     sample = explain.sample_indices(10_000, 2000)
     chosen = [int(sample[3]), int(sample[10]), int(sample[3])]  # a point and its ring: shown once
     select_points(at, chosen)
@@ -76,7 +76,7 @@ def test_selected_points_show_those_images_and_open_inside(env):
 
 
 def test_tsne_map_of_a_small_sample(env):
-    at = open_page("pages/explain.py")
+    at = open_page("app_pages/explain.py")
     at.select_slider(key="explain_size").set_value(250)
     at.radio(key="explain_method").set_value("tsne").run()
     assert not at.exception and not at.error, messages(at)
@@ -89,7 +89,7 @@ def test_tsne_map_of_a_small_sample(env):
 def test_draw_explains_the_prediction_and_any_digit(env):
     from test_page_draw import canvas_state, drawn
 
-    at = open_page("pages/draw.py")
+    at = open_page("app_pages/draw.py")
     at.session_state["canvas-0"] = canvas_state(drawn("one"))
     at.run()
     assert {b.label for b in at.get("download_button")} == {"ONNX", "Bundle"}
@@ -104,7 +104,7 @@ def test_draw_explains_the_prediction_and_any_digit(env):
 
 
 def test_inside_explains_the_image_and_offers_downloads(env):
-    at = open_page("pages/inside.py")
+    at = open_page("app_pages/inside.py")
     assert not at.exception and not at.error, messages(at)
     assert "Why this answer" in [h.value for h in at.header]
     assert "**Occlusion** · digit 7" in [m.value for m in at.markdown]  # test image 0 is a 7
@@ -114,7 +114,7 @@ def test_inside_explains_the_image_and_offers_downloads(env):
 def test_a_bundle_uploads_as_one_file(env):
     model, meta = load_checkpoint(default_checkpoint("cnn-small"))
     bundle = export.bundle_bytes(model, meta)
-    at = open_page("pages/inside.py")
+    at = open_page("app_pages/inside.py")
     uploader = next(u for u in at.get("file_uploader") if u.key == "inside_checkpoint_upload")
     uploader.set_value(("cnn-small.bundle.safetensors", bundle, "application/octet-stream")).run()
     assert not at.exception and not at.error, messages(at)
@@ -155,7 +155,7 @@ def trained_run(tmp_path_factory):
 def test_inside_replays_the_run_that_trained_the_checkpoint(trained_run, monkeypatch):
     monkeypatch.setenv("MNIST_RUNS_DIR", str(trained_run["runs"]))
     monkeypatch.setenv("MNIST_CHECKPOINT_DIR", str(trained_run["checkpoints"]))
-    at = open_page("pages/inside.py")
+    at = open_page("app_pages/inside.py")
     at.selectbox(key="inside_checkpoint").set_value("replay-lenet5.safetensors").run()
     assert not at.exception and not at.error, messages(at)
     slider = at.select_slider[-1]
@@ -171,7 +171,7 @@ def test_inside_replays_the_run_that_trained_the_checkpoint(trained_run, monkeyp
 def test_train_page_replays_the_watched_run(trained_run, monkeypatch):
     monkeypatch.setenv("MNIST_RUNS_DIR", str(trained_run["runs"]))
     monkeypatch.setenv("MNIST_CHECKPOINT_DIR", str(trained_run["checkpoints"]))
-    at = open_page("pages/train.py")
+    at = open_page("app_pages/train.py")
     assert not at.exception, messages(at)
     slider = next(s for s in at.select_slider if s.label == "Training step")
     assert len(slider.options) == 3 and slider.value == 2

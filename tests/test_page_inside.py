@@ -43,7 +43,7 @@ def subheaders(at) -> list[str]:
 
 
 def test_lenet5_feature_maps_and_kernels_for_a_test_image(env):
-    at = open_page("pages/inside.py")
+    at = open_page("app_pages/inside.py")
     assert not at.exception and not at.error, messages(at)
     assert at.selectbox(key="inside_checkpoint").value == "lenet5.safetensors"
     assert at.radio(key="inside_kind").value == "dataset" and at.radio(key="inside_split").value == "test"
@@ -55,16 +55,16 @@ def test_lenet5_feature_maps_and_kernels_for_a_test_image(env):
 
 
 def test_follows_the_image_sent_by_the_dataset_page(env):
-    at = open_page("pages/home.py")
+    at = open_page("app_pages/home.py")
     at.session_state["inspect_source"] = {"kind": "dataset", "split": "train", "index": 123}
-    at.switch_page("pages/inside.py").run()
+    at.switch_page("app_pages/inside.py").run()
     assert not at.exception, messages(at)
     assert at.radio(key="inside_split").value == "train"
     assert at.number_input(key="inside_index").value == 123
 
 
 def test_pick_by_label_first_and_random(env):
-    at = open_page("pages/inside.py")
+    at = open_page("app_pages/inside.py")
     at.radio(key="inside_pick").set_value("label").run()
     at.selectbox(key="inside_label").select(4).run()
     _, labels = data.load_mnist("test")
@@ -76,19 +76,19 @@ def test_pick_by_label_first_and_random(env):
 
 
 def test_a_drawing_from_the_draw_page(env):
-    at = open_page("pages/home.py")
+    at = open_page("app_pages/home.py")
     drawing = np.zeros((28, 28), np.float32)
     drawing[4:24, 13:16] = 1.0  # a "1"
     at.session_state["drawing"] = drawing
     at.session_state["inspect_source"] = {"kind": "drawing"}
-    at.switch_page("pages/inside.py").run()
+    at.switch_page("app_pages/inside.py").run()
     assert not at.exception and not at.error, messages(at)
     assert at.radio(key="inside_kind").value == "drawing"
     assert [h for h in subheaders(at) if h in LENET5_MAPS] == LENET5_MAPS
 
 
 def test_drawing_chosen_without_one_says_where_to_draw(env):
-    at = open_page("pages/inside.py")
+    at = open_page("app_pages/inside.py")
     at.radio(key="inside_kind").set_value("drawing").run()
     assert not at.exception, messages(at)
     assert "Draw page" in at.info[0].value
@@ -96,7 +96,7 @@ def test_drawing_chosen_without_one_says_where_to_draw(env):
 
 
 def test_mlp_shows_templates_and_hidden_activations(env):
-    at = open_page("pages/inside.py")
+    at = open_page("app_pages/inside.py")
     at.selectbox(key="inside_checkpoint").select("test-mlp.safetensors").run()
     assert not at.exception and not at.error, messages(at)
     assert {"First-layer templates", "Hidden activations"} <= {h.value for h in at.header}
@@ -104,7 +104,7 @@ def test_mlp_shows_templates_and_hidden_activations(env):
 
 
 def test_cnn_small_shows_its_blocks(env):
-    at = open_page("pages/inside.py")
+    at = open_page("app_pages/inside.py")
     at.selectbox(key="inside_checkpoint").select("test-cnn-small.safetensors").run()
     assert not at.exception and not at.error, messages(at)
     assert {"block1 · 8 x 14 x 14", "block2 · 16 x 7 x 7", "block3 · 32 x 7 x 7",
@@ -114,7 +114,7 @@ def test_cnn_small_shows_its_blocks(env):
 
 
 def test_broken_checkpoint_is_one_error_line(env):
-    at = open_page("pages/inside.py")
+    at = open_page("app_pages/inside.py")
     at.selectbox(key="inside_checkpoint").select("test-broken.safetensors").run()
     assert not at.exception, messages(at)
     assert len(at.error) == 1 and "\n" not in at.error[0].value and "test-broken" in at.error[0].value

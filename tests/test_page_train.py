@@ -28,7 +28,7 @@ def wait_until_finished(timeout: float = 120) -> runs.Run:
 
 
 def test_form_has_every_config_field_and_presets(registry):
-    at = open_page("pages/train.py")
+    at = open_page("app_pages/train.py")
     assert not at.exception, messages(at)
     for f in TrainConfig.fields():
         widget = at.selectbox(key=f"cfg_{f.name}") if f.metadata["choices"] else at.number_input(key=f"cfg_{f.name}")
@@ -38,7 +38,7 @@ def test_form_has_every_config_field_and_presets(registry):
 
 
 def test_choosing_a_preset_fills_in_the_form(registry):
-    at = open_page("pages/train.py")
+    at = open_page("app_pages/train.py")
     at.selectbox(key="preset").set_value("tutorial-lenet5").run()
     assert not at.exception, messages(at)
     assert at.number_input(key="cfg_lr").value == pytest.approx(0.2)
@@ -48,13 +48,13 @@ def test_choosing_a_preset_fills_in_the_form(registry):
 
 
 def test_model_picker_shows_layers_and_parameters(registry):
-    at = open_page("pages/train.py")
+    at = open_page("app_pages/train.py")
     at.selectbox(key="cfg_model").set_value("cnn-small").run()
     assert any("cnn-small · 21,578 parameters" in e.label for e in at.expander)
 
 
 def test_invalid_config_shows_one_line_error_and_starts_nothing(registry):
-    at = open_page("pages/train.py")
+    at = open_page("app_pages/train.py")
     at.number_input(key="cfg_train_size").set_value(58_000)
     start = next(b for b in at.button if b.label == "Start training")
     start.click().run()
@@ -64,7 +64,7 @@ def test_invalid_config_shows_one_line_error_and_starts_nothing(registry):
 
 
 def test_launched_run_completes_and_appears_in_the_table(registry):
-    at = open_page("pages/train.py")
+    at = open_page("app_pages/train.py")
     at.selectbox(key="cfg_model").set_value("mlp-128-64")
     at.number_input(key="cfg_train_size").set_value(2000)
     at.number_input(key="cfg_epochs").set_value(1)
@@ -84,7 +84,7 @@ def test_launched_run_completes_and_appears_in_the_table(registry):
 
 
 def test_cancel_button_cancels_a_live_run(registry):
-    at = open_page("pages/train.py")
+    at = open_page("app_pages/train.py")
     at.number_input(key="cfg_epochs").set_value(50)  # long enough to still be running when we cancel
     next(b for b in at.button if b.label == "Start training").click().run()
     run_id = runs.list_runs()[-1].id
@@ -102,7 +102,19 @@ def test_cancel_button_cancels_a_live_run(registry):
 def test_failed_run_shows_its_error_text_not_a_traceback(registry):
     run_id = runs.create_run(TrainConfig(epochs=1).to_dict())
     runs.finish_run(run_id, "failed", error="training diverged (loss is nan) at step 3: try a smaller lr")
-    at = open_page("pages/train.py")
+    at = open_page("app_pages/train.py")
     assert not at.exception, messages(at)
     assert any("training diverged" in e.value for e in at.error), messages(at)
     assert list(at.dataframe[-1].value["status"]) == ["failed"]
+
+
+def test_the_form_keeps_its_values_when_you_leave_and_come_back(registry):
+    at = open_page("app_pages/train.py")
+    at.selectbox(key="preset").set_value("tutorial-cnn").run()
+    at.number_input(key="cfg_epochs").set_value(2).run()
+    at.switch_page("app_pages/home.py").run()
+    at.switch_page("app_pages/train.py").run()
+    assert not at.exception, messages(at)
+    assert at.number_input(key="cfg_epochs").value == 2
+    assert at.selectbox(key="cfg_model").value == "cnn-small"
+    assert at.selectbox(key="preset").value == "tutorial-cnn"

@@ -184,7 +184,7 @@ def app_server(chromium_executable, e2e_browser, tmp_path_factory):
     """The app's server for the whole session; yields its base URL.
 
     Warmed up with one visit to the root URL: until the root page has run once, Streamlit 1.67 treats
-    the app as an old-style pages/ directory app and a deep link (/draw) runs pages/draw.py on its own,
+    the app as an old-style app_pages/ directory app and a deep link (/draw) runs app_pages/draw.py on its own,
     without app.py's st.navigation (see test_deep_link_on_a_fresh_server). Visiting the root first
     keeps the other tests independent of their order.
     """

@@ -51,11 +51,6 @@ def test_home_shows_status_and_links(app):
     app.assert_no_exception()
 
 
-@pytest.mark.xfail(strict=False, raises=AssertionError, reason=(
-    "app bug: the page scripts live in a folder named pages/, so until a session has opened the root URL "
-    "Streamlit 1.67 runs the app in its old pages-directory mode: a deep link such as /train runs "
-    "pages/train.py alone (no app.py: no st.navigation, no wide layout, no sidebar status; the sidebar "
-    "lists app, common, dataset, ...). Fix: rename pages/ (e.g. to app_pages/) and update the st.Page paths."))
 def test_deep_link_on_a_fresh_server(new_app, fresh_server):
     """A bookmark to /train, the first request after a server start, still gets the app's navigation."""
     app = new_app(fresh_server)

@@ -130,12 +130,6 @@ def test_train_live_leave_and_return_complete_and_cancel(app):
     app.assert_no_exception()
 
 
-@pytest.mark.xfail(strict=False, raises=AssertionError, reason=(
-    "page bug (pages/train.py): the form's widgets (keys cfg_*) are not drawn while another page is open, so "
-    "Streamlit drops their state; on return `if 'cfg_model' not in st.session_state: _set_fields({})` "
-    "refills every field with TrainConfig's defaults and the user's settings are lost. Fix: keep the "
-    "values under keys no widget owns (e.g. st.session_state['train_form'] = {...}, written in an "
-    "on_change callback) and seed the cfg_* keys from them at the top of the page."))
 def test_train_form_keeps_its_values_across_pages(app):
     app.goto("train")
     app.number("epochs", 1)

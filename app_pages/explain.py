@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mnist_core import explain
-from pages._common import load_split, model_chooser, require_data, show_error
+from app_pages._common import load_split, model_chooser, require_data, show_error
 
 SIZES = [250, 500, 1000, 2000, 5000]
 SEED = 0
@@ -119,4 +119,4 @@ o1, o2 = st.columns([1, 3], vertical_alignment="bottom")
 pick = o1.selectbox("Image", chosen_idx[:GALLERY], format_func=lambda i: f"test #{i}", key="explain_open_index")
 if o2.button("Open in Inside the network", icon=":material/visibility:"):
     st.session_state["inspect_source"] = {"kind": "dataset", "split": "test", "index": int(pick)}
-    st.switch_page("pages/inside.py")
+    st.switch_page("app_pages/inside.py")

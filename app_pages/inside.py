@@ -15,9 +15,9 @@ import streamlit as st
 from mnist_core import inspect
 from mnist_core.data import SPLIT_SIZES
 from mnist_core.models import layer_table, model_info
-from pages._common import (digit_heatmap, load_split, model_chooser, probability_bars, require_data, show_error,
+from app_pages._common import (digit_heatmap, load_split, model_chooser, probability_bars, require_data, show_error,
                            tiles_heatmap)
-from pages._explain_ui import attribution_section, export_buttons, replay_section
+from app_pages._explain_ui import attribution_section, export_buttons, replay_section
 
 FULL_GRID_MAX = 256   # kernels of a multi-input layer are all shown up to this many; past it, one view
 KINDS = {"dataset": "Dataset image", "drawing": "My drawing"}
@@ -110,7 +110,7 @@ else:
     drawing = ss.get("drawing")
     if drawing is None or np.shape(drawing) != (28, 28):
         st.info("No drawing yet: draw a digit on the Draw page, then come back.", icon=":material/draw:")
-        st.page_link("pages/draw.py", label="Go to Draw", icon=":material/draw:")
+        st.page_link("app_pages/draw.py", label="Go to Draw", icon=":material/draw:")
         st.stop()
     image = np.clip(np.asarray(drawing, dtype=np.float32), 0.0, 1.0)
     input_title = "your drawing, as the model sees it"

@@ -20,7 +20,7 @@ import streamlit as st
 from mnist_core import explain, export
 from mnist_core.errors import MnistLabError
 from mnist_core.snapshots import load_snapshots
-from pages._common import show_error, tiles_heatmap
+from app_pages._common import show_error, tiles_heatmap
 
 METHOD_NOTES = {
     "saliency": "How strongly each pixel's gradient moves the score: where a small change matters most.",

@@ -8,8 +8,8 @@ from mnist_core.checkpoints import list_checkpoints
 from mnist_core.errors import ImageError
 from mnist_core.predict import predict_proba
 from mnist_core.preprocess import canvas_to_mnist, load_image
-from pages._common import digit_heatmap, load_model, model_chooser, probability_bars, show_error
-from pages._explain_ui import attribution_section, export_buttons
+from app_pages._common import digit_heatmap, load_model, model_chooser, probability_bars, show_error
+from app_pages._explain_ui import attribution_section, export_buttons
 
 st.title("Draw")
 st.caption("Draw a digit with the mouse (or a finger). The model sees it the way MNIST was made: cropped, "
@@ -68,7 +68,7 @@ with right:
         st.plotly_chart(probability_bars(probs, height=330, title=f"Probabilities · {model_name}"), key="draw_probs")
     if st.button("Open in Inside the network", icon=":material/visibility:"):
         st.session_state["inspect_source"] = {"kind": "drawing"}
-        st.switch_page("pages/inside.py")
+        st.switch_page("app_pages/inside.py")
 
 # --- why this answer: attribution maps ---------------------------------------------------------
 if st.toggle("Why this answer? What each pixel contributed", key="draw_explain"):

@@ -49,7 +49,7 @@ def require_data() -> None:
     """Stop the page with a clear message when MNIST is not on disk."""
     if not data.is_present():
         st.error("MNIST is not downloaded yet. Fetch it from the Home page, or run `python -m mnist_core fetch-data`.")
-        st.page_link("pages/home.py", label="Go to Home", icon=":material/home:")
+        st.page_link("app_pages/home.py", label="Go to Home", icon=":material/home:")
         st.stop()
 
 

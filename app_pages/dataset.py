@@ -18,7 +18,7 @@ from PIL import Image
 
 from mnist_core import inspect
 from mnist_core.data import MNIST_MEAN, MNIST_STD, SPLIT_SIZES
-from pages._common import digit_heatmap, load_split, require_data, tiles_heatmap
+from app_pages._common import digit_heatmap, load_split, require_data, tiles_heatmap
 
 PER_PAGE = 100
 COLS = 10
@@ -187,7 +187,7 @@ with right:
     st.caption("Pixels are 0 (background) to 255 (ink); hover for each value. Models see them divided by 255.")
     if st.button("Open in Inside the network", icon=":material/visibility:", type="primary", key="ds_open"):
         ss["inspect_source"] = {"kind": "dataset", "split": split, "index": index}
-        st.switch_page("pages/inside.py")
+        st.switch_page("app_pages/inside.py")
 
 st.divider()
 st.header("Statistics")

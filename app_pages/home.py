@@ -5,7 +5,7 @@ import streamlit as st
 from mnist_core import data, runs
 from mnist_core.checkpoints import list_checkpoints, read_meta
 from mnist_core.errors import MnistLabError
-from pages._common import show_error
+from app_pages._common import show_error
 
 st.title("MNIST Lab")
 st.caption("Browse MNIST, train small networks with live charts, look inside them, and draw digits for predictions.")
@@ -65,10 +65,10 @@ with c_runs:
 st.subheader("Where to go")
 cols = st.columns(4)
 links = [
-    ("pages/dataset.py", "Dataset", ":material/grid_view:", "The digits as a grid: filter, shuffle, zoom into pixels."),
-    ("pages/train.py", "Train", ":material/model_training:", "Configure a run and watch loss and accuracy live."),
-    ("pages/inside.py", "Inside the network", ":material/visibility:", "Kernels and feature maps, layer by layer."),
-    ("pages/draw.py", "Draw", ":material/draw:", "Draw a digit and get the model's probabilities."),
+    ("app_pages/dataset.py", "Dataset", ":material/grid_view:", "The digits as a grid: filter, shuffle, zoom into pixels."),
+    ("app_pages/train.py", "Train", ":material/model_training:", "Configure a run and watch loss and accuracy live."),
+    ("app_pages/inside.py", "Inside the network", ":material/visibility:", "Kernels and feature maps, layer by layer."),
+    ("app_pages/draw.py", "Draw", ":material/draw:", "Draw a digit and get the model's probabilities."),
 ]
 for col, (page, label, icon, text) in zip(cols, links):
     with col.container(border=True):

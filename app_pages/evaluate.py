@@ -15,7 +15,7 @@ from mnist_core import evaluate as ev
 from mnist_core import runs
 from mnist_core.checkpoints import default_checkpoint, list_checkpoints
 from mnist_core.errors import MnistLabError
-from pages._common import checkpoint_picker, load_model, load_split, require_data, show_error
+from app_pages._common import checkpoint_picker, load_model, load_split, require_data, show_error
 
 GALLERY_SIZE = 40
 
@@ -123,7 +123,7 @@ def confusion_tab() -> None:
                               key="cm_open_index")
         if o2.button("Open in Inside the network", icon=":material/visibility:"):
             st.session_state["inspect_source"] = {"kind": "dataset", "split": "test", "index": int(chosen)}
-            st.switch_page("pages/inside.py")
+            st.switch_page("app_pages/inside.py")
 
 
 def cards_tab() -> None:

@@ -19,8 +19,8 @@ from mnist_core import limits, runs, worker
 from mnist_core.errors import MnistLabError
 from mnist_core.models import count_parameters, create_model, layer_table, model_info
 from mnist_core.training import PRESETS, TrainConfig
-from pages._common import require_data, show_error
-from pages._explain_ui import replay_section
+from app_pages._common import require_data, show_error
+from app_pages._explain_ui import replay_section
 
 POLL_SECONDS = 1.0
 CUSTOM = "(custom)"
@@ -37,30 +37,41 @@ st.session_state.setdefault("visitor_id", uuid.uuid4().hex[:12])
 
 # --- the form ----------------------------------------------------------------------------------
 
+# Streamlit forgets a widget's value while its page is not shown, so the form's values are also kept
+# under a key no widget owns ("train_form") and put back when the page is drawn again.
+
 def _set_fields(values: dict) -> None:
     for f in FIELDS:
         st.session_state[f"cfg_{f.name}"] = values.get(f.name, f.default)
+
+
+def _remember() -> None:
+    st.session_state["train_form"] = {f.name: st.session_state[f"cfg_{f.name}"] for f in FIELDS}
+    st.session_state["train_form_preset"] = st.session_state.get("preset", CUSTOM)
 
 
 def _apply_preset() -> None:
     name = st.session_state["preset"]
     if name != CUSTOM:
         _set_fields(PRESETS[name].overrides)
+    _remember()
 
 
 if "cfg_model" not in st.session_state:
-    _set_fields({})
+    _set_fields(st.session_state.get("train_form", {}))
+    st.session_state["preset"] = st.session_state.get("train_form_preset", CUSTOM)
 
 
 def _field_widget(f) -> None:
     key, meta, label = f"cfg_{f.name}", f.metadata, f.name.replace("_", " ")
     if meta["choices"] is not None:
-        st.selectbox(label, meta["choices"], key=key, help=meta["help"])
+        st.selectbox(label, meta["choices"], key=key, help=meta["help"], on_change=_remember)
     elif isinstance(f.default, int):
-        st.number_input(label, min_value=meta["min"], max_value=meta["max"], step=1, key=key, help=meta["help"])
+        st.number_input(label, min_value=meta["min"], max_value=meta["max"], step=1, key=key, help=meta["help"],
+                        on_change=_remember)
     else:
         st.number_input(label, min_value=float(meta["min"]), max_value=float(meta["max"]), key=key,
-                        help=meta["help"], format="%g", step=None)
+                        help=meta["help"], format="%g", step=None, on_change=_remember)
 
 
 @st.cache_data(show_spinner=False)
