@@ -24,7 +24,10 @@ def as_batch(images) -> torch.Tensor:
 def predict_proba(model: nn.Module, images, batch_size: int = 4096) -> np.ndarray:
     """Softmax probabilities, numpy float32 [N,10]."""
     x = as_batch(images)
-    model.eval()
+    if any(m.training for m in model.modules()):  # eval() sets every module; skip it when already done
+        model.eval()
     device = next(model.parameters()).device
     out = [model(x[i:i + batch_size].to(device)).softmax(1).float().cpu() for i in range(0, len(x), batch_size)]
+    if len(out) == 1:  # one image from the Draw page: no copy through torch.cat
+        return out[0].numpy()
     return torch.cat(out).numpy() if out else np.zeros((0, 10), np.float32)

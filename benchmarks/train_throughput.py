@@ -1,0 +1,222 @@
+"""Training throughput: our engine against the tutorials' input pipeline, same model, same optimizer.
+
+Ours      mnist_core.training.train(): the whole split in memory as uint8 tensors, a batch is one tensor
+          index plus one conversion to float (and channels_last for conv nets on CPU). Measured
+          through the real loop: train() with a train_size subset, its step events timestamped,
+          stopped through should_stop after warm-up + N steps.
+Baseline  what the tutorials write: torchvision.datasets.MNIST + transforms (ToTensor, Normalize
+          for LeNet-5 as tutorials 2/4 do, ToTensor only for cnn-small as tutorial 5 does) +
+          DataLoader(batch_size=64, shuffle=True), the same model from mnist_core.models.create_model,
+          the same optimizer (make_optimizer with the tutorial's settings), a plain training loop.
+          (Our models normalize inside, so the baseline's Normalize is redundant work, as it would be
+          in a tutorial pipeline feeding one of our models; tutorial 4's Resize(32) is left out,
+          which favours the baseline.)
+
+Both run in one process with the same thread count, alternating A B, B A, A B ... in timed windows
+of N steps, each after W warm-up steps; the figure is the median of the windows' images/s. The
+input pipeline alone (batches produced, no model) is timed the same way, to show where the
+difference comes from.
+
+    python -m benchmarks.train_throughput [--models lenet5,cnn-small] [--windows 5] [--steps 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks._common import LoadMonitor, wait_for_quiet, machine_info, print_table, result_line, write_result
+from mnist_core.data import load_mnist, raw_dir
+from mnist_core.models import create_model
+from mnist_core.training import TrainConfig, make_optimizer, to_input, train, uses_channels_last
+
+BATCH = 64
+# The tutorials' own optimizer for each model (tutorial 4: SGD lr 0.2; tutorial 5: Adam lr 0.01).
+RECIPES = {
+    "lenet5": dict(optimizer="sgd", lr=0.2, normalize=True),
+    "cnn-small": dict(optimizer="adam", lr=0.01, normalize=False),
+}
+
+
+def config_for(model: str, seed: int, steps: int, threads: int) -> TrainConfig:
+    r = RECIPES[model]
+    return TrainConfig(model=model, optimizer=r["optimizer"], lr=r["lr"], batch_size=BATCH, epochs=1,
+                       schedule="none", val_size=0, train_size=min(60_000, (steps + 1) * BATCH), seed=seed,
+                       threads=threads, device="cpu")
+
+
+def ours_window(model: str, warmup: int, steps: int, seed: int, threads: int) -> dict:
+    """One train() call: W warm-up steps, then N steps timed from the step events, then stop."""
+    stamps: list[float] = []
+    cpu: list[float] = []
+    done = {"steps": 0}
+
+    def on_event(event: dict) -> None:
+        if event["kind"] == "step":
+            done["steps"] = event["step"]
+            if event["step"] in (warmup, warmup + steps):
+                stamps.append(time.perf_counter())
+                cpu.append(time.process_time())
+
+    result = train(config_for(model, seed, warmup + steps, threads), on_event=on_event,
+                   should_stop=lambda: done["steps"] >= warmup + steps)
+    assert result.steps == warmup + steps and len(stamps) == 2, (result.steps, stamps)
+    wall, cpu_s = stamps[1] - stamps[0], cpu[1] - cpu[0]
+    return {"images_per_s": steps * BATCH / wall, "images_per_cpu_s": steps * BATCH / cpu_s}
+
+
+class Baseline:
+    """The tutorials' pipeline, kept alive across windows (its DataLoader iterator continues)."""
+
+    def __init__(self, model: str, threads: int, seed: int = 0):
+        import torchvision
+        from torchvision import transforms
+
+        r = RECIPES[model]
+        steps = [transforms.ToTensor()]
+        if r["normalize"]:
+            steps.append(transforms.Normalize((0.1307,), (0.3081,)))
+        root = raw_dir().parent.parent  # torchvision looks for <root>/MNIST/raw
+        self.dataset = torchvision.datasets.MNIST(root=str(root), train=True, download=False,
+                                                  transform=transforms.Compose(steps))
+        torch.manual_seed(seed)
+        self.loader = torch.utils.data.DataLoader(self.dataset, batch_size=BATCH, shuffle=True)
+        self.model = create_model(model)
+        self.optimizer = make_optimizer(config_for(model, seed, 1, threads), self.model.parameters())
+        self.threads = threads
+        self._it = iter(self.loader)
+        self.last_loss = float("nan")
+
+    def batch(self):
+        try:
+            return next(self._it)
+        except StopIteration:
+            self._it = iter(self.loader)
+            return next(self._it)
+
+    def step(self) -> None:
+        x, y = self.batch()
+        loss = F.cross_entropy(self.model(x), y)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        self.last_loss = loss.item()
+
+    def window(self, warmup: int, steps: int) -> dict:
+        torch.set_num_threads(self.threads)
+        self.model.train()
+        for _ in range(warmup):
+            self.step()
+        t, c = time.perf_counter(), time.process_time()
+        for _ in range(steps):
+            self.step()
+        wall, cpu_s = time.perf_counter() - t, time.process_time() - c
+        return {"images_per_s": steps * BATCH / wall, "images_per_cpu_s": steps * BATCH / cpu_s}
+
+
+def pipeline_only(baseline: Baseline, model: str, batches: int) -> dict:
+    """Images/s of producing float batches alone: DataLoader vs our tensor indexing."""
+    images, labels = load_mnist("train")
+    torch.set_num_threads(baseline.threads)
+    channels_last = uses_channels_last(create_model(model), torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    perm = torch.randperm(len(images), generator=gen)
+    ours_w, base_w = [], []
+    for k in range(5):  # alternating, median of 5
+        t = time.perf_counter()
+        for i in range(batches):
+            idx = perm[(i * BATCH) % 59_000:(i * BATCH) % 59_000 + BATCH]
+            x = to_input(images[idx], torch.device("cpu"), channels_last)
+            y = labels[idx]
+        ours_w.append(batches * BATCH / (time.perf_counter() - t))
+        t = time.perf_counter()
+        for _ in range(batches):
+            x, y = baseline.batch()
+        base_w.append(batches * BATCH / (time.perf_counter() - t))
+    ours, base = statistics.median(ours_w), statistics.median(base_w)
+    return {"ours_images_per_s": ours, "baseline_images_per_s": base, "ratio": ours / base}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="lenet5,cnn-small")
+    ap.add_argument("--windows", type=int, default=5, help="timed windows per side")
+    ap.add_argument("--steps", type=int, default=100, help="steps per timed window (N)")
+    ap.add_argument("--warmup", type=int, default=10, help="warm-up steps before each window (W)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads for both sides (0 = one per core, "
+                    "as train() does by default)")
+    ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
+                    help="before each round (one window of each side), wait up to S seconds for the other "
+                         "processes to leave the cores idle")
+    args = ap.parse_args()
+    models = [m for m in args.models.split(",") if m]
+    threads = args.threads or os.cpu_count() or 1  # 0: what train() does by default, one per core
+
+    load_mnist("train")  # data loading is not part of the figure
+    results, rows = {}, []
+    with LoadMonitor() as load:
+        for model in models:
+            base = Baseline(model, threads)
+            ours_w, base_w = [], []
+            ours_window(model, args.warmup, 5, seed=99, threads=args.threads)  # first-use costs (oneDNN primitives, allocator)
+            base.window(args.warmup, 5)
+            quiet_rounds = []
+            for k in range(args.windows):
+                quiet_rounds.append(wait_for_quiet(args.wait_quiet))
+                order = ("ours", "base") if k % 2 == 0 else ("base", "ours")
+                for side in order:
+                    if side == "ours":
+                        ours_w.append(ours_window(model, args.warmup, args.steps, seed=k, threads=args.threads))
+                    else:
+                        base_w.append(base.window(args.warmup, args.steps))
+                print(f"  {model} window {k + 1}/{args.windows}: ours {ours_w[-1]['images_per_s']:,.0f} img/s, "
+                      f"baseline {base_w[-1]['images_per_s']:,.0f} img/s, load {os.getloadavg()[0]:.2f}",
+                      flush=True)
+            pipe = pipeline_only(base, model, batches=args.steps)
+            med = lambda ws, key: statistics.median(w[key] for w in ws)  # noqa: E731
+            entry = {
+                "model": model, "optimizer": RECIPES[model]["optimizer"], "lr": RECIPES[model]["lr"],
+                "batch_size": BATCH, "threads": threads,
+                "baseline_transforms": "ToTensor+Normalize" if RECIPES[model]["normalize"] else "ToTensor",
+                "ours_images_per_s": med(ours_w, "images_per_s"),
+                "baseline_images_per_s": med(base_w, "images_per_s"),
+                "ours_images_per_cpu_s": med(ours_w, "images_per_cpu_s"),
+                "baseline_images_per_cpu_s": med(base_w, "images_per_cpu_s"),
+                "ours_windows": [round(w["images_per_s"]) for w in ours_w],
+                "baseline_windows": [round(w["images_per_s"]) for w in base_w],
+                "baseline_last_loss": base.last_loss,
+                "pipeline_only": pipe,
+                "wait_for_quiet": quiet_rounds,
+            }
+            entry["ratio"] = entry["ours_images_per_s"] / entry["baseline_images_per_s"]
+            entry["ratio_per_cpu_s"] = entry["ours_images_per_cpu_s"] / entry["baseline_images_per_cpu_s"]
+            results[model] = entry
+            rows.append({"model": model, "optimizer": f"{entry['optimizer']} {entry['lr']}",
+                         "ours img/s": entry["ours_images_per_s"], "tutorial img/s": entry["baseline_images_per_s"],
+                         "ratio": round(entry["ratio"], 2), "ratio (CPU time)": round(entry["ratio_per_cpu_s"], 2),
+                         "input pipeline ratio": round(pipe["ratio"], 1)})
+
+    print_table(rows, title=f"Training throughput, batch {BATCH}, {threads} thread(s), "
+                            f"median of {args.windows} windows x {args.steps} steps")
+    payload = {"machine": machine_info(), "load": load.summary(), "threads": threads, "windows": args.windows,
+               "steps": args.steps,
+               "warmup": args.warmup, "goal": "ours >= 5x baseline on lenet5", "models": results}
+    write_result("train_throughput", payload, variant=f"threads{args.threads}" if args.threads else "")
+    line = {}
+    for model, e in results.items():
+        key = model.replace("-", "_")
+        line[f"{key}_ours"] = round(e["ours_images_per_s"])
+        line[f"{key}_baseline"] = round(e["baseline_images_per_s"])
+        line[f"{key}_ratio"] = round(e["ratio"], 2)
+    line["threads"] = threads
+    line["load"] = load.summary()["mean_1min"]
+    result_line(**line)
+
+
+if __name__ == "__main__":
+    main()
