@@ -45,18 +45,17 @@ def model_cards(paths: tuple[str, ...], mtimes: tuple[float, ...]) -> pd.DataFra
 
 
 def confusion_figure(cm: np.ndarray) -> go.Figure:
-    off_diag = cm.astype(float).copy()
-    np.fill_diagonal(off_diag, np.nan)
     digits = list(range(10))
     fig = go.Figure(go.Heatmap(z=np.log1p(cm), x=digits, y=digits, colorscale="Blues", showscale=False,
-                               text=cm, texttemplate="%{text}", customdata=cm,
-                               hovertemplate="true %{y}, predicted %{x}: %{customdata} images<extra></extra>"))
-    # Invisible markers on every cell make each cell clickable (a Plotly selection event).
-    xs, ys = np.meshgrid(digits, digits)
-    fig.add_scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", hoverinfo="skip", showlegend=False,
-                    marker=dict(size=34, symbol="square", color="rgba(0,0,0,0)"))
-    fig.update_xaxes(title="predicted", dtick=1, side="top")
-    fig.update_yaxes(title="true", dtick=1, autorange="reversed", scaleanchor="x")
+                               text=cm, texttemplate="%{text}", hoverinfo="skip"))
+    # An invisible marker on every cell carries the hover and makes the cell clickable: heatmaps send
+    # no selection events, markers do.
+    ys, xs = np.divmod(np.arange(100), 10)
+    fig.add_scatter(x=xs, y=ys, mode="markers", showlegend=False, customdata=cm.ravel(),
+                    marker=dict(size=30, symbol="square", opacity=0),
+                    hovertemplate="true %{y}, predicted %{x}: %{customdata} images<extra></extra>")
+    fig.update_xaxes(title="predicted", dtick=1, side="top", range=[-0.5, 9.5], fixedrange=True)
+    fig.update_yaxes(title="true", dtick=1, range=[9.5, -0.5], scaleanchor="x", fixedrange=True)
     fig.update_layout(height=520, margin=dict(l=10, r=10, t=60, b=10), clickmode="event+select",
                       dragmode=False)
     return fig
