@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import MNIST_MEAN, MNIST_STD, load_mnist, train_val_indices
+from .data import MNIST_MEAN, MNIST_STD
 from .errors import ConfigError
 from .models import create_model
 from .scratch.blas import blas_threads
@@ -113,7 +113,7 @@ def train_numpy(config, on_event: Optional[Callable[[dict], None]] = None,
 
 
 def _train(config, on_event, should_stop, data_root):
-    from .training import TrainResult  # training imports this module lazily; import it back the same way
+    from .training import TrainResult, run_loop, select_data  # training imports this module lazily
 
     emit = on_event or (lambda event: None)
     stop = should_stop or (lambda: False)
@@ -121,79 +121,42 @@ def _train(config, on_event, should_stop, data_root):
     rng = np.random.default_rng(config.seed)
 
     # Data: the torch engine's split, and its subset for this seed (same generator, same draws).
-    train_images, train_labels = load_mnist("train", root=data_root)
-    test_images, test_labels = load_mnist("test", root=data_root)
-    train_idx, val_idx = train_val_indices(len(train_images), config.val_size)
-    if config.train_size:
-        if config.train_size > len(train_idx):
-            raise ConfigError(f"train_size: only {len(train_idx)} images remain after validation")
-        gen = torch.Generator().manual_seed(config.seed)
-        train_idx = train_idx[torch.randperm(len(train_idx), generator=gen)[:config.train_size]].sort().values
-    x_train, y_train = train_images[train_idx].numpy(), train_labels[train_idx].numpy()
-    x_val, y_val = train_images[val_idx].numpy(), train_labels[val_idx].numpy()
-    x_test, y_test = test_images.numpy(), test_labels.numpy()
+    data = select_data(config, torch.Generator().manual_seed(config.seed), data_root)
+    x_train, y_train, x_val, y_val, x_test, y_test = (t.numpy() for t in data)
 
     model = create_model(config.model)
     net = mlp_for(model, init=INITS[config.model], rng=rng)
     loss_layer = LOSSES[config.loss]()
     optimizer = SGD(net.affines, lr=config.lr, weight_decay=config.weight_decay,
                     momentum=config.momentum if config.optimizer == "sgd-momentum" else 0.0)
-    steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
+    total_steps = math.ceil(len(x_train) / config.batch_size) * config.epochs
     step_size = max(1, (2 * total_steps) // 3)  # the step schedule: x0.1 at 2/3 of the run, as StepLR
-    eval_every = config.eval_every or steps_per_epoch
-
-    best_weights, best_val = None, -1.0
-    step, status = 0, "completed"
     history: list[dict] = []
+    best: dict = {}
 
     def record(event: dict) -> None:
         history.append(event)
         emit(event)
 
-    def validate(epoch: float) -> None:
-        nonlocal best_weights, best_val
-        if len(x_val) == 0:
-            return
-        loss, acc = evaluate_numpy(net, loss_layer, x_val, y_val)
-        record({"kind": "val", "step": step, "epoch": epoch, "loss": loss, "accuracy": acc})
-        if acc > best_val:
-            best_val, best_weights = acc, net.get_weights()
+    def train_step(idx: np.ndarray, step: int) -> tuple[float, float]:
+        x, y = to_input(x_train[idx]), y_train[idx]
+        logits = net.forward(x)
+        loss = loss_layer.forward(logits, y)
+        net.backward(loss_layer.backward())
+        if config.schedule == "step":
+            optimizer.lr = config.lr * 0.1 ** (step // step_size)
+        optimizer.step()
+        return float(loss), float((logits.argmax(axis=1) == y).mean())
 
-    window_start, window_images = time.perf_counter(), 0
-    for epoch in range(config.epochs):
-        perm = rng.permutation(len(x_train))
-        for i in range(0, len(x_train), config.batch_size):
-            if stop():
-                status = "cancelled"
-                break
-            idx = perm[i:i + config.batch_size]
-            x, y = to_input(x_train[idx]), y_train[idx]
-            logits = net.forward(x)
-            loss = loss_layer.forward(logits, y)
-            net.backward(loss_layer.backward())
-            if config.schedule == "step":
-                optimizer.lr = config.lr * 0.1 ** (step // step_size)
-            optimizer.step()
-            step += 1
-            window_images += len(y)
-            now = time.perf_counter()
-            if not math.isfinite(loss):
-                raise ConfigError(f"training diverged (loss is {loss}) at step {step}: try a smaller lr")
-            record({"kind": "step", "step": step, "epoch": epoch + (i + len(y)) / len(x_train),
-                    "loss": loss, "accuracy": float((logits.argmax(axis=1) == y).mean()),
-                    "images_per_s": window_images / max(now - window_start, 1e-9), "total_steps": total_steps})
-            if now - window_start > 2.0:  # images/s over a sliding ~2 s window
-                window_start, window_images = now, 0
-            if step % eval_every == 0:
-                validate(epoch + (i + len(y)) / len(x_train))
-        if status == "cancelled":
-            break
+    def keep_best() -> None:
+        best["weights"] = net.get_weights()
 
-    if status == "completed" and step % eval_every != 0:
-        validate(float(config.epochs))
-    if best_weights is not None:
-        net.set_weights(best_weights)
+    status, step, best_val = run_loop(
+        config, len(x_train), shuffle=lambda: rng.permutation(len(x_train)), train_step=train_step,
+        validate=lambda: evaluate_numpy(net, loss_layer, x_val, y_val) if len(x_val) else None,
+        keep_best=keep_best, emit=record, stop=stop)
+    if "weights" in best:
+        net.set_weights(best["weights"])
 
     test_loss = test_acc = None
     if status == "completed":

@@ -294,6 +294,77 @@ def uses_channels_last(model: nn.Module, device: torch.device) -> bool:
     return device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
+def select_data(config: TrainConfig, gen: torch.Generator, data_root=None) -> tuple[torch.Tensor, ...]:
+    """(x_train, y_train, x_val, y_val, x_test, y_test): the official training set split into train /
+    validation, then an optional random subset (drawn from `gen`), and the test set. Both engines use it."""
+    train_images, train_labels = load_mnist("train", root=data_root)
+    test_images, test_labels = load_mnist("test", root=data_root)
+    train_idx, val_idx = train_val_indices(len(train_images), config.val_size)
+    if config.train_size:
+        if config.train_size > len(train_idx):
+            raise ConfigError(f"train_size: only {len(train_idx)} images remain after validation")
+        train_idx = train_idx[torch.randperm(len(train_idx), generator=gen)[:config.train_size]].sort().values
+    return (train_images[train_idx], train_labels[train_idx], train_images[val_idx], train_labels[val_idx],
+            test_images, test_labels)
+
+
+def run_loop(config: TrainConfig, n_train: int, shuffle: Callable[[], Any],
+             train_step: Callable[[Any, int], tuple[float, float]], validate: Callable[[], Optional[tuple]],
+             keep_best: Callable[[], None], emit: Callable[[dict], None], stop: Callable[[], bool],
+             on_validate: Optional[Callable[[int, float], None]] = None) -> tuple[str, int, float]:
+    """The loop both engines share: epochs of shuffled batches, a "step" event per batch, validation
+    every eval_every steps (and at the end) keeping the best weights, cancel between steps.
+
+    `shuffle()` gives an epoch's order of training indices; `train_step(indices, step)` trains on one
+    batch and returns (loss, batch accuracy); `validate()` returns (loss, accuracy) or None without a
+    validation set; `keep_best()` saves the current weights. Returns (status, steps, best accuracy).
+    """
+    steps_per_epoch = math.ceil(n_train / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    eval_every = config.eval_every or steps_per_epoch
+    best_val, step, status = -1.0, 0, "completed"
+
+    def validation(epoch: float) -> None:
+        nonlocal best_val
+        if on_validate:
+            on_validate(step, epoch)
+        result = validate()
+        if result is None:
+            return
+        loss, acc = result
+        emit({"kind": "val", "step": step, "epoch": epoch, "loss": loss, "accuracy": acc})
+        if acc > best_val:
+            best_val = acc
+            keep_best()
+
+    window_start, window_images = time.perf_counter(), 0
+    for epoch in range(config.epochs):
+        order = shuffle()
+        for i in range(0, n_train, config.batch_size):
+            if stop():
+                status = "cancelled"
+                break
+            idx = order[i:i + config.batch_size]
+            loss, acc = train_step(idx, step)
+            step += 1
+            window_images += len(idx)
+            now = time.perf_counter()
+            if not math.isfinite(loss):
+                raise ConfigError(f"training diverged (loss is {loss}) at step {step}: try a smaller lr")
+            emit({"kind": "step", "step": step, "epoch": epoch + (i + len(idx)) / n_train, "loss": loss,
+                  "accuracy": acc, "images_per_s": window_images / max(now - window_start, 1e-9),
+                  "total_steps": total_steps})
+            if now - window_start > 2.0:  # images/s over a sliding ~2 s window
+                window_start, window_images = now, 0
+            if step % eval_every == 0:
+                validation(epoch + (i + len(idx)) / n_train)
+        if status == "cancelled":
+            break
+    if status == "completed" and step % eval_every != 0:
+        validation(float(config.epochs))
+    return status, step, best_val
+
+
 def train(config: TrainConfig, on_event: Optional[Callable[[dict], None]] = None,
           should_stop: Optional[Callable[[], bool]] = None, data_root=None,
           on_snapshot: Optional[Callable[[nn.Module, int, float], None]] = None) -> TrainResult:
@@ -314,16 +385,7 @@ def train(config: TrainConfig, on_event: Optional[Callable[[dict], None]] = None
     gen = torch.Generator().manual_seed(config.seed)
     device = pick_device(config.device)
 
-    # Data: the official training set split into train / validation, then an optional subset.
-    train_images, train_labels = load_mnist("train", root=data_root)
-    test_images, test_labels = load_mnist("test", root=data_root)
-    train_idx, val_idx = train_val_indices(len(train_images), config.val_size)
-    if config.train_size:
-        if config.train_size > len(train_idx):
-            raise ConfigError(f"train_size: only {len(train_idx)} images remain after validation")
-        train_idx = train_idx[torch.randperm(len(train_idx), generator=gen)[:config.train_size]].sort().values
-    x_train, y_train = train_images[train_idx], train_labels[train_idx]
-    x_val, y_val = train_images[val_idx], train_labels[val_idx]
+    x_train, y_train, x_val, y_val, test_images, test_labels = select_data(config, gen, data_root)
     if device.type != "cpu":  # keep the whole (small) dataset resident on the accelerator
         x_train, y_train = x_train.to(device), y_train.to(device)
 
@@ -332,72 +394,43 @@ def train(config: TrainConfig, on_event: Optional[Callable[[dict], None]] = None
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(config, model.parameters())
-    steps_per_epoch = math.ceil(len(x_train) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
+    total_steps = math.ceil(len(x_train) / config.batch_size) * config.epochs
     scheduler = make_schedule(config, optimizer, total_steps)
-    eval_every = config.eval_every or steps_per_epoch
 
-    best_state, best_val = None, -1.0
-    step, status = 0, "completed"
     history: list[dict] = []
+    best: dict = {}
 
     def record(event: dict) -> None:
         history.append(event)
         emit(event)
 
-    def validate(epoch: float) -> None:
-        nonlocal best_state, best_val
-        if on_snapshot:
-            on_snapshot(model, step, epoch)
-        if len(x_val) == 0:
-            return
-        loss, acc = evaluate(model, x_val, y_val, config)
-        record({"kind": "val", "step": step, "epoch": epoch, "loss": loss, "accuracy": acc})
-        if acc > best_val:
-            best_val, best_state = acc, copy.deepcopy(model.state_dict())
+    def train_step(idx: torch.Tensor, step: int) -> tuple[float, float]:
+        x = to_input(x_train[idx], device, channels_last)
+        y = y_train[idx].to(device)
+        if config.augment == "affine":
+            x = random_affine(x, gen)
+        logits = model(x)
+        loss = compute_loss(config, logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        return loss.item(), (logits.argmax(1) == y).float().mean().item()
+
+    def keep_best() -> None:
+        best["state"] = copy.deepcopy(model.state_dict())
 
     model.train()
     if on_snapshot:
         on_snapshot(model, 0, 0.0)
-    window_start, window_images = time.perf_counter(), 0
-    for epoch in range(config.epochs):
-        perm = torch.randperm(len(x_train), generator=gen).to(x_train.device)
-        for i in range(0, len(x_train), config.batch_size):
-            if stop():
-                status = "cancelled"
-                break
-            idx = perm[i:i + config.batch_size]
-            x = to_input(x_train[idx], device, channels_last)
-            y = y_train[idx].to(device)
-            if config.augment == "affine":
-                x = random_affine(x, gen)
-            logits = model(x)
-            loss = compute_loss(config, logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            step += 1
-            window_images += len(y)
-            now = time.perf_counter()
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise ConfigError(f"training diverged (loss is {loss_value}) at step {step}: try a smaller lr")
-            record({"kind": "step", "step": step, "epoch": epoch + (i + len(y)) / len(x_train),
-                    "loss": loss_value, "accuracy": (logits.argmax(1) == y).float().mean().item(),
-                    "images_per_s": window_images / max(now - window_start, 1e-9), "total_steps": total_steps})
-            if now - window_start > 2.0:  # images/s over a sliding ~2 s window
-                window_start, window_images = now, 0
-            if step % eval_every == 0:
-                validate(epoch + (i + len(y)) / len(x_train))
-        if status == "cancelled":
-            break
-
-    if status == "completed" and step % eval_every != 0:
-        validate(float(config.epochs))
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    status, step, best_val = run_loop(
+        config, len(x_train), shuffle=lambda: torch.randperm(len(x_train), generator=gen).to(x_train.device),
+        train_step=train_step, validate=lambda: evaluate(model, x_val, y_val, config) if len(x_val) else None,
+        keep_best=keep_best, emit=record, stop=stop,
+        on_validate=(lambda step, epoch: on_snapshot(model, step, epoch)) if on_snapshot else None)
+    if "state" in best:
+        model.load_state_dict(best["state"])
 
     test_loss = test_acc = None
     if status == "completed":
