@@ -148,7 +148,6 @@ def launch(run_id: str, root=None) -> int:
     import sys
 
     runs.check_run_id(run_id)
-    reap_workers()
     log_dir = Path(root) if root else runs.registry_path().parent
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")

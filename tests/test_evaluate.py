@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from mnist_core import evaluate as ev
 from mnist_core.models import create_model
