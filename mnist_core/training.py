@@ -216,25 +216,31 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+def make_optimizer(config: TrainConfig, params, capturable: bool = False) -> torch.optim.Optimizer:
+    """The config's optimizer. `capturable` (CUDA graphs) keeps the learning rate in a device tensor,
+    so the scheduler's updates reach a captured step, and Adam's step count on the device."""
     wd = config.weight_decay
     params = list(params)
     # The fused kernels update every tensor in one pass: measured 3x faster optimizer steps on CPU for
     # Adam/AdamW (0.6 -> 0.2 ms a step for LeNet-5), 2.4x for SGD with momentum (benchmarks/, BENCHMARKS.md).
     fused = {"fused": True} if params and all(p.device.type in ("cpu", "cuda") for p in params) else {}
+    lr = torch.tensor(config.lr, device=params[0].device) if capturable else config.lr
+    adam = {"capturable": True} if capturable else {}
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, weight_decay=wd, **fused)
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd, **fused)
     if config.optimizer == "sgd-momentum":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=wd, **fused)
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=wd, **fused)
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=wd, **fused)
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=wd, **fused)
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd, **fused, **adam)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=wd, **fused, **adam)
 
 
-def make_schedule(config: TrainConfig, optimizer, total_steps: int):
+def make_schedule(config: TrainConfig, optimizer, total_steps: int, cycle_momentum: bool = True):
+    """The config's learning-rate schedule. `cycle_momentum=False` keeps momentum / beta1 fixed under
+    onecycle (a captured CUDA graph holds them as constants)."""
     if config.schedule == "onecycle" and total_steps >= 10:  # shorter runs are too short for a cycle
         # (OneCycleLR divides by its phase lengths, which round to zero on a handful of steps)
-        cycle_momentum = config.optimizer != "sgd"
+        cycle_momentum = cycle_momentum and config.optimizer != "sgd"
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps,
                                                    pct_start=0.25, cycle_momentum=cycle_momentum)
     if config.schedule == "step":
@@ -292,6 +298,60 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, confi
 def uses_channels_last(model: nn.Module, device: torch.device) -> bool:
     # channels_last makes oneDNN's CPU convolutions markedly faster (measured: ~1.7x on cnn-strong).
     return device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+class CudaGraphStep:
+    """One whole training step (batch gather, forward, loss, backward, optimizer update) captured once
+    as a CUDA graph and replayed for every full batch.
+
+    A small net on a big GPU is bound by kernel launches, not arithmetic: eager LeNet-5 steps cost
+    about 2.5 ms on an H100 whatever the batch size, nearly all of it Python and launch overhead
+    (benchmarks/gpu.py, BENCHMARKS.md). A replay is one launch. Capturing needs a few warm-up steps
+    on a side stream; they run on a throwaway batch, so the weights, buffers and optimizer state are
+    put back afterwards and the run starts exactly where an eager one would.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig,
+                 images: torch.Tensor, labels: torch.Tensor, warmup: int = 3):
+        self.model, self.optimizer, self.config = model, optimizer, config
+        self.images, self.labels = images, labels
+        self.idx = torch.zeros(config.batch_size, dtype=torch.long, device=images.device)
+        saved = [t.detach().clone() for t in model.state_dict().values()]
+        try:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(warmup):
+                    optimizer.zero_grad(set_to_none=True)
+                    self._step()
+            torch.cuda.current_stream().wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            optimizer.zero_grad(set_to_none=True)
+            with torch.cuda.graph(self.graph):
+                self.result = self._step()
+        finally:
+            with torch.no_grad():
+                for tensor, value in zip(model.state_dict().values(), saved):
+                    tensor.copy_(value)
+                for state in optimizer.state.values():  # Adam's moments and step, SGD's momentum buffer
+                    for value in state.values():
+                        if torch.is_tensor(value):
+                            value.zero_()
+
+    def _step(self) -> torch.Tensor:
+        x = self.images[self.idx].unsqueeze(1).float().div_(255)
+        y = self.labels[self.idx]
+        logits = self.model(x)
+        loss = compute_loss(self.config, logits, y)
+        loss.backward()
+        self.optimizer.step()
+        return torch.stack([loss.detach(), (logits.argmax(1) == y).float().mean()])
+
+    def __call__(self, idx: torch.Tensor) -> torch.Tensor:
+        """Train on the images at `idx` (exactly batch_size of them); returns [loss, accuracy]."""
+        self.idx.copy_(idx)
+        self.graph.replay()
+        return self.result
 
 
 def select_data(config: TrainConfig, gen: torch.Generator, data_root=None) -> tuple[torch.Tensor, ...]:
@@ -393,9 +453,13 @@ def train(config: TrainConfig, on_event: Optional[Callable[[dict], None]] = None
     channels_last = uses_channels_last(model, device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(config, model.parameters())
+    # On CUDA the step is captured as a graph (see CudaGraphStep); affine augmentation draws its
+    # random transforms on the host, so it stays eager.
+    graphs = device.type == "cuda" and config.augment == "none" and len(x_train) >= config.batch_size
+    optimizer = make_optimizer(config, model.parameters(), capturable=graphs)
     total_steps = math.ceil(len(x_train) / config.batch_size) * config.epochs
-    scheduler = make_schedule(config, optimizer, total_steps)
+    scheduler = make_schedule(config, optimizer, total_steps, cycle_momentum=not graphs)
+    graphed = CudaGraphStep(model, optimizer, config, x_train, y_train) if graphs else None
 
     history: list[dict] = []
     best: dict = {}
@@ -405,18 +469,23 @@ def train(config: TrainConfig, on_event: Optional[Callable[[dict], None]] = None
         emit(event)
 
     def train_step(idx: torch.Tensor, step: int) -> tuple[float, float]:
-        x = to_input(x_train[idx], device, channels_last)
-        y = y_train[idx].to(device)
-        if config.augment == "affine":
-            x = random_affine(x, gen)
-        logits = model(x)
-        loss = compute_loss(config, logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if graphed is not None and len(idx) == config.batch_size:
+            result = graphed(idx)
+        else:
+            x = to_input(x_train[idx], device, channels_last)
+            y = y_train[idx].to(device)
+            if config.augment == "affine":
+                x = random_affine(x, gen)
+            logits = model(x)
+            loss = compute_loss(config, logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            result = torch.stack([loss.detach(), (logits.argmax(1) == y).float().mean()])
         if scheduler is not None:
             scheduler.step()
-        return loss.item(), (logits.argmax(1) == y).float().mean().item()
+        loss, acc = result.tolist()  # one device sync a step
+        return loss, acc
 
     def keep_best() -> None:
         best["state"] = copy.deepcopy(model.state_dict())
