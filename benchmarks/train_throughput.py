@@ -4,13 +4,12 @@ Ours      mnist_core.training.train(): the whole split in memory as uint8 tensor
           index plus one conversion to float (and channels_last for conv nets on CPU). Measured
           through the real loop: train() with a train_size subset, its step events timestamped,
           stopped through should_stop after warm-up + N steps.
-Baseline  what the tutorials write: torchvision.datasets.MNIST + transforms (ToTensor, Normalize
-          for LeNet-5 as tutorials 2/4 do, ToTensor only for cnn-small as tutorial 5 does) +
-          DataLoader(batch_size=64, shuffle=True), the same model from mnist_core.models.create_model,
-          the same optimizer (make_optimizer with the tutorial's settings), a plain training loop.
-          (Our models normalize inside, so the baseline's Normalize is redundant work, as it would be
-          in a tutorial pipeline feeding one of our models; tutorial 4's Resize(32) is left out,
-          which favours the baseline.)
+Baseline  what the tutorials write: torchvision.datasets.MNIST + their per-sample transforms
+          (tutorial 4 for LeNet-5: Resize(32) + ToTensor + Normalize(0.5, 0.5); tutorial 5 for
+          cnn-small: ToTensor only) + DataLoader(batch_size=64, shuffle=True), the same architecture
+          built with torch's stock layers (`tutorial_model`: LeNet-5 takes the resized 32x32 input
+          instead of padding inside, and its C5 is a plain nn.Conv2d), the same optimizer
+          (make_optimizer with the tutorial's settings), a plain training loop.
 
 Both run in one process with the same thread count, alternating A B, B A, A B ... in timed windows
 of N steps, each after W warm-up steps; the figure is the median of the windows' images/s. The
@@ -38,9 +37,30 @@ from mnist_core.training import TrainConfig, make_optimizer, to_input, train, us
 BATCH = 64
 # The tutorials' own optimizer for each model (tutorial 4: SGD lr 0.2; tutorial 5: Adam lr 0.01).
 RECIPES = {
-    "lenet5": dict(optimizer="sgd", lr=0.2, normalize=True),
-    "cnn-small": dict(optimizer="adam", lr=0.01, normalize=False),
+    "lenet5": dict(optimizer="sgd", lr=0.2, transforms="Resize(32)+ToTensor+Normalize(0.5,0.5)"),
+    "cnn-small": dict(optimizer="adam", lr=0.01, transforms="ToTensor"),
 }
+
+
+def tutorial_transforms(model: str):
+    from torchvision import transforms
+
+    if model == "lenet5":
+        return transforms.Compose([transforms.Resize(32), transforms.ToTensor(),
+                                   transforms.Normalize((0.5,), (0.5,))])
+    return transforms.ToTensor()
+
+
+def tutorial_model(model: str) -> torch.nn.Module:
+    """The architecture as a tutorial writes it, with torch's stock layers and our initial weights."""
+    net = create_model(model)
+    if model == "lenet5":
+        net.pad = 0  # the tutorial resizes to 32x32 in its transforms instead
+        fast = net.body.C5.conv
+        plain = torch.nn.Conv2d(fast.in_channels, fast.out_channels, fast.kernel_size)
+        plain.load_state_dict(fast.state_dict())
+        net.body.C5.conv = plain
+    return net
 
 
 def config_for(model: str, seed: int, steps: int, threads: int) -> TrainConfig:
@@ -75,18 +95,13 @@ class Baseline:
 
     def __init__(self, model: str, threads: int, seed: int = 0):
         import torchvision
-        from torchvision import transforms
 
-        r = RECIPES[model]
-        steps = [transforms.ToTensor()]
-        if r["normalize"]:
-            steps.append(transforms.Normalize((0.1307,), (0.3081,)))
         root = raw_dir().parent.parent  # torchvision looks for <root>/MNIST/raw
         self.dataset = torchvision.datasets.MNIST(root=str(root), train=True, download=False,
-                                                  transform=transforms.Compose(steps))
+                                                  transform=tutorial_transforms(model))
         torch.manual_seed(seed)
         self.loader = torch.utils.data.DataLoader(self.dataset, batch_size=BATCH, shuffle=True)
-        self.model = create_model(model)
+        self.model = tutorial_model(model)
         self.optimizer = make_optimizer(config_for(model, seed, 1, threads), self.model.parameters())
         self.threads = threads
         self._it = iter(self.loader)
@@ -182,7 +197,7 @@ def main() -> None:
             entry = {
                 "model": model, "optimizer": RECIPES[model]["optimizer"], "lr": RECIPES[model]["lr"],
                 "batch_size": BATCH, "threads": threads,
-                "baseline_transforms": "ToTensor+Normalize" if RECIPES[model]["normalize"] else "ToTensor",
+                "baseline_transforms": RECIPES[model]["transforms"],
                 "ours_images_per_s": med(ours_w, "images_per_s"),
                 "baseline_images_per_s": med(base_w, "images_per_s"),
                 "ours_images_per_cpu_s": med(ours_w, "images_per_cpu_s"),

@@ -79,8 +79,24 @@ def _named(*layers: tuple[str, nn.Module]) -> nn.Sequential:
     return nn.Sequential(OrderedDict(layers))
 
 
-def _conv_relu(c_in: int, c_out: int, k: int, padding: int = 0) -> nn.Sequential:
-    return _named(("conv", nn.Conv2d(c_in, c_out, k, padding=padding)), ("relu", nn.ReLU()))
+class FullConv2d(nn.Conv2d):
+    """A convolution whose kernel is as large as its input, so every output map is 1x1: LeNet-5's C5
+    (120 kernels of 16x5x5 on a 16x5x5 input). That is exactly a fully connected layer, and is
+    computed as one: for this shape oneDNN's CPU convolution takes about 3x as long as the matrix
+    product, forward and backward (benchmarks/, BENCHMARKS.md). Same parameters, same state-dict
+    keys, same output shape [N, C, 1, 1]; any other input size is an ordinary convolution.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (tuple(x.shape[-2:]) == self.kernel_size and self.padding == (0, 0) and self.groups == 1
+                and self.dilation == (1, 1)):
+            flat = x.contiguous().flatten(1)  # [N, C*kh*kw] in the weight's (C, kh, kw) order
+            return nn.functional.linear(flat, self.weight.flatten(1), self.bias)[:, :, None, None]
+        return super().forward(x)
+
+
+def _conv_relu(c_in: int, c_out: int, k: int, padding: int = 0, conv: type = nn.Conv2d) -> nn.Sequential:
+    return _named(("conv", conv(c_in, c_out, k, padding=padding)), ("relu", nn.ReLU()))
 
 
 def _mlp(*sizes: int) -> MnistNet:
@@ -121,7 +137,7 @@ def lenet5() -> nn.Module:
         ("S2", nn.MaxPool2d(2)),            # 6 x 14 x 14
         ("C3", _conv_relu(6, 16, 5)),       # 16 x 10 x 10
         ("S4", nn.AvgPool2d(2)),            # 16 x 5 x 5
-        ("C5", _conv_relu(16, 120, 5)),     # 120 x 1 x 1
+        ("C5", _conv_relu(16, 120, 5, conv=FullConv2d)),  # 120 x 1 x 1
         ("flatten", nn.Flatten()),
         ("F6", _named(("fc", nn.Linear(120, 84)), ("relu", nn.ReLU()))),
         ("F7", nn.Linear(84, 10)),
@@ -168,6 +184,11 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def torch_type_name(module: nn.Module) -> str:
+    """The torch.nn class a layer is (FullConv2d reads as Conv2d: it is one, computed another way)."""
+    return next(c.__name__ for c in type(module).__mro__ if c.__module__.startswith("torch.nn"))
+
+
 def layer_table(model: nn.Module) -> list[dict]:
     """One row per leaf layer: name, type, output shape for one 28x28 input, parameter count."""
     rows = []
@@ -175,7 +196,7 @@ def layer_table(model: nn.Module) -> list[dict]:
 
     def hook(name):
         def fn(module, inputs, output):
-            rows.append({"layer": name, "type": type(module).__name__,
+            rows.append({"layer": name, "type": torch_type_name(module),
                          "output shape": "x".join(str(d) for d in output.shape[1:]),
                          "parameters": sum(p.numel() for p in module.parameters(recurse=False))})
         return fn

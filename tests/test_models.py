@@ -84,3 +84,27 @@ def test_layer_table_counts_every_parameter(name):
     rows = layer_table(model)
     assert rows and rows[-1]["output shape"] == "10"
     assert sum(r["parameters"] for r in rows) == count_parameters(model)
+
+
+def test_lenet5_c5_computed_as_a_matrix_product_equals_the_convolution():
+    from mnist_core.models import FullConv2d
+
+    model = create_model("lenet5").eval()
+    conv = model.body.C5.conv
+    assert isinstance(conv, FullConv2d) and isinstance(conv, torch.nn.Conv2d)
+    x = torch.randn(7, 16, 5, 5, requires_grad=True)
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        xf = x.detach().contiguous(memory_format=fmt).requires_grad_()
+        ref = torch.nn.functional.conv2d(xf, conv.weight, conv.bias)
+        out = conv(xf)
+        assert out.shape == ref.shape == (7, 120, 1, 1)
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+        g = torch.randn_like(ref)
+        grads = torch.autograd.grad(out, (xf, conv.weight, conv.bias), g)
+        ref_grads = torch.autograd.grad(ref, (xf, conv.weight, conv.bias), g)
+        for a, b in zip(grads, ref_grads):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # any other input size is an ordinary convolution
+    big = torch.randn(2, 16, 9, 9)
+    torch.testing.assert_close(conv(big), torch.nn.functional.conv2d(big, conv.weight, conv.bias))
+    assert {r["layer"]: r["type"] for r in layer_table(model)}["C5.conv"] == "Conv2d"
