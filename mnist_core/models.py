@@ -79,7 +79,31 @@ def _named(*layers: tuple[str, nn.Module]) -> nn.Sequential:
     return nn.Sequential(OrderedDict(layers))
 
 
-class FullConv2d(nn.Conv2d):
+class Conv2d(nn.Conv2d):
+    """nn.Conv2d with one CPU shortcut, for predicting a drawing or two.
+
+    Without autograd, for at most SMALL_BATCH images and a small kernel volume (in_channels x kh x kw
+    <= SMALL_KERNEL: LeNet-5's convolutions, every net's first), PyTorch still picks oneDNN, whose set-up
+    per call costs more than the arithmetic. There PyTorch's own im2col convolution
+    (aten::thnn_conv2d) gives the same result 2.5-3x faster for one image (LeNet-5's C1 68 -> 26 us, C3
+    64 -> 21 us on one thread: benchmarks/predict_latency, BENCHMARKS.md). Training, larger batches,
+    wider kernels and tracing for export all take the stock path.
+    """
+
+    SMALL_BATCH = 4
+    SMALL_KERNEL = 256
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
+        kernel_volume = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        if (x.shape[0] <= self.SMALL_BATCH and kernel_volume <= self.SMALL_KERNEL and x.device.type == "cpu"
+                and not torch.is_grad_enabled() and self.groups == 1 and self.dilation == (1, 1)
+                and self.padding_mode == "zeros" and isinstance(self.padding, tuple)
+                and not torch.jit.is_tracing() and not torch.compiler.is_compiling()):
+            return torch.ops.aten.thnn_conv2d(x, weight, self.kernel_size, bias, self.stride, self.padding)
+        return super()._conv_forward(x, weight, bias)
+
+
+class FullConv2d(Conv2d):
     """A convolution whose kernel is as large as its input, so every output map is 1x1: LeNet-5's C5
     (120 kernels of 16x5x5 on a 16x5x5 input). That is exactly a fully connected layer, and is
     computed as one: for this shape oneDNN's CPU convolution takes about 3x as long as the matrix
@@ -95,7 +119,7 @@ class FullConv2d(nn.Conv2d):
         return super().forward(x)
 
 
-def _conv_relu(c_in: int, c_out: int, k: int, padding: int = 0, conv: type = nn.Conv2d) -> nn.Sequential:
+def _conv_relu(c_in: int, c_out: int, k: int, padding: int = 0, conv: type = Conv2d) -> nn.Sequential:
     return _named(("conv", conv(c_in, c_out, k, padding=padding)), ("relu", nn.ReLU()))
 
 
@@ -149,8 +173,8 @@ def lenet5() -> nn.Module:
                 "tutorial 5 (small CNN, Adam)")
 def cnn_small() -> nn.Module:
     body = _named(
-        ("block1", _named(("conv", nn.Conv2d(1, 8, 3, padding=1)), ("relu", nn.ReLU()), ("pool", nn.MaxPool2d(2)))),
-        ("block2", _named(("conv", nn.Conv2d(8, 16, 3, padding=1)), ("relu", nn.ReLU()), ("pool", nn.MaxPool2d(2)))),
+        ("block1", _named(("conv", Conv2d(1, 8, 3, padding=1)), ("relu", nn.ReLU()), ("pool", nn.MaxPool2d(2)))),
+        ("block2", _named(("conv", Conv2d(8, 16, 3, padding=1)), ("relu", nn.ReLU()), ("pool", nn.MaxPool2d(2)))),
         ("block3", _conv_relu(16, 32, 3, padding=1)),
         ("flatten", nn.Flatten()),
         ("fc", nn.Linear(32 * 7 * 7, 10)),
@@ -160,7 +184,7 @@ def cnn_small() -> nn.Module:
 
 def _conv_bn_relu(c_in: int, c_out: int, k: int = 3) -> nn.Sequential:
     # No conv bias: batch norm's shift does its job.
-    return _named(("conv", nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False)),
+    return _named(("conv", Conv2d(c_in, c_out, k, padding=k // 2, bias=False)),
                   ("bn", nn.BatchNorm2d(c_out)), ("relu", nn.ReLU()))
 
 

@@ -13,6 +13,7 @@ We do the same to a drawing, so the model sees what it was trained on:
 from __future__ import annotations
 
 import io
+import sys
 import warnings
 
 import numpy as np
@@ -40,6 +41,10 @@ def ink_map(rgba: np.ndarray) -> np.ndarray:
     # one pass, and "mostly transparent" (more than half the pixels below alpha 0.5) is a count, not a
     # median (benchmarks/predict_latency).
     u8 = rgba.dtype == np.uint8
+    if u8 and rgba.shape[2] == 4 and _opaque_grey(rgba):
+        # The Draw page's canvas: opaque, grey strokes on grey. Grey is the red channel (the weights
+        # sum to 1), so no float copy of the whole RGBA and no weighted sum (0.30 -> 0.10 ms).
+        return _ink_from_grey(np.multiply(rgba[..., 0], np.float32(1 / 255), dtype=np.float32))
     img = np.divide(rgba, np.float32(255.0), dtype=np.float32) if u8 else rgba.astype(np.float32) / 255.0
     grey = img[..., :3] @ _GREY
     opaque = True
@@ -54,9 +59,25 @@ def ink_map(rgba: np.ndarray) -> np.ndarray:
         if transparent:
             # Transparent background: the strokes are where the alpha is, whatever their colour.
             return alpha
-    # Opaque background: the border tells its colour; ink is whatever differs from it.
     # (grey * 1 + 0 * 0 is grey exactly, so a fully opaque canvas skips the compositing.)
-    composite = grey if opaque else grey * alpha + (1 - alpha) * 0.0
+    return _ink_from_grey(grey if opaque else grey * alpha + (1 - alpha) * 0.0)
+
+
+def _opaque_grey(rgba: np.ndarray) -> bool:
+    """Every pixel fully opaque with R == G == B, checked on the pixels as 32-bit words."""
+    if not rgba.flags.c_contiguous:
+        return False
+    word = rgba.view(np.uint32)[..., 0]
+    red = rgba[..., 0].astype(np.uint32)
+    if sys.byteorder == "little":  # the word is R + G<<8 + B<<16 + A<<24
+        expected = red * 0x00010101 + 0xFF000000
+    else:
+        expected = red * 0x01010100 + 0xFF
+    return bool(np.array_equal(word, expected))
+
+
+def _ink_from_grey(composite: np.ndarray) -> np.ndarray:
+    """Opaque background: the border tells its colour; ink is whatever differs from it (in place)."""
     border = np.concatenate([composite[0], composite[-1], composite[:, 0], composite[:, -1]])
     background = float(np.median(border))
     ink = composite  # a fresh array: the arithmetic below runs in place

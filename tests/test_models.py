@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from mnist_core.errors import ConfigError
 from mnist_core.models import count_parameters, create_model, layer_table, list_models, model_info
@@ -108,3 +109,36 @@ def test_lenet5_c5_computed_as_a_matrix_product_equals_the_convolution():
     big = torch.randn(2, 16, 9, 9)
     torch.testing.assert_close(conv(big), torch.nn.functional.conv2d(big, conv.weight, conv.bias))
     assert {r["layer"]: r["type"] for r in layer_table(model)}["C5.conv"] == "Conv2d"
+
+
+@pytest.mark.parametrize("name", ["lenet5", "cnn-small", "cnn-strong"])
+@pytest.mark.parametrize("batch", [1, 4, 9])
+def test_small_batch_inference_convolutions_equal_the_stock_ones(name, batch):
+    from mnist_core.models import Conv2d
+
+    model = create_model(name).eval()
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(isinstance(m, Conv2d) for m in convs)
+    x = torch.rand(batch, 1, 28, 28)
+    ops = []
+
+    class RecordOps(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    with torch.inference_mode(), RecordOps():
+        ours = model(x)
+    shortcut = "aten.thnn_conv2d.default" in ops
+    assert shortcut == (batch <= Conv2d.SMALL_BATCH), ops  # every net's first convolution is small
+    stock = create_model(name).eval()
+    for module in stock.modules():  # the same weights, every convolution through torch's own forward
+        if isinstance(module, torch.nn.Conv2d):
+            module._conv_forward = torch.nn.Conv2d._conv_forward.__get__(module)
+    stock.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(ours, stock(x), rtol=1e-4, atol=1e-5)
+    # with autograd on (training, saliency) the stock path runs and gradients flow
+    x.requires_grad_()
+    model(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0

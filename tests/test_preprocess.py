@@ -162,3 +162,32 @@ def test_ink_map_is_the_ink_whatever_the_polarity():
     mask = SHAPES["bar"](50, 50)
     for style in STYLES:
         np.testing.assert_allclose(ink_map(canvas(mask, style)), mask, atol=0.01, err_msg=style)
+
+
+def _general_ink(rgba: np.ndarray) -> np.ndarray:
+    """The ink map by the general formula (weighted grey of every channel, border median)."""
+    grey = (rgba[..., :3].astype(np.float32) / 255) @ np.array([0.299, 0.587, 0.114], np.float32)
+    background = float(np.median(np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])))
+    ink = (grey - background) / (1 - background) if background < 0.5 else (background - grey) / background
+    return np.clip(ink, 0, 1)
+
+
+@pytest.mark.parametrize("background", [0, 30, 255])
+def test_the_opaque_grey_shortcut_gives_the_general_ink_map(background):
+    from mnist_core.preprocess import _opaque_grey
+
+    rng = np.random.default_rng(background)
+    grey = np.full((60, 50), background, np.uint8)
+    grey[10:40, 20:30] = rng.integers(0, 256, (30, 10), dtype=np.uint8)
+    rgba = np.dstack([grey, grey, grey, np.full_like(grey, 255)])
+    assert _opaque_grey(rgba)
+    np.testing.assert_allclose(ink_map(rgba), _general_ink(rgba), atol=1e-6)
+    # one coloured or one translucent pixel, or a strided view: the general path, the same formula
+    for pixel, channel, value in [((12, 22), 1, 7), ((0, 0), 3, 254)]:
+        other = rgba.copy()
+        other[pixel + (channel,)] = value
+        assert not _opaque_grey(other)
+    assert not _opaque_grey(np.dstack([rgba, rgba])[..., ::2])
+    coloured = rgba.copy()
+    coloured[12, 22, 1] = 7
+    np.testing.assert_allclose(ink_map(coloured), _general_ink(coloured), atol=1e-6)
