@@ -1,14 +1,16 @@
 """GPU time to accuracy: the `fast` recipe on CUDA, the whole dataset resident on the device.
 
 train() keeps the training images on the accelerator when the device is not the CPU (one tensor
-index per batch, no host-to-device copy per step). This times train(config with device="cuda") to
->= 99.0% test accuracy over several seeds, after one untimed warm-up run (CUDA context, cuDNN
-heuristics, allocator); the figure is train()'s own wall time, data already in host memory.
+index per batch, no host-to-device copy per step) and replays each full batch's step as a captured
+CUDA graph (training.CudaGraphStep). This times train(config with device="cuda") to >= 99.0% test
+accuracy over several seeds, after one untimed warm-up run (CUDA context, cuDNN heuristics,
+allocator, the first optimizer's torch._dynamo import); the figure is train()'s own wall time, data
+already in host memory. The same seeds then run with the graphs off (eager steps), for comparison.
 
 Without CUDA it says so, writes a JSON saying it skipped, and ends with
 `RESULT skipped=1 reason=no_cuda`.
 
-    python -m benchmarks.gpu [--preset fast] [--seeds 0,1,2,3,4] [--batch-size N]
+    python -m benchmarks.gpu [--preset fast] [--seeds 0,1,2,3,4] [--batch-size N] [--skip-eager]
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 
 from benchmarks._common import LoadMonitor, loadavg, machine_info, print_table, result_line, write_result
 from mnist_core.data import load_mnist
+from mnist_core import training
 from mnist_core.training import preset_config, train
 
 TARGET = 0.99
@@ -31,6 +34,7 @@ def main() -> None:
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--batch-size", type=int, default=0, help="override the preset's batch size (0 = keep)")
+    ap.add_argument("--skip-eager", action="store_true", help="do not time the eager (graphs off) runs")
     ap.add_argument("--device", default="cuda", help=argparse.SUPPRESS)  # "cpu" exercises this script without a GPU
     args = ap.parse_args()
 
@@ -51,32 +55,52 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",") if s != ""]
     load_mnist("train")
     load_mnist("test")
-    runs = []
+
+    def timed(seed: int) -> dict:
+        config = preset_config(args.preset, seed=seed, **overrides)
+        sync()
+        t = time.perf_counter()
+        result = train(config)
+        sync()
+        return {"seed": seed, "seconds": result.seconds, "wall_seconds": time.perf_counter() - t,
+                "test_accuracy": result.test_accuracy, "steps": result.steps}
+
+    runs, eager = [], []
     with LoadMonitor() as load:
         warm = train(preset_config(args.preset, seed=1000, **overrides))
         print(f"  warm-up run: {warm.seconds:.2f} s", flush=True)  # CUDA context, cuDNN, allocator
         for seed in seeds:
-            config = preset_config(args.preset, seed=seed, **overrides)
-            sync()
-            t = time.perf_counter()
-            result = train(config)
-            sync()
-            runs.append({"seed": seed, "seconds": result.seconds, "wall_seconds": time.perf_counter() - t,
-                         "test_accuracy": result.test_accuracy, "steps": result.steps})
-            print(f"  seed {seed}: {result.test_accuracy:.2%} in {result.seconds:.2f} s", flush=True)
+            runs.append(timed(seed))
+            print(f"  seed {seed}: {runs[-1]['test_accuracy']:.2%} in {runs[-1]['seconds']:.2f} s", flush=True)
+        if not args.skip_eager:
+            training.CUDA_GRAPHS = False
+            try:
+                train(preset_config(args.preset, seed=1000, **overrides))  # warm-up, eager
+                for seed in seeds:
+                    eager.append(timed(seed))
+                    print(f"  eager seed {seed}: {eager[-1]['test_accuracy']:.2%} in {eager[-1]['seconds']:.2f} s",
+                          flush=True)
+            finally:
+                training.CUDA_GRAPHS = True
 
     print_table([{"seed": r["seed"], "test acc %": round(100 * r["test_accuracy"], 2), "seconds": round(r["seconds"], 2),
                   "steps": r["steps"]} for r in runs],
                 title=f"{args.preset} on {device_name} (data resident on the device)")
+    if eager:
+        print_table([{"seed": r["seed"], "test acc %": round(100 * r["test_accuracy"], 2),
+                      "seconds": round(r["seconds"], 2)} for r in eager],
+                    title=f"{args.preset} on {device_name}, eager steps (CUDA graphs off)")
     median_s = statistics.median(r["seconds"] for r in runs)
+    eager_median = statistics.median(r["seconds"] for r in eager) if eager else None
     accs = [r["test_accuracy"] for r in runs]
     write_result("gpu", {"machine": machine_info(), "load": load.summary(), "skipped": False,
                          "preset": args.preset, "config": preset_config(args.preset, **overrides).to_dict(),
                          "target_accuracy": TARGET, "warmup_seconds": warm.seconds, "median_seconds": median_s,
                          "min_accuracy": min(accs), "all_seeds_reach_target": all(a >= TARGET for a in accs),
-                         "runs": runs})
+                         "runs": runs, "eager_median_seconds": eager_median, "eager_runs": eager})
     result_line(skipped=0, median_s=round(median_s, 2), min_acc=round(min(accs), 4),
                 all_reach=int(all(a >= TARGET for a in accs)), gpu=device_name,
+                eager_median_s=round(eager_median, 2) if eager else "skipped",
                 load=load.summary()["mean_1min"])
 
 

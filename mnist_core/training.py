@@ -300,6 +300,9 @@ def uses_channels_last(model: nn.Module, device: torch.device) -> bool:
     return device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
+CUDA_GRAPHS = True  # benchmarks/gpu.py turns it off to time the eager steps beside the captured ones
+
+
 class CudaGraphStep:
     """One whole training step (batch gather, forward, loss, backward, optimizer update) captured once
     as a CUDA graph and replayed for every full batch.
@@ -455,7 +458,8 @@ def train(config: TrainConfig, on_event: Optional[Callable[[dict], None]] = None
         model = model.to(memory_format=torch.channels_last)
     # On CUDA the step is captured as a graph (see CudaGraphStep); affine augmentation draws its
     # random transforms on the host, so it stays eager.
-    graphs = device.type == "cuda" and config.augment == "none" and len(x_train) >= config.batch_size
+    graphs = (CUDA_GRAPHS and device.type == "cuda" and config.augment == "none"
+              and len(x_train) >= config.batch_size)
     optimizer = make_optimizer(config, model.parameters(), capturable=graphs)
     total_steps = math.ceil(len(x_train) / config.batch_size) * config.epochs
     scheduler = make_schedule(config, optimizer, total_steps, cycle_momentum=not graphs)
