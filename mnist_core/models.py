@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 from .data import MNIST_MEAN, MNIST_STD
 from .errors import ConfigError
@@ -87,7 +88,8 @@ class Conv2d(nn.Conv2d):
     per call costs more than the arithmetic. There PyTorch's own im2col convolution
     (aten::thnn_conv2d) gives the same result 2.5-3x faster for one image (LeNet-5's C1 68 -> 26 us, C3
     64 -> 21 us on one thread: benchmarks/predict_latency, BENCHMARKS.md). Training, larger batches,
-    wider kernels and tracing for export all take the stock path.
+    wider kernels, tracing for export and any active dispatch mode (torch's FLOP counter, fake
+    tensors) all take the stock path.
     """
 
     SMALL_BATCH = 4
@@ -98,7 +100,8 @@ class Conv2d(nn.Conv2d):
         if (x.shape[0] <= self.SMALL_BATCH and kernel_volume <= self.SMALL_KERNEL and x.device.type == "cpu"
                 and not torch.is_grad_enabled() and self.groups == 1 and self.dilation == (1, 1)
                 and self.padding_mode == "zeros" and isinstance(self.padding, tuple)
-                and not torch.jit.is_tracing() and not torch.compiler.is_compiling()):
+                and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+                and not is_in_torch_dispatch_mode()):
             return torch.ops.aten.thnn_conv2d(x, weight, self.kernel_size, bias, self.stride, self.padding)
         return super()._conv_forward(x, weight, bias)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from mnist_core.errors import ConfigError
 from mnist_core.models import count_parameters, create_model, layer_table, list_models, model_info
@@ -120,17 +119,10 @@ def test_small_batch_inference_convolutions_equal_the_stock_ones(name, batch):
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(isinstance(m, Conv2d) for m in convs)
     x = torch.rand(batch, 1, 28, 28)
-    ops = []
-
-    class RecordOps(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            ops.append(str(func))
-            return func(*args, **(kwargs or {}))
-
-    with torch.inference_mode(), RecordOps():
+    with torch.inference_mode(), torch.profiler.profile() as prof:
         ours = model(x)
-    shortcut = "aten.thnn_conv2d.default" in ops
-    assert shortcut == (batch <= Conv2d.SMALL_BATCH), ops  # every net's first convolution is small
+    shortcut = any(e.key == "aten::thnn_conv2d" for e in prof.key_averages())
+    assert shortcut == (batch <= Conv2d.SMALL_BATCH)  # every net's first convolution is small
     stock = create_model(name).eval()
     for module in stock.modules():  # the same weights, every convolution through torch's own forward
         if isinstance(module, torch.nn.Conv2d):
@@ -142,3 +134,11 @@ def test_small_batch_inference_convolutions_equal_the_stock_ones(name, batch):
     x.requires_grad_()
     model(x).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_flop_counting_sees_the_stock_convolutions():
+    # a dispatch mode (torch's FLOP counter) turns the small-batch shortcut off: C1 + C3 + C5 + F6 + F7
+    from mnist_core.evaluate import flops_per_image
+
+    expected = 2 * (6 * 28 * 28 * 25 + 16 * 10 * 10 * 150 + 120 * 400 + 84 * 120 + 10 * 84)
+    assert flops_per_image(create_model("lenet5")) == expected
