@@ -54,8 +54,12 @@ def confusion_figure(cm: np.ndarray) -> go.Figure:
     fig.add_scatter(x=xs, y=ys, mode="markers", showlegend=False, customdata=cm.ravel(),
                     marker=dict(size=30, symbol="square", opacity=0),
                     hovertemplate="true %{y}, predicted %{x}: %{customdata} images<extra></extra>")
-    fig.update_xaxes(title="predicted", dtick=1, side="top", range=[-0.5, 9.5], fixedrange=True)
-    fig.update_yaxes(title="true", dtick=1, range=[9.5, -0.5], scaleanchor="x", fixedrange=True)
+    # Square cells: the plot area shrinks to fit (constrain="domain"), the ranges stay 0-9 (without it
+    # plotly widens one range and labels ticks -1 and 10).
+    fig.update_xaxes(title="predicted", tickvals=digits, side="top", range=[-0.5, 9.5], fixedrange=True,
+                     constrain="domain")
+    fig.update_yaxes(title="true", tickvals=digits, range=[9.5, -0.5], scaleanchor="x", fixedrange=True,
+                     constrain="domain")
     fig.update_layout(height=520, margin=dict(l=10, r=10, t=60, b=10), clickmode="event+select",
                       dragmode=False)
     return fig

@@ -157,8 +157,15 @@ def cmd_presets(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a malformed command line reported in one line, like every other error here."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m mnist_core", description="MNIST Lab's core: data, training, runs.")
+    parser = _Parser(prog="python -m mnist_core", description="MNIST Lab's core: data, training, runs.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("fetch-data", help="download and verify MNIST into the data folder")
