@@ -8,6 +8,7 @@ While something runs, a fragment polls the registry about once a second and redr
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 
@@ -135,7 +136,19 @@ def _thin(rows: list[dict], limit: int = 1500) -> list[dict]:
     return rows[::step]
 
 
-def curves(metrics: list[dict]) -> tuple[go.Figure, go.Figure]:
+def _decades(values: list[float]) -> list[float]:
+    """A log axis' range in whole decades around the values (log10 units), so it rarely changes."""
+    positive = [v for v in values if v and v > 0 and math.isfinite(v)]
+    if not positive:
+        return [-2.0, 1.0]
+    return [math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))]
+
+
+def curves(metrics: list[dict], total_steps: int | None = None) -> tuple[go.Figure, go.Figure]:
+    """The loss and accuracy charts. The axes are fixed (x from 0 to the run's last step, the loss in
+    whole decades) and so are the margins: a live update then only redraws the lines, and the
+    browser's work per update, most of it Plotly laying out axes, drops by about a third
+    (benchmarks/app_training, BENCHMARKS.md)."""
     train = [m for m in metrics if m["split"] == "train"]
     val = [m for m in metrics if m["split"] == "val"]
     loss, acc = go.Figure(), go.Figure()
@@ -153,10 +166,14 @@ def curves(metrics: list[dict]) -> tuple[go.Figure, go.Figure]:
                          mode="lines+markers", line=dict(color="#1f77b4"))
         acc.add_scatter(x=[m["step"] for m in val], y=[m["accuracy"] for m in val], name="validation accuracy",
                         mode="lines+markers", line=dict(color="#1f77b4"))
-    loss.update_layout(title="Loss", xaxis_title="step", yaxis_type="log", height=340, margin=dict(t=40, b=10),
-                       legend=dict(orientation="h", y=-0.25))
-    acc.update_layout(title="Accuracy", xaxis_title="step", yaxis=dict(range=[0, 1.01]), height=340,
-                      margin=dict(t=40, b=10), legend=dict(orientation="h", y=-0.25))
+    last = max((m["step"] for m in metrics), default=1)
+    x_range = [0, max(total_steps or 0, last, 1)]
+    layout = dict(height=340, margin=dict(l=60, r=20, t=40, b=80, autoexpand=False),
+                  legend=dict(orientation="h", y=-0.25))
+    loss.update_layout(title="Loss", xaxis=dict(title="step", range=x_range),
+                       yaxis=dict(type="log", range=_decades([m["loss"] for m in metrics])), **layout)
+    acc.update_layout(title="Accuracy", xaxis=dict(title="step", range=x_range), yaxis=dict(range=[0, 1.01]),
+                      **layout)
     return loss, acc
 
 
@@ -234,7 +251,7 @@ def draw_run(run: runs.Run) -> None:
     elif run.status == "cancelled":
         st.warning("This run was cancelled." + (f" {run.error}" if run.error else ""), icon=":material/stop:")
     if metrics:
-        loss_fig, acc_fig = curves(metrics)
+        loss_fig, acc_fig = curves(metrics, run.total_steps or (last or {}).get("total_steps"))
         c1, c2 = st.columns(2)
         c1.plotly_chart(loss_fig, key="live_loss")
         c2.plotly_chart(acc_fig, key="live_acc")
