@@ -146,8 +146,8 @@ def _decades(values: list[float]) -> list[float]:
 
 def curves(metrics: list[dict], total_steps: int | None = None) -> tuple[go.Figure, go.Figure]:
     """The loss and accuracy charts. The axes are fixed (x from 0 to the run's last step, the loss in
-    whole decades) and so are the margins: a live update then only redraws the lines, and the
-    browser's work per update, most of it Plotly laying out axes, drops by about a third
+    whole decades) and so are the margins, so a live update does not lay the axes out again: that was
+    half of the browser's work per update, and Plotly's share of it about halved
     (benchmarks/app_training, BENCHMARKS.md)."""
     train = [m for m in metrics if m["split"] == "train"]
     val = [m for m in metrics if m["split"] == "val"]
