@@ -118,3 +118,28 @@ def test_the_form_keeps_its_values_when_you_leave_and_come_back(registry):
     assert at.number_input(key="cfg_epochs").value == 2
     assert at.selectbox(key="cfg_model").value == "cnn-small"
     assert at.selectbox(key="preset").value == "tutorial-cnn"
+
+
+def test_run_charts_have_fixed_axes(registry):
+    # Fixed ranges and margins keep a live update from laying the axes out again (BENCHMARKS.md, 6)
+    import json
+
+    run_id = runs.create_run(TrainConfig(epochs=1, train_size=1000).to_dict())
+    runs.mark_running(run_id, total_steps=40)
+    runs.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 40, "loss": 2.3 / s, "accuracy": 0.5,
+                               "images_per_s": 1000.0} for s in range(1, 11)])
+    runs.add_metrics(run_id, [{"split": "val", "step": 10, "epoch": 0.25, "loss": 0.04, "accuracy": 0.9}])
+    at = open_page("app_pages/train.py")
+    assert not at.exception, messages(at)
+    specs = {}
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        specs[spec["layout"]["title"]["text"]] = spec["layout"]
+    assert set(specs) == {"Loss", "Accuracy"}
+    for layout in specs.values():
+        assert layout["xaxis"]["range"] == [0, 40]  # the whole run, not just the steps so far
+        assert layout["margin"]["autoexpand"] is False
+    assert specs["Loss"]["yaxis"]["type"] == "log"
+    assert specs["Loss"]["yaxis"]["range"] == [-2, 1]  # 0.04 .. 2.3 in whole decades
+    assert specs["Accuracy"]["yaxis"]["range"] == [0, 1.01]
+    runs.finish_run(run_id, "cancelled")
