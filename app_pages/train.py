@@ -3,7 +3,8 @@
 The form is generated from TrainConfig's fields (the same list the CLI's flags come from). *Start*
 registers a queued run and launches the worker (`python -m mnist_core train --run-id ID`); the page
 only reads the registry, so leaving the page, refreshing or opening a second tab never stops a run.
-While something runs, a fragment polls the registry about once a second and redraws the charts.
+While something runs, a fragment polls the registry about once a second for the status and progress,
+and another redraws the charts every two seconds.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from mnist_core.training import PRESETS, TrainConfig
 from app_pages._common import require_data, show_error
 from app_pages._explain_ui import replay_section
 
-POLL_SECONDS = 1.0
+POLL_SECONDS = 1.0   # the live panel (status, progress) while a run trains
+CHART_SECONDS = 2.0  # the live charts: each redraw costs the browser ~0.1 s of CPU, which a 2-thread
+                     # worker on a 2-core machine feels (benchmarks/app_training, BENCHMARKS.md)
 CUSTOM = "(custom)"
 FIELDS = TrainConfig.fields()
 
@@ -250,8 +253,12 @@ def draw_run(run: runs.Run) -> None:
         st.error(f"This run failed: {run.error}", icon=":material/error:")
     elif run.status == "cancelled":
         st.warning("This run was cancelled." + (f" {run.error}" if run.error else ""), icon=":material/stop:")
+
+
+def draw_charts(run: runs.Run) -> None:
+    metrics = runs.get_metrics(run.id)
     if metrics:
-        loss_fig, acc_fig = curves(metrics, run.total_steps or (last or {}).get("total_steps"))
+        loss_fig, acc_fig = curves(metrics, run.total_steps)
         c1, c2 = st.columns(2)
         c1.plotly_chart(loss_fig, key="live_loss")
         c2.plotly_chart(acc_fig, key="live_acc")
@@ -281,7 +288,15 @@ else:
         if was_live and not run.is_live:
             st.rerun()  # the run ended: redraw the whole page (runs table) and stop polling
 
+    @st.fragment(run_every=CHART_SECONDS if polling else None)
+    def live_charts(run_id: str) -> None:
+        try:
+            draw_charts(runs.get_run(run_id))
+        except MnistLabError as exc:
+            show_error(exc)
+
     live_panel(current.id, polling)
+    live_charts(current.id)
     with st.expander("How the network learned: replay its kernels and feature maps", icon=":material/replay:"):
         st.caption("Recorded before the first step and at every validation. During a run, moving the slider "
                    "picks up the newest frames.")

@@ -35,7 +35,8 @@ def test_home_shows_status_and_links(app):
     main = app.page.get_by_test_id("stMain")
     expect(main.get_by_text("MNIST is downloaded")).to_be_visible()
     expect(main.get_by_text(re.compile(r"\d+ checkpoint\(s\) ready"))).to_be_visible()
-    expect(main.get_by_text(re.compile(r"lenet5"))).to_be_visible()  # a committed default checkpoint, listed
+    # a committed default checkpoint, listed (exactly: a run's own lenet5-<run id> may be listed too)
+    expect(main.get_by_text("lenet5", exact=True)).to_be_visible()
     expect(main.get_by_text(re.compile(r"No run in progress|run\(s\) in progress"))).to_be_visible()
 
     page_links = main.get_by_test_id("stPageLink")
