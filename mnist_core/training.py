@@ -300,6 +300,17 @@ def uses_channels_last(model: nn.Module, device: torch.device) -> bool:
     return device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
+def learn(model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig, x: torch.Tensor,
+          y: torch.Tensor) -> torch.Tensor:
+    """Forward, loss, backward and the optimizer's update on one batch (gradients already cleared, or
+    static in a CUDA graph); returns [loss, batch accuracy] on the device, without a sync."""
+    logits = model(x)
+    loss = compute_loss(config, logits, y)
+    loss.backward()
+    optimizer.step()
+    return torch.stack([loss.detach(), (logits.argmax(1) == y).float().mean()])
+
+
 CUDA_GRAPHS = True  # benchmarks/gpu.py turns it off to time the eager steps beside the captured ones
 
 
@@ -342,13 +353,8 @@ class CudaGraphStep:
                             value.zero_()
 
     def _step(self) -> torch.Tensor:
-        x = self.images[self.idx].unsqueeze(1).float().div_(255)
-        y = self.labels[self.idx]
-        logits = self.model(x)
-        loss = compute_loss(self.config, logits, y)
-        loss.backward()
-        self.optimizer.step()
-        return torch.stack([loss.detach(), (logits.argmax(1) == y).float().mean()])
+        x = to_input(self.images[self.idx], self.images.device, channels_last=False)
+        return learn(self.model, self.optimizer, self.config, x, self.labels[self.idx])
 
     def __call__(self, idx: torch.Tensor) -> torch.Tensor:
         """Train on the images at `idx` (exactly batch_size of them); returns [loss, accuracy]."""
@@ -480,12 +486,8 @@ def train(config: TrainConfig, on_event: Optional[Callable[[dict], None]] = None
             y = y_train[idx].to(device)
             if config.augment == "affine":
                 x = random_affine(x, gen)
-            logits = model(x)
-            loss = compute_loss(config, logits, y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            result = torch.stack([loss.detach(), (logits.argmax(1) == y).float().mean()])
+            result = learn(model, optimizer, config, x, y)
         if scheduler is not None:
             scheduler.step()
         loss, acc = result.tolist()  # one device sync a step
