@@ -174,20 +174,20 @@ def _general_ink(rgba: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("background", [0, 30, 255])
 def test_the_opaque_grey_shortcut_gives_the_general_ink_map(background):
-    from mnist_core.preprocess import _opaque_grey
+    from mnist_core.preprocess import _grey_levels
 
     rng = np.random.default_rng(background)
     grey = np.full((60, 50), background, np.uint8)
     grey[10:40, 20:30] = rng.integers(0, 256, (30, 10), dtype=np.uint8)
     rgba = np.dstack([grey, grey, grey, np.full_like(grey, 255)])
-    assert _opaque_grey(rgba)
+    np.testing.assert_array_equal(_grey_levels(rgba), grey)
     np.testing.assert_allclose(ink_map(rgba), _general_ink(rgba), atol=1e-6)
     # one coloured or one translucent pixel, or a strided view: the general path, the same formula
     for pixel, channel, value in [((12, 22), 1, 7), ((0, 0), 3, 254)]:
         other = rgba.copy()
         other[pixel + (channel,)] = value
-        assert not _opaque_grey(other)
-    assert not _opaque_grey(np.dstack([rgba, rgba])[..., ::2])
+        assert _grey_levels(other) is None
+    assert _grey_levels(np.dstack([rgba, rgba])[..., ::2]) is None
     coloured = rgba.copy()
     coloured[12, 22, 1] = 7
     np.testing.assert_allclose(ink_map(coloured), _general_ink(coloured), atol=1e-6)
