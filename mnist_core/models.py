@@ -16,8 +16,10 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn.modules import module as _module
 from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
+from . import kernels
 from .data import MNIST_MEAN, MNIST_STD
 from .errors import ConfigError
 
@@ -74,6 +76,37 @@ class MnistNet(nn.Module):
         if self.pad:
             x = nn.functional.pad(x, (self.pad,) * 4)
         return self.body((x - MNIST_MEAN) / MNIST_STD)
+
+
+class LeNet5(MnistNet):
+    """MnistNet whose first stage (C1: conv + ReLU, S2: 2x2 max-pool, with the padding and
+    normalization before them) runs as one fused CPU kernel where it can: kernels.conv_relu_maxpool,
+    the same function, forward and backward about 4x faster than the four stock operators. Anything
+    it does not cover takes the stock layers: another device or dtype, a gradient wanted for the
+    input (saliency), hooks on C1 or S2 (feature maps), tracing, compiling, dispatch modes (the
+    FLOP counter), or no compiled kernels (kernels.status()).
+    """
+
+    def _fused_stage(self, x: torch.Tensor) -> bool:
+        c1, s2 = self.body.C1, self.body.S2
+        hooked = any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+                     for m in (self.body, c1, c1.conv, c1.relu, s2))
+        hooked = hooked or bool(_module._global_forward_hooks or _module._global_forward_pre_hooks)
+        return (not hooked and self.pad == 2 and isinstance(s2, nn.MaxPool2d)
+                and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+                and not is_in_torch_dispatch_mode()
+                and kernels.conv_relu_maxpool_applies(x, c1.conv.weight, c1.conv.bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._fused_stage(x):
+            return super().forward(x)
+        c3 = self.body.C3.conv.weight
+        x = kernels.conv_relu_maxpool(x, self.body.C1.conv.weight, self.body.C1.conv.bias, MNIST_MEAN, MNIST_STD,
+                                      channels_last=c3.is_contiguous(memory_format=torch.channels_last))
+        for name, layer in self.body.named_children():
+            if name not in ("C1", "S2"):
+                x = layer(x)
+        return x
 
 
 def _named(*layers: tuple[str, nn.Module]) -> nn.Sequential:
@@ -169,7 +202,7 @@ def lenet5() -> nn.Module:
         ("F6", _named(("fc", nn.Linear(120, 84)), ("relu", nn.ReLU()))),
         ("F7", nn.Linear(84, 10)),
     )
-    return MnistNet(body, pad=2, feature_layers=("C1", "S2", "C3", "S4", "C5"))
+    return LeNet5(body, pad=2, feature_layers=("C1", "S2", "C3", "S4", "C5"))
 
 
 @register_model("cnn-small", "CNN: conv 8@3x3, pool, conv 16@3x3, pool, conv 32@3x3, linear 1568-10",

@@ -1,0 +1,223 @@
+"""The hand-written CPU kernels (mnist_core.kernels) against PyTorch's stock operators.
+
+Where a C compiler exists (CI's machine has one) the kernels must build; the tests skip only on a
+machine without one, and the fallback tests run everywhere.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mnist_core import kernels
+from mnist_core.data import MNIST_MEAN, MNIST_STD
+from mnist_core.models import create_model
+
+HAS_CC = shutil.which("cc") is not None
+needs_kernels = pytest.mark.skipif(not HAS_CC, reason="no C compiler (cc) on this machine")
+
+
+@pytest.fixture
+def fresh_kernels(monkeypatch, tmp_path):
+    """Kernels loaded again, built into a temporary folder, under whatever env the test sets."""
+    monkeypatch.setenv("MNIST_KERNEL_DIR", str(tmp_path / "kernels"))
+    kernels.reset()
+    yield tmp_path / "kernels"
+    kernels.reset()
+
+
+def stock_stage(x, weight, bias):
+    padded = F.pad(x, (2,) * 4)
+    return F.max_pool2d(F.relu(F.conv2d((padded - MNIST_MEAN) / MNIST_STD, weight, bias)), 2)
+
+
+def images(n: int, seed: int = 0) -> torch.Tensor:
+    """Random strokes on a blank background: blank regions make the 2x2 windows tie, as in MNIST."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 28, 28, generator=g)
+    x[torch.rand(n, 1, 28, 28, generator=g) < 0.7] = 0.0
+    x[:, :, :6] = 0.0
+    if n > 1:
+        x[1] = 0.0  # one image entirely blank
+    return x
+
+
+@needs_kernels
+def test_kernels_build_where_a_compiler_exists(fresh_kernels):
+    assert kernels.available(), kernels.status()
+    assert kernels.status().startswith("compiled")
+    built = list(fresh_kernels.glob("lenet5-*.so"))
+    assert len(built) == 1 and not list(fresh_kernels.glob(".lenet5-*"))  # no temporary left behind
+    kernels.reset()
+    assert kernels.available() and list(fresh_kernels.glob("lenet5-*.so")) == built  # reused, not rebuilt
+
+
+@needs_kernels
+@pytest.mark.parametrize("n,maps,threads,channels_last", [
+    (64, 6, 2, True), (64, 6, 1, False), (1, 6, 1, True), (5, 16, 2, False), (3, 1, 2, True)])
+def test_conv_relu_maxpool_matches_the_stock_operators(n, maps, threads, channels_last):
+    torch.set_num_threads(threads)
+    try:
+        x = images(n)
+        g = torch.Generator().manual_seed(1)
+        w = (torch.randn(maps, 1, 5, 5, generator=g) * 0.3).requires_grad_()
+        b = (torch.randn(maps, generator=g) * 0.3).requires_grad_()
+        grad_out = torch.randn(n, maps, 14, 14, generator=g)
+
+        ours = kernels.conv_relu_maxpool(x, w, b, MNIST_MEAN, MNIST_STD, channels_last=channels_last)
+        ref = stock_stage(x, w, b)
+        assert ours.shape == (n, maps, 14, 14)
+        assert ours.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+        assert (ours == 0).sum() == (ref == 0).sum()  # ReLU zeroes the same outputs
+
+        ours_g = torch.autograd.grad(ours, (w, b), grad_out)
+        ref_g = torch.autograd.grad(ref, (w, b), grad_out)
+        for a, r in zip(ours_g, ref_g):
+            torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-4 * r.abs().max().item())
+    finally:
+        torch.set_num_threads(1)
+
+
+@needs_kernels
+def test_the_gradient_goes_to_the_first_maximum_of_a_window():
+    # A window with two equal positive maxima at different pixels: max_pool2d gives the whole
+    # gradient to the first (row-major); so must the kernel, or the weight gradient differs.
+    x = torch.zeros(1, 1, 28, 28)
+    x[0, 0, 10, 10] = x[0, 0, 10, 11] = 1.0  # conv output peaks tie inside windows
+    w = torch.zeros(1, 1, 5, 5)
+    w[0, 0, 2, 2] = 1.0
+    w[0, 0, 0, 0] = 0.5  # makes the two tied positions see different neighbourhoods elsewhere
+    w.requires_grad_()
+    b = torch.tensor([2.0], requires_grad=True)
+    grad_out = torch.rand(1, 1, 14, 14, generator=torch.Generator().manual_seed(0))
+    ours = kernels.conv_relu_maxpool(x, w, b, MNIST_MEAN, MNIST_STD)
+    ref = stock_stage(x, w, b)
+    torch.testing.assert_close(ours, ref)
+    for a, r in zip(torch.autograd.grad(ours, (w, b), grad_out), torch.autograd.grad(ref, (w, b), grad_out)):
+        torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-5)
+
+
+@needs_kernels
+def test_nan_propagates_as_in_the_stock_operators():
+    x = images(2)
+    x[0, 0, 14, 14] = float("nan")
+    w, b = torch.randn(6, 1, 5, 5), torch.randn(6)
+    ours, ref = kernels.conv_relu_maxpool(x, w, b, MNIST_MEAN, MNIST_STD), stock_stage(x, w, b)
+    assert torch.equal(ours.isnan(), ref.isnan()) and ours.isnan().any()
+    torch.testing.assert_close(ours, ref, equal_nan=True, rtol=1e-5, atol=1e-5)
+
+
+@needs_kernels
+def test_the_gradient_reads_any_strides():
+    x = images(4)
+    w = torch.randn(6, 1, 5, 5, requires_grad=True)
+    b = torch.randn(6, requires_grad=True)
+    ours = kernels.conv_relu_maxpool(x, w, b, MNIST_MEAN, MNIST_STD)
+    for grad_out in (torch.randn(4, 14, 14, 6).permute(0, 3, 1, 2), torch.randn(1, 6, 1, 1).expand(4, 6, 14, 14)):
+        got = torch.autograd.grad(ours, (w, b), grad_out, retain_graph=True)
+        want = torch.autograd.grad(stock_stage(x, w, b), (w, b), grad_out.contiguous())
+        for a, r in zip(got, want):
+            torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-4)
+
+
+@needs_kernels
+def test_same_input_same_bits():
+    torch.set_num_threads(2)
+    try:
+        x = images(64)
+        w = torch.randn(6, 1, 5, 5, requires_grad=True)
+        b = torch.randn(6, requires_grad=True)
+        grad_out = torch.randn(64, 6, 14, 14)
+        runs = [torch.autograd.grad(kernels.conv_relu_maxpool(x, w, b, MNIST_MEAN, MNIST_STD), (w, b), grad_out)
+                for _ in range(3)]
+        assert all(torch.equal(r[0], runs[0][0]) and torch.equal(r[1], runs[0][1]) for r in runs)
+    finally:
+        torch.set_num_threads(1)
+
+
+@needs_kernels
+def test_inputs_it_does_not_cover_are_refused_with_one_line():
+    w, b = torch.randn(6, 1, 5, 5), torch.randn(6)
+    for x, weight in ((torch.rand(2, 1, 32, 32), w), (torch.rand(2, 1, 28, 28).double(), w),
+                      (torch.rand(2, 1, 28, 28), torch.randn(17, 1, 5, 5)), (torch.rand(2, 3, 28, 28), w),
+                      (torch.rand(2, 1, 28, 28, requires_grad=True), w)):
+        assert not kernels.conv_relu_maxpool_applies(x, weight, b)
+        with pytest.raises(ValueError, match="conv_relu_maxpool: needs"):
+            kernels.conv_relu_maxpool(x, weight, b[:weight.shape[0]], MNIST_MEAN, MNIST_STD)
+
+
+# --- LeNet-5 uses the kernel where it can, and the stock layers elsewhere -------------------------------
+
+def _stock_forward(model, x):
+    """The model's own stock path: a no-op hook on C1 makes LeNet5 step aside."""
+    handle = model.body.C1.conv.register_forward_hook(lambda *args: None)
+    try:
+        return model(x)
+    finally:
+        handle.remove()
+
+
+@needs_kernels
+@pytest.mark.parametrize("training", [True, False])
+def test_lenet5_gives_the_same_outputs_and_gradients_on_either_path(training):
+    torch.manual_seed(0)
+    model = create_model("lenet5").train(training)
+    x = images(16)
+    assert model._fused_stage(x)
+    fused, stock = model(x), _stock_forward(model, x)
+    torch.testing.assert_close(fused, stock, rtol=1e-5, atol=1e-5)
+    params = [p for p in model.parameters()]
+    for a, r in zip(torch.autograd.grad(fused.sum(), params), torch.autograd.grad(stock.sum(), params)):
+        torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-5)
+
+
+@needs_kernels
+def test_lenet5_steps_aside_for_hooks_input_gradients_and_other_inputs():
+    model = create_model("lenet5").eval()
+    x = images(2)
+    assert model._fused_stage(x)
+    seen = []
+    handle = model.body.C1.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    assert not model._fused_stage(x)
+    model(x)
+    handle.remove()
+    assert seen == [torch.Size([2, 6, 28, 28])]  # the feature-map hook still sees C1's own output
+    assert not model._fused_stage(x.clone().requires_grad_())  # saliency wants d(output)/d(input)
+    xg = x.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(model(xg)[:, 3].sum(), xg)
+    assert grad.abs().sum() > 0
+    assert not model._fused_stage(x.double())
+
+
+def test_lenet5_runs_on_the_stock_layers_when_the_kernels_are_off(fresh_kernels, monkeypatch):
+    monkeypatch.setenv("MNIST_KERNELS", "0")
+    assert not kernels.available()
+    assert kernels.status().startswith("off (MNIST_KERNELS=0)")
+    model = create_model("lenet5").train()
+    x = images(4)
+    assert not model._fused_stage(x)
+    out = model(x)
+    assert out.shape == (4, 10) and torch.isfinite(out).all()
+    assert not fresh_kernels.exists()  # nothing was compiled
+
+
+def test_a_missing_compiler_falls_back_with_the_reason(fresh_kernels, monkeypatch):
+    monkeypatch.setenv("CC", "no-such-compiler-xyz")
+    assert not kernels.available()
+    assert kernels.status() == "no C compiler (no-such-compiler-xyz): PyTorch's stock layers"
+    assert create_model("lenet5").train()(images(2)).shape == (2, 10)
+
+
+def test_a_failing_compiler_leaves_nothing_half_written(fresh_kernels, monkeypatch, tmp_path):
+    broken = tmp_path / "broken-cc"
+    broken.write_text("#!/bin/sh\nif [ \"$1\" = --version ]; then echo broken 1.0; exit 0; fi\n"
+                      "echo 'broken-cc: error: out of luck' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("CC", str(broken))
+    assert not kernels.available()
+    assert kernels.status() == f"not built ({broken} failed: broken-cc: error: out of luck): PyTorch's stock layers"
+    assert list(fresh_kernels.iterdir()) == []
