@@ -33,6 +33,8 @@ CFLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC"]
 MAX_MAPS = 16  # lenet5.c's MAXC
 STAGE_INPUT = (1, 28, 28)  # what the fused stage takes: one 28x28 channel, padded by 2 inside
 STAGE_KERNEL = (1, 5, 5)
+STAGE2_INPUT = (6, 14, 14)  # the second stage: C3 (16 maps of 6x5x5) + ReLU + S4 (2x2 average pool)
+STAGE2_WEIGHT = (16, 6, 5, 5)
 
 _lock = threading.Lock()
 _lib: Optional[ctypes.CDLL] = None
@@ -91,8 +93,11 @@ def _load() -> tuple[Optional[ctypes.CDLL], str]:
         return None, f"not built ({exc}): PyTorch's stock layers"
     f32, i32, ptr = ctypes.c_float, ctypes.c_int, ctypes.c_void_p
     lib.c1s2_forward.argtypes = [ptr, i32, i32, ptr, ptr, f32, f32, ptr, ptr, ptr, i32]
-    lib.c1s2_backward.argtypes = [ptr, i32, i32, f32, f32, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i32]
-    lib.c1s2_forward.restype = lib.c1s2_backward.restype = i32
+    lib.c1s2_backward.argtypes = [ptr, i32, i32, f32, f32, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i32]
+    lib.c3s4_forward.argtypes = [ptr, ptr, i32, ptr, ptr, ptr, ptr, i32]
+    lib.c3s4_backward.argtypes = [ptr, ptr, i32, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, i32]
+    for fn in (lib.c1s2_forward, lib.c1s2_backward, lib.c3s4_forward, lib.c3s4_backward):
+        fn.restype = i32
     return lib, f"compiled ({path.name})"
 
 
@@ -155,9 +160,11 @@ class _ConvReluMaxPool(torch.autograd.Function):
         maps = out.shape[1]
         grad = grad.float()
         grad_weight, grad_bias = torch.empty(maps, *STAGE_KERNEL), torch.empty(maps)
+        threads = torch.get_num_threads()
+        scratch = torch.empty(threads, maps * 26 * 16)  # per thread: 25 weight sums and 1 bias sum a map, as vectors
         rc = library().c1s2_backward(_ptr(x), x.shape[0], maps, *ctx.norm, _ptr(out), _ptr(where), _strides(out),
-                                     _ptr(grad), _strides(grad), _ptr(grad_weight), _ptr(grad_bias),
-                                     torch.get_num_threads())
+                                     _ptr(grad), _strides(grad), _ptr(grad_weight), _ptr(grad_bias), _ptr(scratch),
+                                     threads)
         if rc != 0:
             raise RuntimeError(f"c1s2_backward failed ({rc})")
         return None, grad_weight, grad_bias, None, None, None
@@ -185,3 +192,55 @@ def conv_relu_maxpool(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
         raise ValueError("conv_relu_maxpool: needs float32 CPU input [N,1,28,28] without grad, weight [C<=16,1,5,5], "
                          "bias [C], and the compiled kernels (kernels.status())")
     return _ConvReluMaxPool.apply(x, weight, bias, float(mean), float(std), channels_last)
+
+
+class _ConvReluAvgPool(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        lib = library()
+        n = x.shape[0]
+        weight, bias = weight.detach().contiguous(), bias.detach().contiguous()
+        act = torch.empty(n, 10, 10, 16)  # the post-ReLU convolution, positions x maps, for the backward
+        out = torch.empty(n, 16, 5, 5)
+        rc = lib.c3s4_forward(_ptr(x), _strides(x), n, _ptr(weight), _ptr(bias), _ptr(act), _ptr(out),
+                              torch.get_num_threads())
+        if rc != 0:
+            raise RuntimeError(f"c3s4_forward failed ({rc})")
+        ctx.save_for_backward(x, weight, act)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, act = ctx.saved_tensors
+        grad = grad.float()
+        threads = torch.get_num_threads()
+        grad_in = torch.empty(x.shape)
+        grad_weight, grad_bias = torch.empty(STAGE2_WEIGHT), torch.empty(STAGE2_WEIGHT[0])
+        scratch = torch.empty(threads, 151 * 16)
+        rc = library().c3s4_backward(_ptr(x), _strides(x), x.shape[0], _ptr(weight), _ptr(act), _ptr(grad),
+                                     _strides(grad), _ptr(grad_in), _strides(grad_in), _ptr(grad_weight),
+                                     _ptr(grad_bias), _ptr(scratch), threads)
+        if rc != 0:
+            raise RuntimeError(f"c3s4_backward failed ({rc})")
+        return grad_in if ctx.needs_input_grad[0] else None, grad_weight, grad_bias
+
+
+def conv_relu_avgpool_applies(x: Optional[torch.Tensor], weight: torch.Tensor, bias: Optional[torch.Tensor]) -> bool:
+    """Whether conv_relu_avgpool can take this input (None: any it accepts) and these parameters."""
+    return ((x is None or (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
+                           and tuple(x.shape[1:]) == STAGE2_INPUT and x.shape[0] > 0))
+            and weight.dtype == torch.float32 and weight.device.type == "cpu" and tuple(weight.shape) == STAGE2_WEIGHT
+            and bias is not None and bias.dtype == torch.float32 and tuple(bias.shape) == STAGE2_WEIGHT[:1]
+            and available())
+
+
+def conv_relu_avgpool(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """avg_pool2d(relu(conv2d(x, weight, bias)), 2) in one pass: LeNet-5's C3 + S4.
+
+    x: float32 [N, 6, 14, 14] in any memory layout; weight [16, 6, 5, 5]; bias [16]. Returns
+    [N, 16, 5, 5], contiguous. Differentiable in x, weight and bias.
+    """
+    if not conv_relu_avgpool_applies(x, weight, bias):
+        raise ValueError("conv_relu_avgpool: needs float32 CPU input [N,6,14,14], weight [16,6,5,5], bias [16], "
+                         "and the compiled kernels (kernels.status())")
+    return _ConvReluAvgPool.apply(x, weight, bias)
