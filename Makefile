@@ -5,9 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA := data/MNIST/raw/t10k-labels-idx1-ubyte
 
-.PHONY: run test setup data pretrained unit e2e bench clean
+.PHONY: run test setup data kernels pretrained unit e2e bench clean
 
-run: setup data
+run: setup data kernels
 	$(VENV)/bin/streamlit run app.py
 
 test: setup data
@@ -24,6 +24,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 data: setup
 	$(PY) -m mnist_core fetch-data
 
+# LeNet-5's fused CPU kernels (mnist_core/kernels), built before the dashboard needs them; without a
+# C compiler this says so and LeNet-5 uses PyTorch's stock layers.
+kernels: setup
+	$(PY) -m mnist_core kernels
+
 unit: setup data
 	$(PY) -m pytest --ignore=tests/e2e
 
@@ -38,4 +43,4 @@ pretrained: setup data
 	$(PY) -m mnist_core train --quiet --preset best --threads 1 --checkpoint checkpoints/cnn-strong.safetensors
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache build

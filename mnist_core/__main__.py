@@ -157,6 +157,15 @@ def cmd_presets(args) -> int:
     return 0
 
 
+def cmd_kernels(args) -> int:
+    from . import kernels
+
+    print(f"LeNet-5's fused CPU kernels: {kernels.status()}")
+    if kernels.available():
+        print(f"built in {kernels.build_dir()}")
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with a malformed command line reported in one line, like every other error here."""
 
@@ -202,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
     p = sub.add_parser("presets", help="list the training presets")
     p.set_defaults(func=cmd_presets)
+    p = sub.add_parser("kernels", help="build LeNet-5's fused CPU kernels now (else on first use) and say whether "
+                                       "they are in use")
+    p.set_defaults(func=cmd_kernels)
     return parser
 
 

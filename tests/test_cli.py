@@ -68,8 +68,30 @@ def test_help_lists_the_commands(capsys):
         main(["--help"])
     assert excinfo.value.code == 0
     out = capsys.readouterr().out
-    for command in ("fetch-data", "train", "evaluate", "runs", "models", "presets"):
+    for command in ("fetch-data", "train", "evaluate", "runs", "models", "presets", "kernels"):
         assert command in out
+
+
+def test_kernels_says_whether_the_fused_kernels_are_in_use(capsys, monkeypatch, tmp_path):
+    from mnist_core import kernels
+
+    monkeypatch.setenv("MNIST_KERNEL_DIR", str(tmp_path / "k"))
+    monkeypatch.setenv("MNIST_KERNELS", "0")
+    kernels.reset()
+    try:
+        assert main(["kernels"]) == 0
+        assert capsys.readouterr().out == "LeNet-5's fused CPU kernels: off (MNIST_KERNELS=0): PyTorch's stock layers\n"
+        monkeypatch.setenv("MNIST_KERNELS", "1")
+        kernels.reset()
+        assert main(["kernels"]) == 0
+        out = capsys.readouterr().out
+        if kernels.available():
+            assert out.startswith("LeNet-5's fused CPU kernels: compiled (lenet5-") and str(tmp_path / "k") in out
+            assert len(list((tmp_path / "k").glob("lenet5-*.so"))) == 1
+        else:
+            assert "PyTorch's stock layers" in out
+    finally:
+        kernels.reset()
 
 
 @pytest.mark.parametrize("argv, expected", [

@@ -150,6 +150,61 @@ def test_inputs_it_does_not_cover_are_refused_with_one_line():
             kernels.conv_relu_maxpool(x, weight, b[:weight.shape[0]], MNIST_MEAN, MNIST_STD)
 
 
+def stock_stage2(x, weight, bias):
+    return F.avg_pool2d(F.relu(F.conv2d(x, weight, bias)), 2)
+
+
+def stage2_inputs(n: int, layout: str, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.relu(torch.randn(n, 6, 14, 14, generator=g))  # what S2 hands on: ReLU'd, many zeros
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "strided":  # a view with gaps between rows
+        x = torch.relu(torch.randn(n, 6, 14, 20, generator=g))[..., 3:17]
+    w = (torch.randn(16, 6, 5, 5, generator=g) * 0.2).requires_grad_()
+    b = (torch.randn(16, generator=g) * 0.2).requires_grad_()
+    return x.requires_grad_(), w, b, torch.randn(n, 16, 5, 5, generator=g)
+
+
+@needs_kernels
+@pytest.mark.parametrize("n,threads,layout", [(64, 2, "contiguous"), (64, 1, "channels_last"), (1, 1, "contiguous"),
+                                              (7, 2, "strided")])
+def test_conv_relu_avgpool_matches_the_stock_operators(n, threads, layout):
+    torch.set_num_threads(threads)
+    try:
+        x, w, b, grad_out = stage2_inputs(n, layout)
+        ours, ref = kernels.conv_relu_avgpool(x, w, b), stock_stage2(x, w, b)
+        assert ours.shape == (n, 16, 5, 5) and ours.is_contiguous()
+        torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+        for a, r in zip(torch.autograd.grad(ours, (x, w, b), grad_out), torch.autograd.grad(ref, (x, w, b), grad_out)):
+            torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-4 * r.abs().max().item())
+    finally:
+        torch.set_num_threads(1)
+
+
+@needs_kernels
+def test_conv_relu_avgpool_passes_nan_on_and_repeats_its_bits():
+    x, w, b, grad_out = stage2_inputs(3, "contiguous")
+    x = x.detach().clone()
+    x[0, 2, 7, 7] = float("nan")
+    ours, ref = kernels.conv_relu_avgpool(x, w, b), stock_stage2(x, w, b)
+    assert torch.equal(ours.isnan(), ref.isnan()) and ours.isnan().any()
+    x, w, b, grad_out = stage2_inputs(64, "contiguous")
+    runs = [torch.autograd.grad(kernels.conv_relu_avgpool(x, w, b), (x, w, b), grad_out) for _ in range(3)]
+    assert all(torch.equal(a, c) for run in runs for a, c in zip(run, runs[0]))
+
+
+@needs_kernels
+def test_conv_relu_avgpool_refuses_what_it_does_not_cover():
+    x, w, b, _ = stage2_inputs(2, "contiguous")
+    for args in ((torch.rand(2, 6, 16, 16), w, b), (x.double(), w, b), (x, torch.randn(8, 6, 5, 5), b[:8]),
+                 (x, w, None)):
+        assert not kernels.conv_relu_avgpool_applies(*args)
+        with pytest.raises(ValueError, match="conv_relu_avgpool: needs"):
+            kernels.conv_relu_avgpool(*args)
+    assert kernels.conv_relu_avgpool_applies(None, w, b)  # parameters alone, for LeNet5's check
+
+
 # --- LeNet-5 uses the kernel where it can, and the stock layers elsewhere -------------------------------
 
 def _stock_forward(model, x):
@@ -191,6 +246,10 @@ def test_lenet5_steps_aside_for_hooks_input_gradients_and_other_inputs():
     (grad,) = torch.autograd.grad(model(xg)[:, 3].sum(), xg)
     assert grad.abs().sum() > 0
     assert not model._fused_stage(x.double())
+    handle = model.body.S4.register_forward_pre_hook(lambda m, i: None)  # any of the four fused layers
+    assert not model._fused_stage(x)
+    handle.remove()
+    assert model._fused_stage(x)
 
 
 def test_lenet5_runs_on_the_stock_layers_when_the_kernels_are_off(fresh_kernels, monkeypatch):

@@ -110,19 +110,28 @@ def test_lenet5_c5_computed_as_a_matrix_product_equals_the_convolution():
     assert {r["layer"]: r["type"] for r in layer_table(model)}["C5.conv"] == "Conv2d"
 
 
-@pytest.mark.parametrize("name", ["lenet5", "cnn-small", "cnn-strong"])
+@pytest.mark.parametrize("name", ["lenet5", "lenet5 without kernels", "cnn-small", "cnn-strong"])
 @pytest.mark.parametrize("batch", [1, 4, 9])
-def test_small_batch_inference_convolutions_equal_the_stock_ones(name, batch):
+def test_small_batch_inference_convolutions_equal_the_stock_ones(name, batch, monkeypatch, request):
+    from mnist_core import kernels
     from mnist_core.models import Conv2d
 
+    if name == "lenet5 without kernels":  # LeNet-5's convolutions on the stock layers
+        monkeypatch.setenv("MNIST_KERNELS", "0")
+        kernels.reset()
+        request.addfinalizer(kernels.reset)  # loaded again, as the environment says, after the test
+        name = "lenet5"
     model = create_model(name).eval()
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(isinstance(m, Conv2d) for m in convs)
     x = torch.rand(batch, 1, 28, 28)
     with torch.inference_mode(), torch.profiler.profile() as prof:
         ours = model(x)
-    shortcut = any(e.key == "aten::thnn_conv2d" for e in prof.key_averages())
-    assert shortcut == (batch <= Conv2d.SMALL_BATCH)  # every net's first convolution is small
+    ops = {e.key for e in prof.key_averages()}
+    if name == "lenet5" and kernels.available():  # both convolutional stages in the fused kernels
+        assert not [op for op in ops if "conv" in op], ops
+    else:
+        assert ("aten::thnn_conv2d" in ops) == (batch <= Conv2d.SMALL_BATCH)  # every net's first convolution is small
     stock = create_model(name).eval()
     for module in stock.modules():  # the same weights, every convolution through torch's own forward
         if isinstance(module, torch.nn.Conv2d):

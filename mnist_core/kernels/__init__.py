@@ -74,6 +74,9 @@ def _compile(cc: str) -> Path:
             first = (done.stderr.strip().splitlines() or ["no output"])[0]
             raise RuntimeError(f"{cc} failed: {first}")
         os.replace(tmp, target)
+        for old in target.parent.glob("lenet5-*.so"):  # builds of earlier sources
+            if old != target:
+                old.unlink(missing_ok=True)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
