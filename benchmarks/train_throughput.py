@@ -14,7 +14,9 @@ Baseline  what the tutorials write: torchvision.datasets.MNIST + their per-sampl
 Both run in one process with the same thread count, alternating A B, B A, A B ... in timed windows
 of N steps, each after W warm-up steps; the figure is the median of the windows' images/s. The
 input pipeline alone (batches produced, no model) is timed the same way, to show where the
-difference comes from.
+difference comes from. For a model with fused CPU kernels (LeNet-5, mnist_core.kernels) a third
+side, ours with the kernels off (MNIST_KERNELS=0: PyTorch's stock layers), rotates in with the two,
+to show what the kernels add.
 
     python -m benchmarks.train_throughput [--models lenet5,cnn-small] [--windows 5] [--steps 100]
 """
@@ -22,6 +24,7 @@ difference comes from.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import time
@@ -30,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks._common import LoadMonitor, wait_for_quiet, machine_info, print_table, result_line, write_result
+from mnist_core import kernels
 from mnist_core.data import load_mnist, raw_dir
 from mnist_core.models import create_model
 from mnist_core.training import TrainConfig, make_optimizer, to_input, train, uses_channels_last
@@ -134,6 +138,22 @@ class Baseline:
         return {"images_per_s": steps * BATCH / wall, "images_per_cpu_s": steps * BATCH / cpu_s}
 
 
+@contextlib.contextmanager
+def stock_layers():
+    """train() inside runs on PyTorch's stock layers (the fused kernels off), as without a compiler."""
+    old = os.environ.get("MNIST_KERNELS")
+    os.environ["MNIST_KERNELS"] = "0"
+    kernels.reset()
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MNIST_KERNELS", None)
+        else:
+            os.environ["MNIST_KERNELS"] = old
+        kernels.reset()
+
+
 def pipeline_only(baseline: Baseline, model: str, batches: int) -> dict:
     """Images/s of producing float batches alone: DataLoader vs our tensor indexing."""
     images, labels = load_mnist("train")
@@ -177,21 +197,30 @@ def main() -> None:
     with LoadMonitor() as load:
         for model in models:
             base = Baseline(model, threads)
-            ours_w, base_w = [], []
+            fused = getattr(create_model(model), "fused_on_cpu", lambda: False)()
+            sides = ("ours", "base", "stock") if fused else ("ours", "base")
+            windows: dict[str, list] = {side: [] for side in sides}
             ours_window(model, args.warmup, 5, seed=99, threads=args.threads)  # first-use costs (oneDNN primitives, allocator)
             base.window(args.warmup, 5)
+            if fused:
+                with stock_layers():
+                    ours_window(model, args.warmup, 5, seed=99, threads=args.threads)
             quiet_rounds = []
             for k in range(args.windows):
                 quiet_rounds.append(wait_for_quiet(args.wait_quiet))
-                order = ("ours", "base") if k % 2 == 0 else ("base", "ours")
+                order = sides[k % len(sides):] + sides[:k % len(sides)]  # each side first in turn
+                if k % 2:
+                    order = order[::-1]
                 for side in order:
-                    if side == "ours":
-                        ours_w.append(ours_window(model, args.warmup, args.steps, seed=k, threads=args.threads))
-                    else:
-                        base_w.append(base.window(args.warmup, args.steps))
-                print(f"  {model} window {k + 1}/{args.windows}: ours {ours_w[-1]['images_per_s']:,.0f} img/s, "
-                      f"baseline {base_w[-1]['images_per_s']:,.0f} img/s, load {os.getloadavg()[0]:.2f}",
-                      flush=True)
+                    if side == "base":
+                        windows[side].append(base.window(args.warmup, args.steps))
+                        continue
+                    with stock_layers() if side == "stock" else contextlib.nullcontext():
+                        windows[side].append(ours_window(model, args.warmup, args.steps, seed=k, threads=args.threads))
+                print(f"  {model} window {k + 1}/{args.windows}: "
+                      + ", ".join(f"{side} {w[-1]['images_per_s']:,.0f} img/s" for side, w in windows.items())
+                      + f", load {os.getloadavg()[0]:.2f}", flush=True)
+            ours_w, base_w = windows["ours"], windows["base"]
             pipe = pipeline_only(base, model, batches=args.steps)
             med = lambda ws, key: statistics.median(w[key] for w in ws)  # noqa: E731
             entry = {
@@ -207,14 +236,21 @@ def main() -> None:
                 "baseline_last_loss": base.last_loss,
                 "pipeline_only": pipe,
                 "wait_for_quiet": quiet_rounds,
+                "kernels": kernels.status() if fused else "none for this model",
             }
+            if fused:
+                entry["ours_stock_layers_images_per_s"] = med(windows["stock"], "images_per_s")
+                entry["ours_stock_layers_windows"] = [round(w["images_per_s"]) for w in windows["stock"]]
+                entry["kernels_gain"] = entry["ours_images_per_s"] / entry["ours_stock_layers_images_per_s"]
             entry["ratio"] = entry["ours_images_per_s"] / entry["baseline_images_per_s"]
             entry["ratio_per_cpu_s"] = entry["ours_images_per_cpu_s"] / entry["baseline_images_per_cpu_s"]
             results[model] = entry
             rows.append({"model": model, "optimizer": f"{entry['optimizer']} {entry['lr']}",
                          "ours img/s": entry["ours_images_per_s"], "tutorial img/s": entry["baseline_images_per_s"],
                          "ratio": round(entry["ratio"], 2), "ratio (CPU time)": round(entry["ratio_per_cpu_s"], 2),
-                         "input pipeline ratio": round(pipe["ratio"], 1)})
+                         "input pipeline ratio": round(pipe["ratio"], 1),
+                         "ours, stock layers": round(entry.get("ours_stock_layers_images_per_s", 0)) or "-",
+                         "kernels' gain": round(entry["kernels_gain"], 2) if fused else "-"})
 
     print_table(rows, title=f"Training throughput, batch {BATCH}, {threads} thread(s), "
                             f"median of {args.windows} windows x {args.steps} steps")
@@ -228,6 +264,8 @@ def main() -> None:
         line[f"{key}_ours"] = round(e["ours_images_per_s"])
         line[f"{key}_baseline"] = round(e["baseline_images_per_s"])
         line[f"{key}_ratio"] = round(e["ratio"], 2)
+        if "kernels_gain" in e:
+            line[f"{key}_kernels_gain"] = round(e["kernels_gain"], 2)
     line["threads"] = threads
     line["load"] = load.summary()["mean_1min"]
     result_line(**line)
