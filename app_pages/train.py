@@ -17,7 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from mnist_core import limits, runs, worker
+from mnist_core import kernels, limits, runs, worker
 from mnist_core.errors import MnistLabError
 from mnist_core.models import count_parameters, create_model, layer_table, model_info
 from mnist_core.training import PRESETS, TrainConfig
@@ -79,9 +79,10 @@ def _field_widget(f) -> None:
 
 
 @st.cache_data(show_spinner=False)
-def architecture_table(name: str) -> tuple[pd.DataFrame, int]:
+def architecture_table(name: str) -> tuple[pd.DataFrame, int, bool]:
+    """The layer table, the parameter count, and whether the model has fused CPU kernels."""
     model = create_model(name)
-    return pd.DataFrame(layer_table(model)), count_parameters(model)
+    return pd.DataFrame(layer_table(model)), count_parameters(model), hasattr(model, "fused_on_cpu")
 
 
 with st.container(border=True):
@@ -100,11 +101,14 @@ with st.container(border=True):
             _field_widget(f)
 
     model_name = st.session_state["cfg_model"]
-    table, n_params = architecture_table(model_name)
+    table, n_params, fused = architecture_table(model_name)
     info = model_info(model_name)
     with st.expander(f"Architecture: {model_name} · {n_params:,} parameters · {info.description}"):
         st.caption(f"Provenance: {info.provenance}. Output shapes are for one 28x28 input.")
         st.dataframe(table, hide_index=True, width="stretch")
+        if fused:
+            st.caption("On the CPU, C1 + ReLU + S2 and C3 + ReLU + S4 each run as one fused C kernel "
+                       f"(mnist_core/kernels, BENCHMARKS.md): {kernels.status()}.")
 
     if st.session_state["cfg_backend"] == "numpy":
         st.info("The NumPy backend trains the MLPs from scratch (hand-written forward and backward passes) with "
