@@ -51,6 +51,17 @@ def test_model_picker_shows_layers_and_parameters(registry):
     at = open_page("app_pages/train.py")
     at.selectbox(key="cfg_model").set_value("cnn-small").run()
     assert any("cnn-small · 21,578 parameters" in e.label for e in at.expander)
+    assert not [c for c in at.caption if "fused C kernel" in c.value]
+
+
+def test_lenet5_says_whether_its_fused_kernels_are_in_use(registry):
+    from mnist_core import kernels
+
+    at = open_page("app_pages/train.py")
+    at.selectbox(key="cfg_model").set_value("lenet5").run()
+    assert not at.exception, messages(at)
+    (caption,) = [c.value for c in at.caption if "fused C kernel" in c.value]
+    assert caption.endswith(f": {kernels.status()}.")
 
 
 def test_invalid_config_shows_one_line_error_and_starts_nothing(registry):
