@@ -147,9 +147,10 @@ class _ConvReluMaxPool(torch.autograd.Function):
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         out = torch.empty(n, maps, 14, 14, memory_format=fmt)
         where = torch.empty(n, maps, 14, 14, dtype=torch.uint8, memory_format=fmt)
-        x = x.contiguous()
-        rc = lib.c1s2_forward(_ptr(x), n, maps, _ptr(weight.detach().contiguous()), _ptr(bias.detach().contiguous()),
-                              mean, std, _ptr(out), _ptr(where), _strides(out), torch.get_num_threads())
+        # Locals hold every tensor whose address C gets: a temporary could be freed before the call.
+        x, weight, bias = x.contiguous(), weight.detach().contiguous(), bias.detach().contiguous()
+        rc = lib.c1s2_forward(_ptr(x), n, maps, _ptr(weight), _ptr(bias), mean, std, _ptr(out), _ptr(where),
+                              _strides(out), torch.get_num_threads())
         if rc != 0:
             raise RuntimeError(f"c1s2_forward failed ({rc})")
         ctx.save_for_backward(x, out, where)
@@ -173,14 +174,17 @@ class _ConvReluMaxPool(torch.autograd.Function):
         return None, grad_weight, grad_bias, None, None, None
 
 
+def _fits(t: Optional[torch.Tensor], shape: tuple) -> bool:
+    """A float32 CPU tensor of this shape (None in `shape`: any size there)."""
+    return (t is not None and t.device.type == "cpu" and t.dtype == torch.float32 and t.dim() == len(shape)
+            and all(want is None or want == got for want, got in zip(shape, t.shape)))
+
+
 def conv_relu_maxpool_applies(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> bool:
     """Whether conv_relu_maxpool can take this input and these parameters (else use the stock layers)."""
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and tuple(x.shape[1:]) == STAGE_INPUT
-            and x.shape[0] > 0 and not x.requires_grad
-            and weight.dtype == torch.float32 and weight.device.type == "cpu" and weight.dim() == 4
-            and tuple(weight.shape[1:]) == STAGE_KERNEL and weight.shape[0] <= MAX_MAPS
-            and bias is not None and bias.dtype == torch.float32 and tuple(bias.shape) == weight.shape[:1]
-            and available())
+    return (_fits(x, (None, *STAGE_INPUT)) and x.shape[0] > 0 and not x.requires_grad
+            and _fits(weight, (None, *STAGE_KERNEL)) and weight.shape[0] <= MAX_MAPS
+            and _fits(bias, weight.shape[:1]) and available())
 
 
 def conv_relu_maxpool(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, mean: float, std: float,
@@ -230,11 +234,8 @@ class _ConvReluAvgPool(torch.autograd.Function):
 
 def conv_relu_avgpool_applies(x: Optional[torch.Tensor], weight: torch.Tensor, bias: Optional[torch.Tensor]) -> bool:
     """Whether conv_relu_avgpool can take this input (None: any it accepts) and these parameters."""
-    return ((x is None or (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
-                           and tuple(x.shape[1:]) == STAGE2_INPUT and x.shape[0] > 0))
-            and weight.dtype == torch.float32 and weight.device.type == "cpu" and tuple(weight.shape) == STAGE2_WEIGHT
-            and bias is not None and bias.dtype == torch.float32 and tuple(bias.shape) == STAGE2_WEIGHT[:1]
-            and available())
+    return ((x is None or (_fits(x, (None, *STAGE2_INPUT)) and x.shape[0] > 0))
+            and _fits(weight, STAGE2_WEIGHT) and _fits(bias, STAGE2_WEIGHT[:1]) and available())
 
 
 def conv_relu_avgpool(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
