@@ -176,8 +176,12 @@ class _ConvReluMaxPool(torch.autograd.Function):
 
 def _fits(t: Optional[torch.Tensor], shape: tuple) -> bool:
     """A float32 CPU tensor of this shape (None in `shape`: any size there)."""
-    return (t is not None and t.device.type == "cpu" and t.dtype == torch.float32 and t.dim() == len(shape)
-            and all(want is None or want == got for want, got in zip(shape, t.shape)))
+    if t is None or t.dtype != torch.float32 or t.device.type != "cpu" or t.dim() != len(shape):
+        return False
+    for want, got in zip(shape, t.shape):
+        if want is not None and want != got:
+            return False
+    return True
 
 
 def conv_relu_maxpool_applies(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> bool:
@@ -188,14 +192,15 @@ def conv_relu_maxpool_applies(x: torch.Tensor, weight: torch.Tensor, bias: Optio
 
 
 def conv_relu_maxpool(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, mean: float, std: float,
-                      channels_last: bool = False) -> torch.Tensor:
+                      channels_last: bool = False, check: bool = True) -> torch.Tensor:
     """max_pool2d(relu(conv2d(pad((x - mean) / std, 2, background), weight, bias)), 2) in one pass.
 
     x: float32 [N, 1, 28, 28] pixels in [0, 1]; weight [C, 1, 5, 5] (C <= 16); bias [C]. Returns
     [N, C, 14, 14] (channels-last memory if asked). Differentiable in weight and bias, not in x.
     The padding is the normalized background ((0 - mean) / std), as MnistNet pads before normalizing.
+    check=False skips the argument check, for a caller that has just made it (conv_relu_maxpool_applies).
     """
-    if not conv_relu_maxpool_applies(x, weight, bias):
+    if check and not conv_relu_maxpool_applies(x, weight, bias):
         raise ValueError("conv_relu_maxpool: needs float32 CPU input [N,1,28,28] without grad, weight [C<=16,1,5,5], "
                          "bias [C], and the compiled kernels (kernels.status())")
     return _ConvReluMaxPool.apply(x, weight, bias, float(mean), float(std), channels_last)
@@ -238,13 +243,14 @@ def conv_relu_avgpool_applies(x: Optional[torch.Tensor], weight: torch.Tensor, b
             and _fits(weight, STAGE2_WEIGHT) and _fits(bias, STAGE2_WEIGHT[:1]) and available())
 
 
-def conv_relu_avgpool(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def conv_relu_avgpool(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, check: bool = True) -> torch.Tensor:
     """avg_pool2d(relu(conv2d(x, weight, bias)), 2) in one pass: LeNet-5's C3 + S4.
 
     x: float32 [N, 6, 14, 14] in any memory layout; weight [16, 6, 5, 5]; bias [16]. Returns
-    [N, 16, 5, 5], contiguous. Differentiable in x, weight and bias.
+    [N, 16, 5, 5], contiguous. Differentiable in x, weight and bias. check=False skips the argument
+    check, for a caller that has made it (conv_relu_avgpool_applies).
     """
-    if not conv_relu_avgpool_applies(x, weight, bias):
+    if check and not conv_relu_avgpool_applies(x, weight, bias):
         raise ValueError("conv_relu_avgpool: needs float32 CPU input [N,6,14,14], weight [16,6,5,5], bias [16], "
                          "and the compiled kernels (kernels.status())")
     return _ConvReluAvgPool.apply(x, weight, bias)
