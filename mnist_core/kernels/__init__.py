@@ -141,12 +141,11 @@ def _strides(t: torch.Tensor):
 
 class _ConvReluMaxPool(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, mean: float, std: float, channels_last: bool):
+    def forward(ctx, x, weight, bias, mean: float, std: float):
         lib = library()
         n, maps = x.shape[0], weight.shape[0]
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        out = torch.empty(n, maps, 14, 14, memory_format=fmt)
-        where = torch.empty(n, maps, 14, 14, dtype=torch.uint8, memory_format=fmt)
+        out = torch.empty(n, maps, 14, 14)
+        where = torch.empty(n, maps, 14, 14, dtype=torch.uint8)  # each window's argmax, 0-3
         # Locals hold every tensor whose address C gets: a temporary could be freed before the call.
         x, weight, bias = x.contiguous(), weight.detach().contiguous(), bias.detach().contiguous()
         rc = lib.c1s2_forward(_ptr(x), n, maps, _ptr(weight), _ptr(bias), mean, std, _ptr(out), _ptr(where),
@@ -171,7 +170,7 @@ class _ConvReluMaxPool(torch.autograd.Function):
                                      threads)
         if rc != 0:
             raise RuntimeError(f"c1s2_backward failed ({rc})")
-        return None, grad_weight, grad_bias, None, None, None
+        return None, grad_weight, grad_bias, None, None
 
 
 def _fits(t: Optional[torch.Tensor], shape: tuple) -> bool:
@@ -192,18 +191,18 @@ def conv_relu_maxpool_applies(x: torch.Tensor, weight: torch.Tensor, bias: Optio
 
 
 def conv_relu_maxpool(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, mean: float, std: float,
-                      channels_last: bool = False, check: bool = True) -> torch.Tensor:
+                      check: bool = True) -> torch.Tensor:
     """max_pool2d(relu(conv2d(pad((x - mean) / std, 2, background), weight, bias)), 2) in one pass.
 
     x: float32 [N, 1, 28, 28] pixels in [0, 1]; weight [C, 1, 5, 5] (C <= 16); bias [C]. Returns
-    [N, C, 14, 14] (channels-last memory if asked). Differentiable in weight and bias, not in x.
+    [N, C, 14, 14], contiguous. Differentiable in weight and bias, not in x.
     The padding is the normalized background ((0 - mean) / std), as MnistNet pads before normalizing.
     check=False skips the argument check, for a caller that has just made it (conv_relu_maxpool_applies).
     """
     if check and not conv_relu_maxpool_applies(x, weight, bias):
         raise ValueError("conv_relu_maxpool: needs float32 CPU input [N,1,28,28] without grad, weight [C<=16,1,5,5], "
                          "bias [C], and the compiled kernels (kernels.status())")
-    return _ConvReluMaxPool.apply(x, weight, bias, float(mean), float(std), channels_last)
+    return _ConvReluMaxPool.apply(x, weight, bias, float(mean), float(std))
 
 
 class _ConvReluAvgPool(torch.autograd.Function):

@@ -12,8 +12,9 @@
  * is not computed (LeNet-5's input is data).
  *
  * Written with GCC vector extensions: 16 floats a vector, which the compiler maps to AVX-512, AVX2
- * or SSE, whichever -march=native finds. Output tensors are addressed through strides, so the pooled
- * maps can be written channels-last for the next convolution.
+ * or SSE, whichever -march=native finds. Tensors other than the input images are addressed through
+ * strides (a gradient arrives in whatever layout autograd hands on); unit-stride rows, the usual
+ * case, are copied whole.
  */
 #include <math.h>
 #include <stdint.h>
