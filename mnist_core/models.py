@@ -78,6 +78,12 @@ class MnistNet(nn.Module):
         return self.body((x - MNIST_MEAN) / MNIST_STD)
 
 
+def _tracing_or_dispatching() -> bool:
+    """Tracing for export, compiling, or a dispatch mode (torch's FLOP counter, fake tensors) is
+    running: our CPU shortcuts step aside so these see the stock operators."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or is_in_torch_dispatch_mode()
+
+
 class LeNet5(MnistNet):
     """MnistNet whose two convolutional stages run as fused CPU kernels where they can
     (mnist_core.kernels): C1 + ReLU + S2 max-pool, with the padding and normalization before them,
@@ -102,8 +108,7 @@ class LeNet5(MnistNet):
                      for m in (body, c1, c1.conv, c1.relu, s2, c3, c3.conv, c3.relu, s4))
         hooked = hooked or bool(_module._global_forward_hooks or _module._global_forward_pre_hooks)
         return (not hooked and self.pad == 2 and isinstance(s2, nn.MaxPool2d) and isinstance(s4, nn.AvgPool2d)
-                and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-                and not is_in_torch_dispatch_mode()
+                and not _tracing_or_dispatching()
                 and kernels.conv_relu_maxpool_applies(x, c1.conv.weight, c1.conv.bias)
                 and kernels.conv_relu_avgpool_applies(None, c3.conv.weight, c3.conv.bias))
 
@@ -143,8 +148,7 @@ class Conv2d(nn.Conv2d):
         if (x.shape[0] <= self.SMALL_BATCH and kernel_volume <= self.SMALL_KERNEL and x.device.type == "cpu"
                 and not torch.is_grad_enabled() and self.groups == 1 and self.dilation == (1, 1)
                 and self.padding_mode == "zeros" and isinstance(self.padding, tuple)
-                and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-                and not is_in_torch_dispatch_mode()):
+                and not _tracing_or_dispatching()):
             return torch.ops.aten.thnn_conv2d(x, weight, self.kernel_size, bias, self.stride, self.padding)
         return super()._conv_forward(x, weight, bias)
 

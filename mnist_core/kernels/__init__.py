@@ -1,6 +1,7 @@
 """Hand-written CPU kernels, for the one place where PyTorch's stock operators are far from what the
-hardware allows: LeNet-5's first stage (C1 convolution + ReLU + S2 max-pool), which took 2.0 of the
-4.5 ms of a batch-64 training step on 2 cores (BENCHMARKS.md, section 1).
+hardware allows: LeNet-5's two convolutional stages (C1 + ReLU + S2 max-pool, C3 + ReLU + S4 average
+pool), which took about 3.3 of the 4.5 ms of a batch-64 training step on 2 cores; fused, forward and
+backward, the whole step takes 1.9-2.0 ms (BENCHMARKS.md, section 1 and "What helped").
 
 The kernels are plain C (`lenet5.c` beside this file). On first use they are compiled with the
 system's C compiler (`$CC`, else `cc`; `-O3 -march=native -fopenmp`, about half a second) into
@@ -68,7 +69,7 @@ def _compile(cc: str) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".lenet5-", suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        done = subprocess.run([cc, *CFLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True,
+        done = subprocess.run([cc, *CFLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True,
                               timeout=120)
         if done.returncode != 0:
             first = (done.stderr.strip().splitlines() or ["no output"])[0]
@@ -139,19 +140,23 @@ def _strides(t: torch.Tensor):
     return (ctypes.c_long * 4)(*t.stride())
 
 
+def _call(name: str, *args) -> None:
+    """Run one of the library's functions; they return 0, or a negative code for arguments they refuse."""
+    rc = getattr(library(), name)(*args)
+    if rc != 0:
+        raise RuntimeError(f"{name} failed ({rc})")
+
+
 class _ConvReluMaxPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, mean: float, std: float):
-        lib = library()
         n, maps = x.shape[0], weight.shape[0]
         out = torch.empty(n, maps, 14, 14)
         where = torch.empty(n, maps, 14, 14, dtype=torch.uint8)  # each window's argmax, 0-3
         # Locals hold every tensor whose address C gets: a temporary could be freed before the call.
         x, weight, bias = x.contiguous(), weight.detach().contiguous(), bias.detach().contiguous()
-        rc = lib.c1s2_forward(_ptr(x), n, maps, _ptr(weight), _ptr(bias), mean, std, _ptr(out), _ptr(where),
-                              _strides(out), torch.get_num_threads())
-        if rc != 0:
-            raise RuntimeError(f"c1s2_forward failed ({rc})")
+        _call("c1s2_forward", _ptr(x), n, maps, _ptr(weight), _ptr(bias), mean, std, _ptr(out), _ptr(where),
+              _strides(out), torch.get_num_threads())
         ctx.save_for_backward(x, out, where)
         ctx.norm = (mean, std)
         ctx.mark_non_differentiable(where)
@@ -165,11 +170,8 @@ class _ConvReluMaxPool(torch.autograd.Function):
         grad_weight, grad_bias = torch.empty(maps, *STAGE_KERNEL), torch.empty(maps)
         threads = torch.get_num_threads()
         scratch = torch.empty(threads, maps * 26 * 16)  # per thread: 25 weight sums and 1 bias sum a map, as vectors
-        rc = library().c1s2_backward(_ptr(x), x.shape[0], maps, *ctx.norm, _ptr(out), _ptr(where), _strides(out),
-                                     _ptr(grad), _strides(grad), _ptr(grad_weight), _ptr(grad_bias), _ptr(scratch),
-                                     threads)
-        if rc != 0:
-            raise RuntimeError(f"c1s2_backward failed ({rc})")
+        _call("c1s2_backward", _ptr(x), x.shape[0], maps, *ctx.norm, _ptr(out), _ptr(where), _strides(out),
+              _ptr(grad), _strides(grad), _ptr(grad_weight), _ptr(grad_bias), _ptr(scratch), threads)
         return None, grad_weight, grad_bias, None, None
 
 
@@ -208,15 +210,12 @@ def conv_relu_maxpool(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
 class _ConvReluAvgPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
-        lib = library()
         n = x.shape[0]
         weight, bias = weight.detach().contiguous(), bias.detach().contiguous()
         act = torch.empty(n, 10, 10, 16)  # the post-ReLU convolution, positions x maps, for the backward
         out = torch.empty(n, 16, 5, 5)
-        rc = lib.c3s4_forward(_ptr(x), _strides(x), n, _ptr(weight), _ptr(bias), _ptr(act), _ptr(out),
-                              torch.get_num_threads())
-        if rc != 0:
-            raise RuntimeError(f"c3s4_forward failed ({rc})")
+        _call("c3s4_forward", _ptr(x), _strides(x), n, _ptr(weight), _ptr(bias), _ptr(act), _ptr(out),
+              torch.get_num_threads())
         ctx.save_for_backward(x, weight, act)
         return out
 
@@ -228,11 +227,9 @@ class _ConvReluAvgPool(torch.autograd.Function):
         grad_in = torch.empty(x.shape)
         grad_weight, grad_bias = torch.empty(STAGE2_WEIGHT), torch.empty(STAGE2_WEIGHT[0])
         scratch = torch.empty(threads, 151 * 16)
-        rc = library().c3s4_backward(_ptr(x), _strides(x), x.shape[0], _ptr(weight), _ptr(act), _ptr(grad),
-                                     _strides(grad), _ptr(grad_in), _strides(grad_in), _ptr(grad_weight),
-                                     _ptr(grad_bias), _ptr(scratch), threads)
-        if rc != 0:
-            raise RuntimeError(f"c3s4_backward failed ({rc})")
+        _call("c3s4_backward", _ptr(x), _strides(x), x.shape[0], _ptr(weight), _ptr(act), _ptr(grad),
+              _strides(grad), _ptr(grad_in), _strides(grad_in), _ptr(grad_weight), _ptr(grad_bias), _ptr(scratch),
+              threads)
         return grad_in if ctx.needs_input_grad[0] else None, grad_weight, grad_bias
 
 

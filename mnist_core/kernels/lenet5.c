@@ -16,7 +16,6 @@
  * strides (a gradient arrives in whatever layout autograd hands on); unit-stride rows, the usual
  * case, are copied whole.
  */
-#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include <omp.h>
