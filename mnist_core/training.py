@@ -216,6 +216,17 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def available_devices() -> tuple[str, ...]:
+    """The `device` values that can run on this machine: auto and cpu always, cuda and mps where torch sees
+    them (the Train form offers only these)."""
+    here = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        here.append("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        here.append("mps")
+    return tuple(here)
+
+
 def make_optimizer(config: TrainConfig, params, capturable: bool = False) -> torch.optim.Optimizer:
     """The config's optimizer. `capturable` (CUDA graphs) keeps the learning rate in a device tensor,
     so the scheduler's updates reach a captured step, and Adam's step count on the device."""

@@ -1,0 +1,162 @@
+"""The Train form's words and checks: TrainConfig's fields as a reader meets them.
+
+The form is generated from TrainConfig's fields (the same list the CLI's flags come from). This
+module holds what the page needs beyond the field metadata, so the page stays a loop of widgets:
+
+- `label(name)`, `help_text(name)`: each field in the reader's words ("learning rate"), the exact
+  config name and CLI flag kept in the help text;
+- `PRIMARY` / `ADVANCED`: the order a phone shows them in, most important first;
+- `choices(name)`: the values offered *here* (cuda and mps only where torch sees them);
+- `problems(values)`: one plain sentence per field that is wrong, before any run exists. The form
+  keeps whatever was typed and blocks Start while this is not empty, so a run never differs from
+  what the form shows;
+- `plain(message)`: a ConfigError's text with config names turned into the reader's words;
+- `config_line(config)`: a run's config in the same words, for the live panel;
+- `FIRST_RUN`: the form's starting values, a run long enough to watch the curves move.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from .errors import ConfigError
+from .training import TrainConfig, available_devices
+
+_FIELDS = {f.name: f for f in TrainConfig.fields()}
+
+LABELS = {
+    "model": "model",
+    "optimizer": "optimizer",
+    "lr": "learning rate",
+    "momentum": "momentum",
+    "weight_decay": "weight decay",
+    "batch_size": "batch size",
+    "epochs": "epochs",
+    "loss": "loss function",
+    "schedule": "learning-rate schedule",
+    "augment": "augmentation",
+    "train_size": "training images (0 = all)",
+    "val_size": "validation images",
+    "eval_every": "validate every N steps (0 = once per epoch)",
+    "seed": "random seed",
+    "threads": "CPU threads (0 = all cores)",
+    "device": "device",
+    "backend": "engine",
+}
+assert set(LABELS) == set(_FIELDS), "every TrainConfig field needs a label (and nothing else)"
+
+# What a phone shows first (Start comes right after these); the rest go in an "Advanced" expander.
+PRIMARY = ("model", "lr", "epochs", "batch_size")
+ADVANCED = tuple(name for name in _FIELDS if name not in PRIMARY)
+
+# The form's starting values. TrainConfig's defaults finish in a few seconds on a quiet machine, so
+# a first run's chart would jump once from empty to done; small batches and frequent validation give
+# thousands of steps and a validation point every 100 of them: long enough to watch it learn.
+FIRST_RUN = {"model": "lenet5", "batch_size": 32, "epochs": 2, "eval_every": 100, "val_size": 2000}
+FIRST_RUN_TIP = ("First time here? The starting values train LeNet-5 in small batches (32 images a step) and "
+                 "validate every 100 steps: enough to watch the loss fall and the accuracy climb. "
+                 "Pick a preset for the tutorials' recipes.")
+
+
+def noun(name: str) -> str:
+    """A field's name inside a sentence: its label without the parenthesis ("training images")."""
+    return LABELS[name].split(" (")[0]
+
+
+def label(name: str) -> str:
+    return LABELS[name]
+
+
+def help_text(name: str) -> str:
+    """The field's help, then its exact config name and CLI flag (for readers of the CLI and the code)."""
+    meta = _FIELDS[name].metadata
+    allowed = ""
+    if meta["min"] is not None:
+        allowed = f" Allowed: {_number(meta['min'])} to {_number(meta['max'])}."
+    return f"{meta['help'][0].upper()}{meta['help'][1:]}.{allowed} Config field `{name}`, CLI flag " \
+           f"`--{name.replace('_', '-')}`."
+
+
+def choices(name: str) -> tuple:
+    """The values to offer for a choice field: all of them, except devices this server does not have."""
+    allowed = _FIELDS[name].metadata["choices"]
+    if name == "device":
+        here = available_devices()
+        return tuple(d for d in allowed if d in here)
+    return tuple(allowed)
+
+
+def _number(x) -> str:
+    if isinstance(x, int) and not isinstance(x, bool):
+        return f"{x:,}" if abs(x) >= 10_000 else str(x)
+    return f"{x:g}"
+
+
+def _field_problem(name: str, value: Any) -> str | None:
+    f = _FIELDS[name]
+    meta, words = f.metadata, noun(name)
+    if meta["choices"] is not None:
+        if value not in meta["choices"]:
+            return f"{words}: choose one of {', '.join(map(str, meta['choices']))}"
+        if value not in choices(name):
+            return f"{words}: {value} is not available on this server"
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"{words} must be a number"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{words} must be a number"
+    if isinstance(f.default, int) and not float(value).is_integer():
+        return f"{words} must be a whole number"
+    low, high = meta["min"], meta["max"]
+    if low is not None and value < low:
+        if low > 0 and value <= 0 and isinstance(f.default, float):
+            return f"{words} must be above 0"
+        return f"{words} must be at least {_number(low)}"
+    if high is not None and value > high:
+        return f"{words} must be at most {_number(high)}"
+    return None
+
+
+_NAME = re.compile(r"\b(" + "|".join(sorted(_FIELDS, key=len, reverse=True)) + r")\b")
+
+
+def plain(message: str) -> str:
+    """A config error in the reader's words: config names (train_size) become the form's (training images)."""
+    return _NAME.sub(lambda m: noun(m.group(1)) if "_" in m.group(1) or m.group(1) == "lr" else m.group(1), message)
+
+
+def problems(values: dict[str, Any]) -> dict[str, str]:
+    """{field name: a plain sentence} for each field that is wrong; "" for a problem of no one field.
+
+    Each field is checked against its metadata first; when all pass, the whole config goes through
+    TrainConfig.from_dict (cross-field rules, the NumPy engine's subset, demo bounds), whose one-line
+    error is put next to the first field it names.
+    """
+    found = {}
+    for name in _FIELDS:
+        if name in values:
+            problem = _field_problem(name, values[name])
+            if problem:
+                found[name] = problem
+    if found:
+        return found
+    try:
+        TrainConfig.from_dict(values)
+    except ConfigError as exc:
+        message = str(exc)
+        m = _NAME.search(message)
+        name = m.group(1) if m else ""
+        if name and message.startswith(f"{name}: "):
+            message = f"{noun(name)}: {message[len(name) + 2:]}"
+        return {name: plain(message)}
+    return {}
+
+
+def config_line(config: dict[str, Any]) -> str:
+    """A run's whole config in the form's words and order, e.g. "model lenet5 · learning rate 0.003 · ..."."""
+    order = [*PRIMARY, *ADVANCED]
+    parts = [f"{noun(name)} {_number(config[name]) if not isinstance(config[name], str) else config[name]}"
+             for name in order if name in config]
+    return " · ".join(parts)
