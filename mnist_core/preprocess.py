@@ -8,11 +8,17 @@ We do the same to a drawing, so the model sees what it was trained on:
 2. crop to the ink's bounding box;
 3. fit it into 20x20 keeping the aspect ratio, with anti-aliasing;
 4. paste it into 28x28 so that its centre of mass lands on the centre.
+
+Two ways in from a visitor, both untrusted and checked before anything is decoded: `load_image`
+(an uploaded file) and `decode_canvas` (the Draw page's canvas value, sent by the browser).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
+import struct
 import sys
 import warnings
 
@@ -27,6 +33,12 @@ BOX = 20              # MNIST's digit box
 SIZE = 28
 MAX_UPLOAD_BYTES = 10 << 20     # 10 MB
 MAX_PIXELS = 4096 * 4096        # larger images are refused before they are decoded
+CANVAS_SIZE = 280               # the Draw page's canvas, in its own pixels (square)
+# A 280x280 RGBA PNG that does not compress at all is 280 * (280 * 4 + 1) bytes of pixels plus a few
+# hundred of chunk overhead; real drawings (white strokes on black) are a few kilobytes.
+MAX_CANVAS_PNG_BYTES = 320_000
+CANVAS_DATA_URL_PREFIX = "data:image/png;base64,"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 _GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -169,3 +181,57 @@ def load_image(data: bytes) -> np.ndarray:
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
         raise ImageError(f"the image could not be decoded: {str(exc).splitlines()[0] if str(exc) else 'truncated'}") from None
     return np.ascontiguousarray(rgba)
+
+
+def decode_canvas(value, size: int = CANVAS_SIZE) -> np.ndarray | None:
+    """The Draw canvas's value -> RGBA uint8 [size,size,4]; None for an empty canvas; else ImageError.
+
+    The value comes from the browser, so it is whatever a visitor chooses to send. The canvas sends
+    either nothing (None: no strokes) or `data:image/png;base64,...`, a PNG of exactly its own size.
+    Anything else is refused in one line, and the checks run in order of cost, before Pillow sees a
+    byte: the type, the string's length (so base64 never decodes more than the cap), the base64,
+    then the PNG signature and the IHDR chunk's width, height, bit depth and colour type. Only then
+    is the PNG decoded. (streamlit-drawable-canvas's own decoder handed any data URL straight to
+    Pillow with no size or format limit: a few kilobytes of PNG declaring a huge image made the
+    server allocate gigabytes on every rerun.)
+    """
+    if value is None:
+        return None
+    refuse = "the drawing sent by the browser is not a picture of this canvas; draw again or press Clear"
+    if not isinstance(value, str) or not value.startswith(CANVAS_DATA_URL_PREFIX):
+        raise ImageError(refuse)
+    encoded = value[len(CANVAS_DATA_URL_PREFIX):]
+    if len(encoded) > 4 * -(-MAX_CANVAS_PNG_BYTES // 3):
+        raise ImageError(f"the drawing sent by the browser is too large (the limit is "
+                         f"{MAX_CANVAS_PNG_BYTES // 1000} KB)")
+    try:
+        png = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageError(refuse) from None
+    width, height, depth, colour = _png_header(png)
+    if (width, height) != (size, size):
+        raise ImageError(f"the drawing sent by the browser is {width}x{height} pixels; the canvas is {size}x{size}")
+    if depth != 8 or colour not in (0, 2, 4, 6):  # 8-bit grey, RGB, grey+alpha, RGBA: what a canvas writes
+        raise ImageError(refuse)
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(png), formats=["PNG"]) as img:
+            if img.size != (size, size):
+                raise ImageError(refuse)
+            rgba = np.asarray(img.convert("RGBA"), dtype=np.uint8)
+    except ImageError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError):
+        raise ImageError(refuse) from None
+    return np.ascontiguousarray(rgba)
+
+
+def _png_header(png: bytes) -> tuple[int, int, int, int]:
+    """(width, height, bit depth, colour type) from a PNG's IHDR chunk, read without decoding; ImageError
+    if the bytes do not start like a PNG (the signature, then a 13-byte IHDR chunk)."""
+    if len(png) < 33 or png[:8] != _PNG_SIGNATURE or png[8:16] != b"\x00\x00\x00\rIHDR":
+        raise ImageError("the drawing sent by the browser is not a PNG image")
+    width, height, depth, colour = struct.unpack(">IIBB", png[16:26])
+    return width, height, depth, colour

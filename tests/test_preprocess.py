@@ -191,3 +191,152 @@ def test_the_opaque_grey_shortcut_gives_the_general_ink_map(background):
     coloured = rgba.copy()
     coloured[12, 22, 1] = 7
     np.testing.assert_allclose(ink_map(coloured), _general_ink(coloured), atol=1e-6)
+
+
+# --- the Draw canvas's value: untrusted, checked before it is decoded -----------------------------------------
+
+def _png(rgba: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgba).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _data_url(png: bytes, mime: str = "image/png") -> str:
+    import base64
+
+    return f"data:{mime};base64," + base64.b64encode(png).decode()
+
+
+def _png_declaring(width: int, height: int, depth: int = 8, colour: int = 0, rows: int = 64) -> bytes:
+    """A small, well-formed PNG whose header declares width x height: a few rows of zeros, deflated (the
+    attack: a few kilobytes that a decoder without limits expands to the declared size)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    bytes_per_row = 1 + width * max(1, depth // 8) * {0: 1, 2: 3, 4: 2, 6: 4}[colour]
+    pixels = zlib.compress(b"\0" * (bytes_per_row * rows), 9)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0))
+            + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+
+
+def _drawing() -> np.ndarray:
+    img = canvas(bar_mask(280, 280, 0.2, 0.8, 0.45, 0.55), "white-on-black")
+    return img
+
+
+def test_the_canvas_png_decodes_to_its_pixels():
+    from mnist_core.preprocess import decode_canvas
+
+    img = _drawing()
+    out = decode_canvas(_data_url(_png(img)))
+    assert out.dtype == np.uint8 and out.shape == (280, 280, 4)
+    np.testing.assert_array_equal(out, img)
+
+
+def test_an_empty_canvas_value_is_no_drawing():
+    from mnist_core.preprocess import decode_canvas
+
+    assert decode_canvas(None) is None
+
+
+def test_a_tiny_png_declaring_a_huge_image_is_refused_before_anything_is_decoded(monkeypatch):
+    """The reported attack: a few KB of PNG declaring a 30,000 x 30,000 picture. Pillow is never asked."""
+    import PIL.Image
+
+    from mnist_core.errors import ImageError
+    from mnist_core.preprocess import decode_canvas
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the PNG reached Pillow")
+
+    monkeypatch.setattr(PIL.Image, "open", no_decoding)
+    bomb = _data_url(_png_declaring(30_000, 30_000))
+    assert len(bomb) < 10_000
+    with pytest.raises(ImageError, match="30000x30000 pixels; the canvas is 280x280"):
+        decode_canvas(bomb)
+
+
+@pytest.mark.parametrize("width, height", [(281, 280), (280, 1), (1, 1), (100_000, 100_000)])
+def test_a_png_of_another_size_is_refused(width, height):
+    from mnist_core.errors import ImageError
+    from mnist_core.preprocess import decode_canvas
+
+    with pytest.raises(ImageError, match=f"{width}x{height} pixels"):
+        decode_canvas(_data_url(_png_declaring(width, height, rows=1)))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "GIF", "BMP", "WEBP", "TIFF"])
+def test_other_image_formats_are_refused_whatever_the_data_url_says(fmt):
+    import io
+
+    from PIL import Image
+
+    from mnist_core.errors import ImageError
+    from mnist_core.preprocess import decode_canvas
+
+    buf = io.BytesIO()
+    Image.fromarray(_drawing()[..., :3]).save(buf, format=fmt)
+    for mime in ("image/png", f"image/{fmt.lower()}"):
+        with pytest.raises(ImageError):
+            decode_canvas(_data_url(buf.getvalue(), mime))
+
+
+def test_a_16_bit_png_of_the_right_size_is_refused():
+    from mnist_core.errors import ImageError
+    from mnist_core.preprocess import decode_canvas
+
+    with pytest.raises(ImageError, match="not a picture of this canvas"):
+        decode_canvas(_data_url(_png_declaring(280, 280, depth=16, rows=280)))
+
+
+@pytest.mark.parametrize("value", [0, 1.5, True, [], {}, {"raw": {"objects": []}, "data": None}, b"\x89PNG",
+                                   "", "hello", "data:image/png;base64,", "data:image/png;base64,@@@@",
+                                   "data:image/png;base64,iVBORw0KGgo=", "data:image/png;base64,iVBORw0KGgoAAAA",
+                                   "data:text/html;base64,PGI+aGk8L2I+"])
+def test_values_that_are_not_a_canvas_png_are_refused_in_one_line(value):
+    from mnist_core.errors import ImageError
+    from mnist_core.preprocess import decode_canvas
+
+    with pytest.raises(ImageError) as info:
+        decode_canvas(value)
+    assert "\n" not in str(info.value)
+
+
+def test_a_truncated_canvas_png_is_refused():
+    from mnist_core.errors import ImageError
+    from mnist_core.preprocess import decode_canvas
+
+    png = _png(_drawing())
+    with pytest.raises(ImageError):
+        decode_canvas(_data_url(png[: len(png) // 2]))
+
+
+def test_a_value_over_the_byte_cap_is_refused_before_base64_decoding(monkeypatch):
+    import base64
+
+    from mnist_core.errors import ImageError
+    from mnist_core.preprocess import MAX_CANVAS_PNG_BYTES, decode_canvas
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the value was base64-decoded")
+
+    monkeypatch.setattr(base64, "b64decode", no_decoding)
+    with pytest.raises(ImageError, match="too large"):
+        decode_canvas("data:image/png;base64," + "A" * (4 * MAX_CANVAS_PNG_BYTES // 3 + 8))
+
+
+def test_the_largest_canvas_png_fits_under_the_byte_cap():
+    """Noise does not compress: the biggest PNG a 280x280 canvas can make is still accepted."""
+    from mnist_core.preprocess import MAX_CANVAS_PNG_BYTES, decode_canvas
+
+    noise = np.random.default_rng(0).integers(0, 256, (280, 280, 4), dtype=np.uint8)
+    png = _png(noise)
+    assert len(png) <= MAX_CANVAS_PNG_BYTES
+    np.testing.assert_array_equal(decode_canvas(_data_url(png)), noise)
