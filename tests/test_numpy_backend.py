@@ -14,7 +14,7 @@ from mnist_core.errors import ConfigError
 from mnist_core.models import create_model
 from mnist_core.numpy_backend import copy_from_torch, copy_to_torch, mlp_for
 from mnist_core.scratch import (MLP, SGD, Affine, Flatten, Normalize, ReLU, SoftmaxCrossEntropy, SoftmaxSquaredError,
-                                avg_pool2d, conv2d, lenet5_speed_table, max_pool2d, normal_init, xavier_uniform_init)
+                                SquaredError, avg_pool2d, conv2d, lenet5_speed_table, max_pool2d, normal_init, xavier_uniform_init)
 from mnist_core.training import TrainConfig, train
 
 MLPS = ["mlp-50", "mlp-90", "mlp-256-64", "mlp-128-64"]
@@ -22,6 +22,7 @@ SMALL = dict(backend="numpy", optimizer="sgd", schedule="none", threads=1, devic
 TORCH_LOSSES = {
     "cross-entropy": (SoftmaxCrossEntropy, lambda z, y: F.cross_entropy(z, y)),
     "mse-onehot": (SoftmaxSquaredError, lambda z, y: F.mse_loss(z.softmax(1), F.one_hot(y, z.shape[1]).to(z.dtype))),
+    "mse-logits": (SquaredError, lambda z, y: F.mse_loss(z, F.one_hot(y, z.shape[1]).to(z.dtype))),
 }
 
 

@@ -1,7 +1,7 @@
 """From scratch in NumPy: the tutorials' networks and operators, with their backward passes.
 
 mlp.py holds tutorials 1 and 3's layers (affine, ReLU, softmax with cross-entropy or squared
-error), their initialisations, the MLP and SGD; numpy_backend.py trains it like any run.
+error) and tutorial 2's squared error on the raw outputs, their initialisations, the MLP and SGD; numpy_backend.py trains it like any run.
 conv.py holds tutorial 4's im2col convolution and pooling, and `lenet5_speed_table()` comparing
 them with torch's. blas.py sets NumPy's BLAS threads for a block. Everything here is plain NumPy
 except the comparison with torch itself.
@@ -10,4 +10,4 @@ except the comparison with torch itself.
 from .blas import blas_threads
 from .conv import avg_pool2d, conv2d, im2col, lenet5_speed_table, max_pool2d
 from .mlp import (LOSSES, MLP, SGD, Affine, Flatten, Normalize, ReLU, SoftmaxCrossEntropy, SoftmaxSquaredError,
-                  normal_init, xavier_uniform_init)
+                  SquaredError, normal_init, xavier_uniform_init)

@@ -118,7 +118,23 @@ class SoftmaxSquaredError:
         return self.p * (g - (g * self.p).sum(axis=1, keepdims=True))
 
 
-LOSSES = {"cross-entropy": SoftmaxCrossEntropy, "mse-onehot": SoftmaxSquaredError}
+class SquaredError:
+    """Tutorial 2's loss: squared error between the raw outputs (the logits, no softmax) and one-hot labels.
+
+    Averaged over all N x 10 elements, as F.mse_loss(logits, one_hot) in the torch engine. Without the
+    softmax in between its gradient does not vanish when an output saturates, which is why the article's
+    MLP learns with it in 3 epochs where softmax + squared error stays near 40%.
+    """
+
+    def forward(self, logits: np.ndarray, labels: np.ndarray) -> float:
+        self.diff = logits - one_hot(labels, logits.shape[1], logits.dtype)
+        return float((self.diff ** 2).mean())
+
+    def backward(self) -> np.ndarray:
+        return 2 * self.diff / self.diff.size
+
+
+LOSSES = {"cross-entropy": SoftmaxCrossEntropy, "mse-onehot": SoftmaxSquaredError, "mse-logits": SquaredError}
 
 
 # --- initialisations: (n_in, n_out, rng, dtype) -> (W, b) -----------------------------------------

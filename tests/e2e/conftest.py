@@ -216,13 +216,21 @@ def fresh_server(chromium_executable, tmp_path):
 # --- the browser -----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def e2e_browser(chromium_executable):
+def e2e_playwright(chromium_executable):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_executable, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
+        yield pw
+
+
+@pytest.fixture(scope="session")
+def e2e_browser(e2e_playwright, chromium_executable):
+    browser = e2e_playwright.chromium.launch(executable_path=chromium_executable, args=CHROMIUM_ARGS, headless=True)
+    yield browser
+    browser.close()
+
+
+PHONE = "Pixel 7"  # a shared demo link is opened on phones: Playwright's descriptor (viewport, touch, mobile UA)
 
 
 class App:
@@ -366,8 +374,10 @@ class App:
 
 
 @pytest.fixture
-def new_app(e2e_browser, request):
-    """new_app(base_url) -> App in a fresh browser context (a fresh Streamlit session); closed after the test."""
+def new_app(e2e_browser, e2e_playwright, request):
+    """new_app(base_url, phone=False) -> App in a fresh browser context (a fresh Streamlit session), on a
+    desktop viewport or, with phone=True, as a Pixel 7 (its viewport, touch, mobile user agent); closed after
+    the test."""
     from playwright.sync_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
@@ -375,8 +385,12 @@ def new_app(e2e_browser, request):
     console: list[str] = []
     request.node._e2e_console = console
 
-    def make(base_url: str) -> App:
-        context = e2e_browser.new_context(viewport=VIEWPORT)
+    def make(base_url: str, phone: bool = False) -> App:
+        if phone:
+            device = {k: v for k, v in e2e_playwright.devices[PHONE].items() if k != "default_browser_type"}
+            context = e2e_browser.new_context(**device)
+        else:
+            context = e2e_browser.new_context(viewport=VIEWPORT)
         context.set_default_timeout(TIMEOUT_MS)
         contexts.append(context)
         page = context.new_page()
@@ -407,6 +421,12 @@ def new_app(e2e_browser, request):
 def app(new_app, app_server) -> App:
     """The app in a fresh browser context (a fresh Streamlit session), on the session's server."""
     return new_app(app_server)
+
+
+@pytest.fixture
+def phone_app(new_app, app_server) -> App:
+    """The app on a phone (Pixel 7: narrow viewport, touch), in a fresh browser context, on the session's server."""
+    return new_app(app_server, phone=True)
 
 
 @pytest.hookimpl(wrapper=True)
