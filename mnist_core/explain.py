@@ -20,7 +20,9 @@ Embedding map:
 - `embedding_map(model, images, labels, method)`: those features projected to 2-D with PCA or t-SNE
   (scikit-learn), with each image's prediction, for a scatter plot coloured by label.
 
-Everything returns plain NumPy, so the pages only draw.
+Everything returns plain NumPy, so the pages only draw. The server shares one model object between
+every visitor's session, so hooks and mode switches happen on a private copy (models.private_copy),
+never on the model passed in.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .inspect import _HOOK_LOCK  # the shared-model lock: hooks and eval() on a cached model, one at a time
+from .models import private_copy
 from .predict import as_batch
 
 METHODS = {
@@ -80,27 +82,22 @@ def attribute(model: nn.Module, image, method: str = "saliency", target: int | N
     x = _float_batch(image)
     if len(x) != 1:
         raise ValueError(f"expected one image, got {len(x)}")
+    model = private_copy(model)  # eval mode, and captum's passes out of everyone else's way
     x = x.to(next(model.parameters()).device)
-    with _HOOK_LOCK:
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                probs = model(x).softmax(1)[0].float().cpu().numpy()
-            predicted = int(probs.argmax())
-            cls = predicted if target is None else int(target)
-            if method == "saliency":
-                x.requires_grad_()  # captum would set it, with a warning
-                values = Saliency(model).attribute(x, target=cls, abs=True)
-            elif method == "integrated-gradients":
-                values = IntegratedGradients(model).attribute(x, baselines=torch.zeros_like(x), target=cls,
-                                                              n_steps=IG_STEPS, internal_batch_size=IG_STEPS)
-            else:
-                values = Occlusion(model).attribute(x, sliding_window_shapes=(1, OCCLUSION_WINDOW, OCCLUSION_WINDOW),
-                                                    strides=(1, OCCLUSION_STRIDE, OCCLUSION_STRIDE), baselines=0.0,
-                                                    target=cls, perturbations_per_eval=64)
-        finally:
-            model.train(was_training)
+    with torch.no_grad():
+        probs = model(x).softmax(1)[0].float().cpu().numpy()
+    predicted = int(probs.argmax())
+    cls = predicted if target is None else int(target)
+    if method == "saliency":
+        x.requires_grad_()  # captum would set it, with a warning
+        values = Saliency(model).attribute(x, target=cls, abs=True)
+    elif method == "integrated-gradients":
+        values = IntegratedGradients(model).attribute(x, baselines=torch.zeros_like(x), target=cls,
+                                                      n_steps=IG_STEPS, internal_batch_size=IG_STEPS)
+    else:
+        values = Occlusion(model).attribute(x, sliding_window_shapes=(1, OCCLUSION_WINDOW, OCCLUSION_WINDOW),
+                                            strides=(1, OCCLUSION_STRIDE, OCCLUSION_STRIDE), baselines=0.0,
+                                            target=cls, perturbations_per_eval=64)
     return Attribution(method=method, target=cls, predicted=predicted,
                        values=values.detach()[0, 0].float().cpu().numpy(), probs=probs)
 
@@ -121,19 +118,13 @@ def penultimate(model: nn.Module, images, batch_size: int = 1000) -> tuple[np.nd
     global average pooling), the MLPs their last hidden layer.
     """
     x = _float_batch(images)
+    model = private_copy(model)  # the hook goes on a model no other session runs
     head = _final_linear(model)
     device = next(model.parameters()).device
     feats, probs = [], []
-    with _HOOK_LOCK:
-        was_training = model.training
-        model.eval()
-        hook = head.register_forward_pre_hook(lambda module, inputs: feats.append(inputs[0].detach().float().cpu()))
-        try:
-            for i in range(0, len(x), batch_size):
-                probs.append(model(x[i:i + batch_size].to(device)).softmax(1).float().cpu())
-        finally:
-            hook.remove()
-            model.train(was_training)
+    head.register_forward_pre_hook(lambda module, inputs: feats.append(inputs[0].detach().float().cpu()))
+    for i in range(0, len(x), batch_size):
+        probs.append(model(x[i:i + batch_size].to(device)).softmax(1).float().cpu())
     if not feats:
         return np.zeros((0, head.in_features), np.float32), np.zeros((0, 10), np.float32)
     return torch.cat(feats).flatten(1).numpy(), torch.cat(probs).numpy()

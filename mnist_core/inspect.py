@@ -5,7 +5,8 @@ Everything here is plain NumPy out, so the pages only draw and the tests need no
 - `conv_kernels(model)`: every Conv2d's weights, under a name a person would use ("C1", "block2.conv1").
 - `feature_maps(model, image)`: the output of each layer in `model.feature_layers` for one 28x28 image,
   caught with forward hooks (so the model's own forward, padding and normalization included, runs
-  unchanged), and the class probabilities.
+  unchanged), and the class probabilities. The hooks go on a private copy of the model: the server
+  shares one model object between every visitor's session, and hooks on it would catch their passes.
 - `first_layer_templates(model)`: an MLP's first-layer weights as 28x28 pictures, one per hidden unit.
 - `class_means`, `pixel_stats`, `browse_order`: what the Dataset page shows and how it pages.
 - `mosaic(tiles, cols)`: tiles laid out in a grid with NaN gaps, which Plotly draws as thin seams.
@@ -13,17 +14,12 @@ Everything here is plain NumPy out, so the pages only draw and the tests need no
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import torch
 from torch import nn
 
+from .models import private_copy
 from .predict import as_batch
-
-# Hooks live on the module, and a cached model is shared by every session of the dashboard: one
-# inspection at a time per process keeps another session's forward pass out of our hooks.
-_HOOK_LOCK = threading.Lock()
 
 
 def is_convnet(model: nn.Module) -> bool:
@@ -76,6 +72,7 @@ def feature_maps(model: nn.Module, image) -> tuple[list[tuple[str, np.ndarray]],
     x = as_batch(image)
     if len(x) != 1:
         raise ValueError(f"expected one image, got {len(x)}")
+    model = private_copy(model)  # our hooks, on a model no other session runs
     body = _body(model)
     names = tuple(getattr(model, "feature_layers", ()))
     captured: dict[str, torch.Tensor] = {}
@@ -85,17 +82,10 @@ def feature_maps(model: nn.Module, image) -> tuple[list[tuple[str, np.ndarray]],
             captured[name] = output.detach()
         return hook
 
-    device = next(model.parameters()).device
-    with _HOOK_LOCK, torch.inference_mode():
-        was_training = model.training
-        model.eval()
-        hooks = [body.get_submodule(name).register_forward_hook(keep(name)) for name in names]
-        try:
-            probs = model(x.to(device)).softmax(1)[0].float().cpu().numpy()
-        finally:
-            for h in hooks:
-                h.remove()
-            model.train(was_training)
+    for name in names:
+        body.get_submodule(name).register_forward_hook(keep(name))
+    with torch.inference_mode():
+        probs = model(x.to(next(model.parameters()).device)).softmax(1)[0].float().cpu().numpy()
     maps = [(name, captured[name][0].float().cpu().numpy()) for name in names]
     return maps, probs
 

@@ -10,6 +10,8 @@ page should show are listed in `model.feature_layers` (submodule names, in order
 
 from __future__ import annotations
 
+import copy
+import itertools
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
@@ -263,10 +265,23 @@ def torch_type_name(module: nn.Module) -> str:
     return next(c.__name__ for c in type(module).__mro__ if c.__module__.startswith("torch.nn"))
 
 
+def private_copy(model: nn.Module) -> nn.Module:
+    """A copy of `model`'s modules, in eval mode, for one call to put hooks on or switch modes on.
+
+    The dashboard caches one model object per checkpoint and every visitor's session runs it at the
+    same time (a prediction per stroke, an inspection, an explanation). Hooks live on the module, so
+    hooks on the shared object would catch other visitors' forward passes, and a mode switch would
+    change their answers. The copy has its own modules (so its own hooks and modes) but shares the
+    weight tensors, which nothing here writes to: no lock, and no second copy of the weights.
+    """
+    shared = {id(t): t for t in itertools.chain(model.parameters(), model.buffers())}
+    return copy.deepcopy(model, memo=shared).eval()
+
+
 def layer_table(model: nn.Module) -> list[dict]:
     """One row per leaf layer: name, type, output shape for one 28x28 input, parameter count."""
+    model = private_copy(model)  # hooks on every layer: never on a model other sessions are running
     rows = []
-    hooks = []
 
     def hook(name):
         def fn(module, inputs, output):
@@ -277,14 +292,7 @@ def layer_table(model: nn.Module) -> list[dict]:
 
     for name, module in model.named_modules():
         if name and not list(module.children()):
-            hooks.append(module.register_forward_hook(hook(name.removeprefix("body."))))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 1, 28, 28))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+            module.register_forward_hook(hook(name.removeprefix("body.")))  # on the copy, thrown away after
+    with torch.no_grad():
+        model(torch.zeros(1, 1, 28, 28))
     return rows
