@@ -1,22 +1,32 @@
 """MNIST Lab: the Streamlit entry point.
 
 Page config, the theme comes from .streamlit/config.toml, st.navigation over the pages in app_pages/,
-and a sidebar shared by every page (data status, runs in progress). Pages are thin: they call
-mnist_core and draw.
+and a sidebar shared by every page (data status, runs in progress, the visitor's owner cookie).
+Pages are thin: they call mnist_core and draw.
 """
 
 import streamlit as st
 
 st.set_page_config(page_title="MNIST Lab", page_icon="✍️", layout="wide")
 
+# The default page is served at "/", so its own url_path would be no address at all: "/home" (a link,
+# a bookmark, a guess) goes to a hidden page that sends the visitor to Home.
+HOME = st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True, url_path="index")
+
+
+def _home_alias() -> None:
+    st.switch_page(HOME)
+
+
 PAGES = [
-    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True, url_path="home"),
+    HOME,
     st.Page("app_pages/dataset.py", title="Dataset", icon=":material/grid_view:", url_path="dataset"),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     st.Page("app_pages/inside.py", title="Inside the network", icon=":material/visibility:", url_path="inside"),
     st.Page("app_pages/draw.py", title="Draw", icon=":material/draw:", url_path="draw"),
     st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:", url_path="evaluate"),
     st.Page("app_pages/explain.py", title="Explain", icon=":material/scatter_plot:", url_path="explain"),
+    st.Page(_home_alias, title="Home", url_path="home", visibility="hidden"),
 ]
 
 page = st.navigation(PAGES)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mnist_core import data, runs, worker
+from mnist_core import live as live_view
 from mnist_core.checkpoints import list_checkpoints, load_checkpoint, load_uploaded_checkpoint
 from mnist_core.errors import MnistLabError
 from mnist_core.export import load_bundle
@@ -109,21 +112,36 @@ def model_chooser(key: str, label: str = "Checkpoint", default: str = "lenet5.sa
     """A checkpoint picker with an upload beside it.
 
     Returns (model, meta, name, cache key) — the upload wins while one is given — or None after
-    showing why (no checkpoints, a bad upload, a checkpoint that cannot be loaded). Uploads are
-    checked and loaded in memory; nothing is written.
+    showing why (no checkpoints, a bad upload, a checkpoint that cannot be loaded). While an upload
+    is in use the page says so, with a button back to the listed checkpoint (it empties the upload:
+    a file_uploader under a new key starts empty). Uploads are checked and loaded in memory; nothing
+    is written.
     """
+    version_key = f"{key}_upload_version"
+    version = st.session_state.get(version_key, 0)
     path = checkpoint_picker(label, key=key, default=default)
     with st.expander("Upload a checkpoint", icon=":material/upload:"):
         files = st.file_uploader("The .safetensors weights and the .json sidecar, or one .bundle.safetensors file",
-                                 type=["safetensors", "json"], accept_multiple_files=True, key=f"{key}_upload")
+                                 type=["safetensors", "json"], accept_multiple_files=True,
+                                 key=f"{key}_upload" + (f"_{version}" if version else ""))
+    notice = st.container()  # always here, so what follows keeps its place when the notice comes or goes
     if files:
-        return uploaded_checkpoint(files)
+        with notice:
+            chosen = uploaded_checkpoint(files)
+            if chosen is not None:
+                st.info(f"Model in use: {chosen[2]}" + (f", not {path.stem}" if path is not None else ""),
+                        icon=":material/upload_file:")
+            if path is not None:
+                st.button(f"Back to {path.stem}", icon=":material/undo:", key=f"{key}_back",
+                          on_click=lambda: st.session_state.update({version_key: version + 1}))
+        return chosen
     if path is None:
         return None
     try:
         model, meta = load_model(path)
     except Exception as exc:  # noqa: BLE001 - a bad checkpoint is the user's to fix: one line, no traceback
-        show_error(exc)
+        with notice:
+            show_error(exc)
         return None
     return model, meta, path.stem, (str(path), path.stat().st_mtime)
 
@@ -163,9 +181,12 @@ def probability_bars(probs: np.ndarray, height: int = 300, title: str = "") -> g
 
 
 def sidebar_status() -> None:
-    """The shared sidebar: whether data is present, and runs in progress."""
+    """The shared sidebar: whether data is present, and runs in progress, live while any run is.
+
+    It also gives a first-time browser its owner cookie (see visitor_token)."""
     with st.sidebar:
         st.caption("MNIST Lab · train and look inside small networks")
+        _remember_visitor(visitor_token())
         if not data_ready() and os.environ.get("MNIST_AUTO_FETCH") == "1":
             problem = auto_fetch()
             if problem:
@@ -173,13 +194,74 @@ def sidebar_status() -> None:
         if not data_ready():
             st.warning("MNIST not downloaded", icon=":material/cloud_off:")
         try:
-            worker.start_queued()  # any visit moves a stalled queue on
-            live = [r for r in runs.list_runs() if r.is_live]
+            any_live = any(r.is_live for r in runs.list_runs())
         except MnistLabError as exc:
-            st.error(str(exc))
+            st.error(live_view.for_visitor(str(exc)))
             return
+        _sidebar_runs(any_live)
+
+
+SIDEBAR_POLL_SECONDS = 2.0
+
+
+def _sidebar_runs(polling: bool) -> None:
+    """Runs in progress with their progress bars. While any is live they sit in a fragment that redraws
+    only itself every couple of seconds, and the whole page once when the last run ends (which stops
+    the polling)."""
+
+    @st.fragment(run_every=SIDEBAR_POLL_SECONDS if polling else None)
+    def bars() -> None:
+        try:
+            worker.start_queued()  # any visit moves a stalled queue on
+            all_runs = runs.list_runs()
+        except MnistLabError as exc:
+            st.error(live_view.for_visitor(str(exc)))
+            return
+        live = [r for r in all_runs if r.is_live]
         for r in live:
-            st.progress(r.progress, text=f"{r.config.get('model')} · {r.status} · {r.progress:.0%}")
+            p = live_view.short_progress(r, all_runs)
+            st.progress(p.fraction, text=p.text)
+        if polling and not live:
+            st.rerun()
+
+    bars()
+
+
+# --- who is this visitor ----------------------------------------------------------------------
+
+VISITOR_COOKIE = "mnist_lab_visitor"
+_TOKEN_FORMAT = re.compile(r"[A-Za-z0-9_-]{32}")  # what secrets.token_urlsafe(24) makes
+VISITOR_COOKIE_DAYS = 365
+
+
+def visitor_token() -> str:
+    """This browser's owner token: the runs it starts are recorded with it, and only it may cancel or
+    delete them.
+
+    A Streamlit session ends with the tab (and with every refresh), so the token lives in a cookie: a
+    refresh or a new tab of the same browser sends it back, and another browser has its own. The
+    cookie is untrusted input: anything but the format we make is ignored and replaced. Kept in
+    session_state for the session.
+    """
+    token = st.session_state.get("visitor_token")
+    if token:
+        return token
+    sent = st.context.cookies.get(VISITOR_COOKIE)
+    token = sent if isinstance(sent, str) and _TOKEN_FORMAT.fullmatch(sent) else secrets.token_urlsafe(24)
+    st.session_state["visitor_token"] = token
+    return token
+
+
+def _remember_visitor(token: str) -> None:
+    """Set the owner cookie in the browser when it did not send this token (a first visit)."""
+    if st.context.cookies.get(VISITOR_COOKIE) == token:
+        return
+    # st.context.cookies is read-only: the browser sets the cookie itself. SameSite=Lax keeps it off
+    # other sites' requests; Secure where the app is served over https.
+    st.html(f"""<script>
+document.cookie = "{VISITOR_COOKIE}={token}; Path=/; Max-Age={VISITOR_COOKIE_DAYS * 86400}; SameSite=Lax"
+  + (location.protocol === "https:" ? "; Secure" : "");
+</script>""", unsafe_allow_javascript=True)
 
 
 def tiles_heatmap(tiles: np.ndarray, cols: int, *, hover: str = "tile %{customdata[0]}",

@@ -1,8 +1,9 @@
-"""Home: what the lab is, whether data and default models are present, runs in progress, the way in."""
+"""Home: what the lab is, whether data and default models are present, runs in progress (live while
+any is), the way in to every page."""
 
 import streamlit as st
 
-from mnist_core import data, runs
+from mnist_core import data, live, runs
 from mnist_core.checkpoints import list_checkpoints, read_meta
 from mnist_core.errors import MnistLabError
 from app_pages._common import show_error
@@ -48,29 +49,55 @@ with c_models:
     else:
         st.warning("No checkpoints yet: train one, or run `make pretrained`.", icon=":material/warning:")
 
+RUNS_POLL_SECONDS = 2.0
+
+
+def runs_in_progress(polling: bool) -> None:
+    """How many runs are live and each one's progress: a fragment redrawing itself every couple of
+    seconds while any run is live, and the page once when the last one ends."""
+
+    @st.fragment(run_every=RUNS_POLL_SECONDS if polling else None)
+    def panel() -> None:
+        try:
+            all_runs = runs.list_runs()
+        except MnistLabError as exc:
+            show_error(exc)
+            return
+        in_progress = [r for r in all_runs if r.is_live]
+        if in_progress:
+            st.info(f"{len(in_progress)} run(s) in progress.", icon=":material/model_training:")
+            for r in in_progress:
+                p = live.short_progress(r, all_runs)
+                st.progress(p.fraction, text=p.text)
+        else:
+            st.info(f"No run in progress ({len(all_runs)} run(s) so far).", icon=":material/model_training:")
+        if polling and not in_progress:
+            st.rerun()
+
+    panel()
+
+
 with c_runs:
     try:
-        all_runs = runs.list_runs()
+        any_live = any(r.is_live for r in runs.list_runs())
     except MnistLabError as exc:
         show_error(exc)
-        all_runs = []
-    live = [r for r in all_runs if r.is_live]
-    if live:
-        st.info(f"{len(live)} run(s) in progress.", icon=":material/model_training:")
-        for r in live:
-            st.progress(r.progress, text=f"{r.config.get('model')} · {r.status} · {r.progress:.0%}")
-    else:
-        st.info(f"No run in progress ({len(all_runs)} run(s) so far).", icon=":material/model_training:")
+        any_live = False
+    runs_in_progress(any_live)
 
 st.subheader("Where to go")
-cols = st.columns(4)
 links = [
     ("app_pages/dataset.py", "Dataset", ":material/grid_view:", "The digits as a grid: filter, shuffle, zoom into pixels."),
     ("app_pages/train.py", "Train", ":material/model_training:", "Configure a run and watch loss and accuracy live."),
     ("app_pages/inside.py", "Inside the network", ":material/visibility:", "Kernels and feature maps, layer by layer."),
     ("app_pages/draw.py", "Draw", ":material/draw:", "Draw a digit and get the model's probabilities."),
+    ("app_pages/evaluate.py", "Evaluate", ":material/analytics:",
+     "Accuracy per digit, the confusion matrix and its images, model cards, runs compared."),
+    ("app_pages/explain.py", "Explain", ":material/scatter_plot:",
+     "Why the model answered: attribution maps and the embedding map of the test set."),
 ]
-for col, (page, label, icon, text) in zip(cols, links):
-    with col.container(border=True):
-        st.page_link(page, label=label, icon=icon)
-        st.caption(text)
+for row in range(0, len(links), 3):  # rows of three: on a phone they stack in this order
+    for col, (page, label, icon, text) in zip(st.columns(3), links[row:row + 3]):
+        with col.container(border=True):
+            st.page_link(page, label=label, icon=icon)
+            st.caption(text)

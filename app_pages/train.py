@@ -1,42 +1,40 @@
 """Train: configure a run, launch it as its own process, watch it live, compare runs.
 
-The form is generated from TrainConfig's fields (the same list the CLI's flags come from). *Start*
-registers a queued run and launches the worker (`python -m mnist_core train --run-id ID`); the page
-only reads the registry, so leaving the page, refreshing or opening a second tab never stops a run.
-While something runs, a fragment polls the registry about once a second for the status and progress,
-and another redraws the charts every two seconds.
+The form is generated from TrainConfig's fields (the same list the CLI's flags come from), in the
+reader's words and in the order a phone shows them (mnist_core.form). Every field keeps what was
+typed; a wrong value gets a sentence next to it and blocks Start, so a run never differs from the
+form. *Start* registers a queued run owned by this browser (app_pages._common.visitor_token) and the
+worker starts it (`python -m mnist_core train --run-id ID`); the page only reads the registry, so
+leaving the page, refreshing or opening a second tab never stops a run. The live panel sits right
+under Start: a fragment redraws the status and progress about once a second and another the charts
+every two seconds, reading only the rows after the last ones it has (mnist_core.live does the maths).
 """
 
 from __future__ import annotations
-
-import math
-import time
-import uuid
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from mnist_core import kernels, limits, runs, worker
+from mnist_core import form, kernels, limits, live, runs, worker
 from mnist_core.errors import MnistLabError
 from mnist_core.models import count_parameters, create_model, layer_table, model_info
 from mnist_core.training import PRESETS, TrainConfig
-from app_pages._common import require_data, show_error
+from app_pages._common import require_data, show_error, visitor_token
 from app_pages._explain_ui import replay_section
 
 POLL_SECONDS = 1.0   # the live panel (status, progress) while a run trains
-CHART_SECONDS = 2.0  # the live charts: each redraw costs the browser ~0.1 s of CPU, which a 2-thread
-                     # worker on a 2-core machine feels (benchmarks/app_training, BENCHMARKS.md)
+CHART_SECONDS = 2.0  # the live charts: each redraw costs the browser CPU, which a worker on a small
+                     # machine feels (benchmarks/app_training, BENCHMARKS.md)
 CUSTOM = "(custom)"
-FIELDS = TrainConfig.fields()
+FIELDS = {f.name: f for f in TrainConfig.fields()}
+CHART_CONFIG = {"displayModeBar": False}  # Plotly's toolbar only clutters these (and costs a tap on a phone)
 
 st.title("Train")
 st.caption("Pick a recipe or set every knob, press Start, and watch the loss and accuracy as the network learns. "
            "Training runs in its own process: you can leave this page and come back.")
 require_data()
-
-# A browser session's id, recorded as the owner of the runs it starts.
-st.session_state.setdefault("visitor_id", uuid.uuid4().hex[:12])
+token = visitor_token()
 
 
 # --- the form ----------------------------------------------------------------------------------
@@ -45,12 +43,16 @@ st.session_state.setdefault("visitor_id", uuid.uuid4().hex[:12])
 # under a key no widget owns ("train_form") and put back when the page is drawn again.
 
 def _set_fields(values: dict) -> None:
-    for f in FIELDS:
-        st.session_state[f"cfg_{f.name}"] = values.get(f.name, f.default)
+    for name, f in FIELDS.items():
+        st.session_state[f"cfg_{name}"] = values.get(name, f.default)
+
+
+def _form_values() -> dict:
+    return {name: st.session_state[f"cfg_{name}"] for name in FIELDS}
 
 
 def _remember() -> None:
-    st.session_state["train_form"] = {f.name: st.session_state[f"cfg_{f.name}"] for f in FIELDS}
+    st.session_state["train_form"] = _form_values()
     st.session_state["train_form_preset"] = st.session_state.get("preset", CUSTOM)
 
 
@@ -62,20 +64,25 @@ def _apply_preset() -> None:
 
 
 if "cfg_model" not in st.session_state:
-    _set_fields(st.session_state.get("train_form", {}))
+    _set_fields(st.session_state.get("train_form", form.FIRST_RUN))
     st.session_state["preset"] = st.session_state.get("train_form_preset", CUSTOM)
 
 
-def _field_widget(f) -> None:
-    key, meta, label = f"cfg_{f.name}", f.metadata, f.name.replace("_", " ")
-    if meta["choices"] is not None:
-        st.selectbox(label, meta["choices"], key=key, help=meta["help"], on_change=_remember)
+def _field_widget(name: str, problem: str | None) -> None:
+    """One field: a widget that keeps whatever was typed (no min/max to clamp to), and its problem."""
+    f, key = FIELDS[name], f"cfg_{name}"
+    common = dict(key=key, help=form.help_text(name), on_change=_remember)
+    if f.metadata["choices"] is not None:
+        options = list(form.choices(name))
+        if st.session_state[key] not in options:  # e.g. a device this server lacks: shown, and refused below
+            options.append(st.session_state[key])
+        st.selectbox(form.label(name), options, **common)
     elif isinstance(f.default, int):
-        st.number_input(label, min_value=meta["min"], max_value=meta["max"], step=1, key=key, help=meta["help"],
-                        on_change=_remember)
+        st.number_input(form.label(name), step=1, **common)
     else:
-        st.number_input(label, min_value=float(meta["min"]), max_value=float(meta["max"]), key=key,
-                        help=meta["help"], format="%g", step=None, on_change=_remember)
+        st.number_input(form.label(name), format="%g", step=None, **common)
+    if problem:
+        st.markdown(f":red[{problem}]")
 
 
 @st.cache_data(show_spinner=False)
@@ -85,6 +92,13 @@ def architecture_table(name: str) -> tuple[pd.DataFrame, int, bool]:
     return pd.DataFrame(layer_table(model)), count_parameters(model), hasattr(model, "fused_on_cpu")
 
 
+try:
+    all_runs = runs.list_runs()
+except MnistLabError as exc:
+    show_error(exc)
+    all_runs = []
+
+problems = form.problems(_form_values())
 with st.container(border=True):
     top = st.columns([2, 3])
     with top[0]:
@@ -95,93 +109,105 @@ with st.container(border=True):
         if chosen != CUSTOM:
             p = PRESETS[chosen]
             st.caption(p.description + (f" **Article's result:** {p.reported}." if p.reported else ""))
-    cols = st.columns(4)
-    for i, f in enumerate(FIELDS):
-        with cols[i % 4]:
-            _field_widget(f)
-
-    model_name = st.session_state["cfg_model"]
-    table, n_params, fused = architecture_table(model_name)
-    info = model_info(model_name)
-    with st.expander(f"Architecture: {model_name} · {n_params:,} parameters · {info.description}"):
-        st.caption(f"Provenance: {info.provenance}. Output shapes are for one 28x28 input.")
-        st.dataframe(table, hide_index=True, width="stretch")
-        if fused:
-            st.caption("On the CPU, C1 + ReLU + S2 and C3 + ReLU + S4 each run as one fused C kernel "
-                       f"(mnist_core/kernels, BENCHMARKS.md): {kernels.status()}.")
-
+        elif not any(r.owner == token for r in all_runs):
+            st.caption(form.FIRST_RUN_TIP)
+    # One row of the fields that matter most: on a phone the columns stack in this order.
+    for col, name in zip(st.columns(len(form.PRIMARY)), form.PRIMARY):
+        with col:
+            _field_widget(name, problems.get(name))
+    advanced_problem = any(name in problems for name in form.ADVANCED)
+    with st.expander("Advanced: optimizer, schedule, data, validation, device", expanded=advanced_problem,
+                     icon=":material/tune:"):
+        for i in range(0, len(form.ADVANCED), 3):  # row by row, so a phone keeps the order
+            for col, name in zip(st.columns(3), form.ADVANCED[i:i + 3]):
+                with col:
+                    _field_widget(name, problems.get(name))
     if st.session_state["cfg_backend"] == "numpy":
-        st.info("The NumPy backend trains the MLPs from scratch (hand-written forward and backward passes) with "
+        st.info("The NumPy engine trains the MLPs from scratch (hand-written forward and backward passes) with "
                 "sgd or sgd-momentum and no augmentation: the presets tutorial-numpy-2layer and "
                 "tutorial-numpy-mlp90 are set up for it.", icon=":material/calculate:")
-    start = st.button("Start training", type="primary", icon=":material/play_arrow:")
+    if "" in problems:
+        st.error(problems[""])
+    start = st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=bool(problems),
+                      help="Fix the fields marked in red first." if problems else None)
+
+    model_name = st.session_state["cfg_model"]
+    if model_name in FIELDS["model"].metadata["choices"]:
+        table, n_params, fused = architecture_table(model_name)
+        info = model_info(model_name)
+        with st.expander(f"Architecture: {model_name} · {n_params:,} parameters · {info.description}"):
+            st.caption(f"Provenance: {info.provenance}. Output shapes are for one 28x28 input.")
+            st.dataframe(table, hide_index=True, width="stretch")
+            if fused:
+                st.caption("On the CPU, C1 + ReLU + S2 and C3 + ReLU + S4 each run as one fused C kernel "
+                           f"(mnist_core/kernels, BENCHMARKS.md): {kernels.status()}.")
 
 if start:
-    try:
-        config = TrainConfig.from_dict({f.name: st.session_state[f"cfg_{f.name}"] for f in FIELDS})
-        run_id = worker.submit(config.to_dict(), owner=st.session_state["visitor_id"])
-    except MnistLabError as exc:
-        show_error(exc)
+    values = _form_values()
+    refused = form.problems(values)  # the values may have changed with the click (a field left by it)
+    if refused:
+        st.error("Not started: " + "; ".join(refused.values()) + ".")
     else:
-        st.session_state["watch_run"] = run_id
-        st.toast(f"Started run {run_id}", icon=":material/play_arrow:")
+        try:
+            run_id = worker.submit(TrainConfig.from_dict(values).to_dict(), owner=token)
+            all_runs = runs.list_runs()
+        except MnistLabError as exc:
+            st.error(form.plain(live.for_visitor(str(exc))))
+        else:
+            st.session_state["watch_run"] = run_id
+            place = runs.queue_positions(all_runs).get(run_id)
+            if place:
+                st.toast(f"Queued run {run_id}: number {place} in line", icon=":material/schedule:")
+            else:
+                st.toast(f"Started run {run_id}", icon=":material/play_arrow:")
 
 
 # --- charts ------------------------------------------------------------------------------------
 
-def _ema(values: list[float], alpha: float = 0.05) -> list[float]:
-    out, acc = [], None
-    for v in values:
-        acc = v if acc is None else (1 - alpha) * acc + alpha * v
-        out.append(acc)
-    return out
+LOG_TICKS = "~g"  # 0.5 as "0.5" (Plotly's log axis otherwise labels 0.5 as a bare "5")
 
 
-def _thin(rows: list[dict], limit: int = 1500) -> list[dict]:
-    """Plot at most ~limit points: a long run's every step would only slow the browser."""
-    step = max(1, len(rows) // limit)
-    return rows[::step]
-
-
-def _decades(values: list[float]) -> list[float]:
-    """A log axis' range in whole decades around the values (log10 units), so it rarely changes."""
-    positive = [v for v in values if v and v > 0 and math.isfinite(v)]
-    if not positive:
-        return [-2.0, 1.0]
-    return [math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))]
-
-
-def curves(metrics: list[dict], total_steps: int | None = None) -> tuple[go.Figure, go.Figure]:
+def curves(rows: list[dict], total_steps: int | None = None) -> tuple[go.Figure, go.Figure]:
     """The loss and accuracy charts. The axes are fixed (x from 0 to the run's last step, the loss in
     whole decades) and so are the margins, so a live update does not lay the axes out again: that was
-    half of the browser's work per update, and Plotly's share of it about halved
-    (benchmarks/app_training, BENCHMARKS.md)."""
-    train = [m for m in metrics if m["split"] == "train"]
-    val = [m for m in metrics if m["split"] == "val"]
+    half of the browser's work per update (benchmarks/app_training, BENCHMARKS.md)."""
+    train = [m for m in rows if m["split"] == "train"]
+    val = [m for m in rows if m["split"] == "val"]
     loss, acc = go.Figure(), go.Figure()
     if train:
-        steps = [m["step"] for m in train]
-        smoothed_loss, smoothed_acc = _ema([m["loss"] for m in train]), _ema([m["accuracy"] for m in train])
-        thin = _thin(list(zip(steps, [m["loss"] for m in train], smoothed_loss, [m["accuracy"] for m in train],
-                              smoothed_acc)))
-        s, raw_l, sm_l, raw_a, sm_a = (list(col) for col in zip(*thin))
-        loss.add_scatter(x=s, y=raw_l, name="loss (per step)", mode="lines", line=dict(width=1, color="#c7cdd6"))
+        weight = live.smoothing_weight(total_steps or len(train))
+        raw_loss, raw_acc = [m["loss"] for m in train], [m["accuracy"] for m in train]
+        columns = zip([m["step"] for m in train], raw_loss, live.smooth(raw_loss, weight, log=True),
+                      live.smooth(raw_acc, weight))
+        s, raw_l, sm_l, sm_a = (list(col) for col in zip(*live.thin(list(columns))))
+        loss.add_scatter(x=s, y=raw_l, name="loss (per step)", mode="lines",
+                         line=dict(width=1, color="rgba(255, 75, 75, 0.35)"))
         loss.add_scatter(x=s, y=sm_l, name="loss (smoothed)", mode="lines", line=dict(width=2.5, color="#ff4b4b"))
-        acc.add_scatter(x=s, y=sm_a, name="batch accuracy (smoothed)", mode="lines", line=dict(width=2, color="#7f8ea3"))
+        acc.add_scatter(x=s, y=sm_a, name="batch accuracy (smoothed)", mode="lines",
+                        line=dict(width=2, color="#7f8ea3"))
     if val:
         loss.add_scatter(x=[m["step"] for m in val], y=[m["loss"] for m in val], name="validation loss",
                          mode="lines+markers", line=dict(color="#1f77b4"))
         acc.add_scatter(x=[m["step"] for m in val], y=[m["accuracy"] for m in val], name="validation accuracy",
                         mode="lines+markers", line=dict(color="#1f77b4"))
-    last = max((m["step"] for m in metrics), default=1)
+    last = max((m["step"] for m in rows), default=1)
     x_range = [0, max(total_steps or 0, last, 1)]
     layout = dict(height=340, margin=dict(l=60, r=20, t=40, b=80, autoexpand=False),
                   legend=dict(orientation="h", y=-0.25))
     loss.update_layout(title="Loss", xaxis=dict(title="step", range=x_range),
-                       yaxis=dict(type="log", range=_decades([m["loss"] for m in metrics])), **layout)
+                       yaxis=dict(type="log", range=live.decades(m["loss"] for m in rows), tickformat=LOG_TICKS),
+                       **layout)
     acc.update_layout(title="Accuracy", xaxis=dict(title="step", range=x_range), yaxis=dict(range=[0, 1.01]),
                       **layout)
     return loss, acc
+
+
+def run_rows(run_id: str) -> list[dict]:
+    """The run's metric rows, topped up with only the rows after the last this session holds."""
+    held = st.session_state.get("live_rows")
+    if not isinstance(held, live.RunRows) or held.run_id != run_id:
+        held = st.session_state["live_rows"] = live.RunRows(run_id)
+    return held.top_up(runs.get_metrics)
 
 
 def _summary(config: dict) -> str:
@@ -191,101 +217,88 @@ def _summary(config: dict) -> str:
         return "(invalid config)"
 
 
-def _fmt_seconds(s: float | None) -> str:
-    if s is None:
-        return "–"
-    s = int(s)
-    return f"{s // 60}m {s % 60:02d}s" if s >= 60 else f"{s}s"
-
-
 # --- the run being watched ---------------------------------------------------------------------
 
-def watched_run() -> runs.Run | None:
-    """The run this tab follows: the one it started while live, else the newest live one, else the
-    one it started, else the newest run."""
-    all_runs = runs.list_runs()
-    by_id = {r.id: r for r in all_runs}
-    mine = st.session_state.get("watch_run")
-    if mine in by_id and by_id[mine].is_live:
-        return by_id[mine]
-    live = [r for r in all_runs if r.is_live]
-    if live:
-        return live[-1]
-    return by_id.get(mine) or (all_runs[-1] if all_runs else None)
+NOT_YOURS = "Only the browser that started this run can cancel or delete it."
+OPERATORS = "This run was started from the command line: only the server's operator can change it."
 
 
-def draw_run(run: runs.Run) -> None:
-    metrics = runs.get_metrics(run.id)
-    steps = [m for m in metrics if m["split"] == "train"]
-    last = steps[-1] if steps else None
+def draw_run(run: runs.Run, all_runs: list[runs.Run]) -> None:
     head = st.columns([3, 1])
     head[0].subheader(f"Run {run.id} · {run.config.get('model')} · {run.status}")
-    mine = run.owner in (None, st.session_state["visitor_id"])
-    not_mine = "Only the browser session that started a run can change it"
+    mine = live.can_change(run, token)
+    why_not = None if mine else (OPERATORS if run.owner is None else NOT_YOURS)
     if run.is_live:
         if head[1].button("Cancel", icon=":material/stop:", key=f"cancel-{run.id}", disabled=not mine,
-                          help=None if mine else not_mine):
-            runs.request_cancel(run.id, by=st.session_state["visitor_id"])
-            st.toast("Cancelling...")
-    elif head[1].button("Delete run", icon=":material/delete:", key=f"delete-{run.id}", disabled=not mine,
-                        help="Removes the run and its curves (its checkpoint file stays)" if mine else not_mine):
-        runs.delete_run(run.id, by=st.session_state["visitor_id"])
-        st.session_state.pop("watch_run", None)
-        st.rerun()
-    position = runs.queue_positions(runs.list_runs()).get(run.id)
-    if position:
-        st.progress(0.0, text=f"Queued: number {position} in line. It starts by itself when a training slot frees "
-                              f"({limits.current().max_concurrent} at a time).")
-    elif run.status == "queued":
-        st.progress(0.0, text="Starting: loading data and building the model...")
-    elif run.is_live and last:
-        total = last.get("total_steps") or run.total_steps
-        done = last["step"]
-        elapsed = time.time() - (run.started_at or time.time())
-        eta = elapsed / done * (total - done) if total and done else None
-        frac = done / total if total else 0.0
-        st.progress(min(frac, 1.0), text=f"epoch {last['epoch']:.2f} / {run.config.get('epochs')} · step {done}"
-                    + (f" / {total}" if total else "") + f" · ETA {_fmt_seconds(eta)} · "
-                    f"{last['images_per_s'] or 0:,.0f} images/s")
-    elif run.is_live:
-        st.progress(0.0, text="Starting...")
-    if run.status == "completed":
-        st.success(f"Test accuracy **{run.test_accuracy:.2%}** (best validation "
-                   f"{(run.best_val_accuracy or 0):.2%}) in {_fmt_seconds(run.duration)}. "
-                   f"Checkpoint: `{run.checkpoint}`", icon=":material/check_circle:")
-    elif run.status == "failed":
-        st.error(f"This run failed: {run.error}", icon=":material/error:")
-    elif run.status == "cancelled":
-        st.warning("This run was cancelled." + (f" {run.error}" if run.error else ""), icon=":material/stop:")
+                          help=why_not):
+            try:
+                runs.request_cancel(run.id, by=token)
+            except MnistLabError as exc:
+                show_error(exc)
+            else:
+                st.toast("Cancelling...")
+    else:
+        with head[1].popover("Delete run", icon=":material/delete:", disabled=not mine, help=why_not):
+            st.markdown(f"Delete run **{run.id}** and its curves? This cannot be undone.")
+            if st.button("Yes, delete it", type="primary", key=f"delete-{run.id}"):
+                try:
+                    runs.delete_run(run.id, by=token)
+                except MnistLabError as exc:
+                    show_error(exc)
+                else:
+                    st.session_state.pop("watch_run", None)
+                    st.rerun()
+    st.caption("Config: " + form.config_line(run.config))
+    rows = run_rows(run.id)
+    if run.is_live:
+        last = next((r for r in reversed(rows) if r["split"] == "train"), None)
+        p = live.progress(run, last, all_runs, limits.current().max_concurrent)
+        st.progress(p.fraction, text=p.text)
+        problem = live.health(run, rows[-50:])
+        if problem:
+            st.warning(problem, icon=":material/warning:")
+        return
+    kind, text = live.outcome(run, rows)
+    icon = {"success": ":material/check_circle:", "warning": ":material/warning:", "error": ":material/error:"}[kind]
+    getattr(st, kind)(text, icon=icon)
 
 
 def draw_charts(run: runs.Run) -> None:
-    metrics = runs.get_metrics(run.id)
-    if metrics:
-        loss_fig, acc_fig = curves(metrics, run.total_steps)
+    rows = run_rows(run.id)
+    if rows:
+        loss_fig, acc_fig = curves(rows, run.total_steps)
         c1, c2 = st.columns(2)
-        c1.plotly_chart(loss_fig, key="live_loss")
-        c2.plotly_chart(acc_fig, key="live_acc")
+        c1.plotly_chart(loss_fig, key="live_loss", config=CHART_CONFIG)
+        c2.plotly_chart(acc_fig, key="live_acc", config=CHART_CONFIG)
 
 
-st.divider()
-try:
-    current = watched_run()
-except MnistLabError as exc:
-    show_error(exc)
-    current = None
+def _watch_label(r: runs.Run) -> str:
+    return f"{r.id} · {r.config.get('model')} · {r.status}" + (" · yours" if r.owner == token else "")
 
+
+def _pick() -> None:
+    st.session_state["watch_run"] = st.session_state["watch_pick"]
+
+
+choices = live.watch_choices(all_runs, token, keep=st.session_state.get("watch_run"))
+current = live.pick_watched(choices, st.session_state.get("watch_run"), token)
 if current is None:
     st.info("No runs yet. Press **Start training** to launch one.", icon=":material/info:")
 else:
+    if len(choices) > 1:
+        st.session_state["watch_pick"] = current.id
+        st.selectbox("Watching", [r.id for r in choices], key="watch_pick", on_change=_pick,
+                     format_func=lambda run_id: _watch_label(next(r for r in choices if r.id == run_id)),
+                     help="Every run in progress, and the runs this browser started.")
     polling = current.is_live
 
     @st.fragment(run_every=POLL_SECONDS if polling else None)
     def live_panel(run_id: str, was_live: bool) -> None:
         try:
             worker.start_queued()  # moves the queue on if a worker died without starting the next run
-            run = runs.get_run(run_id)
-            draw_run(run)
+            everything = runs.list_runs()
+            run = next((r for r in everything if r.id == run_id), None) or runs.get_run(run_id)
+            draw_run(run, everything)
         except MnistLabError as exc:
             show_error(exc)
             return
@@ -309,40 +322,40 @@ else:
 
 # --- all runs ----------------------------------------------------------------------------------
 
+def _percent(x: float | None) -> str:
+    return f"{x:.2%}" if x is not None else "–"
+
+
 st.subheader("Runs")
-try:
-    all_runs = runs.list_runs()
-except MnistLabError as exc:
-    show_error(exc)
-    all_runs = []
 if not all_runs:
     st.caption("Runs you start appear here.")
 else:
     ordered = list(reversed(all_runs))  # newest first
     table = pd.DataFrame([{
-        "run": r.id, "status": r.status, "model": r.config.get("model"),
+        "run": r.id, "status": r.status, "model": r.config.get("model") or "–",
         "config": _summary(r.config),
-        "best val acc": r.best_val_accuracy, "test acc": r.test_accuracy,
-        "duration": _fmt_seconds(r.duration), "error": r.error or "",
+        "best validation": _percent(r.best_val_accuracy), "test accuracy": _percent(r.test_accuracy),
+        "duration": live.fmt_seconds(r.duration), "yours": "yes" if r.owner == token else "",
+        "error": live.for_visitor(r.error),
     } for r in ordered])
     st.caption("Select runs (tick the rows) to overlay their curves.")
-    event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table",
-                         column_config={"best val acc": st.column_config.NumberColumn(format="percent"),
-                                        "test acc": st.column_config.NumberColumn(format="percent")})
+    event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table")
     picked = [ordered[i] for i in event.selection.rows] if event and event.selection else []
     if picked:
         loss_fig, acc_fig = go.Figure(), go.Figure()
         for r in picked:
             metrics = runs.get_metrics(r.id)
-            train = _thin([m for m in metrics if m["split"] == "train"])
+            train = [m for m in metrics if m["split"] == "train"]
             val = [m for m in metrics if m["split"] == "val"]
             label = f"{r.id[-6:]} {r.config.get('model')}"
-            loss_fig.add_scatter(x=[m["step"] for m in train], y=_ema([m["loss"] for m in train]), name=label,
-                                 mode="lines")
+            smoothed = live.smooth([m["loss"] for m in train], live.smoothing_weight(len(train)), log=True)
+            thinned = live.thin(list(zip([m["step"] for m in train], smoothed)))
+            loss_fig.add_scatter(x=[s for s, _ in thinned], y=[v for _, v in thinned], name=label, mode="lines")
             acc_fig.add_scatter(x=[m["step"] for m in val], y=[m["accuracy"] for m in val], name=label,
                                 mode="lines+markers")
-        loss_fig.update_layout(title="Training loss (smoothed)", xaxis_title="step", yaxis_type="log", height=340)
+        loss_fig.update_layout(title="Training loss (smoothed)", xaxis_title="step", height=340,
+                               yaxis=dict(type="log", tickformat=LOG_TICKS))
         acc_fig.update_layout(title="Validation accuracy", xaxis_title="step", height=340)
         c1, c2 = st.columns(2)
-        c1.plotly_chart(loss_fig, key="compare_loss")
-        c2.plotly_chart(acc_fig, key="compare_acc")
+        c1.plotly_chart(loss_fig, key="compare_loss", config=CHART_CONFIG)
+        c2.plotly_chart(acc_fig, key="compare_acc", config=CHART_CONFIG)

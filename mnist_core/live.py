@@ -80,6 +80,31 @@ def decades(values: Iterable[Optional[float]]) -> list[int]:
     return [math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))]
 
 
+class RunRows:
+    """A run's metric rows as one page session holds them, topped up with only the newer rows.
+
+    A live chart redraws every couple of seconds; re-reading a long run's whole history each time
+    would cost the server more with every step. The worker writes a validation row right after the
+    training row of its step, so asking for the rows from the last step held onwards (and dropping
+    the ones already held) misses none.
+    """
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        self.rows: list[dict] = []
+        self._held: set[tuple[str, int]] = set()
+
+    def top_up(self, fetch) -> list[dict]:
+        """`fetch(run_id, after_step=N)` returns rows with step > N in step order (runs.get_metrics)."""
+        after = self.rows[-1]["step"] - 1 if self.rows else -1
+        for row in fetch(self.run_id, after_step=after):
+            key = (row["split"], row["step"])
+            if key not in self._held:
+                self._held.add(key)
+                self.rows.append(row)
+        return self.rows
+
+
 # --- progress -------------------------------------------------------------------------------------
 
 def fmt_seconds(s: Optional[float]) -> str:
@@ -128,10 +153,12 @@ def short_progress(run: Run, all_runs: Optional[list[Run]] = None) -> Progress:
 
 # --- which run to watch ---------------------------------------------------------------------------
 
-def watch_choices(all_runs: list[Run], owner: Optional[str]) -> list[Run]:
-    """The runs a visitor can pick to watch, newest first: every live run and the visitor's own runs;
-    with none of those, the newest run (so a first visit shows what the lab did last)."""
-    chosen = [r for r in reversed(all_runs) if r.is_live or (owner is not None and r.owner == owner)]
+def watch_choices(all_runs: list[Run], owner: Optional[str], keep: Optional[str] = None) -> list[Run]:
+    """The runs a visitor can pick to watch, newest first: every live run, the visitor's own runs and
+    the one being watched (`keep`, so a run someone else started stays on screen after it ends); with
+    none of those, the newest run (so a first visit shows what the lab did last)."""
+    chosen = [r for r in reversed(all_runs)
+              if r.is_live or (owner is not None and r.owner == owner) or (keep is not None and r.id == keep)]
     if not chosen and all_runs:
         chosen = [all_runs[-1]]
     return chosen

@@ -1,4 +1,6 @@
-"""Home page: renders on a fresh start, reports data, checkpoints and runs."""
+"""Home page: renders on a fresh start, reports data, checkpoints and runs, links every page."""
+
+import pytest
 
 from mnist_core import runs
 from mnist_core.training import TrainConfig
@@ -15,9 +17,22 @@ def test_home_renders_status_and_links(tmp_path, monkeypatch):
     assert any("No run in progress" in i.value for i in at.info)
 
 
-def test_home_lists_runs_in_progress(tmp_path, monkeypatch):
+@pytest.fixture
+def busy_slot(tmp_path, monkeypatch):
+    """The only training slot taken by a run this test process stands in for, so a queued run waits
+    (and no page visit starts a real worker)."""
     monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path / "runs"))
-    runs.create_run(TrainConfig(epochs=1).to_dict())  # queued, no worker yet
+    monkeypatch.setenv("MNIST_MAX_CONCURRENT", "1")
+    run_id = runs.create_run(TrainConfig(model="mlp-50", epochs=1).to_dict())
+    runs.mark_running(run_id, total_steps=100)
+    runs.add_metrics(run_id, [{"split": "train", "step": 25, "epoch": 0.25, "loss": 1.0, "accuracy": 0.5}])
+    yield run_id
+    for r in runs.list_runs():
+        if r.is_live:
+            runs.finish_run(r.id, "cancelled")
+
+
+def test_home_lists_runs_in_progress(busy_slot):
     at = open_page("app_pages/home.py")
     assert not at.exception, messages(at)
     assert any("1 run(s) in progress" in i.value for i in at.info), [i.value for i in at.info]
@@ -30,3 +45,20 @@ def test_home_offers_fetch_when_data_is_missing(tmp_path, monkeypatch):
     assert not at.exception, messages(at)
     assert any("not downloaded" in w.value for w in at.warning)
     assert any(b.label == "Fetch MNIST" for b in at.button)
+
+
+def test_where_to_go_links_every_other_page(tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path / "runs"))
+    at = open_page("app_pages/home.py")
+    assert not at.exception, messages(at)
+    links = [e.proto.label for e in at.get("page_link")]
+    assert links == ["Dataset", "Train", "Inside the network", "Draw", "Evaluate", "Explain"]
+
+
+def test_home_shows_each_runs_progress_and_a_waiting_runs_place_in_line(busy_slot):
+    runs.create_run(TrainConfig(epochs=1).to_dict())  # waits for the busy slot
+    at = open_page("app_pages/home.py")
+    assert not at.exception, messages(at)
+    assert any("2 run(s) in progress" in i.value for i in at.info), [i.value for i in at.info]
+    bars = [e.proto.text for e in at.main.get("progress")]
+    assert bars == ["mlp-50 · running · 25%", "lenet5 · queued, number 1 in line · 0%"], bars

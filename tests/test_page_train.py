@@ -1,10 +1,13 @@
-"""Train page: the form, presets, launching a real worker, the runs table, cancel, failures."""
+"""Train page (AppTest): the form says what is wrong before anything runs, a launched run completes, the
+live panel tells the truth about how a run ended, who may change a run, which run is watched."""
 
+import json
+import os
 import time
 
 import pytest
 
-from mnist_core import runs
+from mnist_core import form, runs
 from mnist_core.training import PRESETS, TrainConfig
 
 from apptest_util import messages, open_page
@@ -27,13 +30,35 @@ def wait_until_finished(timeout: float = 120) -> runs.Run:
     raise AssertionError(f"run still {latest.status} after {timeout} s")
 
 
-def test_form_has_every_config_field_and_presets(registry):
+def start_button(at):
+    return next(b for b in at.button if b.label == "Start training")
+
+
+def red_sentences(at) -> list[str]:
+    return [m.value for m in at.markdown if m.value.startswith(":red[")]
+
+
+def finished_run(status="completed", owner=None, **result) -> str:
+    run_id = runs.create_run(TrainConfig(epochs=1, train_size=1000).to_dict(), owner=owner)
+    runs.mark_running(run_id, total_steps=8)
+    runs.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 8, "loss": 2.3 / s, "accuracy": 0.5,
+                               "images_per_s": 1000.0} for s in range(1, 9)])
+    runs.finish_run(run_id, status, **result)
+    return run_id
+
+
+# --- the form ----------------------------------------------------------------------------------
+
+def test_form_starts_with_a_run_worth_watching_and_every_field_in_plain_words(registry):
     at = open_page("app_pages/train.py")
     assert not at.exception, messages(at)
     for f in TrainConfig.fields():
         widget = at.selectbox(key=f"cfg_{f.name}") if f.metadata["choices"] else at.number_input(key=f"cfg_{f.name}")
-        assert widget.value == f.default
+        assert widget.value == form.FIRST_RUN.get(f.name, f.default)
+        assert widget.label == form.label(f.name) and f"`{f.name}`" in widget.help
+    assert at.number_input(key="cfg_lr").label == "learning rate"
     assert set(PRESETS) <= set(at.selectbox(key="preset").options)
+    assert any("First time here?" in c.value for c in at.caption)
     assert any("No runs yet" in i.value for i in at.info)
 
 
@@ -64,59 +89,48 @@ def test_lenet5_says_whether_its_fused_kernels_are_in_use(registry):
     assert caption.endswith(f": {kernels.status()}.")
 
 
-def test_invalid_config_shows_one_line_error_and_starts_nothing(registry):
+@pytest.mark.parametrize("key, value, sentence", [
+    ("cfg_lr", 0.0, "learning rate must be above 0"),
+    ("cfg_batch_size", 0, "batch size must be at least 1"),
+    ("cfg_epochs", 1000, "epochs must be at most 200"),
+    ("cfg_val_size", -1, "validation images must be at least 0"),
+])
+def test_an_out_of_range_value_stays_typed_says_why_and_blocks_start(registry, key, value, sentence):
     at = open_page("app_pages/train.py")
-    at.number_input(key="cfg_train_size").set_value(58_000)
-    start = next(b for b in at.button if b.label == "Start training")
-    start.click().run()
+    at.number_input(key=key).set_value(value)
+    start_button(at).click().run()  # typed and Start pressed at once: the click leaves the field
     assert not at.exception, messages(at)
-    assert any("train_size + val_size" in e.value for e in at.error), messages(at)
+    assert runs.list_runs() == []
+    assert at.number_input(key=key).value == value  # what was typed, not a silently kept older value
+    assert red_sentences(at) == [f":red[{sentence}]"]
+    assert start_button(at).disabled
+
+
+def test_a_cross_field_problem_is_told_in_the_readers_words_and_starts_nothing(registry):
+    at = open_page("app_pages/train.py")
+    at.number_input(key="cfg_train_size").set_value(59_000).run()
+    assert not at.exception, messages(at)
+    (sentence,) = red_sentences(at)
+    assert "training images + validation images must be at most 60000" in sentence and "_" not in sentence
+    assert start_button(at).disabled
     assert runs.list_runs() == []
 
 
-def test_launched_run_completes_and_appears_in_the_table(registry):
+def test_the_numpy_engine_with_a_conv_model_is_refused_before_a_run_exists(registry):
     at = open_page("app_pages/train.py")
-    at.selectbox(key="cfg_model").set_value("mlp-128-64")
-    at.number_input(key="cfg_train_size").set_value(2000)
-    at.number_input(key="cfg_epochs").set_value(1)
-    next(b for b in at.button if b.label == "Start training").click().run()
+    at.selectbox(key="cfg_backend").set_value("numpy").run()
     assert not at.exception, messages(at)
-    assert len(runs.list_runs()) == 1
-    run = wait_until_finished()
-    assert run.status == "completed", run.error
-    assert run.test_accuracy > 0.5
-
-    at.run()
-    assert not at.exception, messages(at)
-    assert any(f"{run.test_accuracy:.2%}" in s.value for s in at.success), messages(at)
-    table = at.dataframe[-1].value
-    assert list(table["run"]) == [run.id] and list(table["status"]) == ["completed"]
-    assert (registry / "checkpoints").glob("mlp-128-64-*.safetensors")
+    assert any("numpy backend supports mlp-50" in s for s in red_sentences(at)), red_sentences(at)
+    assert start_button(at).disabled
 
 
-def test_cancel_button_cancels_a_live_run(registry):
+def test_only_devices_this_machine_has_are_offered(registry):
+    import torch
+
     at = open_page("app_pages/train.py")
-    at.number_input(key="cfg_epochs").set_value(50)  # long enough to still be running when we cancel
-    next(b for b in at.button if b.label == "Start training").click().run()
-    run_id = runs.list_runs()[-1].id
-    deadline = time.time() + 60
-    while runs.get_run(run_id).status != "running" and time.time() < deadline:
-        time.sleep(0.3)
-    at.run()
-    next(b for b in at.button if b.label == "Cancel").click().run()
-    assert not at.exception, messages(at)
-    assert wait_until_finished(60).status == "cancelled"
-    at.run()
-    assert any("cancelled" in w.value for w in at.warning), messages(at)
-
-
-def test_failed_run_shows_its_error_text_not_a_traceback(registry):
-    run_id = runs.create_run(TrainConfig(epochs=1).to_dict())
-    runs.finish_run(run_id, "failed", error="training diverged (loss is nan) at step 3: try a smaller lr")
-    at = open_page("app_pages/train.py")
-    assert not at.exception, messages(at)
-    assert any("training diverged" in e.value for e in at.error), messages(at)
-    assert list(at.dataframe[-1].value["status"]) == ["failed"]
+    offered = at.selectbox(key="cfg_device").options
+    assert ("cuda" in offered) == torch.cuda.is_available()
+    assert {"auto", "cpu"} <= set(offered)
 
 
 def test_the_form_keeps_its_values_when_you_leave_and_come_back(registry):
@@ -131,26 +145,152 @@ def test_the_form_keeps_its_values_when_you_leave_and_come_back(registry):
     assert at.selectbox(key="preset").value == "tutorial-cnn"
 
 
-def test_run_charts_have_fixed_axes(registry):
-    # Fixed ranges and margins keep a live update from laying the axes out again (BENCHMARKS.md, 6)
-    import json
+# --- a real run --------------------------------------------------------------------------------
 
+def test_launched_run_completes_with_its_config_and_the_checkpoints_file_name(registry):
+    at = open_page("app_pages/train.py")
+    at.selectbox(key="cfg_model").set_value("mlp-128-64")
+    at.number_input(key="cfg_train_size").set_value(2000)
+    at.number_input(key="cfg_epochs").set_value(1)
+    at.number_input(key="cfg_val_size").set_value(0)
+    at.number_input(key="cfg_threads").set_value(1)
+    start_button(at).click().run()
+    assert not at.exception, messages(at)
+    assert [t.value for t in at.toast] == [f"Started run {runs.list_runs()[0].id}"]
+    run = wait_until_finished()
+    assert run.status == "completed", run.error
+    assert run.owner == at.session_state["visitor_token"]
+
+    at.run()
+    assert not at.exception, messages(at)
+    (success,) = [s.value for s in at.success if "Test accuracy" in s.value]
+    assert f"{run.test_accuracy:.2%}" in success
+    assert "best validation" not in success  # no validation set: no "(best validation 0.00%)"
+    assert f"`{os.path.basename(run.checkpoint)}`" in success and str(registry) not in success
+    assert any(c.value.startswith("Config: model mlp-128-64 · learning rate 0.003 · epochs 1 · batch size 32")
+               for c in at.caption)
+    table = at.dataframe[-1].value
+    assert list(table["run"]) == [run.id] and list(table["status"]) == ["completed"]
+    assert "None" not in table.astype(str).to_numpy().ravel().tolist()
+    assert list(table["best validation"]) == ["–"]
+
+
+def test_cancel_button_cancels_a_live_run(registry):
+    at = open_page("app_pages/train.py")
+    at.number_input(key="cfg_epochs").set_value(50)  # long enough to still be running when we cancel
+    at.number_input(key="cfg_threads").set_value(1)
+    start_button(at).click().run()
+    run_id = runs.list_runs()[-1].id
+    deadline = time.time() + 60
+    while runs.get_run(run_id).status != "running" and time.time() < deadline:
+        time.sleep(0.3)
+    at.run()
+    next(b for b in at.button if b.label == "Cancel").click().run()
+    assert not at.exception, messages(at)
+    assert wait_until_finished(60).status == "cancelled"
+    at.run()
+    assert any("cancelled" in w.value for w in at.warning), messages(at)
+
+
+# --- how a run ended ---------------------------------------------------------------------------
+
+def test_failed_run_shows_its_error_text_not_a_traceback_or_a_server_path(registry):
+    run_id = runs.create_run(TrainConfig(epochs=1).to_dict())
+    runs.finish_run(run_id, "failed", error="cannot write /srv/lab/checkpoints/x.safetensors: disk full")
+    at = open_page("app_pages/train.py")
+    assert not at.exception, messages(at)
+    assert any("cannot write x.safetensors: disk full" in e.value for e in at.error), messages(at)
+    assert "/srv/lab" not in json.dumps(messages(at))
+    assert list(at.dataframe[-1].value["status"]) == ["failed"]
+
+
+def test_a_run_that_ended_near_chance_gets_a_warning_not_a_success(registry):
+    finished_run(test_accuracy=0.1135, test_loss=2.3, best_val_accuracy=0.1, checkpoint="/x/lenet5-a.safetensors")
+    at = open_page("app_pages/train.py")
+    assert not at.exception, messages(at)
+    assert not [s for s in at.success if "Test accuracy" in s.value], messages(at)
+    assert any("close to guessing" in w.value and "11.35%" in w.value for w in at.warning), messages(at)
+
+
+# --- who may change a run, and which run is watched --------------------------------------------
+
+def test_delete_asks_for_confirmation_first(registry):
+    at = open_page("app_pages/train.py")
+    run_id = finished_run(owner=at.session_state["visitor_token"], test_accuracy=0.9)
+    at.run()
+    assert not at.exception, messages(at)
+    assert [b.label for b in at.button if b.label.startswith("Delete")] == []  # only the popover's label
+    (confirm,) = [b for b in at.button if b.label == "Yes, delete it"]
+    assert runs.list_runs()[0].id == run_id  # showing the question deleted nothing
+    confirm.click().run()
+    assert not at.exception, messages(at)
+    assert runs.list_runs() == []
+
+
+def test_a_run_started_from_the_command_line_is_read_only_on_the_page(registry):
+    run_id = runs.create_run(TrainConfig(epochs=50).to_dict(), owner=None)
+    runs.mark_running(run_id, total_steps=100)  # this process stands in for its worker
+    try:
+        at = open_page("app_pages/train.py")
+        assert not at.exception, messages(at)
+        (cancel,) = [b for b in at.button if b.label == "Cancel"]
+        assert cancel.disabled and "command line" in cancel.help
+    finally:
+        runs.finish_run(run_id, "cancelled")
+
+
+def test_a_second_run_is_queued_and_the_toast_says_so_and_either_can_be_watched(registry, monkeypatch):
+    monkeypatch.setenv("MNIST_MAX_CONCURRENT", "1")
+    other = runs.create_run(TrainConfig(epochs=50).to_dict(), owner="someone-else")
+    runs.mark_running(other, total_steps=100)  # a slot taken by another visitor's run
+    try:
+        at = open_page("app_pages/train.py")
+        start_button(at).click().run()
+        assert not at.exception, messages(at)
+        mine = runs.list_runs()[-1].id
+        assert [t.value for t in at.toast] == [f"Queued run {mine}: number 1 in line"]
+        watching = at.selectbox(key="watch_pick")
+        assert watching.value == mine
+        assert watching.options == [f"{mine} · lenet5 · queued · yours", f"{other} · lenet5 · running"]
+        assert any(h.value.startswith(f"Run {mine} ·") for h in at.subheader)
+        watching.set_value(other).run()
+        assert any(h.value.startswith(f"Run {other} ·") for h in at.subheader), [h.value for h in at.subheader]
+        assert next(b for b in at.button if b.label == "Cancel").disabled  # not this visitor's run
+    finally:
+        for run_id in (r.id for r in runs.list_runs() if r.is_live):
+            runs.request_cancel(run_id)
+        runs.finish_run(other, "cancelled")
+
+
+# --- charts ------------------------------------------------------------------------------------
+
+def test_run_charts_have_fixed_axes_readable_log_labels_and_no_toolbar(registry):
+    # Fixed ranges and margins keep a live update from laying the axes out again (BENCHMARKS.md, 6)
     run_id = runs.create_run(TrainConfig(epochs=1, train_size=1000).to_dict())
     runs.mark_running(run_id, total_steps=40)
     runs.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 40, "loss": 2.3 / s, "accuracy": 0.5,
                                "images_per_s": 1000.0} for s in range(1, 11)])
     runs.add_metrics(run_id, [{"split": "val", "step": 10, "epoch": 0.25, "loss": 0.04, "accuracy": 0.9}])
-    at = open_page("app_pages/train.py")
-    assert not at.exception, messages(at)
-    specs = {}
-    for chart in at.get("plotly_chart"):
-        spec = json.loads(chart.proto.spec)
-        specs[spec["layout"]["title"]["text"]] = spec["layout"]
-    assert set(specs) == {"Loss", "Accuracy"}
-    for layout in specs.values():
-        assert layout["xaxis"]["range"] == [0, 40]  # the whole run, not just the steps so far
-        assert layout["margin"]["autoexpand"] is False
-    assert specs["Loss"]["yaxis"]["type"] == "log"
-    assert specs["Loss"]["yaxis"]["range"] == [-2, 1]  # 0.04 .. 2.3 in whole decades
-    assert specs["Accuracy"]["yaxis"]["range"] == [0, 1.01]
-    runs.finish_run(run_id, "cancelled")
+    try:
+        at = open_page("app_pages/train.py")
+        assert not at.exception, messages(at)
+        specs, configs = {}, []
+        for chart in at.get("plotly_chart"):
+            spec = json.loads(chart.proto.spec)
+            specs[spec["layout"]["title"]["text"]] = spec
+            configs.append(json.loads(chart.proto.config))
+        assert set(specs) == {"Loss", "Accuracy"}
+        for spec in specs.values():
+            assert spec["layout"]["xaxis"]["range"] == [0, 40]  # the whole run, not just the steps so far
+            assert spec["layout"]["margin"]["autoexpand"] is False
+        loss = specs["Loss"]
+        assert loss["layout"]["yaxis"]["type"] == "log"
+        assert loss["layout"]["yaxis"]["range"] == [-2, 1]  # 0.04 .. 2.3 in whole decades
+        assert loss["layout"]["yaxis"]["tickformat"] == "~g"  # 0.5 reads "0.5", not "5"
+        assert specs["Accuracy"]["layout"]["yaxis"]["range"] == [0, 1.01]
+        traces = {t["name"]: t for t in loss["data"]}
+        assert traces["loss (per step)"]["y"] == pytest.approx([2.3 / s for s in range(1, 11)])
+        assert traces["loss (smoothed)"]["y"][0] == pytest.approx(2.3)  # debiased: starts on the data
+        assert all(c.get("displayModeBar") is False for c in configs)
+    finally:
+        runs.finish_run(run_id, "cancelled")
