@@ -5,11 +5,17 @@ name), the training config, the metrics, when it was made and the library versio
 to temporary names and renamed, weights first, so a checkpoint with a sidecar is always whole.
 `load_checkpoint` rebuilds the model from the zoo and raises CheckpointError, with a one-line
 reason, for anything it cannot load.
+
+Every checkpoint is read as untrusted, wherever it comes from (our folder, an upload, a bundle): the
+sidecar's fields are checked for type and size (`check_meta`), a number too long for Python to read
+is refused rather than raised as a ValueError, every tensor must fit the architecture and be finite,
+and error messages name a file, never a server folder.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import tempfile
@@ -55,6 +61,10 @@ def _sidecar_json(model: nn.Module, meta: dict[str, Any]) -> tuple[str, str]:
     import safetensors
 
     arch = meta.get("architecture") or getattr(model, "arch_name", None)
+    metrics = meta.get("metrics")
+    if isinstance(metrics, dict):  # a diverged run's NaN loss is saved as unknown: loading refuses NaN
+        meta = {**meta, "metrics": {k: None if isinstance(v, float) and not math.isfinite(v) else v
+                                    for k, v in metrics.items()}}
     if arch not in list_models():
         raise CheckpointError(f"cannot save: architecture {arch!r} is not in the model zoo")
     sidecar = {
@@ -91,18 +101,104 @@ def save_checkpoint(model: nn.Module, meta: dict[str, Any], path: os.PathLike) -
     return path
 
 
-def parse_meta(text: bytes | str, name: str = "sidecar") -> dict:
-    """A sidecar's JSON, checked to be an object naming a known architecture."""
+def _json(text: bytes | str, name: str, what: str = "is not valid JSON") -> Any:
+    """json.loads with every way it can fail as one CheckpointError line.
+
+    Besides malformed JSON (a ValueError) and deep nesting (RecursionError), Python refuses to read
+    an integer of more than 4,300 digits (a plain ValueError, sys.get_int_max_str_digits)."""
     try:
-        meta = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise CheckpointError(f"{name} is not valid JSON ({exc.__class__.__name__})") from None
+        return json.loads(text)
+    except RecursionError:
+        raise CheckpointError(f"{name} {what} (nested too deeply)") from None
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{name} {what} ({exc.__class__.__name__})") from None
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{name} {what} (not UTF-8 text)") from None
+    except ValueError:
+        raise CheckpointError(f"{name} {what} (it holds a number with too many digits)") from None
+
+
+def parse_meta(text: bytes | str, name: str = "sidecar") -> dict:
+    """A sidecar's JSON, checked to be an object naming a known architecture, its fields by check_meta."""
+    meta = _json(text, name)
     if not isinstance(meta, dict):
         raise CheckpointError(f"{name} must hold a JSON object")
     arch = meta.get("architecture")
     if not isinstance(arch, str) or arch not in list_models():
         raise CheckpointError(f"{name} names an unknown architecture {str(arch)[:40]!r}")
+    check_meta(meta, name)
     return meta
+
+
+MAX_META_STRING = 2_000          # no field of a real sidecar is longer
+PLAIN_NAMES = ("architecture", "name", "run_id")   # fields a page may turn into a file name
+TEXT_FIELDS = ("created", "format")
+DICT_FIELDS = ("config", "versions")
+
+
+def _finite_number(value: Any) -> bool:
+    """An int or float a float can hold, not NaN or infinite (JSON's true and false are not numbers)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def check_meta(meta: dict, name: str = "sidecar") -> None:
+    """Refuse a sidecar whose fields have the wrong type, or are enormous, path-like or non-finite.
+
+    What the pages read must be what they expect: metrics a dict of finite numbers or null (accuracies
+    in [0, 1]), config and versions dicts, names plain short strings, format_version an integer. Other
+    fields may hold anything JSON holds, within bounds on size and nesting.
+    """
+    def walk(value, where: str, depth: int) -> None:
+        if depth > 8:
+            raise CheckpointError(f"{name}: {where} is nested too deeply")
+        if isinstance(value, str):
+            if len(value) > MAX_META_STRING:
+                raise CheckpointError(f"{name}: {where} is too long ({len(value):,} characters)")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise CheckpointError(f"{name}: {where} must be a finite number, not {value}")
+        elif isinstance(value, int) and not isinstance(value, bool) and not _finite_number(value):
+            raise CheckpointError(f"{name}: {where} must be a number a float can hold")
+        elif isinstance(value, dict):
+            if len(value) > 200:
+                raise CheckpointError(f"{name}: {where} has too many fields")
+            for k, v in value.items():
+                walk(v, f"{where}.{k}"[:80] if where else k[:80], depth + 1)
+        elif isinstance(value, list):
+            if len(value) > 1000:
+                raise CheckpointError(f"{name}: {where} is too long ({len(value):,} items)")
+            for i, v in enumerate(value):
+                walk(v, f"{where}[{i}]", depth + 1)
+
+    metrics = meta.get("metrics")
+    if metrics is not None:
+        if not isinstance(metrics, dict):
+            raise CheckpointError(f"{name}: metrics must be a JSON object of numbers")
+        for key, value in metrics.items():
+            if value is None:
+                continue
+            if not _finite_number(value):
+                raise CheckpointError(f"{name}: metrics.{key[:40]} must be a finite number or null")
+            if key.endswith("accuracy") and not 0.0 <= value <= 1.0:
+                raise CheckpointError(f"{name}: metrics.{key[:40]} must be a fraction between 0 and 1, not {value:g}")
+    for field in DICT_FIELDS:
+        if meta.get(field) is not None and not isinstance(meta[field], dict):
+            raise CheckpointError(f"{name}: {field} must be a JSON object")
+    for field in PLAIN_NAMES + TEXT_FIELDS:
+        if meta.get(field) is not None and not isinstance(meta[field], str):
+            raise CheckpointError(f"{name}: {field} must be a string")
+    version = meta.get("format_version")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or abs(version) > 10**6):
+        raise CheckpointError(f"{name}: format_version must be a whole number")
+    walk(meta, "", 0)
+    for field in PLAIN_NAMES:
+        value = meta.get(field)
+        if isinstance(value, str) and ("/" in value or "\\" in value or ".." in value or "\x00" in value):
+            raise CheckpointError(f"{name}: {field} must be a plain name, not a path")
 
 
 def read_meta(path: os.PathLike) -> dict:
@@ -127,10 +223,7 @@ def _check_safetensors_header(data: bytes, name: str) -> dict:
     (n,) = struct.unpack("<Q", data[:8])
     if n > MAX_HEADER_BYTES or 8 + n > size:
         raise CheckpointError(f"{name} is not a safetensors file (bad header length)")
-    try:
-        entries = json.loads(data[8:8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise CheckpointError(f"{name} is not a safetensors file (bad header)") from None
+    entries = _json(data[8:8 + n], name, "is not a safetensors file: bad header")
     if not isinstance(entries, dict):
         raise CheckpointError(f"{name} is not a safetensors file (bad header)")
     ends = []
@@ -171,6 +264,9 @@ def model_from_bytes(data: bytes, meta: dict, name: str = "checkpoint") -> nn.Mo
                                   f"{tuple(tensor.shape)}, expected {tuple(expected[key].shape)}")
         if tensor.dtype != expected[key].dtype:
             raise CheckpointError(f"{name}: {key} is {tensor.dtype}, expected {expected[key].dtype}")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            # A diverged run or a crafted file: every prediction would be NaN ("Prediction 0 ... nan%").
+            raise CheckpointError(f"{name}: {key} holds values that are not finite (NaN or infinity)")
     model.load_state_dict(state)
     return model.eval()
 
@@ -179,7 +275,7 @@ def load_checkpoint(path: os.PathLike) -> tuple[nn.Module, dict]:
     """(model in eval mode on CPU, sidecar metadata). Raises CheckpointError with a one-line reason."""
     path = weights_path(path)
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
+        raise CheckpointError(f"no checkpoint named {path.name}")  # the name, not the server's folder
     meta = read_meta(path)
     try:
         data = path.read_bytes()
@@ -192,33 +288,6 @@ def load_checkpoint(path: os.PathLike) -> tuple[nn.Module, dict]:
 
 MAX_UPLOAD_BYTES = 20 << 20      # our largest checkpoint is about 0.6 MB
 MAX_SIDECAR_BYTES = 256 << 10
-MAX_META_STRING = 2_000          # no field of a real sidecar is longer
-
-
-def check_untrusted_meta(meta: dict, name: str = "sidecar") -> None:
-    """Refuse sidecars with enormous or path-like fields (an upload must not smuggle paths or bulk)."""
-    def walk(value, where: str, depth: int) -> None:
-        if depth > 8:
-            raise CheckpointError(f"{name}: {where} is nested too deeply")
-        if isinstance(value, str):
-            if len(value) > MAX_META_STRING:
-                raise CheckpointError(f"{name}: {where} is too long ({len(value):,} characters)")
-        elif isinstance(value, dict):
-            if len(value) > 200:
-                raise CheckpointError(f"{name}: {where} has too many fields")
-            for k, v in value.items():
-                walk(v, f"{where}.{k}" if where else k, depth + 1)
-        elif isinstance(value, list):
-            if len(value) > 1000:
-                raise CheckpointError(f"{name}: {where} is too long ({len(value):,} items)")
-            for i, v in enumerate(value):
-                walk(v, f"{where}[{i}]", depth + 1)
-
-    walk(meta, "", 0)
-    for field in ("architecture", "name", "run_id"):
-        value = meta.get(field)
-        if isinstance(value, str) and ("/" in value or "\\" in value or ".." in value or "\x00" in value):
-            raise CheckpointError(f"{name}: {field} must be a plain name, not a path")
 
 
 def load_uploaded_checkpoint(weights: bytes, sidecar: bytes) -> tuple[nn.Module, dict]:
@@ -230,7 +299,6 @@ def load_uploaded_checkpoint(weights: bytes, sidecar: bytes) -> tuple[nn.Module,
         raise CheckpointError(f"the sidecar is too large ({len(sidecar) / 2**10:.0f} KB; "
                               f"the limit is {MAX_SIDECAR_BYTES / 2**10:.0f} KB)")
     meta = parse_meta(sidecar, "the sidecar")
-    check_untrusted_meta(meta, "the sidecar")
     return model_from_bytes(weights, meta, "the weights file"), meta
 
 

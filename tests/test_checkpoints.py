@@ -272,3 +272,113 @@ def test_the_committed_default_checkpoints_load():
     model, meta = load_checkpoint(path)
     assert meta["architecture"] == "lenet5"
     assert default_checkpoint("no-such-model") is None
+
+
+# --- crafted fields and weights: refused in one line, on every path ------------------------------------
+
+HUGE = "9" * 5000  # past Python's 4,300-digit limit on int(str): json.loads raises a plain ValueError
+
+
+def _set_sidecar(path, text: str) -> None:
+    sidecar_path(path).write_text(text)
+
+
+def _with_field(path, field: str, value_json: str) -> str:
+    """The checkpoint's sidecar JSON text with `field` (dotted: metrics.test_accuracy) set to raw JSON."""
+    meta = json.loads(sidecar_path(path).read_text())
+    *outer, leaf = field.split(".")
+    target = meta
+    for key in outer:
+        target = target.setdefault(key, {})
+    target[leaf] = "__RAW__"
+    return json.dumps(meta).replace('"__RAW__"', value_json)
+
+
+def _refused_everywhere(path, message: str) -> None:
+    """The checkpoint at `path` is refused, in one line containing `message`, from disk and as an upload."""
+    assert message in _load_error(path)
+    with pytest.raises(CheckpointError, match=message) as excinfo:
+        checkpoints.load_uploaded_checkpoint(path.read_bytes(), sidecar_path(path).read_bytes())
+    assert "\n" not in str(excinfo.value)
+
+
+@pytest.mark.parametrize("field", ["metrics.test_accuracy", "metrics.steps", "format_version", "config.epochs",
+                                   "somewhere_new"])
+def test_a_5000_digit_number_in_the_sidecar_is_refused_in_one_line(saved, field):
+    path, _ = saved
+    _set_sidecar(path, _with_field(path, field, HUGE))
+    _refused_everywhere(path, "too many digits")
+
+
+@pytest.mark.parametrize("where", ["data_offsets", "shape"])
+def test_a_5000_digit_number_in_the_safetensors_header_is_refused_in_one_line(saved, where):
+    path, _ = saved
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    key = next(k for k in header if k != "__metadata__")
+    header[key][where] = ["__RAW__", 1]
+    text = json.dumps(header).replace('"__RAW__"', HUGE).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data[8 + n:])
+    assert "not a safetensors file" in _load_error(path)
+    with pytest.raises(CheckpointError, match="not a safetensors file"):
+        checkpoints.load_uploaded_checkpoint(path.read_bytes(), sidecar_path(path).read_bytes())
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("metrics", "[0.99, 0.98]", "metrics must be"),
+    ("metrics", '"very good"', "metrics must be"),
+    ("metrics.test_accuracy", '"99%"', "metrics.test_accuracy must be"),
+    ("metrics.test_accuracy", "1.5", "metrics.test_accuracy must be"),
+    ("metrics.test_accuracy", "-0.1", "metrics.test_accuracy must be"),
+    ("metrics.test_accuracy", "true", "metrics.test_accuracy must be"),
+    ("metrics.test_loss", "NaN", "metrics.test_loss must be"),
+    ("metrics.test_loss", "Infinity", "metrics.test_loss must be"),
+    ("metrics.test_loss", "1e999", "metrics.test_loss must be"),
+    ("metrics.test_loss", "1" + "0" * 400, "metrics.test_loss must be"),  # an int no float can hold
+    ("metrics.test_loss", '{"nested": 1}', "metrics.test_loss must be"),
+    ("config", "[1, 2]", "config must be"),
+    ("config", '"lenet5"', "config must be"),
+    ("run_id", "12345", "run_id must be"),
+    ("run_id", '"../../etc"', "plain name"),
+    ("name", '"' + "x" * 5000 + '"', "too long"),
+    ("created", '"' + "x" * 5000 + '"', "too long"),
+    ("format_version", '"one"', "format_version must be"),
+], ids=lambda v: v if len(str(v)) < 30 else str(v)[:20])
+def test_a_sidecar_field_of_the_wrong_type_or_size_is_refused_in_one_line(saved, field, value, message):
+    path, _ = saved
+    _set_sidecar(path, _with_field(path, field, value))
+    _refused_everywhere(path, message)
+
+
+def test_the_fields_a_real_sidecar_holds_load(saved):
+    path, _ = saved
+    meta = json.loads(sidecar_path(path).read_text())
+    meta.update(name="lenet5 run 1", run_id="20261122-154740-b42331",
+                metrics={"test_accuracy": 0.993, "best_val_accuracy": None, "test_loss": 0.021, "steps": 3440,
+                         "train_seconds": 33.77})
+    _set_sidecar(path, json.dumps(meta))
+    _, loaded = load_checkpoint(path)
+    assert loaded["metrics"]["test_accuracy"] == 0.993 and loaded["metrics"]["best_val_accuracy"] is None
+
+
+def test_a_missing_checkpoint_error_names_the_file_not_the_server_folder(tmp_path):
+    message = _load_error(tmp_path / "deep" / "nothing.safetensors")
+    assert "nothing.safetensors" in message and str(tmp_path) not in message
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_weights_with_a_non_finite_value_are_refused_in_one_line(tmp_path, bad):
+    model = _model("lenet5")
+    with torch.no_grad():
+        model.body.F6.fc.weight[3, 7] = bad
+    path = save_checkpoint(model, {}, tmp_path / "poisoned.safetensors")
+    _refused_everywhere(path, "F6.fc.weight")
+    assert "not finite" in _load_error(path)
+
+
+def test_a_run_whose_loss_diverged_saves_it_as_unknown_and_still_loads(tmp_path):
+    metrics = {"test_accuracy": 0.1, "test_loss": float("nan"), "best_val_accuracy": float("inf")}
+    path = save_checkpoint(_model("mlp-50"), {"metrics": metrics}, tmp_path / "diverged.safetensors")
+    _, meta = load_checkpoint(path)
+    assert meta["metrics"] == {"test_accuracy": 0.1, "test_loss": None, "best_val_accuracy": None}

@@ -133,3 +133,40 @@ def test_oversized_bundles_are_refused_before_parsing(monkeypatch, bundle):
     monkeypatch.setattr(export, "MAX_UPLOAD_BYTES", len(bundle) - 1)
     with pytest.raises(CheckpointError, match="too large"):
         export.load_bundle(bundle)
+
+
+HUGE = "9" * 5000  # past Python's 4,300-digit limit on int(str)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: _header_with(b, lambda h: h["__metadata__"].update(
+        mnist_lab_meta=json.dumps({"architecture": "mlp-50", "metrics": {"test_accuracy": "__RAW__"}})
+        .replace('"__RAW__"', HUGE))), "too many digits"),
+    (lambda b: _header_with(b, lambda h: h["__metadata__"].update(
+        mnist_lab_meta=json.dumps({"architecture": "mlp-50", "metrics": [1, 2]}))), "metrics must be"),
+    (lambda b: _header_with(b, lambda h: h["__metadata__"].update(
+        mnist_lab_meta=json.dumps({"architecture": "mlp-50", "metrics": {"test_accuracy": "high"}}))),
+     "test_accuracy must be"),
+], ids=["5000-digit-number", "metrics-a-list", "accuracy-a-string"])
+def test_crafted_bundle_metadata_is_refused_in_one_line(bundle, damage, message):
+    with pytest.raises(CheckpointError, match=message) as excinfo:
+        export.load_bundle(damage(bundle))
+    assert "\n" not in str(excinfo.value)
+
+
+def test_a_5000_digit_number_in_a_bundle_header_is_refused_in_one_line(bundle):
+    (n,) = struct.unpack("<Q", bundle[:8])
+    text = bundle[8:8 + n].decode().replace('"data_offsets":[0,', f'"data_offsets":[{HUGE},', 1).encode()
+    assert HUGE.encode() in text
+    with pytest.raises(CheckpointError, match="not a safetensors file"):
+        export.load_bundle(struct.pack("<Q", len(text)) + text + bundle[8 + n:])
+
+
+def test_a_bundle_with_non_finite_weights_is_refused(tmp_path):
+    model = create_model("mlp-50")
+    with torch.no_grad():
+        model.body.fc2.bias[4] = float("nan")
+    path = export.save_bundle(model, {"name": "poisoned"}, tmp_path / "poisoned.bundle.safetensors")
+    for source in (path, path.read_bytes()):
+        with pytest.raises(CheckpointError, match="fc2.bias .*not finite"):
+            export.load_bundle(source)

@@ -1,11 +1,12 @@
-"""Property-based fuzzing (hypothesis) of everything that takes outside input: the checkpoint loader,
-load_image, canvas_to_mnist and config validation. Each must either succeed or raise the package's
+"""Property-based fuzzing (hypothesis) of everything that takes outside input: the checkpoint loader
+(files, uploads, bundles), load_image, canvas_to_mnist and config validation. Each must either succeed or raise the package's
 own one-line error; nothing else may escape."""
 
 from __future__ import annotations
 
 import io
 import json
+import math
 
 import numpy as np
 import pytest
@@ -15,7 +16,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from mnist_core.checkpoints import load_uploaded_checkpoint, save_checkpoint
+from mnist_core import export
+from mnist_core.checkpoints import load_checkpoint, load_uploaded_checkpoint, save_checkpoint
 from mnist_core.errors import CheckpointError, ConfigError, ImageError
 from mnist_core.models import create_model
 from mnist_core.preprocess import canvas_to_mnist, load_image
@@ -77,6 +79,66 @@ def test_checkpoint_loader_survives_any_sidecar(good_checkpoint, extra, arch):
         assert one_line(exc)
     else:
         assert arch == "mlp-50"
+
+
+# Values a crafted sidecar can hold where the pages expect numbers: raw JSON text, since json.dumps
+# cannot write NaN as JSON has it nor an integer past Python's 4,300-digit limit.
+raw_numbers = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True).map(lambda f: json.dumps(f)),
+    st.integers().map(str),
+    st.integers(4000, 6000).map(lambda digits: "9" * digits),
+    st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", "true", "null", '"0.99"', "[0.5]", "{}", '"x"']),
+)
+
+
+def acceptable_metrics(metrics) -> bool:
+    """What the pages can show: finite numbers or null, accuracies as fractions."""
+    return isinstance(metrics, dict) and all(
+        v is None or (type(v) in (int, float) and math.isfinite(v) and (not k.endswith("accuracy") or 0 <= v <= 1))
+        for k, v in metrics.items())
+
+
+@FUZZ
+@given(values=st.dictionaries(st.sampled_from(["test_accuracy", "best_val_accuracy", "test_loss", "steps", "x"]),
+                              raw_numbers, max_size=4),
+       where=st.sampled_from(["metrics", "config", "format_version", "run_id"]))
+def test_checkpoint_loader_survives_crafted_numbers_in_any_field(good_checkpoint, tmp_path_factory, values, where):
+    weights, _ = good_checkpoint
+    inner = "{" + ", ".join(f"{json.dumps(k)}: {v}" for k, v in values.items()) + "}"
+    field = inner if where in ("metrics", "config") else (next(iter(values.values()), "1"))
+    sidecar = f'{{"architecture": "mlp-50", {json.dumps(where)}: {field}}}'.encode()
+    folder = tmp_path_factory.mktemp("crafted")
+    (folder / "m.safetensors").write_bytes(weights)
+    (folder / "m.json").write_bytes(sidecar)
+    for load in (lambda: load_uploaded_checkpoint(weights, sidecar), lambda: load_checkpoint(folder / "m.safetensors")):
+        try:
+            _, meta = load()
+        except CheckpointError as exc:
+            assert one_line(exc) and str(folder) not in str(exc)
+        else:
+            assert acceptable_metrics(meta.get("metrics") or {})
+
+
+@pytest.fixture(scope="module")
+def good_bundle():
+    return export.bundle_bytes(create_model("mlp-50"), {"metrics": {"test_accuracy": 0.5}})
+
+
+@FUZZ
+@given(data=st.data())
+def test_bundle_loader_survives_mutated_bundles(good_bundle, data):
+    buf = bytearray(good_bundle)
+    header_end = 8 + int.from_bytes(good_bundle[:8], "little")
+    for _ in range(data.draw(st.integers(1, 8))):  # mostly in the header, where the metadata is
+        i = data.draw(st.integers(0, header_end - 1) if data.draw(st.booleans()) else st.integers(0, len(buf) - 1))
+        buf[i] = data.draw(st.integers(0, 255))
+    try:
+        model, meta = export.load_bundle(bytes(buf))
+    except CheckpointError as exc:
+        assert one_line(exc)
+    else:
+        assert acceptable_metrics(meta.get("metrics") or {})
+        assert all(p.isfinite().all() for p in model.parameters())
 
 
 def encoded(array: np.ndarray, fmt: str) -> bytes:
