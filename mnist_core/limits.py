@@ -1,26 +1,42 @@
-"""Limits for a shared, hosted server: how many trainings run at once, how many a visitor may queue,
-and the public-demo bounds on what a training may ask for.
+"""Limits for a shared, hosted server: how many trainings run at once, how many may wait, how much
+work one training may ask for, and how long it may run.
 
 Read from the environment each time (so a test or an operator can change them without a restart):
 
     MNIST_MAX_CONCURRENT        trainings running at once (default 1); further runs wait in a queue
-    MNIST_MAX_QUEUED_PER_OWNER  runs one browser session may have queued or running (default 3)
+    MNIST_MAX_QUEUED            runs queued or running, all visitors together (default 20); a visitor's
+                                run beyond it is refused (the operator's CLI never is)
+    MNIST_MAX_QUEUED_PER_OWNER  runs one visitor (one owner token) may have queued or running (default 3)
+    MNIST_MAX_RUN_SECONDS       wall-clock limit of one run, in seconds: past it the worker stops and the
+                                run ends failed ("time limit 10 min reached") with no checkpoint.
+                                Default 600 under MNIST_DEMO, none otherwise; 0 = none
     MNIST_DEMO=1                turn on the public-demo bounds below (off by default)
     MNIST_MAX_EPOCHS            demo bound on epochs (default 5)
     MNIST_MAX_TRAIN_IMAGES      demo bound on train_size; 0 = all is refused under it (default 20000)
     MNIST_MAX_BATCH_SIZE        demo bound on batch_size (default 1024)
+    MNIST_MAX_STEPS             demo bound on the steps of a run, ceil(train images / batch_size) x epochs
+                                (default 3000): a small batch makes many steps out of few images
+    MNIST_MAX_VAL_IMAGES        demo bound on validation work over a run, val_size x the number of
+                                validations (one per epoch, or one every eval_every steps; default 100000)
     MNIST_ALLOWED_MODELS        demo list of models, comma-separated (default: every model but cnn-strong)
 
-The demo bounds are checked in TrainConfig.validate(), so the form, the CLI and the worker (which
-re-validates what the registry holds) all enforce them.
+Always, demo or not, a run may not ask for more CPU threads than the host has cores (threads = 0
+means one per core).
+
+The bounds on a config are checked in TrainConfig.validate() (through check_bounds), so the form,
+the CLI and the worker (which re-validates what the registry holds) all enforce them. The queue
+limits are checked when a run is created (runs.create_run), the time limit by the worker.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
 from .errors import ConfigError
+
+TRAIN_IMAGES = 60_000  # MNIST's training set, from which val_size is carved
 
 
 def _int(name: str, default: int) -> int:
@@ -33,12 +49,21 @@ def _int(name: str, default: int) -> int:
 @dataclass(frozen=True)
 class Limits:
     max_concurrent: int
+    max_queued: int
     max_queued_per_owner: int
+    max_run_seconds: int          # 0 = no time limit
     demo: bool
     max_epochs: int
     max_train_images: int
     max_batch_size: int
+    max_steps: int
+    max_val_images: int
     allowed_models: tuple[str, ...]
+
+    def time_limit_text(self) -> str:
+        """The time limit in words, as a run stopped by it reports it: "time limit 10 min"."""
+        s = self.max_run_seconds
+        return f"time limit {s // 60} min" if s >= 60 and s % 60 == 0 else f"time limit {s} s"
 
 
 def current() -> Limits:
@@ -47,15 +72,50 @@ def current() -> Limits:
     allowed = os.environ.get("MNIST_ALLOWED_MODELS")
     models = tuple(m.strip() for m in allowed.split(",") if m.strip()) if allowed else \
         tuple(m for m in list_models() if m != "cnn-strong")
+    demo = os.environ.get("MNIST_DEMO", "").lower() in ("1", "true", "yes", "on")
     return Limits(
         max_concurrent=max(1, _int("MNIST_MAX_CONCURRENT", 1)),
+        max_queued=max(1, _int("MNIST_MAX_QUEUED", 20)),
         max_queued_per_owner=max(1, _int("MNIST_MAX_QUEUED_PER_OWNER", 3)),
-        demo=os.environ.get("MNIST_DEMO", "").lower() in ("1", "true", "yes", "on"),
+        max_run_seconds=max(0, _int("MNIST_MAX_RUN_SECONDS", 600 if demo else 0)),
+        demo=demo,
         max_epochs=_int("MNIST_MAX_EPOCHS", 5),
         max_train_images=_int("MNIST_MAX_TRAIN_IMAGES", 20_000),
         max_batch_size=_int("MNIST_MAX_BATCH_SIZE", 1024),
+        max_steps=_int("MNIST_MAX_STEPS", 3000),
+        max_val_images=_int("MNIST_MAX_VAL_IMAGES", 100_000),
         allowed_models=models,
     )
+
+
+def host_cores() -> int:
+    """CPU cores this process may use: the affinity mask where there is one (taskset, cpusets)."""
+    try:
+        return max(1, min(len(os.sched_getaffinity(0)), os.cpu_count() or 1))
+    except AttributeError:  # no sched_getaffinity (macOS)
+        return os.cpu_count() or 1
+
+
+def planned_work(config) -> tuple[int, int]:
+    """(steps, validation images) a config asks for, counted as the training loop runs it.
+
+    Steps: ceil(training images / batch_size) per epoch. Validation: val_size images at every
+    eval_every-th step (once per epoch when 0), and once more at the end if the last step was not one.
+    """
+    images = config.train_size or TRAIN_IMAGES - config.val_size
+    steps_per_epoch = math.ceil(images / config.batch_size)
+    steps = steps_per_epoch * config.epochs
+    validations = math.ceil(steps / (config.eval_every or steps_per_epoch))
+    return steps, config.val_size * validations
+
+
+def check_bounds(config) -> None:
+    """Raise ConfigError, naming the field, when a config asks for more than this host (always) or
+    the public demo (under MNIST_DEMO) allows."""
+    cores = host_cores()
+    if config.threads > cores:
+        raise ConfigError(f"threads: this machine has {cores} core(s); ask for at most {cores} (0 = one per core)")
+    check_demo_bounds(config)
 
 
 def check_demo_bounds(config) -> None:
@@ -72,3 +132,12 @@ def check_demo_bounds(config) -> None:
                           "(0 = all is not allowed)")
     if config.batch_size > limits.max_batch_size:
         raise ConfigError(f"batch_size: this demo allows at most {limits.max_batch_size}")
+    steps, val_images = planned_work(config)
+    if steps > limits.max_steps:
+        raise ConfigError(f"batch_size: {config.train_size} images in batches of {config.batch_size} for "
+                          f"{config.epochs} epoch(s) is {steps} steps; this demo allows at most {limits.max_steps} "
+                          "steps (a larger batch_size, fewer epochs or fewer images)")
+    if val_images > limits.max_val_images:
+        raise ConfigError(f"val_size: {config.val_size} images at each of {val_images // config.val_size} "
+                          f"validations is {val_images} validation images; this demo allows at most "
+                          f"{limits.max_val_images} (a smaller val_size or a larger eval_every)")

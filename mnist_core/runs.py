@@ -5,9 +5,17 @@ worker's pid and heartbeat); its curves are rows in `metrics` (step, epoch, spli
 images/s). The worker writes; pages and the CLI read. WAL mode lets readers read while the writer
 writes, and every connection waits (busy_timeout) rather than failing with "database is locked".
 
-A run whose worker died is never left reading "running": every read checks live runs' workers
-(the pid still alive and not a zombie, and a heartbeat younger than HEARTBEAT_TIMEOUT seconds) and
-marks dead ones failed.
+A run whose worker died is never left reading "running": every read checks live runs' workers and
+marks dead ones failed. On this host the process answers for itself (its pid alive and not a
+zombie), so a worker that is only late (paused, swapped out, busy) is never given up on; a worker
+on another host is judged by its heartbeat (none for HEARTBEAT_TIMEOUT seconds). A worker whose run
+was given up on learns it from its next heartbeat and stops without touching the record.
+
+Every fault of the file (corrupt, not a database, disk I/O, a folder that cannot be made) is a
+one-line RunError that says "the run registry" and its file name, never a server path. The file is
+created on first use and given a random id; once this process has used it, every connection checks
+that it is still that registry: one deleted or replaced under a running server is "gone", never
+silently recreated empty.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import secrets
 import socket
 import sqlite3
 import time
+import urllib.parse
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +73,7 @@ CREATE TABLE IF NOT EXISTS metrics (
     time REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, split, step);
+CREATE TABLE IF NOT EXISTS registry (id TEXT NOT NULL);
 """
 
 
@@ -109,39 +119,77 @@ def registry_path(root: Optional[os.PathLike] = None) -> Path:
     return Path(root or runs_dir()) / "registry.sqlite"
 
 
-_initialized: set[Path] = set()
+_opened: dict[Path, str] = {}  # registries this process has used: path -> the registry's id
 
 
 @contextmanager
 def connect(root: Optional[os.PathLike] = None):
-    """A short-lived connection; commits on success. Each call opens its own: safe across threads."""
+    """A short-lived connection; commits on success. Each call opens its own: safe across threads.
+
+    Creates the registry when this process has never used one there; after that it must be the
+    registry it knew (the same id), else it is gone. Every SQLite or file-system error, here or in
+    the caller's statements, leaves as a one-line RunError.
+    """
     path = registry_path(root)
-    if not path.exists():
-        _initialized.discard(path)
+    name = f"the run registry ({path.name})"
+    gone = RunError(f"{name} is gone: it was deleted or replaced while in use (restore it, or restart to "
+                    "begin an empty one)")
+    known = _opened.get(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-    except (OSError, sqlite3.Error) as exc:
-        raise RunError(f"cannot open the run registry at {path}: {exc}") from None
+        exists = path.exists()
+    except OSError as exc:
+        raise RunError(f"cannot open {name}: {exc.strerror or type(exc).__name__}") from None
+    if known is not None and not exists:
+        raise gone
+    try:
+        if not exists:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        # mode=rw: a known registry deleted since the check above is not recreated by the open.
+        uri = f"file:{urllib.parse.quote(str(path))}?mode={'rw' if known else 'rwc'}"
+        conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
+    except OSError as exc:
+        raise RunError(f"cannot open {name}: {exc.strerror or type(exc).__name__}") from None
+    except sqlite3.Error as exc:
+        raise RunError(f"cannot open {name}: {exc}") from None
     try:
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
-        if path not in _initialized:  # once per process: WAL is a property of the file, the schema too
+        if known is None:  # once per process: WAL is a property of the file, the schema too
             conn.execute("PRAGMA journal_mode = WAL")
             conn.executescript(SCHEMA)
-            _initialized.add(path)
+            conn.execute("INSERT INTO registry (id) SELECT ? WHERE NOT EXISTS (SELECT 1 FROM registry)",
+                         (secrets.token_hex(8),))
+            _opened[path] = _registry_id(conn)
+        elif _registry_id(conn) != known:
+            raise gone
         yield conn
-    except sqlite3.OperationalError as exc:
-        raise RunError(f"the run registry at {path} cannot be used: {exc}") from None
+    except sqlite3.Error as exc:  # corrupt, "file is not a database", disk I/O, locked past the timeout...
+        raise RunError(f"{name} cannot be used: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") \
+            from None
+    except OSError as exc:
+        raise RunError(f"{name} cannot be used: {exc.strerror or type(exc).__name__}") from None
     finally:
         conn.close()
 
 
+def _registry_id(conn: sqlite3.Connection) -> Optional[str]:
+    try:
+        row = conn.execute("SELECT id FROM registry").fetchone()
+    except sqlite3.OperationalError as exc:
+        if str(exc).startswith("no such table"):
+            return None  # an empty file, or some other database: not the registry we knew
+        raise
+    return row[0] if row else None
+
+
 def _row_to_run(row: sqlite3.Row) -> Run:
     d = dict(row)
-    d["config"] = json.loads(d["config"])
+    try:
+        d["config"] = json.loads(d["config"])
+    except (TypeError, ValueError):
+        raise RunError(f"run {d['id']} has an unreadable config in the run registry") from None
     d["cancel_requested"] = bool(d["cancel_requested"])
     return Run(**d)
 
@@ -161,8 +209,9 @@ def create_run(config: dict, root: Optional[os.PathLike] = None, owner: Optional
     """Register a run as "queued" and return its id. `config` is a validated TrainConfig's dict.
 
     A run with `worker_pid` is already claimed by that process (the CLI training in-process);
-    otherwise it waits for `claim_queued` to start a worker. An owner (a browser session) may have
-    at most MNIST_MAX_QUEUED_PER_OWNER runs queued or running.
+    otherwise it waits for `claim_queued` to start a worker. A visitor's run (one with an owner, the
+    visitor's token) is refused when MNIST_MAX_QUEUED runs of everyone together are queued or running,
+    or when that owner has MNIST_MAX_QUEUED_PER_OWNER of them; the operator's (no owner) never is.
     """
     from .limits import current
 
@@ -170,13 +219,17 @@ def create_run(config: dict, root: Optional[os.PathLike] = None, owner: Optional
     with connect(root) as conn:
         conn.execute("BEGIN IMMEDIATE")
         if owner is not None:
-            cap = current().max_queued_per_owner
+            limits = current()
+            (live,) = conn.execute("SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running')").fetchone()
+            if live >= limits.max_queued:
+                conn.execute("ROLLBACK")
+                raise RunError(f"the training queue is full ({live} runs waiting or running): try again later")
             (mine,) = conn.execute("SELECT COUNT(*) FROM runs WHERE owner = ? AND status IN ('queued', 'running')",
                                    (owner,)).fetchone()
-            if mine >= cap:
+            if mine >= limits.max_queued_per_owner:
                 conn.execute("ROLLBACK")
-                raise RunError(f"you already have {mine} run(s) queued or running (the limit is {cap}): "
-                               "wait for one to finish or cancel one")
+                raise RunError(f"you already have {mine} run(s) queued or running (the limit is "
+                               f"{limits.max_queued_per_owner}): wait for one to finish or cancel one")
         conn.execute("INSERT INTO runs (id, created_at, status, config, owner, pid, host) "
                      "VALUES (?, ?, 'queued', ?, ?, ?, ?)",
                      (run_id, time.time(), json.dumps(config), owner, worker_pid,
@@ -250,13 +303,14 @@ def mark_running(run_id: str, total_steps: Optional[int] = None, root: Optional[
 
 def heartbeat(run_id: str, root: Optional[os.PathLike] = None, steps: Optional[int] = None,
               total_steps: Optional[int] = None) -> bool:
-    """Refresh the worker's heartbeat; returns True when a cancel has been requested."""
+    """Refresh a running run's heartbeat; True when its worker should stop: a cancel was requested,
+    or the run is no longer running (the registry gave up on it, or it was deleted)."""
     with connect(root) as conn:
         conn.execute("UPDATE runs SET heartbeat = ?, steps = COALESCE(?, steps), "
-                     "total_steps = COALESCE(?, total_steps) WHERE id = ?",
+                     "total_steps = COALESCE(?, total_steps) WHERE id = ? AND status = 'running'",
                      (time.time(), steps, total_steps, run_id))
-        row = conn.execute("SELECT cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
-    return bool(row and row[0])
+        row = conn.execute("SELECT status, cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return row is None or row["status"] != "running" or bool(row["cancel_requested"])
 
 
 def add_metrics(run_id: str, rows: Iterable[dict], root: Optional[os.PathLike] = None) -> None:
@@ -277,21 +331,27 @@ def add_metrics(run_id: str, rows: Iterable[dict], root: Optional[os.PathLike] =
 
 def finish_run(run_id: str, status: str, root: Optional[os.PathLike] = None, error: Optional[str] = None,
                checkpoint: Optional[str] = None, best_val_accuracy: Optional[float] = None,
-               test_accuracy: Optional[float] = None, test_loss: Optional[float] = None) -> None:
+               test_accuracy: Optional[float] = None, test_loss: Optional[float] = None) -> bool:
+    """Record how a live run ended; False when it had already ended (then nothing is changed)."""
     if status not in ("completed", "failed", "cancelled"):
         raise RunError(f"a run cannot finish as {status!r}")
     with connect(root) as conn:
-        conn.execute(
+        cur = conn.execute(
             "UPDATE runs SET status = ?, finished_at = ?, error = ?, checkpoint = COALESCE(?, checkpoint), "
             "best_val_accuracy = COALESCE(?, best_val_accuracy), test_accuracy = ?, test_loss = ? "
             "WHERE id = ? AND status IN ('queued', 'running')",
             (status, time.time(), error, checkpoint, best_val_accuracy, test_accuracy, test_loss, run_id))
+        return cur.rowcount == 1
 
 
 def _check_owner(row: sqlite3.Row, by: Optional[str], action: str) -> None:
-    """Only the browser session that started a run may change it; `by=None` is the operator (CLI)."""
-    if by is not None and row["owner"] is not None and row["owner"] != by:
-        raise RunError(f"only the browser session that started run {row['id']} can {action} it")
+    """A visitor (`by` = their owner token) may change only their own runs. Runs without an owner were
+    started from the CLI: they are the operator's. `by=None` is the operator, who may change any run."""
+    if by is None or row["owner"] == by:
+        return
+    if row["owner"] is None:
+        raise RunError(f"this run was started by the operator: only the operator can {action} it")
+    raise RunError(f"this run was started by someone else: only they can {action} it")
 
 
 def request_cancel(run_id: str, root: Optional[os.PathLike] = None, by: Optional[str] = None) -> None:
@@ -348,9 +408,10 @@ def pid_alive(pid: int) -> bool:
 def _dead_reason(row: sqlite3.Row, now: float) -> Optional[str]:
     if row["status"] not in LIVE:
         return None
-    local = row["host"] == socket.gethostname()
-    if row["pid"] is not None and local and not pid_alive(row["pid"]):
-        return f"the worker process (pid {row['pid']}) died"
+    if row["pid"] is not None and row["host"] == socket.gethostname():
+        # On this host the process answers for itself: one that is only late (paused, swapped out,
+        # starved of CPU) keeps its run, however old its heartbeat.
+        return None if pid_alive(row["pid"]) else f"the worker process (pid {row['pid']}) died"
     if row["status"] == "running" and row["heartbeat"] and now - row["heartbeat"] > HEARTBEAT_TIMEOUT:
         return f"the worker stopped responding (no heartbeat for {now - row['heartbeat']:.0f} s)"
     return None

@@ -118,7 +118,7 @@ class TrainConfig:
         if self.backend == "numpy":
             from .numpy_backend import check_config  # the from-scratch engine supports a subset
             check_config(self)
-        limits.check_demo_bounds(self)  # a hosted public demo bounds what a run may ask for
+        limits.check_bounds(self)  # the host's cores, and a hosted public demo's bounds on the work
         return self
 
     def to_dict(self) -> dict[str, Any]:

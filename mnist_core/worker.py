@@ -5,20 +5,31 @@ CLI's `train` calls it in-process, so both run this very code. It marks the run 
 streams metrics to the registry in small batches, keeps a heartbeat (and notices cancel requests)
 from a background thread, writes the checkpoint atomically, and always leaves the run completed,
 cancelled or failed, with a one-line error text when it fails.
+
+Three things stop a run early: a cancel request or SIGTERM (it ends cancelled), the time limit
+MNIST_MAX_RUN_SECONDS (it ends failed, "time limit 10 min reached", with no checkpoint: a run cut
+short does not pass for a finished one), and the registry giving up on it (its heartbeat says the
+run is no longer running: the worker stops and leaves the record as the registry wrote it).
+
+The trained model comes first: the checkpoint is saved before the run is recorded, and a registry
+that fails meanwhile (gone, corrupt, full) never ends the training; its rows wait for the next
+write. If the final record cannot be written, the checkpoint stays on disk and the error says where.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import runs
+from . import limits, runs
 from .checkpoints import save_checkpoint
-from .errors import MnistLabError
+from .errors import MnistLabError, RunError
 from .paths import checkpoint_dir
 from .training import TrainConfig, train
 
@@ -27,7 +38,11 @@ HEARTBEAT_SECONDS = 1.0
 
 
 class _RegistryWriter:
-    """Buffers metric rows and writes them in one transaction every FLUSH_SECONDS."""
+    """Buffers metric rows and writes them in one transaction every FLUSH_SECONDS.
+
+    A write that fails keeps its rows for the next one: a registry fault must not end a training
+    whose model can still be saved. The final flush (after training) raises.
+    """
 
     def __init__(self, run_id: str, root):
         self.run_id, self.root = run_id, root
@@ -39,7 +54,10 @@ class _RegistryWriter:
         row["split"] = {"step": "train"}.get(event["kind"], event["kind"])
         self.rows.append(row)
         if event["kind"] != "step" or time.monotonic() - self.last_flush > FLUSH_SECONDS:
-            self.flush()
+            try:
+                self.flush()
+            except MnistLabError:
+                self.last_flush = time.monotonic()  # try again in FLUSH_SECONDS, with these rows too
 
     def flush(self) -> None:
         if self.rows:
@@ -50,33 +68,45 @@ class _RegistryWriter:
 
 def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] = None,
                 on_event: Optional[Callable[[dict], None]] = None, data_root=None) -> runs.Run:
-    """Run a queued run to its end and return its final registry record."""
+    """Run a queued run to its end and return its final registry record.
+
+    What ended a run early (a bad config, missing data, any exception) is recorded, then raised. A
+    trained model the registry could not record raises a RunError that names its checkpoint file.
+    """
     run = runs.get_run(run_id, root=root)
     try:
         config = TrainConfig.from_dict(run.config)
+        bounds = limits.current()
     except MnistLabError as exc:
         runs.finish_run(run_id, "failed", root=root, error=str(exc))
         raise
     runs.mark_running(run_id, root=root)
 
-    cancel = threading.Event()
+    stop = threading.Event()  # set by a cancel request, SIGTERM, the registry giving up, the time limit
     done = threading.Event()
-    state = {"steps": 0, "total": None}
+    deadline = time.monotonic() + bounds.max_run_seconds if bounds.max_run_seconds else math.inf
+    state = {"steps": 0, "total": None, "timed_out": False}
 
     def beat() -> None:
         while not done.wait(HEARTBEAT_SECONDS):
             try:
                 if runs.heartbeat(run_id, root=root, steps=state["steps"], total_steps=state["total"]):
-                    cancel.set()
+                    stop.set()
             except MnistLabError:
-                pass  # a transient registry problem: the next beat tries again
+                pass  # a registry problem: the next beat tries again, the training goes on
+
+    def should_stop() -> bool:
+        if not stop.is_set() and time.monotonic() > deadline:
+            state["timed_out"] = True
+            stop.set()
+        return stop.is_set()
 
     heart = threading.Thread(target=beat, name=f"heartbeat-{run_id}", daemon=True)
     heart.start()
     previous_sigterm = None
     if threading.current_thread() is threading.main_thread():
         # SIGTERM (e.g. the hosting platform stopping us) ends the run as cancelled, not half-written.
-        previous_sigterm = signal.signal(signal.SIGTERM, lambda *_: cancel.set())
+        previous_sigterm = signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
     writer = _RegistryWriter(run_id, root)
 
@@ -90,42 +120,88 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
     from .snapshots import Recorder
     snapshots = Recorder(run_id, root, data_root)  # kernels and a probe's feature maps, for the replay slider
 
+    saved = None
     try:
-        result = train(config, on_event=handle, should_stop=cancel.is_set, data_root=data_root,
-                       on_snapshot=snapshots.record)
+        try:
+            result = train(config, on_event=handle, should_stop=should_stop, data_root=data_root,
+                           on_snapshot=snapshots.record)
+        finally:
+            done.set()
+            heart.join(timeout=5)
+            if previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, previous_sigterm)
         snapshots.close()
-        writer.flush()
-        if result.status == "completed":
+        given_up = _given_up(run_id, root)
+        if result.status == "completed" and not given_up:
             path = Path(checkpoint_path) if checkpoint_path else checkpoint_dir() / f"{config.model}-{run_id}.safetensors"
             meta = {"config": config.to_dict(), "run_id": run_id,
                     "metrics": {"test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
                                 "best_val_accuracy": result.best_val_accuracy, "steps": result.steps,
                                 "train_seconds": round(result.seconds, 2)}}
-            saved = save_checkpoint(result.model, meta, path)
-            runs.finish_run(run_id, "completed", root=root, checkpoint=str(saved),
-                            best_val_accuracy=result.best_val_accuracy, test_accuracy=result.test_accuracy,
-                            test_loss=result.test_loss)
-        else:
-            runs.finish_run(run_id, "cancelled", root=root, best_val_accuracy=result.best_val_accuracy)
+            saved = save_checkpoint(result.model, meta, path)  # first: whatever happens next, the model is kept
     except BaseException as exc:  # record every failure, KeyboardInterrupt included, then let it propagate
-        message = str(exc) if isinstance(exc, MnistLabError) else f"{type(exc).__name__}: {exc}"
-        status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+        _record_failure(run_id, root, writer, exc)
+        _start_next(root)
+        raise
+
+    try:
+        if given_up:
+            ended = runs.get_run(run_id, root=root)
+            print(f"run {run_id} was given up on while it ran ({ended.error}): this worker stopped and "
+                  "recorded nothing", file=sys.stderr)
+            return ended
+        if saved is not None:
+            outcome = dict(status="completed", checkpoint=str(saved), test_accuracy=result.test_accuracy,
+                           test_loss=result.test_loss)
+        elif state["timed_out"]:
+            outcome = dict(status="failed", error=f"{bounds.time_limit_text()} reached")
+        else:
+            outcome = dict(status="cancelled")
         try:
             writer.flush()
-        except MnistLabError:
-            pass
-        runs.finish_run(run_id, status, root=root, error=message.splitlines()[0] if message else status)
-        raise
+            recorded = runs.finish_run(run_id, root=root, best_val_accuracy=result.best_val_accuracy, **outcome)
+        except MnistLabError as exc:
+            if saved is None:
+                raise
+            raise RunError(f"the trained model is saved in {saved}, but the run could not be recorded: {exc}") \
+                from None
+        ended = runs.get_run(run_id, root=root)
+        if not recorded:  # given up on between the check above and now
+            print(f"run {run_id} was given up on as it ended ({ended.error})" +
+                  (f"; its trained model is saved in {saved}" if saved else ""), file=sys.stderr)
+        return ended
     finally:
-        done.set()
-        heart.join(timeout=5)
-        if previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, previous_sigterm)
-        try:
-            start_queued(root)  # this run's slot is free: the queue moves on
-        except MnistLabError:
-            pass
-    return runs.get_run(run_id, root=root)
+        _start_next(root)
+
+
+def _given_up(run_id: str, root) -> bool:
+    """True when the registry no longer has the run running: it gave up on it while it trained."""
+    try:
+        return runs.get_run(run_id, root=root).status != "running"
+    except MnistLabError:
+        return False  # the registry cannot say: keep the model; recording it will report the fault
+
+
+def _record_failure(run_id: str, root, writer: _RegistryWriter, exc: BaseException) -> None:
+    """Record what ended a run, in one line. A registry that cannot take it is reported on stderr
+    (the run's log), never raised over the error that ended the run."""
+    message = str(exc) if isinstance(exc, MnistLabError) else f"{type(exc).__name__}: {exc}"
+    status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+    try:
+        writer.flush()
+    except MnistLabError:
+        pass  # the curves lose their last rows; the outcome matters more
+    try:
+        runs.finish_run(run_id, status, root=root, error=message.splitlines()[0] if message else status)
+    except MnistLabError as record_error:
+        print(f"run {run_id} could not be recorded as {status}: {record_error}", file=sys.stderr)
+
+
+def _start_next(root) -> None:
+    try:
+        start_queued(root)  # this run's slot is free: the queue moves on
+    except MnistLabError:
+        pass
 
 
 # --- launching a worker process (what the Train page does) --------------------------------------

@@ -10,6 +10,7 @@ import signal
 import statistics
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,16 +93,45 @@ def test_a_visitor_may_queue_only_so_many_runs(tiny_config, monkeypatch):
     assert len(runs.list_runs()) == 3
 
 
+def test_the_global_queue_is_capped_for_all_visitors_together(tiny_config, monkeypatch):
+    monkeypatch.setenv("MNIST_MAX_QUEUED", "3")
+    for visitor in ("alice", "bob", "carol"):
+        runs.create_run(tiny_config(), owner=visitor)
+    with pytest.raises(RunError, match=r"the training queue is full \(3 runs") as excinfo:
+        runs.create_run(tiny_config(), owner="dave")
+    assert "\n" not in str(excinfo.value)
+    operators = runs.create_run(tiny_config())  # the operator's CLI is never turned away, but counts
+    runs.request_cancel(runs.list_runs()[0].id, by="alice")
+    with pytest.raises(RunError, match="the training queue is full"):
+        runs.create_run(tiny_config(), owner="dave")
+    runs.request_cancel(operators)  # now a place is free
+    runs.create_run(tiny_config(), owner="dave")
+    assert len([r for r in runs.list_runs() if r.is_live]) == 3
+
+
 def test_only_the_owner_can_cancel_or_delete_a_run(tiny_config):
     run_id = runs.create_run(tiny_config(), owner="alice")
-    with pytest.raises(RunError, match="only the browser session that started"):
+    with pytest.raises(RunError, match="this run was started by someone else"):
         runs.request_cancel(run_id, by="mallory")
     assert runs.get_run(run_id).status == "queued"
     runs.request_cancel(run_id, by="alice")
     assert runs.get_run(run_id).status == "cancelled"
-    with pytest.raises(RunError, match="only the browser session that started"):
+    with pytest.raises(RunError, match="this run was started by someone else"):
         runs.delete_run(run_id, by="mallory")
     runs.delete_run(run_id, by="alice")
+    assert runs.list_runs() == []
+
+
+def test_visitors_cannot_cancel_or_delete_a_run_started_from_the_cli(tiny_config):
+    run_id = runs.create_run(tiny_config())  # no owner: the operator's
+    with pytest.raises(RunError, match="this run was started by the operator"):
+        runs.request_cancel(run_id, by="visitor-token")
+    assert runs.get_run(run_id).status == "queued" and not runs.get_run(run_id).cancel_requested
+    runs.request_cancel(run_id)  # the CLI (by=None) still can
+    assert runs.get_run(run_id).status == "cancelled"
+    with pytest.raises(RunError, match="this run was started by the operator"):
+        runs.delete_run(run_id, by="visitor-token")
+    runs.delete_run(run_id)
     assert runs.list_runs() == []
 
 
@@ -134,6 +164,59 @@ def test_demo_bounds_are_configurable(monkeypatch):
         TrainConfig.from_dict({"train_size": 1000, "model": "cnn-small"})
 
 
+def test_demo_refuses_a_run_of_too_many_steps(monkeypatch):
+    """Batch size 1 over 20,000 images is 20,000 steps: the work, not the fields, is bounded."""
+    monkeypatch.setenv("MNIST_DEMO", "1")
+    with pytest.raises(ConfigError, match=r"batch_size: .*20000 steps.*at most 3000 steps"):
+        TrainConfig.from_dict({"train_size": 20_000, "batch_size": 1, "epochs": 1})
+    monkeypatch.setenv("MNIST_MAX_STEPS", "30000")
+    TrainConfig.from_dict({"train_size": 20_000, "batch_size": 1, "epochs": 1})
+    monkeypatch.delenv("MNIST_DEMO")
+    monkeypatch.delenv("MNIST_MAX_STEPS")
+    TrainConfig.from_dict({"train_size": 20_000, "batch_size": 1, "epochs": 5})  # fine outside the demo
+
+
+def test_demo_refuses_a_run_that_validates_too_much(monkeypatch):
+    """30,000 validation images at each of 20 steps is 600,000 images to evaluate."""
+    monkeypatch.setenv("MNIST_DEMO", "1")
+    with pytest.raises(ConfigError, match=r"val_size: .*600000 validation images.*at most 100000"):
+        TrainConfig.from_dict({"train_size": 2000, "batch_size": 100, "val_size": 30_000, "eval_every": 1,
+                               "epochs": 1})
+    # Once per epoch over a few epochs is well within the bound.
+    TrainConfig.from_dict({"train_size": 2000, "batch_size": 100, "val_size": 10_000, "epochs": 5})
+    monkeypatch.delenv("MNIST_DEMO")
+    TrainConfig.from_dict({"train_size": 2000, "batch_size": 100, "val_size": 30_000, "eval_every": 1})
+
+
+def test_more_threads_than_the_host_has_cores_are_refused_demo_or_not(monkeypatch):
+    cores = limits.host_cores()
+    assert 1 <= cores <= (os.cpu_count() or 1)
+    with pytest.raises(ConfigError, match=f"threads: this machine has {cores} core") as excinfo:
+        TrainConfig.from_dict({"threads": 256})
+    assert "\n" not in str(excinfo.value)
+    TrainConfig.from_dict({"threads": cores})
+    TrainConfig.from_dict({"threads": 0})  # one per core
+
+
+def test_a_run_past_its_time_limit_ends_failed_with_the_reason(mnist, tiny_config, monkeypatch, isolated_dirs):
+    monkeypatch.setenv("MNIST_MAX_RUN_SECONDS", "1")
+    # 20,000 steps of one image, each paced by the test: far longer than the limit.
+    run_id = runs.create_run(tiny_config(model="mlp-50", train_size=2000, batch_size=1, epochs=10))
+    run = worker.execute_run(run_id, on_event=lambda event: time.sleep(0.0005))
+    assert run.status == "failed" and run.error == "time limit 1 s reached"
+    assert (run.steps or 0) < 20_000 and run.test_accuracy is None and run.checkpoint is None
+    assert not any(isolated_dirs["checkpoints"].glob("*.safetensors")), "a run stopped by its time limit saved a model"
+
+
+def test_the_demo_time_limit_is_ten_minutes_unless_set(monkeypatch):
+    assert limits.current().max_run_seconds == 0  # no limit outside the demo
+    monkeypatch.setenv("MNIST_DEMO", "1")
+    assert limits.current().max_run_seconds == 600
+    assert limits.current().time_limit_text() == "time limit 10 min"
+    monkeypatch.setenv("MNIST_MAX_RUN_SECONDS", "90")
+    assert limits.current().time_limit_text() == "time limit 90 s"
+
+
 def test_a_run_smuggled_into_the_registry_past_the_bounds_fails_in_the_worker(mnist, monkeypatch):
     run_id = runs.create_run(TrainConfig(epochs=50, train_size=1000, threads=1).to_dict())  # before the demo
     monkeypatch.setenv("MNIST_DEMO", "1")
@@ -164,12 +247,19 @@ def test_sigkilled_worker_is_failed_and_checkpoints_stay_loadable(mnist, tiny_co
     assert not list(isolated_dirs["checkpoints"].glob(".*.tmp"))  # no half-written file left behind
 
 
+@pytest.mark.subprocess
 def test_a_restarted_server_loses_no_run(tiny_config):
+    import subprocess
+    import sys
+
     ids = [runs.create_run(tiny_config()) for _ in range(3)]
     runs.finish_run(ids[0], "completed", test_accuracy=0.9)
-    runs._initialized.clear()  # what a fresh process knows
-    again = runs.list_runs()
-    assert [r.id for r in again] == ids and again[0].test_accuracy == 0.9
+    fresh = subprocess.run(  # a new process, as a restarted server is
+        [sys.executable, "-c", "from mnist_core import runs\n"
+                               "for r in runs.list_runs(): print(r.id, r.test_accuracy)"],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=60)
+    assert fresh.returncode == 0, fresh.stderr
+    assert fresh.stdout.split() == [ids[0], "0.9", ids[1], "None", ids[2], "None"]
 
 
 def test_an_unusable_runs_folder_is_a_clear_error(tmp_path, monkeypatch, tiny_config):

@@ -213,15 +213,35 @@ def _a_dead_pid() -> int:
     return proc.pid
 
 
-@pytest.mark.parametrize("host", ["another-host.example", None], ids=["other-host", "this-host"])
-def test_a_stale_heartbeat_reads_as_failed(tiny_config, host):
+def test_a_stale_heartbeat_on_another_host_reads_as_failed(tiny_config):
     run_id = runs.create_run(tiny_config())
     runs.mark_running(run_id)
-    # The pid is alive (an unrelated process: our parent); on another host it cannot even be checked.
-    _set(run_id, pid=os.getppid(), heartbeat=time.time() - 3600, **({"host": host} if host else {}))
+    # On another host the pid cannot be checked: the heartbeat is all there is to go by.
+    _set(run_id, pid=os.getppid(), heartbeat=time.time() - 3600, host="another-host.example")
     run = runs.list_runs()[0]
     assert run.status == "failed"
     assert "no heartbeat" in run.error
+
+
+def test_a_stale_heartbeat_of_a_worker_alive_on_this_host_stays_running(tiny_config):
+    """A paused worker (SIGSTOP, a VM freeze, a swap storm) is late, not dead: its process is there."""
+    run_id = runs.create_run(tiny_config())
+    runs.mark_running(run_id)
+    _set(run_id, pid=os.getppid(), heartbeat=time.time() - 3600)  # a live pid on this host
+    assert runs.list_runs()[0].status == "running"
+    _set(run_id, pid=_a_dead_pid())  # once its process is gone, it is dead
+    run = runs.get_run(run_id)
+    assert run.status == "failed" and "died" in run.error
+
+
+def test_a_heartbeat_tells_the_worker_to_stop_once_its_run_was_given_up(tiny_config):
+    run_id = runs.create_run(tiny_config())
+    runs.mark_running(run_id)
+    assert runs.heartbeat(run_id, steps=3) is False
+    runs.finish_run(run_id, "failed", error="the worker stopped responding (no heartbeat for 12 s)")
+    assert runs.heartbeat(run_id, steps=9) is True
+    run = runs.get_run(run_id)
+    assert run.status == "failed" and run.steps == 3 and run.error.startswith("the worker stopped responding")
 
 
 def test_a_fresh_heartbeat_on_another_host_stays_running(tiny_config):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -141,3 +142,79 @@ def test_sigterm_ends_a_worker_process_cancelled(mnist, start_worker, wait_for, 
     assert proc.wait(timeout=60) == 1, proc.stderr.read()  # the CLI's exit status for a run that did not complete
     run = runs.get_run(run_id)
     assert run.status == "cancelled" and run.error is None and run.test_accuracy is None
+
+
+# --- a worker that is late, and a run that was given up on ---------------------------------------------
+
+def test_a_worker_whose_run_was_given_up_at_the_end_saves_and_records_nothing(mnist, tiny_config, isolated_dirs):
+    """The registry declared the run dead while it trained: its record stays as the registry left it."""
+    run_id = runs.create_run(tiny_config())
+    verdict = "the worker stopped responding (no heartbeat for 12 s)"
+
+    def give_up_when_training_is_over(event):
+        if event["kind"] == "test":
+            runs.finish_run(run_id, "failed", error=verdict)
+
+    run = worker.execute_run(run_id, on_event=give_up_when_training_is_over)
+    assert run.status == "failed" and run.error == verdict
+    assert run.checkpoint is None and run.test_accuracy is None
+    assert not any(isolated_dirs["checkpoints"].glob("*.safetensors")), "a given-up run left a checkpoint nobody sees"
+
+
+def test_a_worker_whose_run_was_given_up_mid_run_stops_at_its_next_heartbeat(mnist, tiny_config, monkeypatch):
+    monkeypatch.setattr(worker, "HEARTBEAT_SECONDS", 0.1)
+    # 20,000 steps of one image, paced by the test: only the stop can end it early.
+    run_id = runs.create_run(tiny_config(model="mlp-50", train_size=2000, batch_size=1, epochs=10))
+    verdict = "the worker stopped responding (no heartbeat for 12 s)"
+    steps = []
+
+    def give_up_at_step_5(event):
+        if event["kind"] == "step":
+            steps.append(event["step"])
+            if event["step"] == 5:
+                runs.finish_run(run_id, "failed", error=verdict)
+        time.sleep(0.0005)
+
+    run = worker.execute_run(run_id, on_event=give_up_at_step_5)
+    assert run.status == "failed" and run.error == verdict
+    assert 5 <= max(steps) < 20_000
+
+
+@pytest.mark.subprocess
+def test_a_paused_worker_is_not_declared_dead_and_no_second_run_starts(mnist, tiny_config, start_worker, wait_for,
+                                                                       monkeypatch):
+    """SIGSTOP for longer than the heartbeat timeout: the run stays running, the cap of 1 holds, and
+    once resumed the worker carries on (here until the test cancels it)."""
+    monkeypatch.setattr(runs, "HEARTBEAT_TIMEOUT", 1.0)
+    monkeypatch.setenv("MNIST_MAX_CONCURRENT", "1")
+    paused = runs.create_run(tiny_config(model="mlp-50", train_size=2000, batch_size=1, epochs=10))
+    waiting = runs.create_run(tiny_config())
+    procs = {}
+
+    def launch(run_id):
+        procs[run_id] = start_worker(run_id)
+        return procs[run_id].pid
+
+    assert runs.claim_queued(launch) == [paused]
+    run = wait_for(lambda: (r := runs.get_run(paused)).status != "queued" and ((r.steps or 0) > 0 or not r.is_live)
+                   and r, 90, what="the worker to train")
+    assert run.status == "running", run.error  # a busy machine's late heartbeat is no death either
+    pid = procs[paused].pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: time.time() - runs.get_run(paused).heartbeat > 3 * runs.HEARTBEAT_TIMEOUT, 30,
+                 what="the paused worker's heartbeat to go stale")
+        assert runs.get_run(paused).status == "running", runs.get_run(paused).error
+        assert runs.claim_queued(launch) == []
+        assert [r.status for r in runs.list_runs()] == ["running", "queued"]
+        assert runs.get_run(waiting).pid is None
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    resumed = time.time()
+    wait_for(lambda: runs.get_run(paused).heartbeat > resumed, 30, what="a heartbeat after the resume")
+    assert runs.get_run(paused).status == "running"
+
+    runs.request_cancel(waiting)  # queued, no worker: cancelled at once (so nothing starts it)
+    runs.request_cancel(paused)
+    assert procs[paused].wait(timeout=60) == 1
+    assert runs.get_run(paused).status == "cancelled" and runs.get_run(paused).error is None

@@ -1,0 +1,139 @@
+"""A run registry that breaks or disappears: one clear line everywhere, and no trained model lost.
+
+Every fault of the SQLite file (corrupt, not a database, deleted or replaced while in use) reaches
+pages and the CLI as a one-line RunError that names "the run registry" and no server path. A
+registry that this process has used and that then disappears is an error, never a fresh empty one.
+A worker saves its checkpoint before it records the run, so a registry that fails at the very end
+leaves the trained model on disk and says where.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mnist_core import runs, worker
+from mnist_core.__main__ import main
+from mnist_core.checkpoints import load_checkpoint
+from mnist_core.errors import RunError
+
+
+def _registry_files():
+    path = runs.registry_path()
+    return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+
+
+def delete_registry() -> None:
+    """What an operator's `rm runs/registry.sqlite` (or a wiped volume) does under a running server."""
+    for f in _registry_files():
+        f.unlink(missing_ok=True)
+
+
+def corrupt_registry() -> None:
+    """What a disk fault or a stray write does: the file is still there but is no database."""
+    for f in _registry_files()[1:]:
+        f.unlink(missing_ok=True)
+    runs.registry_path().write_bytes(b"this is not an SQLite database\n" * 200)
+
+
+def _assert_one_clean_line(message: str, tmp_path) -> None:
+    assert "\n" not in message
+    assert "the run registry" in message
+    assert str(tmp_path) not in message and "/" not in message, f"a server path is shown: {message}"
+
+
+@pytest.mark.parametrize("call", [
+    lambda: runs.list_runs(),
+    lambda: runs.get_run("20990101-000000-abcdef"),
+    lambda: runs.create_run({"model": "lenet5"}, owner="alice"),
+    lambda: runs.get_metrics("20990101-000000-abcdef"),
+    lambda: runs.request_cancel("20990101-000000-abcdef", by="alice"),
+    lambda: worker.start_queued(),
+], ids=["list", "get", "create", "metrics", "cancel", "start-queued"])
+def test_a_visitor_on_a_corrupt_registry_sees_one_line_without_paths(tiny_config, tmp_path, call):
+    runs.create_run(tiny_config())
+    corrupt_registry()
+    with pytest.raises(RunError) as excinfo:
+        call()
+    _assert_one_clean_line(str(excinfo.value), tmp_path)
+    assert "not a database" in str(excinfo.value)
+
+
+def test_a_fresh_registry_file_that_is_not_a_database_is_a_run_error(tmp_path):
+    runs.registry_path().parent.mkdir(parents=True, exist_ok=True)
+    runs.registry_path().write_bytes(b"\x00" * 4096 + b"garbage" * 100)
+    with pytest.raises(RunError) as excinfo:
+        runs.list_runs()
+    _assert_one_clean_line(str(excinfo.value), tmp_path)
+
+
+def test_a_registry_deleted_while_in_use_is_gone_not_silently_recreated(tiny_config, tmp_path):
+    run_id = runs.create_run(tiny_config())
+    delete_registry()
+    for call in (runs.list_runs, lambda: runs.get_run(run_id), lambda: runs.create_run(tiny_config())):
+        with pytest.raises(RunError, match="the run registry .*is gone") as excinfo:
+            call()
+        _assert_one_clean_line(str(excinfo.value), tmp_path)
+    assert not runs.registry_path().exists(), "the registry was recreated empty"
+
+
+def test_a_registry_replaced_while_in_use_is_gone_too(tiny_config, tmp_path):
+    """Another process recreating it (a worker that started after the delete) must not pass for it."""
+    import sqlite3
+
+    runs.create_run(tiny_config())
+    delete_registry()
+    sqlite3.connect(runs.registry_path()).close()  # a new, empty file where the old one was
+    with pytest.raises(RunError, match="the run registry .*is gone"):
+        runs.list_runs()
+
+
+def test_the_cli_on_a_corrupt_registry_prints_one_line_and_exits_nonzero(capsys, tiny_config, tmp_path):
+    runs.create_run(tiny_config())
+    corrupt_registry()
+    assert main(["runs"]) != 0
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err
+    _assert_one_clean_line(lines[0].removeprefix("error: "), tmp_path)
+
+
+@pytest.mark.parametrize("fault", [delete_registry, corrupt_registry], ids=["deleted", "corrupted"])
+def test_a_registry_that_fails_at_the_end_of_a_run_keeps_the_trained_model(mnist, tiny_config, isolated_dirs,
+                                                                            monkeypatch, capsys, fault):
+    """The CLI trains; between saving the checkpoint and recording the run the registry breaks."""
+    real_save = worker.save_checkpoint
+
+    def save_then_break_the_registry(*args, **kwargs):
+        saved = real_save(*args, **kwargs)
+        fault()
+        return saved
+
+    monkeypatch.setattr(worker, "save_checkpoint", save_then_break_the_registry)
+    argv = ["train", "--model", "mlp-50", "--train-size", "300", "--val-size", "100", "--epochs", "1",
+            "--batch-size", "100", "--threads", "1", "--device", "cpu", "--quiet"]
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    (saved,) = isolated_dirs["checkpoints"].glob("mlp-50-*.safetensors")
+    assert str(saved) in lines[0], "the CLI must say where the trained model is"
+    assert "the run registry" in lines[0]
+    model, meta = load_checkpoint(saved)
+    assert meta["metrics"]["test_accuracy"] > 0.3
+
+
+def test_a_registry_that_vanishes_during_training_does_not_end_the_run(mnist, tiny_config, isolated_dirs):
+    """Metric writes that fail do not stop the training: the model is finished and saved."""
+    run_id = runs.create_run(tiny_config(eval_every=3))
+    deleted = []
+
+    def delete_at_step_2(event):
+        if event["kind"] == "step" and event["step"] == 2 and not deleted:
+            delete_registry()
+            deleted.append(True)
+
+    with pytest.raises(RunError, match="is gone") as excinfo:
+        worker.execute_run(run_id, on_event=delete_at_step_2)
+    (saved,) = isolated_dirs["checkpoints"].glob("*.safetensors")
+    assert str(saved) in str(excinfo.value)
+    assert load_checkpoint(saved)[1]["metrics"]["steps"] == 10
