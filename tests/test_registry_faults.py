@@ -137,3 +137,16 @@ def test_a_registry_that_vanishes_during_training_does_not_end_the_run(mnist, ti
     (saved,) = isolated_dirs["checkpoints"].glob("*.safetensors")
     assert str(saved) in str(excinfo.value)
     assert load_checkpoint(saved)[1]["metrics"]["steps"] == 10
+
+
+@pytest.mark.parametrize("page", ["app_pages/home.py", "app_pages/train.py", "app_pages/evaluate.py"])
+def test_pages_on_a_corrupt_registry_say_so_in_one_line(tiny_config, tmp_path, page):
+    from apptest_util import messages, open_page
+
+    runs.create_run(tiny_config())
+    corrupt_registry()
+    at = open_page(page)
+    said = messages(at)
+    assert not at.exception, said
+    assert any("the run registry" in e for e in said["error"]), said
+    assert not any(str(tmp_path) in e for e in said["error"]), said
