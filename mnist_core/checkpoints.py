@@ -97,7 +97,7 @@ def save_checkpoint(model: nn.Module, meta: dict[str, Any], path: os.PathLike) -
         _atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"architecture": arch}))
         _atomic_write(sidecar_path(path), lambda tmp: Path(tmp).write_text(text))
     except OSError as exc:
-        raise CheckpointError(f"cannot write the checkpoint {path.name}: {exc.strerror or exc}") from None
+        raise CheckpointError(f"cannot write the checkpoint {path.name}: {exc.strerror or type(exc).__name__}") from None
     return path
 
 
@@ -146,6 +146,11 @@ def _finite_number(value: Any) -> bool:
         return False
 
 
+def _shown(where: str) -> str:
+    """A field's name as an error message may quote it: short, and one printable line whatever it holds."""
+    return "".join(c if c.isprintable() else "?" for c in where[:80])
+
+
 def check_meta(meta: dict, name: str = "sidecar") -> None:
     """Refuse a sidecar whose fields have the wrong type, or are enormous, path-like or non-finite.
 
@@ -155,22 +160,22 @@ def check_meta(meta: dict, name: str = "sidecar") -> None:
     """
     def walk(value, where: str, depth: int) -> None:
         if depth > 8:
-            raise CheckpointError(f"{name}: {where} is nested too deeply")
+            raise CheckpointError(f"{name}: {_shown(where)} is nested too deeply")
         if isinstance(value, str):
             if len(value) > MAX_META_STRING:
-                raise CheckpointError(f"{name}: {where} is too long ({len(value):,} characters)")
+                raise CheckpointError(f"{name}: {_shown(where)} is too long ({len(value):,} characters)")
         elif isinstance(value, float) and not math.isfinite(value):
-            raise CheckpointError(f"{name}: {where} must be a finite number, not {value}")
+            raise CheckpointError(f"{name}: {_shown(where)} must be a finite number, not {value}")
         elif isinstance(value, int) and not isinstance(value, bool) and not _finite_number(value):
-            raise CheckpointError(f"{name}: {where} must be a number a float can hold")
+            raise CheckpointError(f"{name}: {_shown(where)} must be a number a float can hold")
         elif isinstance(value, dict):
             if len(value) > 200:
-                raise CheckpointError(f"{name}: {where} has too many fields")
+                raise CheckpointError(f"{name}: {_shown(where)} has too many fields")
             for k, v in value.items():
                 walk(v, f"{where}.{k}"[:80] if where else k[:80], depth + 1)
         elif isinstance(value, list):
             if len(value) > 1000:
-                raise CheckpointError(f"{name}: {where} is too long ({len(value):,} items)")
+                raise CheckpointError(f"{name}: {_shown(where)} is too long ({len(value):,} items)")
             for i, v in enumerate(value):
                 walk(v, f"{where}[{i}]", depth + 1)
 
@@ -182,9 +187,9 @@ def check_meta(meta: dict, name: str = "sidecar") -> None:
             if value is None:
                 continue
             if not _finite_number(value):
-                raise CheckpointError(f"{name}: metrics.{key[:40]} must be a finite number or null")
+                raise CheckpointError(f"{name}: metrics.{_shown(key)} must be a finite number or null")
             if key.endswith("accuracy") and not 0.0 <= value <= 1.0:
-                raise CheckpointError(f"{name}: metrics.{key[:40]} must be a fraction between 0 and 1, not {value:g}")
+                raise CheckpointError(f"{name}: metrics.{_shown(key)} must be a fraction between 0 and 1, not {value:g}")
     for field in DICT_FIELDS:
         if meta.get(field) is not None and not isinstance(meta[field], dict):
             raise CheckpointError(f"{name}: {field} must be a JSON object")
@@ -209,7 +214,7 @@ def read_meta(path: os.PathLike) -> dict:
     try:
         text = side.read_bytes()
     except OSError as exc:
-        raise CheckpointError(f"{side.name} cannot be read: {exc.strerror or exc}") from None
+        raise CheckpointError(f"{side.name} cannot be read: {exc.strerror or type(exc).__name__}") from None
     return parse_meta(text, side.name)
 
 
@@ -255,7 +260,8 @@ def model_from_bytes(data: bytes, meta: dict, name: str = "checkpoint") -> nn.Mo
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        detail = (f"missing {', '.join(missing[:3])}" if missing else f"unexpected {', '.join(unexpected[:3])}")
+        detail = (f"missing {', '.join(missing[:3])}" if missing
+                  else f"unexpected {', '.join(_shown(k) for k in unexpected[:3])}")
         raise CheckpointError(f"{name} does not fit {meta['architecture']}: {detail}")
     for key in expected:  # in the model's order: safetensors' dict order varies from load to load
         tensor = state[key]
@@ -280,7 +286,7 @@ def load_checkpoint(path: os.PathLike) -> tuple[nn.Module, dict]:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise CheckpointError(f"{path.name} cannot be read: {exc.strerror or exc}") from None
+        raise CheckpointError(f"{path.name} cannot be read: {exc.strerror or type(exc).__name__}") from None
     return model_from_bytes(data, meta, path.name), meta
 
 

@@ -111,7 +111,7 @@ def load_bundle(source: os.PathLike | bytes) -> tuple[nn.Module, dict]:
                 raise CheckpointError(f"{name} is too large for a bundle ({path.stat().st_size / 2**20:.1f} MB)")
             data = path.read_bytes()
         except OSError as exc:
-            raise CheckpointError(f"{name} cannot be read: {exc.strerror or exc}") from None
+            raise CheckpointError(f"{name} cannot be read: {exc.strerror or type(exc).__name__}") from None
     if len(data) > MAX_UPLOAD_BYTES:
         raise CheckpointError(f"{name} is too large ({len(data) / 2**20:.1f} MB; "
                               f"the limit is {MAX_UPLOAD_BYTES / 2**20:.0f} MB)")
@@ -132,7 +132,7 @@ def _write(path: Path, data: bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         _atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
     except OSError as exc:
-        raise CheckpointError(f"cannot write {path.name}: {exc.strerror or exc}") from None
+        raise CheckpointError(f"cannot write {path.name}: {exc.strerror or type(exc).__name__}") from None
     return path
 
 
