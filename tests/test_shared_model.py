@@ -94,6 +94,7 @@ INSPECTIONS = {  # what a visitor's inspection runs, and how many times the test
     "penultimate features": (lambda model: explain.penultimate(model, MINE), ROUNDS),
     "layer table": (lambda model: layer_table(model), ROUNDS),
     "saliency": (lambda model: explain.attribute(model, MINE[0], "saliency"), 30),  # a backward pass each
+    "prediction": (lambda model: predict_proba(model, MINE), ROUNDS),  # two visitors drawing at once
 }
 
 
