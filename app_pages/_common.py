@@ -108,23 +108,24 @@ def uploaded_checkpoint(files) -> tuple | None:
     return model, meta, name, ("upload", digest)
 
 
-def model_chooser(key: str, label: str = "Checkpoint", default: str = "lenet5.safetensors") -> tuple | None:
-    """A checkpoint picker with an upload beside it.
+def model_chooser(key: str, label: str = "Checkpoint", default: str = "lenet5.safetensors",
+                  upload_place=None) -> tuple | None:
+    """A checkpoint picker with an upload beside it (or in `upload_place`, a container further down).
 
     Returns (model, meta, name, cache key) — the upload wins while one is given — or None after
     showing why (no checkpoints, a bad upload, a checkpoint that cannot be loaded). While an upload
-    is in use the page says so, with a button back to the listed checkpoint (it empties the upload:
-    a file_uploader under a new key starts empty). Uploads are checked and loaded in memory; nothing
-    is written.
+    is in use the page says so under the picker, with a button back to the listed checkpoint (it
+    empties the upload: a file_uploader under a new key starts empty). Uploads are checked and loaded
+    in memory; nothing is written.
     """
     version_key = f"{key}_upload_version"
     version = st.session_state.get(version_key, 0)
     path = checkpoint_picker(label, key=key, default=default)
-    with st.expander("Upload a checkpoint", icon=":material/upload:"):
+    notice = st.container()  # always here, so what follows keeps its place when the notice comes or goes
+    with upload_place or st.container(), st.expander("Upload a checkpoint", icon=":material/upload:"):
         files = st.file_uploader("The .safetensors weights and the .json sidecar, or one .bundle.safetensors file",
                                  type=["safetensors", "json"], accept_multiple_files=True,
                                  key=f"{key}_upload" + (f"_{version}" if version else ""))
-    notice = st.container()  # always here, so what follows keeps its place when the notice comes or goes
     if files:
         with notice:
             chosen = uploaded_checkpoint(files)

@@ -4,17 +4,22 @@ import base64
 import io
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from apptest_util import messages, open_page
 
 
-def canvas_state(rgba: np.ndarray) -> dict:
-    """What streamlit-drawable-canvas sends back: the drawing's JSON and a PNG data URL."""
+CANVAS = "draw_canvas"  # the canvas component's key
+
+
+def canvas_state(rgba: np.ndarray | None) -> dict:
+    """What the Draw page's canvas sends back: a PNG data URL of the drawing (None once it is empty)."""
+    if rgba is None:
+        return {"drawing": None}
     buf = io.BytesIO()
     Image.fromarray(rgba).save(buf, format="PNG")
-    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-    return {"drawing": {"raw": {"objects": [{"type": "path"}]}, "data": url}}
+    return {"drawing": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()}
 
 
 def drawn(shape: str) -> np.ndarray:
@@ -40,14 +45,14 @@ def test_empty_canvas_shows_no_prediction(tmp_path, monkeypatch):
 def test_drawing_injected_into_canvas_gives_prediction(tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path))
     at = open_page("app_pages/draw.py")
-    at.session_state["canvas-0"] = canvas_state(drawn("one"))
+    at.session_state[CANVAS] = canvas_state(drawn("one"))
     at.run()
     assert not at.exception, messages(at)
     assert at.metric[0].value == "1"
     seen = at.session_state["drawing"]
     assert seen.shape == (28, 28) and seen.max() > 0.5
 
-    at.session_state["canvas-0"] = canvas_state(drawn("zero"))
+    at.session_state[CANVAS] = canvas_state(drawn("zero"))
     at.run()
     assert at.metric[0].value == "0"
 
@@ -55,9 +60,10 @@ def test_drawing_injected_into_canvas_gives_prediction(tmp_path, monkeypatch):
 def test_clear_resets_the_prediction(tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path))
     at = open_page("app_pages/draw.py")
-    at.session_state["canvas-0"] = canvas_state(drawn("one"))
+    at.session_state[CANVAS] = canvas_state(drawn("one"))
     at.run()
-    next(b for b in at.button if b.label == "Clear").click()
+    assert at.metric[0].value == "1"
+    at.session_state[CANVAS] = canvas_state(None)  # what the canvas sends after Clear
     at.run()
     assert not at.exception, messages(at)
     assert at.metric[0].value == "–"
@@ -67,7 +73,7 @@ def test_clear_resets_the_prediction(tmp_path, monkeypatch):
 def test_every_model_can_be_chosen(tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path))
     at = open_page("app_pages/draw.py")
-    at.session_state["canvas-0"] = canvas_state(drawn("one"))
+    at.session_state[CANVAS] = canvas_state(drawn("one"))
     for option in at.selectbox(key="draw_checkpoint").options:
         at.selectbox(key="draw_checkpoint").set_value(f"{option}.safetensors")
         at.run()
@@ -80,7 +86,7 @@ def test_compare_models_shows_every_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path))
     at = open_page("app_pages/draw.py")
-    at.session_state["canvas-0"] = canvas_state(drawn("one"))
+    at.session_state[CANVAS] = canvas_state(drawn("one"))
     at.run()
     at.toggle(key="draw_compare").set_value(True).run()
     assert not at.exception, messages(at)
@@ -89,3 +95,33 @@ def test_compare_models_shows_every_checkpoint(tmp_path, monkeypatch):
     assert names[1:] == [p.stem for p in list_checkpoints()]
     # the strong models agree on a clean vertical stroke
     assert {m.value for m in at.metric if m.label in ("lenet5", "cnn-small")} == {"1"}
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A 2 KB PNG whose header says width x height (grey): the 'fake drawing' of the report."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rows = zlib.compress(b"\0" * ((width + 1) * 16), 9)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("value", [
+    "data:image/png;base64," + base64.b64encode(png_declaring(20_000, 20_000)).decode(),
+    "data:image/png;base64,not base64 at all",
+    12345,
+    {"raw": {"objects": []}, "data": "data:image/png;base64,AAAA"},
+], ids=["huge-png", "garbage", "number", "object"])
+def test_a_crafted_canvas_value_is_refused_in_one_line(tmp_path, monkeypatch, value):
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path))
+    at = open_page("app_pages/draw.py")
+    at.session_state[CANVAS] = {"drawing": value}
+    at.run()
+    assert not at.exception, messages(at)
+    assert len(at.error) == 1 and "\n" not in at.error[0].value, messages(at)
+    assert "drawing sent by the browser" in at.error[0].value
+    assert at.metric[0].value == "–"

@@ -87,10 +87,10 @@ def test_tsne_map_of_a_small_sample(env):
 # --- Draw and Inside the network: attribution, export, bundle upload ---------------------------
 
 def test_draw_explains_the_prediction_and_any_digit(env):
-    from test_page_draw import canvas_state, drawn
+    from test_page_draw import CANVAS, canvas_state, drawn
 
     at = open_page("app_pages/draw.py")
-    at.session_state["canvas-0"] = canvas_state(drawn("one"))
+    at.session_state[CANVAS] = canvas_state(drawn("one"))
     at.run()
     assert {b.label for b in at.get("download_button")} == {"ONNX", "Bundle"}
     at.toggle(key="draw_explain").set_value(True).run()

@@ -324,19 +324,21 @@ class App:
     def metric_value(self, label: str):
         return self.page.get_by_test_id("stMetric").filter(has_text=label).get_by_test_id("stMetricValue")
 
-    # -- the drawing canvas (streamlit-drawable-canvas: fabric.js canvases in an open shadow root)
+    # -- the drawing canvas (the Draw page's own component, app_pages/_canvas.py, in an open shadow root)
 
     def canvas(self):
-        return self.page.locator("canvas.upper-canvas")
+        return self.page.get_by_test_id("drawCanvas")
 
     def draw(self, points: list[tuple[float, float]]) -> None:
-        """One stroke through `points` (canvas pixels), with the mouse, in small steps."""
+        """One stroke through `points` (canvas pixels, whatever size the canvas is shown at), with the mouse,
+        in small steps."""
         canvas = self.canvas()
         self.expect(canvas).to_have_count(1)
         canvas.scroll_into_view_if_needed()
         box = canvas.bounding_box()
         assert box is not None, "the canvas has no box"
-        at = [(box["x"] + x, box["y"] + y) for x, y in points]
+        scale = box["width"] / canvas.evaluate("c => c.width")
+        at = [(box["x"] + x * scale, box["y"] + y * scale) for x, y in points]
         mouse = self.page.mouse
         mouse.move(*at[0])
         mouse.down()

@@ -1,0 +1,156 @@
+"""The Draw page's canvas: a small Streamlit component of our own (st.components.v2, inline JS, no build).
+
+Why not streamlit-drawable-canvas, which the page used before:
+- its toolbar is an invisible box over the top-right corner of the drawing (strokes starting there
+  were lost) that, once shown, covers whatever sits above the canvas; its "Edit" toggle silently
+  stops drawing;
+- it waits 200 ms after the mouse is lifted before it sends the drawing, on every stroke;
+- its Python side decodes whatever image the browser sends, with no size or format limit.
+
+This canvas is a plain <canvas> that is exactly CANVAS_SIZE pixels square, shown as wide as its column
+allows (up to MAX_DISPLAY_PX: the whole width of a phone), drawn with pointer events (mouse, finger,
+pen; `touch-action: none`, so a finger draws instead of scrolling). Undo and Clear sit below it, outside
+the drawing area. When a stroke ends it sends the drawing at once as `data:image/png;base64,...` (None
+once it is empty). That value is still whatever the browser chooses to send: `drawing_canvas` hands
+it to mnist_core.preprocess.decode_canvas, which checks it before it decodes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import streamlit as st
+
+from mnist_core.preprocess import CANVAS_SIZE, decode_canvas
+
+STROKE_PX = 18          # the brush, in canvas pixels (MNIST strokes are about a tenth of the digit box)
+MAX_DISPLAY_PX = 340    # shown at most this wide on a screen; the canvas itself stays CANVAS_SIZE square
+
+_CSS = """
+.mc-root { width: 100%; max-width: var(--mc-max, 340px); }
+.mc-canvas { display: block; width: 100%; aspect-ratio: 1 / 1; touch-action: none; cursor: crosshair;
+             background: #000; border-radius: var(--st-base-radius, 0.5rem); user-select: none;
+             -webkit-user-select: none; }
+.mc-tools { display: flex; gap: 0.5rem; margin-top: 0.5rem; }
+.mc-tools button { font: inherit; font-size: 0.875rem; color: var(--st-text-color, #31333f);
+                   background: var(--st-background-color, #fff); cursor: pointer; padding: 0.25rem 0.75rem;
+                   border: 1px solid var(--st-border-color, #d5dae5); border-radius: var(--st-button-radius, 0.5rem); }
+.mc-tools button:hover:not(:disabled) { border-color: var(--st-primary-color, #ff4b4b);
+                                        color: var(--st-primary-color, #ff4b4b); }
+.mc-tools button:disabled { opacity: 0.45; cursor: not-allowed; }
+"""
+
+_JS = """
+const canvases = new WeakMap();  // one drawing per mounted component; it survives reruns
+
+function mount(parent) {
+  const root = document.createElement('div');
+  root.className = 'mc-root';
+  const canvas = document.createElement('canvas');
+  canvas.className = 'mc-canvas';
+  canvas.setAttribute('data-testid', 'drawCanvas');
+  canvas.setAttribute('aria-label', 'Drawing canvas: draw a digit');
+  const tools = document.createElement('div');
+  tools.className = 'mc-tools';
+  const undo = document.createElement('button');
+  undo.type = 'button'; undo.textContent = 'Undo';
+  const clear = document.createElement('button');
+  clear.type = 'button'; clear.textContent = 'Clear';
+  tools.append(undo, clear);
+  root.append(canvas, tools);
+  parent.appendChild(root);
+
+  const self = { root, canvas, strokes: [], current: null, send: () => {}, size: 0, width: 1 };
+  const ctx = canvas.getContext('2d');
+
+  const paint = () => {  // the whole drawing, from its strokes
+    ctx.fillStyle = '#000';
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.strokeStyle = ctx.fillStyle = '#fff';
+    ctx.lineWidth = self.width; ctx.lineCap = 'round'; ctx.lineJoin = 'round';
+    for (const s of self.strokes) {
+      ctx.beginPath();
+      ctx.moveTo(s[0][0], s[0][1]);
+      for (const p of s.length > 1 ? s.slice(1) : s) ctx.lineTo(p[0], p[1]);
+      ctx.stroke();
+    }
+  };
+  const changed = () => {
+    undo.disabled = clear.disabled = self.strokes.length === 0;
+    self.send(self.strokes.length ? canvas.toDataURL('image/png') : null);
+  };
+  const at = (e) => {  // a pointer event -> canvas pixels, whatever size the canvas is shown at
+    const r = canvas.getBoundingClientRect();
+    return [(e.clientX - r.left) * canvas.width / r.width, (e.clientY - r.top) * canvas.height / r.height];
+  };
+  const extend = (p) => {
+    const s = self.current, q = s[s.length - 1];
+    s.push(p);
+    ctx.beginPath(); ctx.moveTo(q[0], q[1]); ctx.lineTo(p[0], p[1]); ctx.stroke();
+  };
+  canvas.addEventListener('pointerdown', (e) => {
+    if (e.pointerType === 'mouse' && e.button !== 0) return;
+    e.preventDefault();
+    canvas.setPointerCapture(e.pointerId);
+    const p = at(e);
+    self.current = [p];
+    self.strokes.push(self.current);
+    extend(p);  // a dot where the stroke starts (round caps)
+  });
+  canvas.addEventListener('pointermove', (e) => {
+    if (!self.current) return;
+    e.preventDefault();
+    for (const ev of (e.getCoalescedEvents ? e.getCoalescedEvents() : []).concat([e])) extend(at(ev));
+  });
+  const end = () => {
+    if (!self.current) return;
+    self.current = null;
+    changed();
+  };
+  canvas.addEventListener('pointerup', end);
+  canvas.addEventListener('pointercancel', end);
+  canvas.addEventListener('lostpointercapture', end);
+  undo.addEventListener('click', () => { self.strokes.pop(); paint(); changed(); });
+  clear.addEventListener('click', () => { self.strokes = []; paint(); changed(); });
+
+  self.configure = (data) => {
+    self.root.style.setProperty('--mc-max', data.max_display_px + 'px');
+    if (self.size !== data.size || self.width !== data.stroke_px) {
+      self.size = data.size; self.width = data.stroke_px;
+      canvas.width = canvas.height = data.size;
+      paint();
+      undo.disabled = clear.disabled = self.strokes.length === 0;
+    }
+  };
+  return self;
+}
+
+export default function (component) {
+  const { data, parentElement, setStateValue } = component;
+  let self = canvases.get(parentElement);
+  if (!self) {
+    self = mount(parentElement);
+    canvases.set(parentElement, self);
+  }
+  self.send = (value) => setStateValue('drawing', value);
+  self.configure(data);
+  return () => {
+    self.root.remove();
+    canvases.delete(parentElement);
+  };
+}
+"""
+
+_component = st.components.v2.component("mnist_lab.drawing_canvas", html="", css=_CSS, js=_JS)
+
+
+def drawing_canvas(key: str, on_change: Callable[[], None] | None = None) -> np.ndarray | None:
+    """Show the canvas; the drawing as RGBA uint8 [CANVAS_SIZE, CANVAS_SIZE, 4], or None while it is empty.
+
+    Raises mnist_core.errors.ImageError (one line) when the browser sent something that is not this
+    canvas's PNG. `on_change` runs (as a Streamlit callback) when a stroke ends, on Undo and on Clear.
+    """
+    result = _component(key=key, data={"size": CANVAS_SIZE, "stroke_px": STROKE_PX, "max_display_px": MAX_DISPLAY_PX},
+                        default={"drawing": None}, on_drawing_change=on_change or (lambda: None))
+    return decode_canvas(result.get("drawing"))
