@@ -281,7 +281,7 @@ def load_checkpoint(path: os.PathLike) -> tuple[nn.Module, dict]:
     """(model in eval mode on CPU, sidecar metadata). Raises CheckpointError with a one-line reason."""
     path = weights_path(path)
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint named {path.name}")  # the name, not the server's folder
+        raise CheckpointError(f"no checkpoint at {path.name}")  # the file name, never the server's folder
     meta = read_meta(path)
     try:
         data = path.read_bytes()
