@@ -405,13 +405,32 @@ def pid_alive(pid: int) -> bool:
         return True  # no /proc (macOS): trust kill()
 
 
+def process_started_at(pid: int) -> Optional[float]:
+    """When a process started, in seconds since the epoch; None where /proc cannot say (macOS)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime, in clock ticks since boot
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
 def _dead_reason(row: sqlite3.Row, now: float) -> Optional[str]:
     if row["status"] not in LIVE:
         return None
     if row["pid"] is not None and row["host"] == socket.gethostname():
         # On this host the process answers for itself: one that is only late (paused, swapped out,
-        # starved of CPU) keeps its run, however old its heartbeat.
-        return None if pid_alive(row["pid"]) else f"the worker process (pid {row['pid']}) died"
+        # starved of CPU) keeps its run, however old its heartbeat. Unless the pid now belongs to a
+        # process that started after the worker last wrote (a reboot, a recycled pid): the worker
+        # was started before it was recorded, so that one cannot be it.
+        if not pid_alive(row["pid"]):
+            return f"the worker process (pid {row['pid']}) died"
+        started = process_started_at(row["pid"])
+        if started is not None and started > (row["heartbeat"] or row["created_at"]) + 2.0:
+            return f"the worker process (pid {row['pid']}) is gone: its pid now belongs to another process"
+        return None
     if row["status"] == "running" and row["heartbeat"] and now - row["heartbeat"] > HEARTBEAT_TIMEOUT:
         return f"the worker stopped responding (no heartbeat for {now - row['heartbeat']:.0f} s)"
     return None

@@ -223,15 +223,45 @@ def test_a_stale_heartbeat_on_another_host_reads_as_failed(tiny_config):
     assert "no heartbeat" in run.error
 
 
-def test_a_stale_heartbeat_of_a_worker_alive_on_this_host_stays_running(tiny_config):
+@pytest.mark.subprocess
+def test_a_stale_heartbeat_of_a_worker_alive_on_this_host_stays_running(tiny_config, monkeypatch, wait_for):
     """A paused worker (SIGSTOP, a VM freeze, a swap storm) is late, not dead: its process is there."""
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(runs, "HEARTBEAT_TIMEOUT", 0.2)
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # stands in for a worker
+    try:
+        run_id = runs.create_run(tiny_config())
+        runs.mark_running(run_id)
+        _set(run_id, pid=worker.pid, heartbeat=time.time())  # then it falls silent
+        wait_for(lambda: time.time() - runs.get_run(run_id).heartbeat > 5 * runs.HEARTBEAT_TIMEOUT, 10,
+                 what="the heartbeat to go stale")
+        assert [r.status for r in runs.list_runs()] == ["running"]
+    finally:
+        worker.kill()
+        worker.wait()
+    run = runs.get_run(run_id)  # once its process is gone, it is dead
+    assert run.status == "failed" and "died" in run.error
+
+
+@pytest.mark.subprocess
+def test_a_run_whose_worker_pid_now_belongs_to_a_newer_process_reads_as_failed(tiny_config):
+    """After a reboot (or a recycled pid) the recorded pid can be alive and someone else's."""
+    import subprocess
+    import sys
+
     run_id = runs.create_run(tiny_config())
     runs.mark_running(run_id)
-    _set(run_id, pid=os.getppid(), heartbeat=time.time() - 3600)  # a live pid on this host
-    assert runs.list_runs()[0].status == "running"
-    _set(run_id, pid=_a_dead_pid())  # once its process is gone, it is dead
-    run = runs.get_run(run_id)
-    assert run.status == "failed" and "died" in run.error
+    _set(run_id, heartbeat=time.time() - 3600)  # the worker last wrote an hour ago
+    newer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _set(run_id, pid=newer.pid)
+        run = runs.get_run(run_id)
+        assert run.status == "failed" and f"pid {newer.pid}" in run.error and "another process" in run.error
+    finally:
+        newer.kill()
+        newer.wait()
 
 
 def test_a_heartbeat_tells_the_worker_to_stop_once_its_run_was_given_up(tiny_config):
