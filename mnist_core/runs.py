@@ -6,9 +6,10 @@ images/s). The worker writes; pages and the CLI read. WAL mode lets readers read
 writes, and every connection waits (busy_timeout) rather than failing with "database is locked".
 
 A run whose worker died is never left reading "running": every read checks live runs' workers and
-marks dead ones failed. On this host the process answers for itself (its pid alive and not a
-zombie), so a worker that is only late (paused, swapped out, busy) is never given up on; a worker
-on another host is judged by its heartbeat (none for HEARTBEAT_TIMEOUT seconds). A worker whose run
+marks dead ones failed. On this host the process answers for itself (its pid alive, not a zombie,
+and started before the worker last wrote), so a worker that is only late (paused, swapped out,
+busy) is never given up on; a worker on another host is judged by its heartbeat (none for
+HEARTBEAT_TIMEOUT seconds). A worker whose run
 was given up on learns it from its next heartbeat and stops without touching the record.
 
 Every fault of the file (corrupt, not a database, disk I/O, a folder that cannot be made) is a
