@@ -125,3 +125,15 @@ def test_a_crafted_canvas_value_is_refused_in_one_line(tmp_path, monkeypatch, va
     assert len(at.error) == 1 and "\n" not in at.error[0].value, messages(at)
     assert "drawing sent by the browser" in at.error[0].value
     assert at.metric[0].value == "–"
+
+
+def test_open_in_inside_the_network_takes_the_drawing_there(tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path))
+    at = open_page("app_pages/draw.py")
+    at.session_state[CANVAS] = canvas_state(drawn("zero"))
+    at.run()
+    next(b for b in at.button if b.label == "Open in Inside the network").click()
+    at.run()
+    assert not at.exception, messages(at)
+    assert at.title[0].value == "Inside the network"
+    assert at.session_state["inspect_source"] == {"kind": "drawing"}
