@@ -264,8 +264,10 @@ def claim_queued(launch, root: Optional[os.PathLike] = None, max_concurrent: Opt
                 try:
                     pid = launch(run_id)
                 except Exception as exc:  # noqa: BLE001 - a failed launch fails its run, not the page
+                    # An OSError's text names the file (a server path): its reason alone is shown.
+                    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                     conn.execute("UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
-                                 (time.time(), f"the worker could not be started: {exc}", run_id))
+                                 (time.time(), f"the worker could not be started: {reason}", run_id))
                     continue
                 conn.execute("UPDATE runs SET pid = ?, host = ?, heartbeat = ? WHERE id = ?",
                              (pid, socket.gethostname(), time.time(), run_id))

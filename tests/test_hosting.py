@@ -83,6 +83,17 @@ def test_a_failed_launch_fails_its_run_not_the_caller(tiny_config):
     assert run.status == "failed" and "could not be started" in run.error
 
 
+def test_a_launch_that_fails_on_a_file_does_not_show_its_server_path(tiny_config):
+    run_id = runs.create_run(tiny_config())
+
+    def unwritable_log(run_id):
+        raise PermissionError(13, "Permission denied", f"/srv/lab/runs/{run_id}.log")
+
+    runs.claim_queued(unwritable_log)
+    run = runs.get_run(run_id)
+    assert run.status == "failed" and run.error == "the worker could not be started: Permission denied"
+
+
 def test_a_visitor_may_queue_only_so_many_runs(tiny_config, monkeypatch):
     monkeypatch.setenv("MNIST_MAX_QUEUED_PER_OWNER", "2")
     runs.create_run(tiny_config(), owner="alice")
