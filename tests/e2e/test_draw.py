@@ -125,6 +125,29 @@ def test_strokes_in_every_corner_and_the_top_right_reach_the_model(app):
     app.assert_no_exception()
 
 
+def test_a_browser_sending_a_crafted_drawing_gets_one_error_line(app):
+    """The canvas's value comes from the browser: here the page's toDataURL is replaced, so a real stroke sends a
+    2 KB PNG that declares 30,000 x 30,000 pixels. The server refuses it in one line, before decoding it."""
+    import base64
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30_000, 30_000, 8, 6, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(b"\0" * 30_001 * 4 * 8, 9)) + chunk(b"IEND", b""))
+    app.goto("draw")
+    app.page.evaluate("url => { HTMLCanvasElement.prototype.toDataURL = () => url; }",
+                      "data:image/png;base64," + base64.b64encode(png).decode())
+    app.draw(one())
+    expect(app.page.get_by_test_id("stAlert").filter(has_text="drawing sent by the browser")).to_have_text(
+        re.compile(r"^\W*the drawing sent by the browser is 30000x30000 pixels; the canvas is 280x280\W*$"))
+    expect(app.metric_value("Prediction")).to_have_text("–")
+    app.wait_idle()
+    app.assert_no_exception()
+
+
 def test_undo_takes_back_the_last_stroke(app):
     app.goto("draw")
     prediction = app.metric_value("Prediction")
