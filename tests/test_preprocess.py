@@ -340,3 +340,30 @@ def test_the_largest_canvas_png_fits_under_the_byte_cap():
     png = _png(noise)
     assert len(png) <= MAX_CANVAS_PNG_BYTES
     np.testing.assert_array_equal(decode_canvas(_data_url(png)), noise)
+
+
+def test_a_damaged_canvas_png_either_decodes_to_the_canvas_or_is_refused_in_one_line():
+    """Random byte flips and cuts in a real canvas PNG (hypothesis): a 280x280 RGBA image or ImageError, nothing else."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from mnist_core.errors import ImageError
+    from mnist_core.preprocess import decode_canvas
+
+    png = _png(_drawing())
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(data=st.data())
+    def check(data):
+        buf = bytearray(png)
+        for _ in range(data.draw(st.integers(1, 8))):
+            buf[data.draw(st.integers(0, len(buf) - 1))] = data.draw(st.integers(0, 255))
+        cut = data.draw(st.integers(0, len(buf)))
+        try:
+            out = decode_canvas(_data_url(bytes(buf[:cut] if data.draw(st.booleans()) else buf)))
+        except ImageError as exc:
+            assert str(exc) and "\n" not in str(exc)
+        else:
+            assert out.dtype == np.uint8 and out.shape == (280, 280, 4)
+
+    check()
