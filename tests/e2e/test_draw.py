@@ -193,11 +193,14 @@ def test_uploading_a_checkpoint_says_which_model_is_used_and_goes_back(app):
         [str(CHECKPOINTS / "mlp-256-64.safetensors"), str(CHECKPOINTS / "mlp-256-64.json")])
     expect(app.page.get_by_text("Model in use: uploaded mlp-256-64")).to_be_visible()
     expect(app.page.get_by_text("Probabilities · uploaded mlp-256-64")).to_be_visible()
+    assert ink(app) > 0, "the drawing left the canvas when the model changed"
 
     app.button("Back to lenet5").click()
     expect(app.page.get_by_text("Model in use: uploaded mlp-256-64")).to_have_count(0)
     expect(app.page.get_by_text("Probabilities · lenet5")).to_be_visible()
     expect(uploader.get_by_text("mlp-256-64.json")).to_have_count(0)
+    expect(app.metric_value("Prediction")).to_have_text("1")
+    assert ink(app) > 0
     app.wait_idle()
     app.assert_no_exception()
 
