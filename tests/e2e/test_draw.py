@@ -14,6 +14,7 @@ pytestmark = pytest.mark.timeout(240)
 
 SIZE = 280  # the canvas, in its own pixels
 CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def one() -> list[tuple[float, float]]:
@@ -225,3 +226,4 @@ def test_on_a_phone_a_finger_draws_and_the_answer_is_on_the_first_screen_with_th
     assert app.page.evaluate("() => document.querySelector('[data-testid=stMain]').scrollTop + window.scrollY") == 0
     app.wait_idle()
     app.assert_no_exception()
+    app.page.screenshot(path=str(DOCS / "draw-phone.png"), animations="disabled")  # the first screen, as on a phone
