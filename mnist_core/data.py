@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from .errors import DataError
-from .paths import data_dir
+from .paths import data_dir, shown
 
 # The four files and their MD5s (the same sums torchvision checks).
 FILES = {
@@ -224,7 +224,7 @@ def fetch(root: Optional[os.PathLike] = None, progress: Optional[Progress] = Non
     folder = raw_dir(root)
     need = missing_files(root) if "local" in sources else list(FILES)
     if not need:
-        say(1.0, f"MNIST is present and verified in {folder}")
+        say(1.0, f"MNIST is present and verified in {shown(folder)}")
         return folder
 
     errors = []
@@ -252,9 +252,9 @@ def fetch(root: Optional[os.PathLike] = None, progress: Optional[Progress] = Non
         detail = "; ".join(errors) or "no source was tried"
         raise DataError(
             f"could not fetch MNIST ({detail}). Put the four uncompressed files "
-            f"({', '.join(FILES)}) in {folder} and run again.")
+            f"({', '.join(FILES)}) in {shown(folder)} and run again.")
     load_mnist.cache_clear()
-    say(1.0, f"MNIST is present and verified in {folder}")
+    say(1.0, f"MNIST is present and verified in {shown(folder)}")
     return folder
 
 
@@ -264,11 +264,11 @@ def fetch(root: Optional[os.PathLike] = None, progress: Optional[Progress] = Non
 def _load(split: str, folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
     img_name, lbl_name = SPLIT_FILES[split]
     if not (folder / img_name).is_file() or not (folder / lbl_name).is_file():
-        raise DataError(f"MNIST is not in {folder}: run `python -m mnist_core fetch-data` (or `make data`)")
+        raise DataError(f"MNIST is not in {shown(folder)}: run `python -m mnist_core fetch-data` (or `make data`)")
     images = read_idx(folder / img_name)
     labels = read_idx(folder / lbl_name)
     if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != (images.shape[0],):
-        raise DataError(f"MNIST files in {folder} have unexpected shapes {images.shape} and {labels.shape}")
+        raise DataError(f"MNIST files in {shown(folder)} have unexpected shapes {images.shape} and {labels.shape}")
     images_t = torch.from_numpy(images.copy())
     labels_t = torch.from_numpy(labels.astype(np.int64))
     return images_t, labels_t

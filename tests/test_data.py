@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from mnist_core import data
+from mnist_core.paths import shown
 from mnist_core.errors import DataError
 
 
@@ -140,7 +141,8 @@ def test_fetch_with_local_files_only_tells_the_user_where_to_put_them(tampered_r
     message = str(excinfo.value)
     assert "\n" not in message
     assert "Put the four uncompressed files" in message
-    assert str(data.raw_dir(root)) in message
+    assert shown(data.raw_dir(root)) in message
+    assert str(root) not in message  # no server path: a visitor may read this on Home
     for name in data.FILES:
         assert name in message
     assert data.missing_files(root) == [tampered]  # nothing was written over it
@@ -290,3 +292,16 @@ def test_train_val_indices_rejects_an_impossible_size():
         data.train_val_indices(100, 100)
     train, val = data.train_val_indices(100, 0)
     assert len(train) == 100 and len(val) == 0
+
+
+def test_data_messages_name_folders_without_server_paths(monkeypatch, tmp_path):
+    """A visitor may read these on Home (Fetch MNIST) or in the sidebar: the operator's words, not the disk's."""
+    from mnist_core.paths import REPO_ROOT
+
+    assert shown(REPO_ROOT / "data" / "MNIST" / "raw") == "data/MNIST/raw"
+    monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert shown(tmp_path / "elsewhere" / "MNIST" / "raw") == "$MNIST_DATA_DIR/MNIST/raw"
+    with pytest.raises(DataError) as excinfo:
+        data.load_mnist("test", root=tmp_path / "elsewhere")
+    assert str(tmp_path) not in str(excinfo.value)
+    assert "$MNIST_DATA_DIR/MNIST/raw" in str(excinfo.value)
