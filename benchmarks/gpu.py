@@ -2,7 +2,7 @@
 
 train() keeps the training images on the accelerator when the device is not the CPU (one tensor
 index per batch, no host-to-device copy per step) and replays each full batch's step as a captured
-CUDA graph (training.CudaGraphStep). This times train(config with device="cuda") to >= 99.0% test
+CUDA graph (training.torch_engine.CudaGraphStep). This times train(config with device="cuda") to >= 99.0% test
 accuracy over several seeds, after one untimed warm-up run (CUDA context, cuDNN heuristics,
 allocator, the first optimizer's torch._dynamo import); the figure is train()'s own wall time, data
 already in host memory. The same seeds then run with the graphs off (eager steps), for comparison.
@@ -28,7 +28,6 @@ import torch
 
 from benchmarks._common import LoadMonitor, loadavg, machine_info, print_table, result_line, write_result
 from mnist_core.data import load_mnist
-from mnist_core import training
 from mnist_core.training import preset_config, train
 
 TARGET = 0.99
@@ -65,11 +64,11 @@ def main() -> None:
     load_mnist("train")
     load_mnist("test")
 
-    def timed(seed: int) -> dict:
+    def timed(seed: int, cuda_graphs: bool = True) -> dict:
         config = preset_config(args.preset, seed=seed, **overrides)
         sync()
         t = time.perf_counter()
-        result = train(config)
+        result = train(config, cuda_graphs=cuda_graphs)
         sync()
         return {"seed": seed, "seconds": result.seconds, "wall_seconds": time.perf_counter() - t,
                 "test_accuracy": result.test_accuracy, "steps": result.steps}
@@ -82,15 +81,11 @@ def main() -> None:
             runs.append(timed(seed))
             print(f"  seed {seed}: {runs[-1]['test_accuracy']:.2%} in {runs[-1]['seconds']:.2f} s", flush=True)
         if not args.skip_eager:
-            training.CUDA_GRAPHS = False
-            try:
-                train(preset_config(args.preset, seed=1000, **overrides))  # warm-up, eager
-                for seed in seeds:
-                    eager.append(timed(seed))
-                    print(f"  eager seed {seed}: {eager[-1]['test_accuracy']:.2%} in {eager[-1]['seconds']:.2f} s",
-                          flush=True)
-            finally:
-                training.CUDA_GRAPHS = True
+            train(preset_config(args.preset, seed=1000, **overrides), cuda_graphs=False)  # warm-up, eager
+            for seed in seeds:
+                eager.append(timed(seed, cuda_graphs=False))
+                print(f"  eager seed {seed}: {eager[-1]['test_accuracy']:.2%} in {eager[-1]['seconds']:.2f} s",
+                      flush=True)
 
     print_table([{"seed": r["seed"], "test acc %": round(100 * r["test_accuracy"], 2), "seconds": round(r["seconds"], 2),
                   "steps": r["steps"]} for r in runs],

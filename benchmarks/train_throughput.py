@@ -36,7 +36,8 @@ from benchmarks._common import LoadMonitor, wait_for_quiet, machine_info, print_
 from mnist_core import kernels
 from mnist_core.data import load_mnist, raw_dir
 from mnist_core.models import MnistNet, create_model
-from mnist_core.training import TrainConfig, make_optimizer, to_input, train, uses_channels_last
+from mnist_core.training import TrainConfig, train
+from mnist_core.training.torch_engine import make_optimizer, to_input, uses_channels_last
 
 BATCH = 64
 # The tutorials' own optimizer for each model (tutorial 4: SGD lr 0.2; tutorial 5: Adam lr 0.01).

@@ -200,9 +200,9 @@ def test_every_optimizer_loss_and_schedule_trains(mnist, overrides):
 def test_a_diverging_run_is_a_config_error(mnist, monkeypatch):
     import torch
 
-    from mnist_core import training
+    from mnist_core.training import torch_engine
 
-    monkeypatch.setattr(training, "compute_loss",
+    monkeypatch.setattr(torch_engine, "compute_loss",
                         lambda config, logits, labels: (logits * torch.tensor(float("nan"))).sum())
     config = TrainConfig.from_dict(dict(model="mlp-50", train_size=100, val_size=10, epochs=1, batch_size=50,
                                         **SMALL))

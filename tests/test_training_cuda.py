@@ -11,8 +11,8 @@ import torch
 
 from mnist_core.data import load_mnist
 from mnist_core.models import create_model
-from mnist_core.training import (OPTIMIZERS, CudaGraphStep, TrainConfig, compute_loss, make_optimizer,
-                                 preset_config, train)
+from mnist_core.training import OPTIMIZERS, TrainConfig, preset_config, train
+from mnist_core.training.torch_engine import CudaGraphStep, compute_loss, make_optimizer
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

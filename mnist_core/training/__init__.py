@@ -1,0 +1,51 @@
+"""Training: the config, one loop, two engines.
+
+Read in this order:
+
+    config.py        TrainConfig (the one list of fields: CLI flags, the form, validation) and PRESETS
+    loop.py          the loop both engines share, top to bottom: batches, validation, best weights,
+                     cancel, the test pass, the result; and the events it reports
+    torch_engine.py  PyTorch models: device, optimizer, schedule, augmentation, CUDA-graph steps
+    numpy_engine.py  the tutorials' from-scratch NumPy MLPs (mnist_core/scratch)
+
+`train(config, on_event, should_stop, data_root, on_snapshot)` picks the engine for
+`config.backend` from `ENGINES` and runs the loop with it. The worker (worker.py) calls it for the
+CLI and the dashboard alike.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional
+
+from torch import nn
+
+from .config import (AUGMENTS, BACKENDS, DEVICES, LOSSES, OPTIMIZERS, PRESETS, SCHEDULES, Preset, TrainConfig,
+                     preset_config)
+from .loop import TrainResult, run, select_data
+from .numpy_engine import NumpyEngine
+from .torch_engine import TorchEngine, available_devices, evaluate, pick_device
+
+ENGINES = {"torch": TorchEngine, "numpy": NumpyEngine}  # config.backend -> engine
+
+
+def train(config: TrainConfig, on_event: Optional[Callable[[dict], None]] = None,
+          should_stop: Optional[Callable[[], bool]] = None, data_root=None,
+          on_snapshot: Optional[Callable[[nn.Module, int, float], None]] = None,
+          cuda_graphs: bool = True) -> TrainResult:
+    """Train `config.model` as the config says (see loop.py for the events and the result).
+
+    `cuda_graphs=False` keeps every CUDA step eager (benchmarks/gpu.py times both).
+    """
+    config.validate()
+    started = time.perf_counter()
+    engine_type = ENGINES[config.backend]
+    with engine_type.threads(config):
+        engine = engine_type(config, data_root=data_root, cuda_graphs=cuda_graphs)
+        return run(config, engine, on_event=on_event, should_stop=should_stop, on_snapshot=on_snapshot,
+                   started=started)
+
+
+__all__ = ["AUGMENTS", "BACKENDS", "DEVICES", "ENGINES", "LOSSES", "OPTIMIZERS", "PRESETS", "SCHEDULES", "Preset",
+           "TrainConfig", "TrainResult", "available_devices", "evaluate", "pick_device", "preset_config",
+           "select_data", "train"]
