@@ -4,6 +4,8 @@ point for the digit and the prediction; select points (click, box or lasso) to s
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -38,35 +40,53 @@ def embedding(_model, model_key: tuple, size: int, method: str) -> explain.Embed
                                  features=sample_features(_model, model_key, size))
 
 
+def traces(emap: explain.EmbeddingMap) -> list[tuple[str, np.ndarray]]:
+    """The map's traces in drawing order, each (name, positions in the sample): one per true digit,
+    then the mistakes again as rings. A selected point comes back as (trace number, position in
+    that trace), so this one list both draws the map and reads a selection."""
+    return [(str(d), np.flatnonzero(emap.labels == d)) for d in range(10)] + [("mistake", np.flatnonzero(emap.mistakes))]
+
+
 def scatter(emap: explain.EmbeddingMap, title: str) -> go.Figure:
-    """One trace per true digit, then the mistakes ringed; customdata = (index, label, prediction, confidence)."""
+    """The traces of `traces(emap)`; customdata = (index, label, prediction, confidence) for the hover.
+
+    Dragging pans: Streamlit lets a click select a point only while the drag tool is pan or zoom (with
+    the box or lasso tool a click selects nothing), and a click is the first thing people try. Box and
+    lasso are one click away in the chart's toolbar."""
     custom = np.stack([emap.indices, emap.labels, emap.predicted, emap.confidence], axis=1)
     hover = ("test #%{customdata[0]}<br>digit %{customdata[1]} · predicted %{customdata[2]} "
              "(%{customdata[3]:.0%})<extra></extra>")
     fig = go.Figure()
-    for digit in range(10):
-        on = emap.labels == digit
-        fig.add_scatter(x=emap.xy[on, 0], y=emap.xy[on, 1], mode="markers", name=str(digit), customdata=custom[on],
-                        marker=dict(size=6, color=COLOURS[digit], opacity=0.8), hovertemplate=hover)
-    wrong = emap.mistakes
-    fig.add_scatter(x=emap.xy[wrong, 0], y=emap.xy[wrong, 1], mode="markers", name="mistake", customdata=custom[wrong],
-                    marker=dict(size=12, symbol="circle-open", color="black", line=dict(width=2)),
-                    hovertemplate=hover)
+    for name, on in traces(emap):
+        marker = (dict(size=12, symbol="circle-open", color="black", line=dict(width=2)) if name == "mistake"
+                  else dict(size=6, color=COLOURS[int(name)], opacity=0.8))
+        fig.add_scatter(x=emap.xy[on, 0], y=emap.xy[on, 1], mode="markers", name=name, customdata=custom[on],
+                        marker=marker, hovertemplate=hover)
     fig.update_xaxes(showticklabels=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, zeroline=False)
     fig.update_layout(title=title, height=620, legend=dict(title="true digit", itemsizing="constant"),
-                      margin=dict(l=10, r=10, t=40, b=10), dragmode="lasso")
+                      margin=dict(l=10, r=10, t=40, b=10), dragmode="pan")
     return fig
 
 
-def selected_indices(event) -> list[int]:
-    """Test-image indices of the selected points, in selection order, each once."""
-    points = (event or {}).get("selection", {}).get("points", []) if event else []
+def map_key(model_key: tuple, method: str, size: int) -> str:
+    """The map chart's widget key: one per checkpoint (file and version), projection and sample size."""
+    return "explain_map_" + hashlib.sha1(repr((model_key, method, size)).encode()).hexdigest()[:12]
+
+
+def selected_positions(event, emap: explain.EmbeddingMap) -> list[int]:
+    """Positions in the sample of the selected points, in selection order, each once (a mistake is
+    both a digit's point and a ring).
+
+    Streamlit reports each point as (curve_number, point_index); its customdata arrives as an object
+    {"0": ..., "1": ...} rather than a list (plotly.js holds numpy arrays as typed arrays), so the
+    points are read by their place in the traces instead."""
+    groups = [on for _, on in traces(emap)]
     out = []
-    for p in points:
-        custom = p.get("customdata")
-        if isinstance(custom, (list, tuple)) and custom:
-            out.append(int(custom[0]))
+    for p in ((event or {}).get("selection") or {}).get("points") or []:
+        curve, k = p.get("curve_number"), p.get("point_index")
+        if isinstance(curve, int) and isinstance(k, int) and 0 <= curve < len(groups) and 0 <= k < len(groups[curve]):
+            out.append(int(groups[curve][k]))
     return list(dict.fromkeys(out))
 
 
@@ -98,25 +118,29 @@ m2.metric("Mistakes", f"{wrong:,}", f"{wrong / len(emap.indices):.1%} of the sam
 m3.metric("Features per image", f"{sample_features(model, model_key, size)[0].shape[1]:,}",
           help="The width of the layer the final Linear reads")
 
-event = st.plotly_chart(scatter(emap, f"{model_name} · {explain.PROJECTIONS[method]} of the last hidden layer"),
-                        key="explain_map", on_select="rerun", selection_mode=("points", "box", "lasso"))
-where = {int(i): k for k, i in enumerate(emap.indices)}  # test index -> position in the sample
-chosen_idx = [i for i in selected_indices(event) if i in where]
-if not chosen_idx:
-    st.info("Select points on the map (click, or drag a lasso or box) to see those test images here.",
+# The chart's key names the map, so a new checkpoint, projection or sample starts with nothing selected
+# (a selection is a list of places in the traces, which mean other images on another map).
+with st.container(key="explain_map"):
+    event = st.plotly_chart(scatter(emap, f"{model_name} · {explain.PROJECTIONS[method]} of the last hidden layer"),
+                            key=map_key(model_key, method, size), on_select="rerun",
+                            selection_mode=("points", "box", "lasso"))
+chosen = selected_positions(event, emap)
+if not chosen:
+    st.info("Select points on the map to see those test images here: click a point, or pick *Box Select* or "
+            "*Lasso Select* in the map's toolbar (top right) and drag around some points.",
             icon=":material/touch_app:")
     st.stop()
 
 images, _ = load_split("test")
-st.subheader(f"{len(chosen_idx)} selected image(s)")
-st.caption(f"Showing {min(len(chosen_idx), GALLERY)}. Each caption: test index · true → predicted (confidence).")
+st.subheader(f"{len(chosen)} selected image(s)")
+st.caption(f"Showing {min(len(chosen), GALLERY)}. Each caption: test index · true → predicted (confidence).")
 cols = st.columns(8)
-for n, i in enumerate(chosen_idx[:GALLERY]):
-    k = where[i]
-    cols[n % 8].image(images[i], width=72, caption=f"#{i} · {emap.labels[k]} → {emap.predicted[k]} "
-                                                  f"({emap.confidence[k]:.0%})")
+for n, k in enumerate(chosen[:GALLERY]):
+    cols[n % 8].image(images[emap.indices[k]], width=72, caption=f"#{emap.indices[k]} · {emap.labels[k]} → "
+                                                                 f"{emap.predicted[k]} ({emap.confidence[k]:.0%})")
 o1, o2 = st.columns([1, 3], vertical_alignment="bottom")
-pick = o1.selectbox("Image", chosen_idx[:GALLERY], format_func=lambda i: f"test #{i}", key="explain_open_index")
+pick = o1.selectbox("Image", [int(emap.indices[k]) for k in chosen[:GALLERY]], format_func=lambda i: f"test #{i}",
+                    key="explain_open_index")
 if o2.button("Open in Inside the network", icon=":material/visibility:"):
     st.session_state["inspect_source"] = {"kind": "dataset", "split": "test", "index": int(pick)}
     st.switch_page("app_pages/inside.py")

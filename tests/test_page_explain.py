@@ -32,11 +32,14 @@ def array(value) -> np.ndarray:
     return np.asarray(value)
 
 
-def select_points(at, indices):
-    """What a lasso around these test images sends back (customdata[0] is the test index)."""
-    points = [{"curve_number": 0, "point_index": k, "customdata": [i, 0, 0, 0.5]} for k, i in enumerate(indices)]
-    at.session_state["explain_map"] = {"selection": {"points": points, "point_indices": list(range(len(points))),
-                                                      "box": [], "lasso": []}}
+def select_points(at, places):
+    """Select points as Streamlit 1.67 reports them: each by (curve_number, point_index), its customdata an
+    object {"0": test index, ...} (plotly.js holds numpy arrays as typed arrays), never a list."""
+    points = [{"curve_number": c, "point_number": k, "point_index": k, "x": 0.0, "y": 0.0,
+               "customdata": {"0": -1, "1": 0, "2": 0, "3": 0.5}} for c, k in places]
+    key = at.get("plotly_chart")[0].proto.id.rsplit("-", 1)[1]  # the map's key names the map it shows
+    at.session_state[key] = {"selection": {"points": points, "point_indices": [k for _, k in places],
+                                           "box": [], "lasso": []}}
     return at.run()
 
 
@@ -64,15 +67,19 @@ def test_embedding_map_colours_digits_and_rings_mistakes(env):
 
 def test_selected_points_show_those_images_and_open_inside(env):
     at = open_page("app_pages/explain.py")
-    sample = explain.sample_indices(10_000, 2000)
-    chosen = [int(sample[3]), int(sample[10]), int(sample[3])]  # a point and its ring: shown once
-    select_points(at, chosen)
+    traces = charts(at)[0]["data"]
+    rings = array(traces[10]["customdata"])
+    wrong, digit = int(rings[0, 0]), int(rings[0, 1])  # the first mistake: its test index and true digit
+    own = int(np.flatnonzero(array(traces[digit]["customdata"])[:, 0] == wrong)[0])
+    other = int(array(traces[3]["customdata"])[5, 0])
+    select_points(at, [(3, 5), (10, 0), (digit, own)])  # a mistake's point and its ring: shown once
     assert not at.exception, messages(at)
     assert at.subheader[0].value == "2 selected image(s)"
     captions = [c for img in at.get("image") for c in img.captions]
-    assert [int(c.split(" ")[0][1:]) for c in captions] == chosen[:2]
+    assert [int(c.split(" ")[0][1:]) for c in captions] == [other, wrong]
+    assert captions[1].startswith(f"#{wrong} · {digit} → ")
     next(b for b in at.button if b.label == "Open in Inside the network").click().run()
-    assert at.session_state["inspect_source"] == {"kind": "dataset", "split": "test", "index": chosen[0]}
+    assert at.session_state["inspect_source"] == {"kind": "dataset", "split": "test", "index": other}
 
 
 def test_tsne_map_of_a_small_sample(env):
