@@ -155,6 +155,7 @@ if start:
             st.error(form.plain(live.for_visitor(str(exc))))
         else:
             st.session_state["watch_run"] = run_id
+            st.session_state["scroll_to_run"] = True
             place = runs.queue_positions(all_runs).get(run_id)
             if place:
                 st.toast(f"Queued run {run_id}: number {place} in line", icon=":material/schedule:")
@@ -280,44 +281,55 @@ def _pick() -> None:
     st.session_state["watch_run"] = st.session_state["watch_pick"]
 
 
+# After Start, bring the live panel into view (the browser scrolls; the form above it is tall on a phone).
+SCROLL_TO_PANEL = """<script>
+(() => { let tries = 0;
+  const go = () => { const panel = document.querySelector(".st-key-live_panel");
+    if (panel) panel.scrollIntoView({block: "start"}); else if (tries++ < 50) setTimeout(go, 100); };
+  go(); })();
+</script>"""
+
 choices = live.watch_choices(all_runs, token, keep=st.session_state.get("watch_run"))
 current = live.pick_watched(choices, st.session_state.get("watch_run"), token)
-if current is None:
-    st.info("No runs yet. Press **Start training** to launch one.", icon=":material/info:")
-else:
-    if len(choices) > 1:
-        st.session_state["watch_pick"] = current.id
-        st.selectbox("Watching", [r.id for r in choices], key="watch_pick", on_change=_pick,
-                     format_func=lambda run_id: _watch_label(next(r for r in choices if r.id == run_id)),
-                     help="Every run in progress, and the runs this browser started.")
-    polling = current.is_live
+with st.container(key="live_panel"):
+    if st.session_state.pop("scroll_to_run", False):
+        st.html(SCROLL_TO_PANEL, unsafe_allow_javascript=True)
+    if current is None:
+        st.info("No runs yet. Press **Start training** to launch one.", icon=":material/info:")
+    else:
+        if len(choices) > 1:
+            st.session_state["watch_pick"] = current.id
+            st.selectbox("Watching", [r.id for r in choices], key="watch_pick", on_change=_pick,
+                         format_func=lambda run_id: _watch_label(next(r for r in choices if r.id == run_id)),
+                         help="Every run in progress, and the runs this browser started.")
+        polling = current.is_live
 
-    @st.fragment(run_every=POLL_SECONDS if polling else None)
-    def live_panel(run_id: str, was_live: bool) -> None:
-        try:
-            worker.start_queued()  # moves the queue on if a worker died without starting the next run
-            everything = runs.list_runs()
-            run = next((r for r in everything if r.id == run_id), None) or runs.get_run(run_id)
-            draw_run(run, everything)
-        except MnistLabError as exc:
-            show_error(exc)
-            return
-        if was_live and not run.is_live:
-            st.rerun()  # the run ended: redraw the whole page (runs table) and stop polling
+        @st.fragment(run_every=POLL_SECONDS if polling else None)
+        def live_panel(run_id: str, was_live: bool) -> None:
+            try:
+                worker.start_queued()  # moves the queue on if a worker died without starting the next run
+                everything = runs.list_runs()
+                run = next((r for r in everything if r.id == run_id), None) or runs.get_run(run_id)
+                draw_run(run, everything)
+            except MnistLabError as exc:
+                show_error(exc)
+                return
+            if was_live and not run.is_live:
+                st.rerun()  # the run ended: redraw the whole page (runs table) and stop polling
 
-    @st.fragment(run_every=CHART_SECONDS if polling else None)
-    def live_charts(run_id: str) -> None:
-        try:
-            draw_charts(runs.get_run(run_id))
-        except MnistLabError as exc:
-            show_error(exc)
+        @st.fragment(run_every=CHART_SECONDS if polling else None)
+        def live_charts(run_id: str) -> None:
+            try:
+                draw_charts(runs.get_run(run_id))
+            except MnistLabError as exc:
+                show_error(exc)
 
-    live_panel(current.id, polling)
-    live_charts(current.id)
-    with st.expander("How the network learned: replay its kernels and feature maps", icon=":material/replay:"):
-        st.caption("Recorded before the first step and at every validation. During a run, moving the slider "
-                   "picks up the newest frames.")
-        replay_section(current.id, key="train_replay")
+        live_panel(current.id, polling)
+        live_charts(current.id)
+        with st.expander("How the network learned: replay its kernels and feature maps", icon=":material/replay:"):
+            st.caption("Recorded before the first step and at every validation. During a run, moving the slider "
+                       "picks up the newest frames.")
+            replay_section(current.id, key="train_replay")
 
 
 # --- all runs ----------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import re
 from typing import Any
 
 from .errors import ConfigError
-from .training import TrainConfig, available_devices
+from .training import TrainConfig, admit, available_devices
 
 _FIELDS = {f.name: f for f in TrainConfig.fields()}
 
@@ -143,7 +143,7 @@ def problems(values: dict[str, Any]) -> dict[str, str]:
     if found:
         return found
     try:
-        TrainConfig.from_dict(values)
+        admit(TrainConfig.from_dict(values))  # parse, then may it run here (engine, host, demo bounds)
     except ConfigError as exc:
         message = str(exc)
         m = _NAME.search(message)
@@ -156,7 +156,11 @@ def problems(values: dict[str, Any]) -> dict[str, str]:
 
 def config_line(config: dict[str, Any]) -> str:
     """A run's whole config in the form's words and order, e.g. "model lenet5 · learning rate 0.003 · ..."."""
-    order = [*PRIMARY, *ADVANCED]
-    parts = [f"{noun(name)} {_number(config[name]) if not isinstance(config[name], str) else config[name]}"
-             for name in order if name in config]
-    return " · ".join(parts)
+    def words(name: str, value: Any) -> str:
+        if name == "eval_every":
+            return f"validate every {_number(value)} steps" if value else "validate once per epoch"
+        if name in ("train_size", "threads") and value == 0:
+            return f"{noun(name)} all"
+        return f"{noun(name)} {value if isinstance(value, str) else _number(value)}"
+
+    return " · ".join(words(name, config[name]) for name in (*PRIMARY, *ADVANCED) if name in config)

@@ -145,10 +145,13 @@ def progress(run: Run, last: Optional[dict], all_runs: Optional[list[Run]] = Non
 
 
 def short_progress(run: Run, all_runs: Optional[list[Run]] = None) -> Progress:
-    """One short line for the sidebar and Home: model, status (or place in line) and percent done."""
+    """One short line for the sidebar and Home: model, status (or place in line), percent and step."""
     position = queue_positions(all_runs or [run]).get(run.id)
     state = f"queued, number {position} in line" if position else run.status
-    return Progress(run.progress, f"{run.config.get('model')} · {state} · {run.progress:.0%}")
+    text = f"{run.config.get('model')} · {state} · {run.progress:.0%}"
+    if run.status == "running" and run.steps:
+        text += f" · step {run.steps:,}"  # moves visibly even when a long run's percentage does not
+    return Progress(run.progress, text)
 
 
 # --- which run to watch ---------------------------------------------------------------------------

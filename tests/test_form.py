@@ -67,4 +67,5 @@ def test_a_phone_sees_the_important_fields_first_and_every_field_once():
 def test_the_live_panels_config_line_uses_the_forms_words():
     line = form.config_line(good(lr=0.01))
     assert line.startswith("model lenet5 · learning rate 0.01 · epochs 3 · batch size 128 · ")
-    assert "training images 0" in line
+    assert "training images all · validation images 5000 · validate once per epoch" in line
+    assert "validate every 100 steps" in form.config_line(good(eval_every=100))

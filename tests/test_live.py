@@ -149,3 +149,32 @@ def test_errors_shown_to_visitors_have_no_server_paths_and_no_config_names():
     assert text == "cannot open the run registry at registry.sqlite: disk I/O error"
     assert live.for_visitor("train_size: only 100 images remain") == "training images: only 100 images remain"
     assert live.outcome(make_run("failed", error="batch_size: too big"), [])[1] == "This run failed: batch size: too big"
+
+
+def test_a_watched_run_stays_a_choice_after_it_ends_even_when_not_yours():
+    theirs = make_run("completed", id="20260101-000000-000009", owner="them")
+    assert live.watch_choices([theirs, make_run("completed", owner="me", created_at=1)], "me",
+                              keep=theirs.id)[-1] is theirs
+
+
+def test_live_rows_are_topped_up_with_only_the_new_rows_and_none_is_missed():
+    table = [{"split": "train", "step": s, "loss": 1.0} for s in range(1, 4)]
+    asked = []
+
+    def fetch(run_id, after_step):
+        asked.append(after_step)
+        return [r for r in table if r["step"] > after_step]
+
+    held = live.RunRows("20260101-000000-abcdef")
+    assert [r["step"] for r in held.top_up(fetch)] == [1, 2, 3]
+    # the worker writes step 3's validation row after step 3's training row, then step 4
+    table += [{"split": "val", "step": 3, "loss": 0.5}, {"split": "train", "step": 4, "loss": 0.9}]
+    rows = held.top_up(fetch)
+    assert [(r["split"], r["step"]) for r in rows] == [("train", 1), ("train", 2), ("train", 3), ("val", 3),
+                                                      ("train", 4)]
+    assert asked == [-1, 2]  # the second read starts at the last step held, not at the beginning
+
+
+def test_the_sidebar_line_shows_the_step_so_a_long_run_visibly_moves():
+    run = make_run("running", steps=1234, total_steps=100_000)
+    assert live.short_progress(run).text == "lenet5 · running · 1% · step 1,234"

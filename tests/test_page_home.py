@@ -61,4 +61,4 @@ def test_home_shows_each_runs_progress_and_a_waiting_runs_place_in_line(busy_slo
     assert not at.exception, messages(at)
     assert any("2 run(s) in progress" in i.value for i in at.info), [i.value for i in at.info]
     bars = [e.proto.text for e in at.main.get("progress")]
-    assert bars == ["mlp-50 · running · 25%", "lenet5 · queued, number 1 in line · 0%"], bars
+    assert bars == ["mlp-50 · running · 25% · step 25", "lenet5 · queued, number 1 in line · 0%"], bars

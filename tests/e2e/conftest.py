@@ -203,6 +203,12 @@ def app_server(chromium_executable, e2e_browser, tmp_path_factory):
 
 
 @pytest.fixture
+def server_runs_dir(app_server) -> Path:
+    """The session server's run registry folder (for a test to clean up runs it left going)."""
+    return _state["runs"]
+
+
+@pytest.fixture
 def fresh_server(chromium_executable, tmp_path):
     """A second server, never visited yet; stopped after the test. Yields its base URL."""
     server = StreamlitServer(tmp_path / "fresh")
@@ -246,6 +252,10 @@ class App:
     @property
     def root(self):
         return self.page.get_by_test_id("stApp")
+
+    def new_tab(self) -> "App":
+        """Another tab of the same browser (same cookies), not yet on any page."""
+        return App(self.page.context.new_page(), self.base_url)
 
     def goto(self, path: str = "") -> None:
         self.page.goto(f"{self.base_url}/{path}")

@@ -1,0 +1,51 @@
+"""Your runs stay yours: after a refresh and in a new tab of the same browser you can still cancel the
+run you started, and another visitor (another browser) cannot.
+
+Each test starts a long run and cancels it (train_page.LONG), so none depends on how fast the
+machine trains.
+"""
+
+import pytest
+from playwright.sync_api import expect
+
+from train_page import LONG, cancel, cancel_button, no_run_left_going, run_heading, start  # noqa: F401 (no_run_left_going: a fixture)
+
+pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("no_run_left_going")]
+
+
+def test_after_a_refresh_you_can_still_cancel_your_run(app):
+    app.goto("train")
+    run_id = start(app, LONG)
+    expect(cancel_button(app, run_id)).to_be_enabled()
+
+    app.page.reload()  # F5: a new Streamlit session
+    app.wait_idle(timeout=60_000)
+    expect(run_heading(app, run_id, "(queued|running)")).to_be_visible()
+    expect(cancel_button(app, run_id)).to_be_enabled()
+    cancel(app, run_id)
+    app.assert_no_exception()
+
+
+def test_a_new_tab_of_the_same_browser_can_cancel_your_run(app):
+    app.goto("train")
+    run_id = start(app, LONG)
+
+    tab = app.new_tab()
+    tab.goto("train")
+    expect(run_heading(tab, run_id, "(queued|running)")).to_be_visible()
+    expect(cancel_button(tab, run_id)).to_be_enabled()
+    cancel(tab, run_id)
+    tab.assert_no_exception()
+
+
+def test_another_visitor_cannot_cancel_your_run(app, new_app, app_server):
+    app.goto("train")
+    run_id = start(app, LONG)
+
+    stranger = new_app(app_server)  # another browser: its own cookies
+    stranger.goto("train")
+    expect(run_heading(stranger, run_id, "(queued|running)")).to_be_visible()  # anyone may watch it
+    expect(cancel_button(stranger, run_id)).to_be_disabled()
+
+    cancel(app, run_id)  # the owner still can
+    stranger.assert_no_exception()

@@ -1,0 +1,47 @@
+"""The Train form, in a browser: a wrong value is kept as typed, explained next to its field and blocks
+Start; once fixed, the run uses exactly what the form shows. On a phone the fields that matter come
+first and Start is near the top."""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from train_page import LONG, cancel, fill, no_run_left_going, start  # noqa: F401 (no_run_left_going: a fixture)
+
+pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("no_run_left_going")]
+
+
+def test_typing_learning_rate_0_blocks_start_until_fixed_and_the_run_uses_the_form(app):
+    app.goto("train")
+    app.number("learning rate", 0)
+    app.wait_idle()
+    lr_box = app.widget("stNumberInput", "learning rate").locator("input")
+    expect(lr_box).to_have_value("0")  # kept as typed, not put back to the last valid value
+    expect(app.page.get_by_text("learning rate must be above 0", exact=True)).to_be_visible()
+    expect(app.button("Start training")).to_be_disabled()
+
+    fill(app, {"learning rate": 0.01})
+    expect(app.page.get_by_text("learning rate must be above 0", exact=True)).to_have_count(0)
+    run_id = start(app, LONG)
+    config = app.page.get_by_text(re.compile(r"^Config: model lenet5"))
+    expect(config).to_contain_text("Config: model lenet5 · learning rate 0.01 · epochs 50 · batch size 32 · ")
+    expect(config).to_contain_text("· CPU threads 1 ·")
+    cancel(app, run_id)
+    app.assert_no_exception()
+
+
+def test_on_a_phone_the_train_form_puts_the_main_fields_and_start_first(phone_app):
+    app = phone_app
+    app.goto("train")
+    expect(app.title("Train")).to_be_visible()
+    order = [app.widget("stSelectbox", "Preset"), app.widget("stSelectbox", "model"),
+             app.widget("stNumberInput", "learning rate"), app.widget("stNumberInput", "epochs"),
+             app.widget("stNumberInput", "batch size"), app.button("Start training")]
+    tops = [locator.bounding_box()["y"] for locator in order]
+    assert tops == sorted(tops), f"top edges down the page: {tops}"
+    viewport = app.page.viewport_size["height"]
+    assert tops[-1] < 2 * viewport, f"Start is {tops[-1] / viewport:.1f} screens down"
+    # the rest waits, folded, under "Advanced"
+    expect(app.widget("stNumberInput", "validation images")).to_be_hidden()
+    app.assert_no_exception()
