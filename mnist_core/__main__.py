@@ -49,7 +49,7 @@ def cmd_train(args) -> int:
     from tqdm import tqdm
 
     from . import runs
-    from .training import TrainConfig, preset_config
+    from .training import TrainConfig, admit, preset_config
     from .worker import execute_run
 
     fields = {f.name for f in TrainConfig.fields()}
@@ -59,7 +59,7 @@ def cmd_train(args) -> int:
             raise MnistLabError("--run-id runs a queued run as it was configured: give no other config flags")
         run_id = args.run_id
     else:
-        config = preset_config(args.preset, **overrides) if args.preset else TrainConfig.from_dict(overrides)
+        config = admit(preset_config(args.preset, **overrides) if args.preset else TrainConfig.from_dict(overrides))
         run_id = runs.create_run(config.to_dict(), worker_pid=os.getpid())  # this process runs it
         print(f"run {run_id}: {config.summary()}")
 

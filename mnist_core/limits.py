@@ -23,9 +23,10 @@ Read from the environment each time (so a test or an operator can change them wi
 Always, demo or not, a run may not ask for more CPU threads than the host has cores (threads = 0
 means one per core).
 
-The bounds on a config are checked in TrainConfig.validate() (through check_bounds), so the form,
-the CLI and the worker (which re-validates what the registry holds) all enforce them. The queue
-limits are checked when a run is created (runs.create_run), the time limit by the worker.
+The bounds on a config are checked by admission (training.admit, through check_demo_bounds), where a
+run is asked for (the Train page's submit, the CLI) and again where a worker starts it; a config is
+valid whatever they say, so runs recorded under other bounds still display. The queue limits are
+checked when a run is created (runs.create_run), the time limit by the worker.
 """
 
 from __future__ import annotations
@@ -107,15 +108,6 @@ def planned_work(config) -> tuple[int, int]:
     steps = steps_per_epoch * config.epochs
     validations = math.ceil(steps / (config.eval_every or steps_per_epoch))
     return steps, config.val_size * validations
-
-
-def check_bounds(config) -> None:
-    """Raise ConfigError, naming the field, when a config asks for more than this host (always) or
-    the public demo (under MNIST_DEMO) allows."""
-    cores = host_cores()
-    if config.threads > cores:
-        raise ConfigError(f"threads: this machine has {cores} core(s); ask for at most {cores} (0 = one per core)")
-    check_demo_bounds(config)
 
 
 def check_demo_bounds(config) -> None:

@@ -31,7 +31,7 @@ from . import limits, runs
 from .checkpoints import save_checkpoint
 from .errors import MnistLabError, RunError
 from .paths import checkpoint_dir
-from .training import TrainConfig, train
+from .training import TrainConfig, admit, train
 
 FLUSH_SECONDS = 0.5   # metrics reach the registry at most this late
 HEARTBEAT_SECONDS = 1.0
@@ -75,7 +75,7 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
     """
     run = runs.get_run(run_id, root=root)
     try:
-        config = TrainConfig.from_dict(run.config)
+        config = admit(TrainConfig.from_dict(run.config))  # the host or the bounds may have changed since submit
         bounds = limits.current()
     except MnistLabError as exc:
         runs.finish_run(run_id, "failed", root=root, error=str(exc))
@@ -248,7 +248,12 @@ def start_queued(root=None) -> list[str]:
 
 
 def submit(config: dict, owner: Optional[str] = None, root=None) -> str:
-    """Queue a validated config as a run and start it if a slot is free; return the run id."""
+    """Queue a config as a run and start it if a slot is free; return the run id.
+
+    The config must parse and be admitted here (training.admit: engine, host, hosting bounds): a
+    ConfigError naming the field otherwise, and nothing is queued.
+    """
+    config = admit(TrainConfig.from_dict(config)).to_dict()
     run_id = runs.create_run(config, root=root, owner=owner)
     start_queued(root)
     return run_id

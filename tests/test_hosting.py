@@ -23,7 +23,7 @@ from mnist_core.errors import CheckpointError, ConfigError, ImageError, RunError
 from mnist_core.models import create_model
 from mnist_core.predict import predict_proba
 from mnist_core.preprocess import canvas_to_mnist, load_image
-from mnist_core.training import TrainConfig
+from mnist_core.training import TrainConfig, admit
 
 
 @pytest.fixture
@@ -155,13 +155,17 @@ def test_visitors_cannot_cancel_or_delete_a_run_started_from_the_cli(tiny_config
     ("batch_size", 4096, "batch_size: this demo allows at most 1024"),
     ("model", "cnn-strong", "model: this demo allows"),
 ])
-def test_demo_bounds_are_enforced_by_the_config_itself(monkeypatch, field, value, message):
+def test_demo_bounds_are_enforced_by_admission(monkeypatch, field, value, message):
     monkeypatch.setenv("MNIST_DEMO", "1")
-    values = {"train_size": 2000, field: value}
+    config = TrainConfig.from_dict({"train_size": 2000, field: value})  # a valid config, demo or not
     with pytest.raises(ConfigError, match=message):
-        TrainConfig.from_dict(values)
+        admit(config)
     monkeypatch.delenv("MNIST_DEMO")
-    TrainConfig.from_dict(values)  # fine outside the demo
+    admit(config)  # fine outside the demo
+
+
+def _admit(values: dict) -> TrainConfig:
+    return admit(TrainConfig.from_dict(values))
 
 
 def test_demo_bounds_are_configurable(monkeypatch):
@@ -170,43 +174,67 @@ def test_demo_bounds_are_configurable(monkeypatch):
     monkeypatch.setenv("MNIST_ALLOWED_MODELS", "lenet5, mlp-50")
     assert limits.current().allowed_models == ("lenet5", "mlp-50")
     with pytest.raises(ConfigError, match="epochs: this demo allows at most 2"):
-        TrainConfig.from_dict({"train_size": 1000, "epochs": 3})
+        _admit({"train_size": 1000, "epochs": 3})
     with pytest.raises(ConfigError, match="model: this demo allows lenet5, mlp-50"):
-        TrainConfig.from_dict({"train_size": 1000, "model": "cnn-small"})
+        _admit({"train_size": 1000, "model": "cnn-small"})
 
 
 def test_demo_refuses_a_run_of_too_many_steps(monkeypatch):
     """Batch size 1 over 20,000 images is 20,000 steps: the work, not the fields, is bounded."""
     monkeypatch.setenv("MNIST_DEMO", "1")
     with pytest.raises(ConfigError, match=r"batch_size: .*20000 steps.*at most 3000 steps"):
-        TrainConfig.from_dict({"train_size": 20_000, "batch_size": 1, "epochs": 1})
+        _admit({"train_size": 20_000, "batch_size": 1, "epochs": 1})
     monkeypatch.setenv("MNIST_MAX_STEPS", "30000")
-    TrainConfig.from_dict({"train_size": 20_000, "batch_size": 1, "epochs": 1})
+    _admit({"train_size": 20_000, "batch_size": 1, "epochs": 1})
     monkeypatch.delenv("MNIST_DEMO")
     monkeypatch.delenv("MNIST_MAX_STEPS")
-    TrainConfig.from_dict({"train_size": 20_000, "batch_size": 1, "epochs": 5})  # fine outside the demo
+    _admit({"train_size": 20_000, "batch_size": 1, "epochs": 5})  # fine outside the demo
 
 
 def test_demo_refuses_a_run_that_validates_too_much(monkeypatch):
     """30,000 validation images at each of 20 steps is 600,000 images to evaluate."""
     monkeypatch.setenv("MNIST_DEMO", "1")
     with pytest.raises(ConfigError, match=r"val_size: .*600000 validation images.*at most 100000"):
-        TrainConfig.from_dict({"train_size": 2000, "batch_size": 100, "val_size": 30_000, "eval_every": 1,
-                               "epochs": 1})
+        _admit({"train_size": 2000, "batch_size": 100, "val_size": 30_000, "eval_every": 1, "epochs": 1})
     # Once per epoch over a few epochs is well within the bound.
-    TrainConfig.from_dict({"train_size": 2000, "batch_size": 100, "val_size": 10_000, "epochs": 5})
+    _admit({"train_size": 2000, "batch_size": 100, "val_size": 10_000, "epochs": 5})
     monkeypatch.delenv("MNIST_DEMO")
-    TrainConfig.from_dict({"train_size": 2000, "batch_size": 100, "val_size": 30_000, "eval_every": 1})
+    _admit({"train_size": 2000, "batch_size": 100, "val_size": 30_000, "eval_every": 1})
 
 
 def test_more_threads_than_the_host_has_cores_are_refused_demo_or_not(monkeypatch):
     cores = limits.host_cores()
     assert 1 <= cores <= (os.cpu_count() or 1)
     with pytest.raises(ConfigError, match=f"threads: this machine has {cores} core") as excinfo:
-        TrainConfig.from_dict({"threads": 256})
+        _admit({"threads": 256})
     assert "\n" not in str(excinfo.value)
-    TrainConfig.from_dict({"threads": cores})
-    TrainConfig.from_dict({"threads": 0})  # one per core
+    _admit({"threads": cores})
+    _admit({"threads": 0})  # one per core
+
+
+def test_the_default_config_parses_on_a_public_demo(monkeypatch):
+    """The Train form starts from TrainConfig(): on a demo it is a valid config that admission refuses
+    (all 55,000 images is past the demo's bound), with the field named, not a config that cannot exist."""
+    monkeypatch.setenv("MNIST_DEMO", "1")
+    config = TrainConfig()
+    assert TrainConfig.from_dict({}) == config.validate()
+    with pytest.raises(ConfigError, match="^train_size: this demo allows at most 20000"):
+        admit(config)
+
+
+def test_a_visitor_submitting_past_the_demo_bounds_is_refused_and_nothing_is_queued(monkeypatch):
+    monkeypatch.setenv("MNIST_DEMO", "1")
+    with pytest.raises(ConfigError, match="^epochs: this demo allows at most 5"):
+        worker.submit(TrainConfig(epochs=50, train_size=1000, threads=1).to_dict(), owner="visitor-a")
+    assert runs.list_runs() == []
+
+
+def test_a_run_recorded_before_the_demo_still_reads_as_its_config(monkeypatch):
+    """Old runs display under new bounds: their config parses; only starting them again is refused."""
+    run_id = runs.create_run(TrainConfig(epochs=50, train_size=1000, threads=1).to_dict())
+    monkeypatch.setenv("MNIST_DEMO", "1")
+    config = TrainConfig.from_dict(runs.get_run(run_id).config)
+    assert config.epochs == 50 and config.summary().startswith("lenet5, adamw")
 
 
 def test_a_run_past_its_time_limit_ends_failed_with_the_reason(mnist, tiny_config, monkeypatch, isolated_dirs):

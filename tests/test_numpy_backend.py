@@ -15,7 +15,7 @@ from mnist_core.models import create_model
 from mnist_core.training.numpy_engine import copy_from_torch, copy_to_torch, mlp_for
 from mnist_core.scratch import (MLP, SGD, Affine, Flatten, Normalize, ReLU, SoftmaxCrossEntropy, SoftmaxSquaredError,
                                 SquaredError, avg_pool2d, conv2d, lenet5_speed_table, max_pool2d, normal_init, xavier_uniform_init)
-from mnist_core.training import TrainConfig, train
+from mnist_core.training import TrainConfig, admit, train
 
 MLPS = ["mlp-50", "mlp-90", "mlp-256-64", "mlp-128-64"]
 SMALL = dict(backend="numpy", optimizer="sgd", schedule="none", threads=1, device="cpu")
@@ -228,11 +228,13 @@ def test_lenet5_speed_table_uses_a_models_weights_when_given():
     ({"augment": "affine"}, "augment"),
     ({"device": "cuda"}, "device"),
 ])
-def test_an_unsupported_setting_is_a_config_error_naming_the_field(values, field):
-    with pytest.raises(ConfigError) as excinfo:
-        TrainConfig.from_dict({"model": "mlp-50", **SMALL, **values})
-    message = str(excinfo.value)
-    assert message.startswith(f"{field}:") and "numpy backend" in message and "\n" not in message
+def test_an_unsupported_setting_is_refused_at_admission_and_by_train_naming_the_field(values, field):
+    config = TrainConfig.from_dict({"model": "mlp-50", **SMALL, **values})  # a valid config: the torch engine runs it
+    for attempt in (admit, train):
+        with pytest.raises(ConfigError) as excinfo:
+            attempt(config)
+        message = str(excinfo.value)
+        assert message.startswith(f"{field}:") and "numpy backend" in message and "\n" not in message
 
 
 # --- training through train() and the worker --------------------------------------------------------

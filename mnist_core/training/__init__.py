@@ -3,6 +3,7 @@
 Read in this order:
 
     config.py        TrainConfig (the one list of fields: CLI flags, the form, validation) and PRESETS
+    admission.py     admit(config): may this valid config run here (engine, host, hosting bounds)
     loop.py          the loop both engines share, top to bottom: batches, validation, best weights,
                      cancel, the test pass, the result; and the events it reports
     torch_engine.py  PyTorch models: device, optimizer, schedule, augmentation, CUDA-graph steps
@@ -22,6 +23,7 @@ from torch import nn
 
 from .config import (AUGMENTS, BACKENDS, DEVICES, LOSSES, OPTIMIZERS, PRESETS, SCHEDULES, Preset, TrainConfig,
                      preset_config)
+from .admission import admit, check_engine
 from .loop import TrainResult, run, select_data
 from .numpy_engine import NumpyEngine
 from .torch_engine import TorchEngine, available_devices, evaluate, pick_device
@@ -38,6 +40,7 @@ def train(config: TrainConfig, on_event: Optional[Callable[[dict], None]] = None
     `cuda_graphs=False` keeps every CUDA step eager (benchmarks/gpu.py times both).
     """
     config.validate()
+    check_engine(config)  # the engine must support it; hosting policy is admit()'s, at submit and worker start
     started = time.perf_counter()
     engine_type = ENGINES[config.backend]
     with engine_type.threads(config):
@@ -47,5 +50,5 @@ def train(config: TrainConfig, on_event: Optional[Callable[[dict], None]] = None
 
 
 __all__ = ["AUGMENTS", "BACKENDS", "DEVICES", "ENGINES", "LOSSES", "OPTIMIZERS", "PRESETS", "SCHEDULES", "Preset",
-           "TrainConfig", "TrainResult", "available_devices", "evaluate", "pick_device", "preset_config",
+           "TrainConfig", "TrainResult", "admit", "available_devices", "evaluate", "pick_device", "preset_config",
            "select_data", "train"]

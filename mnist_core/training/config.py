@@ -2,7 +2,9 @@
 
 `TrainConfig` is the one list of training fields: the CLI flags and the Train page's form are both
 generated from it (each field's metadata holds its help text and allowed values), and every config,
-wherever it comes from, passes through `TrainConfig.from_dict` / `validate()`.
+wherever it comes from, passes through `TrainConfig.from_dict` / `validate()`, which check the
+schema and the ranges only: whether a valid config may run here (the engine, the host, a public
+demo's bounds) is admission's question (admission.py).
 
 `PRESETS` are named recipes (each tutorial's, plus fast and best) as data: field overrides.
 """
@@ -14,7 +16,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import limits
 from ..data import DEFAULT_VAL_SIZE
 from ..errors import ConfigError
 from ..models import list_models
@@ -84,7 +85,7 @@ class TrainConfig:
         return config
 
     def validate(self) -> "TrainConfig":
-        """Raise ConfigError naming the first field that is out of range."""
+        """Raise ConfigError naming the first field of the wrong type or out of range (not admission)."""
         for f in self.fields():
             value, meta = getattr(self, f.name), f.metadata
             if type(value) is not type(f.default) and not (isinstance(f.default, float) and type(value) is int):
@@ -97,10 +98,6 @@ class TrainConfig:
                 raise ConfigError(f"{f.name}: {value} is outside the allowed range {meta['min']} to {meta['max']}")
         if self.val_size + max(self.train_size, 1) > 60_000:
             raise ConfigError(f"train_size + val_size must be at most 60000, got {self.train_size} + {self.val_size}")
-        if self.backend == "numpy":
-            from .numpy_engine import check_config  # the from-scratch engine supports a subset
-            check_config(self)
-        limits.check_bounds(self)  # the host's cores, and a hosted public demo's bounds on the work
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ Initialisation follows the tutorial each architecture comes from: mlp-50 (tutori
 weights from N(0, 0.01^2); mlp-90 (tutorial 3) and the deeper MLPs use Xavier-uniform. Biases
 start at 0.
 
-`check_config` says what the backend supports: the zoo's MLPs, sgd / sgd-momentum, both losses,
+`SUPPORTED` says what the engine supports (admission.py refuses the rest): the zoo's MLPs, sgd / sgd-momentum, both losses,
 no schedule or the step schedule, no augmentation, on the CPU. `threads` is the number of BLAS
 threads here, and 0 means one: a batch's matrices are too small for more to pay (scratch/blas.py).
 """
@@ -27,7 +27,6 @@ import torch
 from torch import nn
 
 from ..data import MNIST_MEAN, MNIST_STD
-from ..errors import ConfigError
 from ..models import create_model
 from ..scratch.blas import blas_threads
 from ..scratch.mlp import LOSSES, MLP, SGD, normal_init, xavier_uniform_init
@@ -43,14 +42,6 @@ SUPPORTED = {
     "augment": ("none",),
     "device": ("auto", "cpu"),
 }
-
-
-def check_config(config) -> None:
-    """Raise ConfigError, naming the field, for a setting the numpy backend does not support."""
-    for name, allowed in SUPPORTED.items():
-        value = getattr(config, name)
-        if value not in allowed:
-            raise ConfigError(f"{name}: the numpy backend supports {', '.join(allowed)}, not {value!r}")
 
 
 # --- between the NumPy net and the zoo's torch model ---------------------------------------------
