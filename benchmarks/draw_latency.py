@@ -13,7 +13,9 @@ the load average is recorded beside the figures.
 
 --draw-page runs the app from a temporary copy of app.py, .streamlit/ and app_pages/ whose
 app_pages/draw.py is the given file (e.g. `git show HEAD~5:app_pages/draw.py > /tmp/old_draw.py`), so
-an older page can be measured against today's code without touching the working tree.
+an older page can be measured against today's code without touching the working tree. A page from
+before the canvas component (app_pages/_canvas.py) needs `pip install streamlit-drawable-canvas==0.13.0`,
+which the project no longer installs.
 """
 
 from __future__ import annotations
