@@ -49,6 +49,7 @@ def cmd_train(args) -> int:
     from tqdm import tqdm
 
     from . import runs
+    from .records import RunStatus
     from .training import TrainConfig, admit, preset_config
     from .worker import execute_run
 
@@ -63,26 +64,25 @@ def cmd_train(args) -> int:
         run_id = runs.create_run(config.to_dict(), worker_pid=os.getpid())  # this process runs it
         print(f"run {run_id}: {config.summary()}")
 
-    bars = []  # made at the first event, so an error before training starts prints as one line, alone
+    bars = []  # made at the first row, so an error before training starts prints as one line, alone
 
-    def show(event: dict) -> None:
-        if not bars:
-            bars.append(tqdm(total=None, unit="step", disable=args.quiet))
+    def show(row) -> None:
+        if not bars:  # the run is running by now, its planned steps recorded
+            bars.append(tqdm(total=runs.get_run(run_id).total_steps, unit="step", disable=args.quiet))
         bar = bars[0]
-        if event["kind"] == "step":
-            bar.total = event["total_steps"]
-            bar.n = event["step"]
-            bar.set_postfix(loss=f"{event['loss']:.4f}", ips=f"{event['images_per_s']:.0f}", refresh=False)
+        if row["split"] == "train":
+            bar.n = row["step"]
+            bar.set_postfix(loss=f"{row['loss']:.4f}", ips=f"{row['images_per_s']:.0f}", refresh=False)
             bar.update(0)
-        elif event["kind"] == "val":
-            bar.write(f"step {event['step']}: validation accuracy {event['accuracy']:.4f}, loss {event['loss']:.4f}")
+        elif row["split"] == "val":
+            bar.write(f"step {row['step']}: validation accuracy {row['accuracy']:.4f}, loss {row['loss']:.4f}")
 
     try:
         run = execute_run(run_id, checkpoint_path=args.checkpoint, on_event=show)
     finally:
         for bar in bars:
             bar.close()
-    if run.status == "completed":
+    if run.status == RunStatus.COMPLETED:
         print(f"test accuracy {run.test_accuracy:.4f} (best validation {run.best_val_accuracy or float('nan'):.4f})")
         print(f"checkpoint {run.checkpoint}")
         return 0

@@ -36,10 +36,9 @@ from typing import Iterable, Optional
 
 from .errors import RunError
 from .paths import runs_dir
+from .records import ENDED, LIVE, MetricRow, RunStatus
 
 RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")  # ids are generated, never user text: no path can hide in one
-STATUSES = ("queued", "running", "completed", "failed", "cancelled")
-LIVE = ("queued", "running")
 HEARTBEAT_TIMEOUT = 10.0  # seconds without a heartbeat before a live run's worker counts as dead
 
 SCHEMA = """
@@ -81,7 +80,7 @@ CREATE TABLE IF NOT EXISTS registry (id TEXT NOT NULL);
 @dataclass
 class Run:
     id: str
-    status: str
+    status: RunStatus
     config: dict
     created_at: float
     started_at: Optional[float]
@@ -111,9 +110,17 @@ class Run:
 
     @property
     def progress(self) -> float:
-        if self.status == "completed":
+        """The fraction done: steps recorded over the steps planned (known from the moment it runs)."""
+        if self.status == RunStatus.COMPLETED:
             return 1.0
         return min(1.0, (self.steps or 0) / self.total_steps) if self.total_steps else 0.0
+
+    def eta(self, now: Optional[float] = None) -> Optional[float]:
+        """Seconds left for a running run at its pace so far; None before its first step, or once ended."""
+        if self.status != RunStatus.RUNNING or not self.steps or not self.total_steps or self.started_at is None:
+            return None
+        elapsed = (time.time() if now is None else now) - self.started_at
+        return max(0.0, elapsed / self.steps * (self.total_steps - self.steps))
 
 
 def registry_path(root: Optional[os.PathLike] = None) -> Path:
@@ -192,6 +199,10 @@ def _row_to_run(row: sqlite3.Row) -> Run:
     except (TypeError, ValueError):
         raise RunError(f"run {d['id']} has an unreadable config in the run registry") from None
     d["cancel_requested"] = bool(d["cancel_requested"])
+    try:
+        d["status"] = RunStatus(d["status"])
+    except ValueError:
+        raise RunError(f"run {d['id']} has an unknown status in the run registry") from None
     return Run(**d)
 
 
@@ -281,7 +292,7 @@ def claim_queued(launch, root: Optional[os.PathLike] = None, max_concurrent: Opt
 
 def queue_positions(all_runs: list["Run"]) -> dict[str, int]:
     """1-based place in the queue of each run that waits for a free slot."""
-    waiting = [r for r in all_runs if r.status == "queued" and r.pid is None]
+    waiting = [r for r in all_runs if r.status == RunStatus.QUEUED and r.pid is None]
     return {r.id: i for i, r in enumerate(sorted(waiting, key=lambda r: (r.created_at, r.id)), start=1)}
 
 
@@ -304,20 +315,19 @@ def mark_running(run_id: str, total_steps: Optional[int] = None, root: Optional[
             raise RunError(f"run {run_id} cannot start: " + (f"it is {status[0]}" if status else "no such run"))
 
 
-def heartbeat(run_id: str, root: Optional[os.PathLike] = None, steps: Optional[int] = None,
-              total_steps: Optional[int] = None) -> bool:
+def heartbeat(run_id: str, root: Optional[os.PathLike] = None, steps: Optional[int] = None) -> bool:
     """Refresh a running run's heartbeat; True when its worker should stop: a cancel was requested,
     or the run is no longer running (the registry gave up on it, or it was deleted)."""
     with connect(root) as conn:
-        conn.execute("UPDATE runs SET heartbeat = ?, steps = COALESCE(?, steps), "
-                     "total_steps = COALESCE(?, total_steps) WHERE id = ? AND status = 'running'",
-                     (time.time(), steps, total_steps, run_id))
+        conn.execute("UPDATE runs SET heartbeat = ?, steps = COALESCE(?, steps) WHERE id = ? AND status = 'running'",
+                     (time.time(), steps, run_id))
         row = conn.execute("SELECT status, cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
-    return row is None or row["status"] != "running" or bool(row["cancel_requested"])
+    return row is None or row["status"] != RunStatus.RUNNING or bool(row["cancel_requested"])
 
 
-def add_metrics(run_id: str, rows: Iterable[dict], root: Optional[os.PathLike] = None) -> None:
-    """Append metric rows (dicts with step, epoch, split, loss, accuracy, images_per_s) in one transaction."""
+def add_metrics(run_id: str, rows: Iterable[MetricRow], root: Optional[os.PathLike] = None) -> None:
+    """Append metric rows (records.MetricRow: split, step, epoch, loss, accuracy, images_per_s) in one
+    transaction."""
     now = time.time()
     values = [(run_id, r["step"], r["epoch"], r["split"], r.get("loss"), r.get("accuracy"), r.get("images_per_s"),
                r.get("time", now)) for r in rows]
@@ -332,18 +342,18 @@ def add_metrics(run_id: str, rows: Iterable[dict], root: Optional[os.PathLike] =
         conn.execute("COMMIT")
 
 
-def finish_run(run_id: str, status: str, root: Optional[os.PathLike] = None, error: Optional[str] = None,
+def finish_run(run_id: str, status: RunStatus, root: Optional[os.PathLike] = None, error: Optional[str] = None,
                checkpoint: Optional[str] = None, best_val_accuracy: Optional[float] = None,
                test_accuracy: Optional[float] = None, test_loss: Optional[float] = None) -> bool:
     """Record how a live run ended; False when it had already ended (then nothing is changed)."""
-    if status not in ("completed", "failed", "cancelled"):
+    if status not in ENDED:
         raise RunError(f"a run cannot finish as {status!r}")
     with connect(root) as conn:
         cur = conn.execute(
             "UPDATE runs SET status = ?, finished_at = ?, error = ?, checkpoint = COALESCE(?, checkpoint), "
             "best_val_accuracy = COALESCE(?, best_val_accuracy), test_accuracy = ?, test_loss = ? "
             "WHERE id = ? AND status IN ('queued', 'running')",
-            (status, time.time(), error, checkpoint, best_val_accuracy, test_accuracy, test_loss, run_id))
+            (str(status), time.time(), error, checkpoint, best_val_accuracy, test_accuracy, test_loss, run_id))
         return cur.rowcount == 1
 
 
@@ -368,7 +378,7 @@ def request_cancel(run_id: str, root: Optional[os.PathLike] = None, by: Optional
         if row["status"] not in LIVE:
             return
         conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
-        if row["status"] == "queued" and row["pid"] is None:
+        if row["status"] == RunStatus.QUEUED and row["pid"] is None:
             conn.execute("UPDATE runs SET status = 'cancelled', finished_at = ? WHERE id = ? AND status = 'queued'",
                          (time.time(), run_id))
 
@@ -434,7 +444,7 @@ def _dead_reason(row: sqlite3.Row, now: float) -> Optional[str]:
         if started is not None and started > (row["heartbeat"] or row["created_at"]) + 2.0:
             return f"the worker process (pid {row['pid']}) is gone: its pid now belongs to another process"
         return None
-    if row["status"] == "running" and row["heartbeat"] and now - row["heartbeat"] > HEARTBEAT_TIMEOUT:
+    if row["status"] == RunStatus.RUNNING and row["heartbeat"] and now - row["heartbeat"] > HEARTBEAT_TIMEOUT:
         return f"the worker stopped responding (no heartbeat for {now - row['heartbeat']:.0f} s)"
     return None
 
@@ -467,7 +477,7 @@ def get_run(run_id: str, root: Optional[os.PathLike] = None) -> Run:
 
 
 def get_metrics(run_id: str, split: Optional[str] = None, root: Optional[os.PathLike] = None,
-                after_step: int = -1) -> list[dict]:
+                after_step: int = -1) -> list[MetricRow]:
     """Metric rows of a run (optionally one split, optionally only those after a step), in step order."""
     query = "SELECT step, epoch, split, loss, accuracy, images_per_s, time FROM metrics WHERE run_id = ? AND step > ?"
     args: list = [run_id, after_step]

@@ -31,6 +31,7 @@ from . import limits, runs
 from .checkpoints import save_checkpoint
 from .errors import MnistLabError, RunError
 from .paths import checkpoint_dir
+from .records import MetricRow, RunStatus
 from .training import TrainConfig, admit, train
 
 FLUSH_SECONDS = 0.5   # metrics reach the registry at most this late
@@ -49,11 +50,9 @@ class _RegistryWriter:
         self.rows: list[dict] = []
         self.last_flush = time.monotonic()
 
-    def add(self, event: dict) -> None:
-        row = {k: event.get(k) for k in ("step", "epoch", "loss", "accuracy", "images_per_s")}
-        row["split"] = {"step": "train"}.get(event["kind"], event["kind"])
+    def add(self, row: MetricRow) -> None:
         self.rows.append(row)
-        if event["kind"] != "step" or time.monotonic() - self.last_flush > FLUSH_SECONDS:
+        if row["split"] != "train" or time.monotonic() - self.last_flush > FLUSH_SECONDS:
             try:
                 self.flush()
             except MnistLabError:
@@ -67,7 +66,7 @@ class _RegistryWriter:
 
 
 def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] = None,
-                on_event: Optional[Callable[[dict], None]] = None, data_root=None) -> runs.Run:
+                on_event: Optional[Callable[[MetricRow], None]] = None, data_root=None) -> runs.Run:
     """Run a queued run to its end and return its final registry record.
 
     What ended a run early (a bad config, missing data, any exception) is recorded, then raised. A
@@ -78,19 +77,19 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
         config = admit(TrainConfig.from_dict(run.config))  # the host or the bounds may have changed since submit
         bounds = limits.current()
     except MnistLabError as exc:
-        runs.finish_run(run_id, "failed", root=root, error=str(exc))
+        runs.finish_run(run_id, RunStatus.FAILED, root=root, error=str(exc))
         raise
-    runs.mark_running(run_id, root=root)
+    runs.mark_running(run_id, total_steps=limits.planned_work(config)[0], root=root)  # progress known from the start
 
     stop = threading.Event()  # set by a cancel request, SIGTERM, the registry giving up, the time limit
     done = threading.Event()
     deadline = time.monotonic() + bounds.max_run_seconds if bounds.max_run_seconds else math.inf
-    state = {"steps": 0, "total": None, "timed_out": False}
+    state = {"steps": 0, "timed_out": False}
 
     def beat() -> None:
         while not done.wait(HEARTBEAT_SECONDS):
             try:
-                if runs.heartbeat(run_id, root=root, steps=state["steps"], total_steps=state["total"]):
+                if runs.heartbeat(run_id, root=root, steps=state["steps"]):
                     stop.set()
             except MnistLabError:
                 pass  # a registry problem: the next beat tries again, the training goes on
@@ -110,12 +109,12 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
 
     writer = _RegistryWriter(run_id, root)
 
-    def handle(event: dict) -> None:
-        if event["kind"] == "step":
-            state["steps"], state["total"] = event["step"], event["total_steps"]
-        writer.add(event)
+    def handle(row: MetricRow) -> None:
+        if row["split"] == "train":
+            state["steps"] = row["step"]
+        writer.add(row)
         if on_event:
-            on_event(event)
+            on_event(row)
 
     from .snapshots import Recorder
     snapshots = Recorder(run_id, root, data_root)  # kernels and a probe's feature maps, for the replay slider
@@ -132,7 +131,7 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
                 signal.signal(signal.SIGTERM, previous_sigterm)
         snapshots.close()
         given_up = _given_up(run_id, root)
-        if result.status == "completed" and not given_up:
+        if result.status == RunStatus.COMPLETED and not given_up:
             path = Path(checkpoint_path) if checkpoint_path else checkpoint_dir() / f"{config.model}-{run_id}.safetensors"
             meta = {"config": config.to_dict(), "run_id": run_id,
                     "metrics": {"test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
@@ -151,12 +150,12 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
                   "recorded nothing", file=sys.stderr)
             return ended
         if saved is not None:
-            outcome = dict(status="completed", checkpoint=str(saved), test_accuracy=result.test_accuracy,
+            outcome = dict(status=RunStatus.COMPLETED, checkpoint=str(saved), test_accuracy=result.test_accuracy,
                            test_loss=result.test_loss)
         elif state["timed_out"]:
-            outcome = dict(status="failed", error=f"{bounds.time_limit_text()} reached")
+            outcome = dict(status=RunStatus.FAILED, error=f"{bounds.time_limit_text()} reached")
         else:
-            outcome = dict(status="cancelled")
+            outcome = dict(status=RunStatus.CANCELLED)
         try:
             writer.flush()
             recorded = runs.finish_run(run_id, root=root, best_val_accuracy=result.best_val_accuracy, **outcome)
@@ -177,7 +176,7 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
 def _given_up(run_id: str, root) -> bool:
     """True when the registry no longer has the run running: it gave up on it while it trained."""
     try:
-        return runs.get_run(run_id, root=root).status != "running"
+        return runs.get_run(run_id, root=root).status != RunStatus.RUNNING
     except MnistLabError:
         return False  # the registry cannot say: keep the model; recording it will report the fault
 
@@ -186,7 +185,7 @@ def _record_failure(run_id: str, root, writer: _RegistryWriter, exc: BaseExcepti
     """Record what ended a run, in one line. A registry that cannot take it is reported on stderr
     (the run's log), never raised over the error that ended the run."""
     message = str(exc) if isinstance(exc, MnistLabError) else f"{type(exc).__name__}: {exc}"
-    status = "cancelled" if isinstance(exc, KeyboardInterrupt) else "failed"
+    status = RunStatus.CANCELLED if isinstance(exc, KeyboardInterrupt) else RunStatus.FAILED
     try:
         writer.flush()
     except MnistLabError:

@@ -261,16 +261,16 @@ def test_numpy_training_reports_the_torch_engines_events(numpy_run):
     config, result, events = numpy_run
     steps_per_epoch = math.ceil(2000 / 50)
     total = steps_per_epoch * config.epochs
-    step_events = [e for e in events if e["kind"] == "step"]
-    val_events = [e for e in events if e["kind"] == "val"]
+    step_events = [e for e in events if e["split"] == "train"]
+    val_events = [e for e in events if e["split"] == "val"]
     assert [e["step"] for e in step_events] == list(range(1, total + 1)) and result.steps == total
     for e in step_events:
-        assert set(e) == {"kind", "step", "epoch", "loss", "accuracy", "images_per_s", "total_steps"}
-        assert e["total_steps"] == total and 0 <= e["accuracy"] <= 1 and e["images_per_s"] > 0
+        assert set(e) == {"split", "step", "epoch", "loss", "accuracy", "images_per_s"}
+        assert 0 <= e["accuracy"] <= 1 and e["images_per_s"] > 0
     assert step_events[-1]["epoch"] == pytest.approx(config.epochs)
     assert [e["step"] for e in val_events] == [steps_per_epoch, 2 * steps_per_epoch]
     assert result.best_val_accuracy == max(e["accuracy"] for e in val_events)
-    assert events[-1]["kind"] == "test" and events[-1]["accuracy"] == result.test_accuracy
+    assert events[-1]["split"] == "test" and events[-1]["accuracy"] == result.test_accuracy
     assert result.history == events
 
 
@@ -290,8 +290,8 @@ def test_same_seed_same_numpy_run_and_another_seed_another(mnist):
         config = TrainConfig.from_dict(dict(model="mlp-90", train_size=500, val_size=100, epochs=1, batch_size=50,
                                             eval_every=3, seed=seed, **{**SMALL, **extra}))
         events = []
-        train(config, on_event=events.append, should_stop=lambda: sum(e["kind"] == "step" for e in events) >= 6)
-        return [(e["kind"], e["step"], e["loss"]) for e in events]
+        train(config, on_event=events.append, should_stop=lambda: sum(e["split"] == "train" for e in events) >= 6)
+        return [(e["split"], e["step"], e["loss"]) for e in events]
 
     first = losses(7)
     assert [s for k, s, _ in first if k == "val"] == [3, 6]
@@ -305,9 +305,9 @@ def test_should_stop_cancels_a_numpy_run_between_steps(mnist):
     config = TrainConfig.from_dict(dict(model="mlp-128-64", train_size=1000, val_size=200, epochs=3, batch_size=50,
                                         **SMALL))
     events = []
-    result = train(config, on_event=events.append, should_stop=lambda: sum(e["kind"] == "step" for e in events) >= 5)
+    result = train(config, on_event=events.append, should_stop=lambda: sum(e["split"] == "train" for e in events) >= 5)
     assert result.status == "cancelled" and result.steps == 5
-    assert result.test_accuracy is None and "test" not in {e["kind"] for e in events}
+    assert result.test_accuracy is None and "test" not in {e["split"] for e in events}
 
 
 def test_the_workers_checkpoint_of_a_numpy_run_loads_and_predicts(mnist):

@@ -128,7 +128,7 @@ def test_a_registry_that_vanishes_during_training_does_not_end_the_run(mnist, ti
     deleted = []
 
     def delete_at_step_2(event):
-        if event["kind"] == "step" and event["step"] == 2 and not deleted:
+        if event["split"] == "train" and event["step"] == 2 and not deleted:
             delete_registry()
             deleted.append(True)
 

@@ -373,3 +373,14 @@ def test_readers_in_other_processes_see_a_consistent_registry(tiny_config, isola
             reader.wait()
     assert reader.returncode == 0, err
     assert int(out) > 0 and step > 0
+
+
+def test_a_runs_status_is_a_run_status_that_reads_as_its_word(tiny_config):
+    run_id = runs.create_run(tiny_config())
+    (run,) = runs.list_runs()
+    assert run.status is runs.RunStatus.QUEUED and run.status == "queued" and f"{run.status}" == "queued"
+    assert run.is_live and run.progress == 0.0 and run.eta() is None
+    runs.finish_run(run_id, runs.RunStatus.CANCELLED)
+    assert runs.get_run(run_id).status is runs.RunStatus.CANCELLED
+    with pytest.raises(RunError, match="cannot finish as"):
+        runs.finish_run(run_id, "paused")

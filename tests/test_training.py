@@ -125,20 +125,20 @@ def test_short_training_clearly_beats_chance(short_run):
     assert next(result.model.parameters()).device.type == "cpu"
 
 
-def test_training_reports_step_val_and_test_events(short_run):
+def test_training_reports_train_val_and_test_rows_as_the_registry_stores_them(short_run):
     config, result, events = short_run
     steps_per_epoch = math.ceil(2000 / 64)
     total = steps_per_epoch * config.epochs
-    step_events = [e for e in events if e["kind"] == "step"]
-    val_events = [e for e in events if e["kind"] == "val"]
-    test_events = [e for e in events if e["kind"] == "test"]
+    step_events = [e for e in events if e["split"] == "train"]
+    val_events = [e for e in events if e["split"] == "val"]
+    test_events = [e for e in events if e["split"] == "test"]
 
-    assert {e["kind"] for e in events} == {"step", "val", "test"}
+    assert {e["split"] for e in events} == {"train", "val", "test"}
+    assert all(set(e) == {"split", "step", "epoch", "loss", "accuracy", "images_per_s"} for e in events)
     assert [e["step"] for e in step_events] == list(range(1, total + 1))
-    assert result.steps == total
+    assert result.steps == total and result.status == "completed"
     for e in step_events:
-        assert {"step", "epoch", "loss", "accuracy", "images_per_s", "total_steps"} <= set(e)
-        assert e["total_steps"] == total and 0 <= e["accuracy"] <= 1 and e["images_per_s"] > 0
+        assert 0 <= e["accuracy"] <= 1 and e["images_per_s"] > 0
     assert step_events[-1]["epoch"] == pytest.approx(config.epochs)
     assert step_events[-1]["loss"] < step_events[0]["loss"]
     # eval_every=0: validate once per epoch.
@@ -157,11 +157,11 @@ def test_same_seed_gives_the_same_loss_history_on_cpu(mnist):
     def losses(cfg):
         events = []
         # Stop before the (identical, and slow-ish) test-set evaluation: the losses are what we compare.
-        train(cfg, on_event=events.append, should_stop=lambda: len([e for e in events if e["kind"] == "step"]) >= 6)
-        return [(e["kind"], e["step"], e["loss"]) for e in events]
+        train(cfg, on_event=events.append, should_stop=lambda: len([e for e in events if e["split"] == "train"]) >= 6)
+        return [(e["split"], e["step"], e["loss"]) for e in events]
 
     first, second = losses(config), losses(config)
-    assert len([k for k, _, _ in first if k == "step"]) == 6
+    assert len([k for k, _, _ in first if k == "train"]) == 6
     assert [s for k, s, _ in first if k == "val"] == [3, 6]
     assert first == second
     other = losses(TrainConfig.from_dict({**config.to_dict(), "seed": 8}))
@@ -173,11 +173,11 @@ def test_should_stop_cancels_between_steps(mnist):
                                         **SMALL))
     events = []
     result = train(config, on_event=events.append,
-                   should_stop=lambda: sum(e["kind"] == "step" for e in events) >= 5)
+                   should_stop=lambda: sum(e["split"] == "train" for e in events) >= 5)
     assert result.status == "cancelled"
     assert result.steps == 5
     assert result.test_accuracy is None and result.test_loss is None
-    assert "test" not in {e["kind"] for e in events}
+    assert "test" not in {e["split"] for e in events}
     assert result.model is not None
 
 
@@ -192,8 +192,8 @@ def test_every_optimizer_loss_and_schedule_trains(mnist, overrides):
     config = TrainConfig.from_dict({**values, **overrides})
     events = []
     result = train(config, on_event=events.append,
-                   should_stop=lambda: sum(e["kind"] == "step" for e in events) >= 3)
-    losses = [e["loss"] for e in events if e["kind"] == "step"]
+                   should_stop=lambda: sum(e["split"] == "train" for e in events) >= 3)
+    losses = [e["loss"] for e in events if e["split"] == "train"]
     assert result.steps == 3 and all(math.isfinite(x) for x in losses)
 
 

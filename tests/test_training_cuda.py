@@ -73,7 +73,7 @@ def test_cuda_run_with_a_partial_last_batch_and_a_schedule(mnist):
     config = preset_config("fast", device="cuda", train_size=1000, val_size=500, epochs=2)
     events = []
     result = train(config, on_event=events.append)
-    steps = [e for e in events if e["kind"] == "step"]
+    steps = [e for e in events if e["split"] == "train"]
     assert result.status == "completed" and result.steps == len(steps) == 12
     assert all(0 <= e["accuracy"] <= 1 and e["loss"] == e["loss"] for e in steps)
     assert steps[-1]["loss"] < steps[0]["loss"]

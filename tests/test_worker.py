@@ -32,7 +32,7 @@ def test_execute_run_trains_records_metrics_and_saves_a_loadable_checkpoint(mnis
     assert [m["step"] for m in metrics if m["split"] == "val"] == [4, 8, 10]
     test_rows = [m for m in metrics if m["split"] == "test"]
     assert len(test_rows) == 1 and test_rows[0]["accuracy"] == run.test_accuracy
-    assert len(events) == len(metrics)
+    assert events == [{k: v for k, v in m.items() if k != "time"} for m in metrics]  # one row type, end to end
 
     # The checkpoint lands in MNIST_CHECKPOINT_DIR, named after the model and the run.
     assert run.checkpoint == str(isolated_dirs["checkpoints"] / f"mlp-128-64-{run_id}.safetensors")
@@ -43,6 +43,23 @@ def test_execute_run_trains_records_metrics_and_saves_a_loadable_checkpoint(mnis
     images, labels = load_mnist("test")
     predicted = predict_proba(model, images[:1000].float() / 255).argmax(1)
     assert (predicted == labels[:1000].numpy()).mean() == pytest.approx(run.test_accuracy, abs=0.05)
+
+
+def test_a_running_run_knows_its_planned_steps_progress_and_eta_from_its_first_step(mnist, tiny_config):
+    run_id = runs.create_run(tiny_config(model="mlp-50", train_size=1000, batch_size=100, epochs=2))  # 20 steps
+    seen = []
+
+    def look(row) -> None:  # called after the worker has handed the row to the registry's writer
+        if (row["split"], row["step"]) in (("train", 1), ("val", 10)):  # a val row is written at once
+            seen.append(runs.get_run(run_id))
+
+    worker.execute_run(run_id, on_event=look)
+    first, middle = seen
+    assert first.status == runs.RunStatus.RUNNING == "running"
+    assert first.total_steps == 20  # planned when it started, not learnt from a heartbeat later
+    assert first.progress < 0.5
+    assert middle.progress == 0.5 and middle.eta() is not None and middle.eta() > 0
+    assert runs.get_run(run_id).progress == 1.0 and runs.get_run(run_id).eta() is None
 
 
 def test_execute_run_writes_the_checkpoint_where_asked(mnist, tiny_config, tmp_path):
@@ -152,7 +169,7 @@ def test_a_worker_whose_run_was_given_up_at_the_end_saves_and_records_nothing(mn
     verdict = "the worker stopped responding (no heartbeat for 12 s)"
 
     def give_up_when_training_is_over(event):
-        if event["kind"] == "test":
+        if event["split"] == "test":
             runs.finish_run(run_id, "failed", error=verdict)
 
     run = worker.execute_run(run_id, on_event=give_up_when_training_is_over)
@@ -169,7 +186,7 @@ def test_a_worker_whose_run_was_given_up_mid_run_stops_at_its_next_heartbeat(mni
     steps = []
 
     def give_up_at_step_5(event):
-        if event["kind"] == "step":
+        if event["split"] == "train":
             steps.append(event["step"])
             if event["step"] == 5:
                 runs.finish_run(run_id, "failed", error=verdict)

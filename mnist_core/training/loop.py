@@ -8,11 +8,9 @@ set evaluated and a `TrainResult`. What differs between engines (how a batch is 
 is scored, what "the weights" are) sits behind the small `Engine` interface below: the torch engine
 (torch_engine.py) and the from-scratch NumPy engine (numpy_engine.py).
 
-Events are plain dicts, in the order they happen:
-
-    {"kind": "step", "step", "epoch", "loss", "accuracy", "images_per_s", "total_steps"}
-    {"kind": "val",  "step", "epoch", "loss", "accuracy"}
-    {"kind": "test", "step", "epoch", "loss", "accuracy"}
+Events are metric rows (records.MetricRow, the very rows the registry stores), in the order they
+happen: a "train" row per step (loss and accuracy of the batch, images/s), a "val" row at each
+validation, a "test" row at the end of a completed run.
 
 `on_snapshot(model, step, epoch)`, if given and the engine has a torch model to show, sees the live
 model before the first step and at every validation point (the worker records kernels and feature
@@ -31,12 +29,13 @@ from torch import nn
 
 from ..data import load_mnist, train_val_indices
 from ..errors import ConfigError
+from ..records import MetricRow, RunStatus, metric_row
 
 
 @dataclass
 class TrainResult:
     model: nn.Module                 # the trained model (the best on validation), on the CPU, in eval mode
-    status: str                      # "completed" or "cancelled"
+    status: RunStatus                # COMPLETED or CANCELLED
     best_val_accuracy: Optional[float]
     test_accuracy: Optional[float]
     test_loss: Optional[float]
@@ -84,7 +83,7 @@ def select_data(config, gen: torch.Generator, data_root=None) -> tuple[torch.Ten
             test_images, test_labels)
 
 
-def run(config, engine: Engine, on_event: Optional[Callable[[dict], None]] = None,
+def run(config, engine: Engine, on_event: Optional[Callable[[MetricRow], None]] = None,
         should_stop: Optional[Callable[[], bool]] = None,
         on_snapshot: Optional[Callable[[nn.Module, int, float], None]] = None,
         started: Optional[float] = None) -> TrainResult:
@@ -94,17 +93,16 @@ def run(config, engine: Engine, on_event: Optional[Callable[[dict], None]] = Non
     emit = on_event or (lambda event: None)
     stop = should_stop or (lambda: False)
     snapshot = on_snapshot if engine.snapshot_model is not None else None
-    history: list[dict] = []
+    history: list[MetricRow] = []
 
-    def record(event: dict) -> None:
+    def record(event: MetricRow) -> None:
         history.append(event)
         emit(event)
 
     n_train, batch_size = engine.n_train, config.batch_size
     steps_per_epoch = math.ceil(n_train / batch_size)
-    total_steps = steps_per_epoch * config.epochs
     eval_every = config.eval_every or steps_per_epoch
-    step, status = 0, "completed"
+    step, status = 0, RunStatus.COMPLETED
     best_val, best_weights = -1.0, None
 
     def validate(epoch: float) -> None:
@@ -114,7 +112,7 @@ def run(config, engine: Engine, on_event: Optional[Callable[[dict], None]] = Non
         if not engine.n_val:
             return
         loss, acc = engine.evaluate("val")
-        record({"kind": "val", "step": step, "epoch": epoch, "loss": loss, "accuracy": acc})
+        record(metric_row("val", step, epoch, loss, acc))
         if acc > best_val:
             best_val, best_weights = acc, engine.weights()
 
@@ -125,7 +123,7 @@ def run(config, engine: Engine, on_event: Optional[Callable[[dict], None]] = Non
         order = engine.shuffle()
         for i in range(0, n_train, batch_size):
             if stop():
-                status = "cancelled"
+                status = RunStatus.CANCELLED
                 break
             idx = order[i:i + batch_size]
             loss, acc = engine.train_step(idx, step)
@@ -135,24 +133,23 @@ def run(config, engine: Engine, on_event: Optional[Callable[[dict], None]] = Non
             window_images += len(idx)
             now = time.perf_counter()
             epoch_done = epoch + (i + len(idx)) / n_train
-            record({"kind": "step", "step": step, "epoch": epoch_done, "loss": loss, "accuracy": acc,
-                    "images_per_s": window_images / max(now - window_start, 1e-9), "total_steps": total_steps})
+            record(metric_row("train", step, epoch_done, loss, acc, window_images / max(now - window_start, 1e-9)))
             if now - window_start > 2.0:
                 window_start, window_images = now, 0
             if step % eval_every == 0:
                 validate(epoch_done)
-        if status == "cancelled":
+        if status == RunStatus.CANCELLED:
             break
-    if status == "completed" and step % eval_every != 0:
+    if status == RunStatus.COMPLETED and step % eval_every != 0:
         validate(float(config.epochs))
 
     # The end of a run: the best weights back, the test set once (a cancelled run has no score), the result.
     if best_weights is not None:
         engine.load_weights(best_weights)
     test_loss = test_acc = None
-    if status == "completed":
+    if status == RunStatus.COMPLETED:
         test_loss, test_acc = engine.evaluate("test")
-        record({"kind": "test", "step": step, "epoch": float(config.epochs), "loss": test_loss, "accuracy": test_acc})
+        record(metric_row("test", step, float(config.epochs), test_loss, test_acc))
     return TrainResult(model=engine.trained_model(), status=status,
                        best_val_accuracy=best_val if best_val >= 0 else None, test_accuracy=test_acc,
                        test_loss=test_loss, steps=step, seconds=time.perf_counter() - started, history=history)
