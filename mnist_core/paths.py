@@ -1,7 +1,13 @@
-"""Where things live on disk. Each folder can be moved with an environment variable."""
+"""Where things live on disk, and how a file that must not be half-written is written.
+
+Each folder can be moved with an environment variable. A run's own files (its log, its snapshots,
+its default checkpoint name) are named in runfiles.py.
+"""
 
 import os
+import tempfile
 from pathlib import Path
+from typing import Callable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,7 +23,7 @@ def data_dir() -> Path:
 
 
 def runs_dir() -> Path:
-    """The run registry (registry.sqlite)."""
+    """The run registry (registry.sqlite) and each run's files (runfiles.py)."""
     return _dir("MNIST_RUNS_DIR", "runs")
 
 
@@ -38,3 +44,25 @@ def shown(path: Path) -> str:
     if path.is_relative_to(REPO_ROOT):
         return str(path.relative_to(REPO_ROOT))
     return str(Path(*path.parts[-2:]))  # e.g. MNIST/raw: the layout below a root passed in code
+
+
+def atomic_write(path: os.PathLike, write: Callable[[str], None]) -> Path:
+    """Write a file that must never be seen half-written: the one write-then-rename helper.
+
+    `write(tmp)` writes the whole file at `tmp`, a temporary name beside `path` (same folder, so the
+    rename is atomic); it is flushed to disk (fsync) and renamed over `path`. Readers see the old file
+    or the new one, never a part, even across a crash; a failure leaves no temporary behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import socket
 import sqlite3
@@ -35,10 +34,9 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from .errors import RunError
-from .paths import runs_dir
 from .records import ENDED, LIVE, MetricRow, RunStatus
+from .runfiles import check_run_id, new_run_id, registry_path, remove_run_files
 
-RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")  # ids are generated, never user text: no path can hide in one
 HEARTBEAT_TIMEOUT = 10.0  # seconds without a heartbeat before a live run's worker counts as dead
 
 SCHEMA = """
@@ -123,10 +121,6 @@ class Run:
         return max(0.0, elapsed / self.steps * (self.total_steps - self.steps))
 
 
-def registry_path(root: Optional[os.PathLike] = None) -> Path:
-    return Path(root or runs_dir()) / "registry.sqlite"
-
-
 _opened: dict[Path, str] = {}  # registries this process has used: path -> the registry's id
 
 
@@ -204,16 +198,6 @@ def _row_to_run(row: sqlite3.Row) -> Run:
     except ValueError:
         raise RunError(f"run {d['id']} has an unknown status in the run registry") from None
     return Run(**d)
-
-
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
-
-
-def check_run_id(run_id: str) -> str:
-    if not isinstance(run_id, str) or not RUN_ID.match(run_id):
-        raise RunError(f"{str(run_id)[:40]!r} is not a run id")
-    return run_id
 
 
 def create_run(config: dict, root: Optional[os.PathLike] = None, owner: Optional[str] = None,
@@ -384,20 +368,19 @@ def request_cancel(run_id: str, root: Optional[os.PathLike] = None, by: Optional
 
 
 def delete_run(run_id: str, root: Optional[os.PathLike] = None, by: Optional[str] = None) -> None:
-    """Remove a finished run and its metrics from the registry (its checkpoint file stays)."""
+    """Remove a finished run, its metrics and all its files (runfiles.remove_run_files: its log, its
+    snapshots, its checkpoint when the run named it). A file that cannot be removed keeps the run listed."""
     check_run_id(run_id)
     with connect(root) as conn:
-        row = conn.execute("SELECT id, status, owner FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = conn.execute("SELECT id, status, owner, checkpoint FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise RunError(f"no run {run_id}")
         _check_owner(row, by, "delete")
         if row["status"] in LIVE:
             raise RunError(f"run {run_id} is {row['status']}: cancel it before deleting it")
+        remove_run_files(run_id, root, checkpoint=row["checkpoint"])
         conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
-    from .snapshots import snapshot_path  # the run's learning replay goes with it
-
-    snapshot_path(run_id, root).unlink(missing_ok=True)
 
 
 # --- liveness -------------------------------------------------------------------------------------

@@ -27,10 +27,9 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import limits, runs
+from . import limits, runfiles, runs
 from .checkpoints import save_checkpoint
 from .errors import MnistLabError, RunError
-from .paths import checkpoint_dir
 from .records import MetricRow, RunStatus
 from .training import TrainConfig, admit, train
 
@@ -132,7 +131,7 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
         snapshots.close()
         given_up = _given_up(run_id, root)
         if result.status == RunStatus.COMPLETED and not given_up:
-            path = Path(checkpoint_path) if checkpoint_path else checkpoint_dir() / f"{config.model}-{run_id}.safetensors"
+            path = Path(checkpoint_path) if checkpoint_path else runfiles.default_checkpoint_path(config.model, run_id)
             meta = {"config": config.to_dict(), "run_id": run_id,
                     "metrics": {"test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
                                 "best_val_accuracy": result.best_val_accuracy, "steps": result.steps,
@@ -222,13 +221,12 @@ def launch(run_id: str, root=None) -> int:
     import subprocess
     import sys
 
-    runs.check_run_id(run_id)
-    log_dir = Path(root) if root else runs.registry_path().parent
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = runfiles.log_path(run_id, root)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if root:
         env["MNIST_RUNS_DIR"] = str(root)
-    with open(log_dir / f"{run_id}.log", "ab") as log:
+    with open(log_path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "mnist_core", "train", "--quiet", "--run-id", run_id],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 cwd=Path(__file__).resolve().parent.parent, start_new_session=True)

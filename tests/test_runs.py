@@ -384,3 +384,19 @@ def test_a_runs_status_is_a_run_status_that_reads_as_its_word(tiny_config):
     assert runs.get_run(run_id).status is runs.RunStatus.CANCELLED
     with pytest.raises(RunError, match="cannot finish as"):
         runs.finish_run(run_id, "paused")
+
+
+def test_a_file_written_atomically_is_whole_or_absent_never_half(tmp_path):
+    from mnist_core.paths import atomic_write
+
+    target = tmp_path / "deep" / "file.bin"
+    atomic_write(target, lambda tmp: Path(tmp).write_bytes(b"first"))
+    assert target.read_bytes() == b"first"
+
+    def crash(tmp):
+        Path(tmp).write_bytes(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, crash)
+    assert target.read_bytes() == b"first" and sorted(p.name for p in target.parent.iterdir()) == ["file.bin"]

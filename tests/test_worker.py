@@ -6,10 +6,11 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from mnist_core import runs, worker
+from mnist_core import runfiles, runs, worker
 from mnist_core.checkpoints import load_checkpoint
 from mnist_core.data import load_mnist
 from mnist_core.errors import ConfigError, DataError, RunError
@@ -235,3 +236,22 @@ def test_a_paused_worker_is_not_declared_dead_and_no_second_run_starts(mnist, ti
     runs.request_cancel(paused)
     assert procs[paused].wait(timeout=60) == 1
     assert runs.get_run(paused).status == "cancelled" and runs.get_run(paused).error is None
+
+
+def test_deleting_a_finished_run_removes_its_log_snapshots_and_checkpoint(mnist, tiny_config, isolated_dirs):
+    run_id = runs.create_run(tiny_config(model="cnn-small", train_size=200, batch_size=100))
+    runfiles.log_path(run_id).write_text("what a launched worker printed\n")  # worker.launch writes it
+    run = worker.execute_run(run_id)
+    files = [runfiles.log_path(run_id), runfiles.snapshot_path(run_id), Path(run.checkpoint),
+             Path(run.checkpoint).with_suffix(".json")]
+    assert all(f.is_file() for f in files), [f.name for f in files if not f.exists()]
+    runs.delete_run(run_id)
+    assert [f.name for f in files if f.exists()] == []
+    assert run_id not in {r.id for r in runs.list_runs()}
+
+
+def test_deleting_a_run_keeps_a_checkpoint_written_where_the_operator_said(mnist, tiny_config, tmp_path):
+    run_id = runs.create_run(tiny_config(model="mlp-50", train_size=200, batch_size=100))
+    run = worker.execute_run(run_id, checkpoint_path=tmp_path / "keep.safetensors")
+    runs.delete_run(run_id)
+    assert Path(run.checkpoint).is_file() and (tmp_path / "keep.json").is_file()
