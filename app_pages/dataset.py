@@ -24,6 +24,7 @@ PER_PAGE = 100
 COLS = 10
 CELL = 28 + 1          # a digit plus the one-pixel seam after it
 SEAM, EMPTY = 110, 40  # grey levels of the seams and of cells past the last image
+VALUE_FONT, VALUE_CELL = 12, 34  # pixel values: font size, and a cell's height, room for "255" (pixels)
 
 st.title("Dataset")
 st.caption("MNIST's handwritten digits, 100 at a time: filter by label, shuffle, click a digit to see its pixels.")
@@ -31,6 +32,26 @@ require_data()
 
 
 # --- cached data and figures ---------------------------------------------------------------------
+
+def pixel_values_figure(image: np.ndarray) -> go.Figure:
+    """The image's ink (its bounding box and one pixel of background) as a heatmap with every value
+    printed: at most about 22 x 22 cells on a figure as wide as the page, where 784 numbers on the
+    small square above would overlap."""
+    rows, cols = np.flatnonzero(image.any(axis=1)), np.flatnonzero(image.any(axis=0))
+    if len(rows) == 0:  # a blank image: its middle
+        rows = cols = np.array([10, 17])
+    r0, r1 = max(rows[0] - 1, 0), min(rows[-1] + 2, image.shape[0])
+    c0, c1 = max(cols[0] - 1, 0), min(cols[-1] + 2, image.shape[1])
+    crop = image[r0:r1, c0:c1]
+    fig = go.Figure(go.Heatmap(z=crop, x=np.arange(c0, c1), y=np.arange(r0, r1), colorscale="gray", zmin=0, zmax=255,
+                               showscale=False, texttemplate="%{z}", textfont=dict(size=VALUE_FONT),
+                               hovertemplate="row %{y}, col %{x}: %{z}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", showgrid=False, zeroline=False,
+                     dtick=1, tickfont=dict(size=9))
+    fig.update_xaxes(constrain="domain", showgrid=False, zeroline=False, dtick=1, side="top", tickfont=dict(size=9))
+    fig.update_layout(height=VALUE_CELL * len(crop) + 40, margin=dict(l=30, r=10, t=30, b=10))
+    return fig
+
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def browse_order(split: str, label: int | None, seed: int | None) -> np.ndarray:
@@ -177,17 +198,23 @@ with left:
 with right:
     index = int(ss["ds_index"])
     st.subheader(f"{split} image {index:,} · label {labels[index]}")
-    show_values = st.toggle("Print pixel values on the image", key="ds_values")
     fig = digit_heatmap(images[index], height=460, zmax=255)
     fig.update_xaxes(showgrid=False, zeroline=False)
     fig.update_yaxes(showgrid=False, zeroline=False, constrain="domain")
-    if show_values:
-        fig.update_traces(texttemplate="%{z}", textfont=dict(size=7))
     st.plotly_chart(fig, config={"displayModeBar": False})
     st.caption("Pixels are 0 (background) to 255 (ink); hover for each value. Models see them divided by 255.")
-    if st.button("Open in Inside the network", icon=":material/visibility:", type="primary", key="ds_open"):
+    c_values, c_open = st.columns([1, 1], vertical_alignment="center")
+    show_values = c_values.toggle("Show the pixel values", key="ds_values",
+                                  help="Every pixel of the digit with its number, large enough to read")
+    if c_open.button("Open in Inside the network", icon=":material/visibility:", type="primary", key="ds_open"):
         ss["inspect_source"] = {"kind": "dataset", "split": split, "index": index}
         st.switch_page("app_pages/inside.py")
+
+if show_values:
+    st.subheader(f"Pixel values of {split} image {index:,}")
+    st.caption("The digit's ink and one pixel of background around it (the rest of the 28x28 image is 0), each "
+               "pixel with its value; row and column numbers as in the full image.")
+    st.plotly_chart(pixel_values_figure(images[index]), key="ds_pixel_values", config={"displayModeBar": False})
 
 st.divider()
 st.header("Statistics")

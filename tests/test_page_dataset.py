@@ -1,5 +1,9 @@
 """Dataset page: the paged grid, the label filter, paging, jumping to an index, and the way to Inside."""
 
+import base64
+import json
+
+import numpy as np
 import pytest
 
 from apptest_util import messages, open_page
@@ -14,6 +18,14 @@ def at(tmp_path, monkeypatch):
     app = open_page("app_pages/dataset.py")
     assert not app.exception, messages(app)
     return app
+
+
+def array(value) -> np.ndarray:
+    """A figure's data array: Plotly sends numpy arrays as {"dtype", "bdata" (base64), "shape"}."""
+    if isinstance(value, dict) and "bdata" in value:
+        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        return out.reshape([int(n) for n in str(value["shape"]).split(",")]) if "shape" in value else out
+    return np.asarray(value)
 
 
 def showing(at) -> str:
@@ -92,3 +104,21 @@ def test_open_in_inside_the_network_takes_the_image_along(at):
     assert at.title[0].value == "Inside the network"
     assert at.radio(key="inside_split").value == "train"
     assert at.number_input(key="inside_index").value == 42
+
+
+def test_pixel_values_are_shown_large_enough_to_read(at):
+    """784 numbers printed on the small square overlapped: the values come on their own figure, just the
+    digit's ink (and a pixel around it), each cell tall enough for "255" at a readable size."""
+    at.toggle(key="ds_values").set_value(True).run()
+    assert not at.exception, messages(at)
+    image = data.load_mnist("train")[0][0].numpy()
+    figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    printed = [f for f in figures if f["data"][0].get("texttemplate")]
+    assert len(printed) == 1
+    trace, layout = printed[0]["data"][0], printed[0]["layout"]
+    z = array(trace["z"])
+    assert z.sum() == image.sum() and z.shape[0] < 28 and z.shape[1] < 28  # all of the ink, none of the empty rim
+    font = trace["textfont"]["size"]
+    cell = (layout["height"] - layout["margin"]["t"] - layout["margin"]["b"]) / z.shape[0]
+    assert font >= 10 and cell >= 2.2 * font, (font, cell)
+    assert array(trace["y"])[0] > 0  # rows keep their numbers in the full image
