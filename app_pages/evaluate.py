@@ -129,18 +129,42 @@ def confusion_tab() -> None:
             st.switch_page("app_pages/inside.py")
 
 
+def cards_table(cards: pd.DataFrame) -> pd.DataFrame:
+    """The cards as the reader wants them: name, accuracy, size, cost, speed first, then the rest;
+    words where a value is missing (an untrained architecture has no accuracy)."""
+    def accuracy(value, kind: str) -> str:
+        if pd.notna(value):
+            return f"{value:.2%}"
+        return "not recorded" if kind == "checkpoint" else "untrained"
+
+    return pd.DataFrame({
+        "name": cards["model"],
+        "test accuracy": [accuracy(a, k) for a, k in zip(cards["test accuracy"], cards["kind"])],
+        "parameters": cards["parameters"],
+        "MFLOPs / image": cards["MFLOPs / image"],
+        "latency ms (CPU, 1 thread)": cards["latency ms (CPU, 1 thread)"],
+        "the article reports": cards["article reports"].replace("", "–").fillna("–"),
+        "kind": cards["kind"],
+        "architecture": cards["architecture"],
+        "layers": cards["layers"],
+        "from": cards["provenance"].fillna("–"),
+    })
+
+
 def cards_tab() -> None:
     """One table over every architecture and checkpoint."""
-    st.caption("Every architecture (untrained) and every checkpoint: layers with output shapes, parameters, "
-               "FLOPs per image (torch.utils.flop_counter), single-image CPU latency (median, one thread), "
-               "test accuracy, and for the tutorial architectures what the article reports.")
+    st.caption("Every architecture (untrained) and every checkpoint: test accuracy, parameters, FLOPs per image "
+               "(torch.utils.flop_counter), single-image CPU latency (median, one thread), and for the tutorial "
+               "architectures what the article reports; then the layers with their output shapes.")
     paths = [str(p) for p in list_checkpoints()]
     cards = model_cards(tuple(paths), tuple(Path(p).stat().st_mtime for p in paths))
-    st.dataframe(cards, hide_index=True, column_config={
-        "test accuracy": st.column_config.NumberColumn(format="percent"),
-        "MFLOPs / image": st.column_config.NumberColumn(format="%.2f"),
-        "latency ms (CPU, 1 thread)": st.column_config.NumberColumn(format="%.3f"),
-        "parameters": st.column_config.NumberColumn(format="localized")})
+    st.dataframe(cards_table(cards), hide_index=True, column_config={
+        "name": st.column_config.TextColumn(pinned=True),
+        "test accuracy": st.column_config.TextColumn(width="small"),
+        "parameters": st.column_config.NumberColumn(format="localized", width="small"),
+        "MFLOPs / image": st.column_config.NumberColumn(format="%.2f", width="small"),
+        "latency ms (CPU, 1 thread)": st.column_config.NumberColumn(format="%.3f", width="small"),
+        "layers": st.column_config.TextColumn(width="large")})
 
     st.subheader("From scratch: NumPy operators against torch (tutorial 4's check)")
     st.caption("LeNet-5's layers written by hand in NumPy (im2col convolution, max and average pooling) on a "
@@ -164,6 +188,32 @@ def speed_table(path: str, mtime: float) -> pd.DataFrame:
     return pd.DataFrame(lenet5_speed_table(model=model))
 
 
+def comparison_table(rows: list[dict], baseline_id: str) -> pd.DataFrame:
+    """ev.compare_runs' rows in the reader's words: percentages, points, seconds; a dash or a reason
+    where a value is missing (no validation set, a run that never started), never "None"."""
+    def points(value) -> str:
+        return "–" if value is None else f"{100 * value:+.2f} points"
+
+    table = []
+    for r in rows:
+        base = r["run"] == baseline_id
+        best_val = r["best_val_accuracy"]
+        table.append({
+            "run": r["run"] + (" (baseline)" if base else ""), "model": r["model"] or "–",
+            "test accuracy": "–" if r["test_accuracy"] is None else f"{r['test_accuracy']:.2%}",
+            "test accuracy vs baseline": "baseline" if base else points(r["Δ test_accuracy"]),
+            "best validation accuracy": "no validation set" if best_val is None else f"{best_val:.2%}",
+            "validation vs baseline": "baseline" if base else points(r["Δ best_val_accuracy"]),
+            "test loss": "–" if r["test_loss"] is None else f"{r['test_loss']:.4f}",
+            "test loss vs baseline": "baseline" if base else ("–" if r["Δ test_loss"] is None
+                                                              else f"{r['Δ test_loss']:+.4f}"),
+            "training time": "–" if r["duration"] is None else f"{r['duration']:,.0f} s",
+            "time vs baseline": "baseline" if base else ("–" if r["Δ duration"] is None
+                                                         else f"{r['Δ duration']:+,.0f} s"),
+        })
+    return pd.DataFrame(table)
+
+
 def runs_tab() -> None:
     """Completed runs against a baseline run, with a CSV download."""
     try:
@@ -174,16 +224,19 @@ def runs_tab() -> None:
     if len(finished) < 2:
         st.info("Compare needs at least two completed runs: start some on the Train page.")
     else:
-        labels = {r.id: f"{r.id} · {r.config.get('model')} · {r.test_accuracy:.2%}" for r in finished}
+        labels = {r.id: f"{r.id} · {r.config.get('model')}"
+                        + (f" · {r.test_accuracy:.2%}" if r.test_accuracy is not None else "") for r in finished}
         baseline_id = st.selectbox("Baseline run", list(labels), format_func=labels.get, key="baseline_run")
         rest = [i for i in labels if i != baseline_id]
         others_ids = st.multiselect("Compare with", rest, default=rest[-3:], format_func=labels.get,
                                     key="compare_runs")
         by_id = {r.id: r for r in finished}
         rows = ev.compare_runs(by_id[baseline_id], [by_id[i] for i in others_ids])
-        st.dataframe(pd.DataFrame(rows), hide_index=True)
+        st.dataframe(comparison_table(rows, baseline_id), hide_index=True,
+                     column_config={"run": st.column_config.TextColumn(pinned=True)})
         st.download_button("Download comparison (CSV)", ev.to_csv(rows), file_name="run-comparison.csv",
-                           mime="text/csv", icon=":material/download:")
+                           mime="text/csv", icon=":material/download:",
+                           help="The same figures as plain numbers (accuracies as fractions, times in seconds)")
         fig = go.Figure()
         for run_id in [baseline_id, *others_ids]:
             val = runs.get_metrics(run_id, split="val")

@@ -70,30 +70,68 @@ def test_open_in_inside_the_network(page, lenet_predictions):
     assert page.session_state["inspect_source"] == {"kind": "dataset", "split": "test", "index": first}
 
 
+def no_raw_values(table) -> bool:
+    """No cell reads None or NaN, no header is a snake_case field name."""
+    cells = table.astype(object).to_numpy().ravel().tolist()
+    return (not any(v is None or (isinstance(v, float) and np.isnan(v)) or str(v) in ("None", "nan") for v in cells)
+            and not any("_" in c for c in table.columns))
+
+
 def test_model_cards_cover_every_architecture_and_checkpoint(page):
     page.session_state["eval_tab"] = "Model cards"
     page.run()
     assert not page.exception, messages(page)
     cards = page.dataframe[0].value
     assert {"lenet5", "cnn-strong", "mlp-50"} <= set(cards["architecture"])
-    lenet_ckpt = cards[(cards["model"] == "lenet5") & (cards["kind"] == "checkpoint")]
-    assert lenet_ckpt["test accuracy"].iloc[0] >= 0.99
+    lenet_ckpt = cards[(cards["name"] == "lenet5") & (cards["kind"] == "checkpoint")]
+    assert float(lenet_ckpt["test accuracy"].iloc[0].rstrip("%")) >= 99.0
     assert (cards["MFLOPs / image"] > 0).all() and (cards["parameters"] > 0).all()
     speed = page.dataframe[1].value
     assert list(speed["layer"]) == ["C1", "S2", "C3", "S4", "C5"]
     assert (speed["max abs diff"] < 1e-4).all()
 
 
+def test_model_cards_lead_with_what_people_compare_and_say_untrained_in_words(page):
+    """The useful columns were off to the right and untrained architectures read "None"."""
+    page.session_state["eval_tab"] = "Model cards"
+    page.run()
+    cards = page.dataframe[0].value
+    assert list(cards.columns[:5]) == ["name", "test accuracy", "parameters", "MFLOPs / image",
+                                       "latency ms (CPU, 1 thread)"]
+    assert set(cards.loc[cards["kind"] != "checkpoint", "test accuracy"]) == {"untrained"}
+    assert no_raw_values(cards), cards
+
+
+def finished_run(acc: float, best_val: float | None = 0.5, started: bool = True) -> str:
+    run_id = runs.create_run(TrainConfig(epochs=1).to_dict())
+    if started:
+        runs.mark_running(run_id)
+    runs.add_metrics(run_id, [{"step": 10, "epoch": 1.0, "split": "val", "loss": 0.1, "accuracy": acc}])
+    runs.finish_run(run_id, "completed", best_val_accuracy=best_val, test_accuracy=acc, test_loss=0.1)
+    return run_id
+
+
 def test_compare_runs_against_a_baseline(page):
     for acc in (0.97, 0.98, 0.99):
-        run_id = runs.create_run(TrainConfig(epochs=1).to_dict())
-        runs.add_metrics(run_id, [{"step": 10, "epoch": 1.0, "split": "val", "loss": 0.1, "accuracy": acc}])
-        runs.finish_run(run_id, "completed", best_val_accuracy=acc, test_accuracy=acc, test_loss=0.1)
+        finished_run(acc, best_val=acc)
     page.session_state["eval_tab"] = "Compare runs"
     page.run()
     assert not page.exception, messages(page)
     table = page.dataframe[0].value
     assert len(table) == 3
-    assert table["Δ test_accuracy"].iloc[0] == 0
-    assert np.allclose(sorted(table["Δ test_accuracy"].iloc[1:]), [0.01, 0.02])
+    assert table["run"].iloc[0].endswith(" (baseline)") and table["test accuracy vs baseline"].iloc[0] == "baseline"
+    assert sorted(table["test accuracy vs baseline"].iloc[1:]) == ["+1.00 points", "+2.00 points"]
     assert page.get("download_button")
+
+
+def test_compare_runs_says_what_is_missing_in_words(page):
+    """A preset without a validation set, a run with no start time: words, never "None"."""
+    finished_run(0.97)
+    finished_run(0.98, best_val=None, started=False)
+    page.session_state["eval_tab"] = "Compare runs"
+    page.run()
+    assert not page.exception, messages(page)
+    table = page.dataframe[0].value
+    assert no_raw_values(table), table
+    assert table["best validation accuracy"].iloc[1] == "no validation set"
+    assert table["training time"].iloc[1] == "–" and table["validation vs baseline"].iloc[1] == "–"
