@@ -12,6 +12,9 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from mnist_core import runs
+from mnist_core.training import TrainConfig
+
 from train_page import (LONG, SHORT, cancel, cancel_button, chart, fill, no_run_left_going,  # noqa: F401 (a fixture)
                         progress_step, run_cells, run_heading, start, trace)
 
@@ -35,18 +38,30 @@ def test_a_watched_run_shows_live_progress_and_a_growing_loss_curve(app):
     assert len(loss2) > len(loss1)
     assert app.wait_for(lambda: (p := progress_step(app)) and p[0] > step1, "the progress to move on")
 
-    # the log axis' labels say what the ticks are worth (0.5 as "0.5", never a bare "5")
-    ticks = chart(app, "Loss").first.evaluate("g => g._fullLayout.yaxis._vals.map(t => [t.x, t.text])")
-    labelled = [(x, text) for x, text in ticks if text]
-    assert labelled, ticks
-    for x, text in labelled:
-        assert math.isclose(float(text), 10 ** x, rel_tol=1e-6), f"tick at {10 ** x:g} labelled {text!r}"
-    expect(chart(app, "Loss").first.locator(".modebar")).to_have_count(0)  # no Plotly toolbar
-
     cancel(app, run_id)
     expect(panel.get_by_test_id("stAlertContentWarning")).to_contain_text("This run was cancelled.")
     expect(cancel_button(app, run_id)).to_have_count(0)
     app.assert_no_exception()
+
+
+def test_the_loss_chart_labels_say_what_each_tick_is_worth_and_has_no_toolbar(app, server_runs_dir):
+    # a finished run whose loss fell from 2.3 to 0.06: three decades, so Plotly labels 0.2 and 0.5 too
+    run_id = runs.create_run(TrainConfig(epochs=1, train_size=1000).to_dict(), root=server_runs_dir)
+    runs.mark_running(run_id, total_steps=40, root=server_runs_dir)
+    runs.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 40, "loss": 2.3 / s, "accuracy": 0.5,
+                               "images_per_s": 1000.0} for s in range(1, 41)], root=server_runs_dir)
+    runs.finish_run(run_id, "cancelled", root=server_runs_dir)
+    app.goto("train")
+    expect(run_heading(app, run_id, "cancelled")).to_be_visible()  # a first visit shows the newest run
+    loss = chart(app, "Loss").first
+    expect(loss).to_be_visible()
+    ticks = loss.evaluate("g => g._fullLayout.yaxis._vals.map(t => [t.x, t.text])")
+    labelled = [(x, text) for x, text in ticks if text]
+    assert len(labelled) > 4, ticks
+    for x, text in labelled:  # 0.5 reads "0.5", never a bare "5"
+        assert math.isclose(float(text), 10 ** x, rel_tol=1e-6), f"the tick at {10 ** x:g} reads {text!r}"
+    loss.hover()
+    expect(loss.locator(".modebar-btn")).to_have_count(0)  # no Plotly toolbar, even on hover
 
 
 def test_leaving_the_page_mid_run_keeps_it_going_and_the_sidebar_and_home_move(app):

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from train_page import LONG, cancel, fill, no_run_left_going, start  # noqa: F401 (no_run_left_going: a fixture)
+from train_page import LONG, cancel, fill, no_run_left_going, run_heading, start  # noqa: F401 (no_run_left_going: a fixture)
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("no_run_left_going")]
 
@@ -44,4 +44,9 @@ def test_on_a_phone_the_train_form_puts_the_main_fields_and_start_first(phone_ap
     assert tops[-1] < 2 * viewport, f"Start is {tops[-1] / viewport:.1f} screens down"
     # the rest waits, folded, under "Advanced"
     expect(app.widget("stNumberInput", "validation images")).to_be_hidden()
+
+    # after Start the run's live panel is on screen, not below the fold
+    run_id = start(app, LONG)
+    expect(run_heading(app, run_id, "(queued|running)")).to_be_in_viewport()
+    cancel(app, run_id)
     app.assert_no_exception()

@@ -72,7 +72,9 @@ def run_ids(app) -> list[str]:
 
 
 def run_heading(app, run_id: str, status: str):
-    return app.heading(rf"^Run {re.escape(run_id)} · \S+ · {status}$")
+    """The live panel's heading for a run in a status (a regex); the first, as the page redraws once
+    when a run ends and both copies can be there for a moment."""
+    return app.heading(rf"^Run {re.escape(run_id)} · \S+ · {status}$").first
 
 
 def cancel_button(app, run_id: str):
