@@ -142,25 +142,20 @@ with st.container(border=True):
                 st.caption("On the CPU, C1 + ReLU + S2 and C3 + ReLU + S4 each run as one fused C kernel "
                            f"(mnist_core/kernels, BENCHMARKS.md): {kernels.status()}.")
 
-if start:
-    values = _form_values()
-    refused = form.problems(values)  # the values may have changed with the click (a field left by it)
-    if refused:
-        st.error("Not started: " + "; ".join(refused.values()) + ".")
+if start:  # (a disabled Start never reports a click: the values here passed form.problems)
+    try:
+        run_id = worker.submit(TrainConfig.from_dict(_form_values()).to_dict(), owner=token)
+        all_runs = runs.list_runs()
+    except MnistLabError as exc:
+        st.error(live.for_visitor(str(exc)))
     else:
-        try:
-            run_id = worker.submit(TrainConfig.from_dict(values).to_dict(), owner=token)
-            all_runs = runs.list_runs()
-        except MnistLabError as exc:
-            st.error(form.plain(live.for_visitor(str(exc))))
+        st.session_state["watch_run"] = run_id
+        st.session_state["scroll_to_run"] = True
+        place = runs.queue_positions(all_runs).get(run_id)
+        if place:
+            st.toast(f"Queued run {run_id}: number {place} in line", icon=":material/schedule:")
         else:
-            st.session_state["watch_run"] = run_id
-            st.session_state["scroll_to_run"] = True
-            place = runs.queue_positions(all_runs).get(run_id)
-            if place:
-                st.toast(f"Queued run {run_id}: number {place} in line", icon=":material/schedule:")
-            else:
-                st.toast(f"Started run {run_id}", icon=":material/play_arrow:")
+            st.toast(f"Started run {run_id}", icon=":material/play_arrow:")
 
 
 # --- charts ------------------------------------------------------------------------------------
@@ -176,7 +171,7 @@ def curves(rows: list[dict], total_steps: int | None = None) -> tuple[go.Figure,
     val = [m for m in rows if m["split"] == "val"]
     loss, acc = go.Figure(), go.Figure()
     if train:
-        weight = live.smoothing_weight(total_steps or len(train))
+        weight = live.smoothing_weight(len(train))  # grows with the run so far: early points stay close
         raw_loss, raw_acc = [m["loss"] for m in train], [m["accuracy"] for m in train]
         columns = zip([m["step"] for m in train], raw_loss, live.smooth(raw_loss, weight, log=True),
                       live.smooth(raw_acc, weight))
