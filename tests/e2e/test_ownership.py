@@ -5,6 +5,9 @@ Each test starts a long run and cancels it (train_page.LONG), so none depends on
 machine trains.
 """
 
+import re
+import time
+
 import pytest
 from playwright.sync_api import expect
 
@@ -49,3 +52,18 @@ def test_another_visitor_cannot_cancel_your_run(app, new_app, app_server):
 
     cancel(app, run_id)  # the owner still can
     stranger.assert_no_exception()
+
+
+def test_a_browser_gets_a_lasting_owner_cookie_and_a_malformed_one_is_replaced(app):
+    context = app.page.context
+    context.add_cookies([{"name": "mnist_lab_visitor", "value": "..%2F..%2Fforged%22token", "url": app.base_url}])
+    app.goto("train")
+
+    def owner_cookie():
+        return next((c for c in context.cookies(app.base_url) if c["name"] == "mnist_lab_visitor"), None)
+
+    cookie = app.wait_for(lambda: (c := owner_cookie()) and re.fullmatch(r"[A-Za-z0-9_-]{32}", c["value"]) and c,
+                          "a well-formed owner cookie")
+    assert cookie["path"] == "/" and cookie["sameSite"] == "Lax"
+    assert cookie["expires"] - time.time() > 300 * 86400  # survives closing the browser, for a year
+    app.assert_no_exception()
