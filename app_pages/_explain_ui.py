@@ -3,9 +3,10 @@
 - `attribution_section`: why the model gave its answer for one image: gradient saliency, Integrated
   Gradients and occlusion (mnist_core.explain, through captum) drawn over the 28x28 input, for the
   predicted digit or any other.
-- `export_buttons`: download the model as ONNX or as a one-file bundle (mnist_core.export).
-- `replay_section`: a slider over a run's training snapshots (mnist_core.snapshots): kernels and
-  the probe image's feature maps as they were at each validation.
+- `export_buttons`: download the model as ONNX (prepared behind a button, with a spinner) or as a
+  one-file bundle (mnist_core.export).
+- `replay_section`: a run's training snapshots (mnist_core.snapshots), with a slider and Play: the
+  kernels and the probe image's feature maps as they were through training.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import streamlit as st
 
 from mnist_core import explain, export
 from mnist_core.errors import MnistLabError
-from mnist_core.snapshots import load_snapshots
+from mnist_core.snapshots import find_snapshots, read_snapshots
 from app_pages._common import show_error, tiles_heatmap
 
 METHOD_NOTES = {
@@ -94,11 +95,17 @@ _EXPORTS: "OrderedDict[tuple, bytes]" = OrderedDict()  # (model key, format) -> 
 _EXPORTS_LOCK = threading.Lock()
 
 
-def _exported(model, meta: dict, model_key: tuple, fmt: str) -> bytes:
-    """The export's bytes, made on the first click (ONNX takes a few seconds) and kept for the next."""
+def _ready(model_key: tuple, fmt: str) -> bytes | None:
+    """The export's bytes if this server has made them already."""
     with _EXPORTS_LOCK:
-        if (model_key, fmt) in _EXPORTS:
-            return _EXPORTS[(model_key, fmt)]
+        return _EXPORTS.get((model_key, fmt))
+
+
+def _exported(model, meta: dict, model_key: tuple, fmt: str) -> bytes:
+    """The export's bytes, made once and kept for every session (the newest 8)."""
+    data = _ready(model_key, fmt)
+    if data is not None:
+        return data
     data = export.onnx_bytes(model, meta) if fmt == "onnx" else export.bundle_bytes(model, meta)
     with _EXPORTS_LOCK:
         _EXPORTS[(model_key, fmt)] = data
@@ -108,14 +115,30 @@ def _exported(model, meta: dict, model_key: tuple, fmt: str) -> bytes:
 
 
 def export_buttons(model, meta: dict, name: str, model_key: tuple, key: str) -> None:
-    """Download buttons: ONNX, and the one-file bundle that the checkpoint upload accepts."""
+    """Download buttons: ONNX, and the one-file bundle that the checkpoint upload accepts.
+
+    Making an ONNX file traces the model through torch.export, which takes seconds (the first one in
+    a server the longest), so it is made behind a "Prepare" button, under a spinner, and kept: once
+    made, the download is offered straight away. The bundle is quick and made when clicked.
+    """
     stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)[:60] or "model"
     c1, c2 = st.columns(2)
-    c1.download_button("ONNX", data=lambda: _exported(model, meta, model_key, "onnx"),
-                       file_name=f"{stem}{export.ONNX_SUFFIX}", mime="application/octet-stream",
-                       icon=":material/download:", key=f"{key}_onnx",
-                       help="For any ONNX runtime: input image float32 [N,1,28,28] in [0,1], output logits [N,10]. "
-                            "Made when you click (a few seconds).")
+    onnx = _ready(model_key, "onnx")
+    slot = c1.empty()  # the Prepare button, then the spinner, then the download, in one place
+    if onnx is None and slot.button("Prepare ONNX", icon=":material/build:", key=f"{key}_onnx_prepare",
+                                    help="Converts the model for ONNX runtimes (input image float32 [N,1,28,28] "
+                                         "in [0,1], output logits [N,10]). Takes a few seconds, up to half a "
+                                         "minute for the first model on this server."):
+        with slot, st.spinner("Preparing the ONNX file: tracing the model through torch.export..."):
+            try:
+                onnx = _exported(model, meta, model_key, "onnx")
+            except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+                show_error(exc)
+    if onnx is not None:
+        slot.download_button("ONNX", data=onnx, file_name=f"{stem}{export.ONNX_SUFFIX}",
+                             mime="application/octet-stream", icon=":material/download:", key=f"{key}_onnx",
+                             help="For any ONNX runtime: input image float32 [N,1,28,28] in [0,1], output logits "
+                                  "[N,10].")
     c2.download_button("Bundle", data=lambda: _exported(model, meta, model_key, "bundle"),
                        file_name=f"{stem}{export.BUNDLE_SUFFIX}", mime="application/octet-stream",
                        icon=":material/download:", key=f"{key}_bundle",
@@ -162,29 +185,71 @@ def _map_figure(frames: np.ndarray, i: int) -> go.Figure:
                          max_height=500, **scale)
 
 
+PLAY_SECONDS = 0.5  # one frame per tick while the replay plays
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _snapshots(path: str, mtime: float, run_id: str):
+    """A snapshot file's frames, read once per version of the file (Play redraws often)."""
+    return read_snapshots(path, run_id)
+
+
+def _toggle_play(playing_key: str, slider_key: str, last: int) -> None:
+    """Play from the frame shown (from the start when at the end); Pause where it is."""
+    if st.session_state.get(playing_key) == slider_key:
+        st.session_state[playing_key] = None
+        return
+    if st.session_state.get(slider_key, last) >= last:
+        st.session_state[slider_key] = 0
+    st.session_state[playing_key] = slider_key
+
+
 def replay_section(run_id: str | None, key: str) -> None:
-    """A slider over the run's snapshots: the kernels and the probe's feature maps at each validation."""
+    """The run's snapshots: the kernels and the probe's feature maps through training, a frame at a
+    time with the slider, or played (a fragment that reruns every PLAY_SECONDS, one frame further each time)."""
     if not run_id:
         st.caption("This model was not trained by a run on this server, so there are no snapshots to replay.")
         return
     try:
-        snaps = load_snapshots(run_id)
-    except MnistLabError as exc:
+        path = find_snapshots(run_id)
+        snaps = None if path is None else _snapshots(str(path), path.stat().st_mtime, run_id)
+    except (MnistLabError, OSError) as exc:
         show_error(exc)
         return
     if snaps is None or len(snaps) == 0:
         st.caption(f"Run {run_id} has no training snapshots here: runs record them as they train, except on the "
                    "NumPy engine, and runs from before this feature have none.")
         return
-    steps, epochs = snaps.steps, snaps.epochs
     if len(snaps) == 1:
-        i = 0
-        st.caption(f"One snapshot so far: step {steps[0]:,}.")
-    else:
-        # The key follows the frames, so new frames (or thinned ones) give a fresh slider at the newest.
-        i = st.select_slider("Training step", options=list(range(len(snaps))), value=len(snaps) - 1,
-                             format_func=lambda k: f"step {steps[k]:,} · epoch {epochs[k]:.2f}",
-                             key=f"{key}_{run_id}_{len(snaps)}_{steps[-1]}")
+        st.caption(f"One snapshot so far: step {snaps.steps[0]:,}.")
+        _replay_frame(snaps, 0, run_id, key)
+        return
+    # The slider's key follows the frames, so new frames (or thinned ones) give a fresh slider at the newest.
+    last = len(snaps) - 1
+    slider_key, playing_key = f"{key}_{run_id}_{len(snaps)}_{snaps.steps[-1]}", f"{key}_playing"
+    playing = st.session_state.get(playing_key) == slider_key
+    st.button("Pause" if playing else "Play", icon=":material/pause:" if playing else ":material/play_arrow:",
+              key=f"{key}_play", on_click=_toggle_play, args=(playing_key, slider_key, last),
+              help=f"Step through the {len(snaps)} snapshots, about {1 / PLAY_SECONDS:g} a second")
+
+    @st.fragment(run_every=PLAY_SECONDS if playing else None)
+    def frames() -> None:
+        if playing and st.session_state.get(playing_key) == slider_key:
+            i = min(st.session_state.get(slider_key, 0) + 1, last)
+            st.session_state[slider_key] = i
+            if i == last:  # the end: stop, and redraw the page so the fragment stops ticking
+                st.session_state[playing_key] = None
+                st.rerun(scope="app")
+        st.session_state.setdefault(slider_key, last)
+        i = st.select_slider("Training step", options=list(range(len(snaps))), key=slider_key,
+                             format_func=lambda k: f"step {snaps.steps[k]:,} · epoch {snaps.epochs[k]:.2f}")
+        _replay_frame(snaps, i, run_id, key)
+
+    frames()
+
+
+def _replay_frame(snaps, i: int, run_id: str, key: str) -> None:
+    """Frame i: the kernels beside what each layer made of the probe image."""
     c_kernels, c_maps = st.columns([1, 1.4], gap="large")
     with c_kernels:
         names = list(snaps.kernels)

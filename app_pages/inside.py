@@ -249,5 +249,5 @@ else:
 
 st.header("How it learned")
 st.caption("While this model trained, its run recorded the kernels (an MLP: its first-layer units) and what each "
-           "layer made of one fixed test image at every validation. Slide through the run.")
+           "layer made of one fixed test image, about 30 times over the run. Press Play, or slide through it.")
 replay_section(meta.get("run_id"), key="inside_replay")

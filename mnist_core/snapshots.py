@@ -1,25 +1,31 @@
 """Training snapshots: how a network's kernels, and what it makes of one fixed probe image, change over a run.
 
-Before the first step and after every validation the worker hands the model to a `Recorder`, which
-keeps a frame: the step, the epoch, the convolution kernels (an MLP's first-layer templates instead)
-and the feature maps of the probe image (test image PROBE_INDEX, a 7). The Train and Inside the
-network pages replay the frames with a slider.
+The training loop hands the model to a `Recorder` before the first step, at every validation and,
+between them, every total_steps // FRAMES_PER_RUN steps, so a replay is about FRAMES_PER_RUN frames
+long whatever the validation cadence. A frame is the step, the epoch, the convolution kernels (an
+MLP's first-layer templates instead) and the feature maps of the probe image (test image
+PROBE_INDEX, a 7). The Train and Inside the network pages replay the frames (a slider, and Play).
 
-One file per run, runs/snapshots/<run id>.npz (plain arrays, loaded with allow_pickle=False),
-written to a temporary name and renamed, at most every WRITE_SECONDS and at the end of the run.
+One file per run, runs/snapshots/<run id>.npz (plain arrays, compressed, loaded with
+allow_pickle=False), written to a temporary name and renamed, at most every WRITE_SECONDS and at the
+end of the run.
 Bounded: float16, layers larger than MAX_LAYER_VALUES left out (the first convolution is always
 kept), and at most MAX_FRAMES frames; past that every other frame is dropped, the first and last
-kept, so the replay still spans the whole run at a coarser step: at most about 2 MB per run.
+kept, so the replay still spans the whole run at a coarser step: at most about 2 MB per run before compression.
 
 Recording must never break a run: any failure is printed once (it reaches the run's log) and
 recording stops, the training goes on.
+
+The committed default checkpoints were trained on another machine, so their runs' files are not in
+this server's runs folder: `make pretrained` ships each run's file beside its checkpoint
+(checkpoints/NAME.snapshots.npz, `python -m mnist_core.snapshots CKPT`), and `find_snapshots` looks
+there for a run it does not have.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,21 +34,63 @@ from typing import Optional
 import numpy as np
 from torch import nn
 
-from .errors import RunError
+from .checkpoints import _atomic_write, checkpoint_dirs, read_meta, weights_path  # _atomic_write: the one write-then-rename
+from .errors import MnistLabError, RunError
 from .paths import runs_dir
 
-MAX_FRAMES = 60
+FRAMES_PER_RUN = 30          # the loop's step schedule: a frame every total_steps // FRAMES_PER_RUN steps
+MAX_FRAMES = 60              # validations add frames of their own; past this the recorder thins them
 MAX_LAYER_VALUES = 5_000     # per layer: lenet5 keeps C1 and C3 (not C5's 48,000), cnn-small all three
 MAX_TEMPLATES = 16           # an MLP's first-layer units recorded (of 50 to 256)
 PROBE_INDEX = 0              # test image 0: a clear 7
 WRITE_SECONDS = 2.0
 FORMAT_VERSION = 1
+SHIPPED_SUFFIX = ".snapshots.npz"  # beside a checkpoint: checkpoints/NAME.snapshots.npz
 
 
 def snapshot_path(run_id: str, root: Optional[os.PathLike] = None) -> Path:
     from .runs import check_run_id
 
     return Path(root or runs_dir()) / "snapshots" / f"{check_run_id(run_id)}.npz"
+
+
+def shipped_path(checkpoint: os.PathLike) -> Path:
+    """Where a checkpoint's training snapshots are shipped: NAME.snapshots.npz beside NAME.safetensors."""
+    weights = weights_path(checkpoint)
+    return weights.with_name(weights.stem + SHIPPED_SUFFIX)
+
+
+def find_snapshots(run_id: str, root: Optional[os.PathLike] = None) -> Optional[Path]:
+    """The file holding a run's snapshots: the run's own (runs/snapshots/RUN_ID.npz) or, for the run
+    that made a checkpoint in the checkpoint folders, the one shipped beside it; None when neither is."""
+    own = snapshot_path(run_id, root)
+    if own.is_file():
+        return own
+    for folder in checkpoint_dirs():
+        for shipped in sorted(folder.glob(f"*{SHIPPED_SUFFIX}")):
+            weights = shipped.with_name(shipped.name[:-len(SHIPPED_SUFFIX)] + ".safetensors")
+            try:
+                if read_meta(weights).get("run_id") == run_id:
+                    return shipped
+            except MnistLabError:
+                continue  # a broken sidecar is that checkpoint's problem, not this run's
+    return None
+
+
+def ship(checkpoint: os.PathLike, root: Optional[os.PathLike] = None) -> Path:
+    """Copy the snapshots of the run that made `checkpoint` (its sidecar's run_id) beside it, checked
+    first and compressed; returns the new file. Raises RunError when that run recorded none here."""
+    run_id = read_meta(checkpoint).get("run_id")
+    if not isinstance(run_id, str):
+        raise RunError(f"{Path(checkpoint).name} names no training run")
+    source = snapshot_path(run_id, root)
+    if read_snapshots(source, run_id) is None:
+        raise RunError(f"run {run_id} (which made {Path(checkpoint).name}) has no snapshots here")
+    target = shipped_path(checkpoint)
+    with np.load(source, allow_pickle=False) as z:
+        arrays = {name: z[name] for name in z.files}
+    _atomic_write(target, lambda tmp: _savez(tmp, arrays))
+    return target
 
 
 def probe_image(data_root=None) -> tuple[np.ndarray, int]:
@@ -141,26 +189,30 @@ class Recorder:
                 arrays[f"kernel_{i}"] = np.stack([f[2][i][1] for f in self.frames]).astype(np.float16)
             for i in range(len(first_maps)):
                 arrays[f"map_{i}"] = np.stack([f[3][i][1] for f in self.frames]).astype(np.float16)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    np.savez(f, **arrays)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            _atomic_write(path, lambda tmp: _savez(tmp, arrays))
             self.dirty = False
             self.last_write = time.monotonic()
         except Exception as exc:  # noqa: BLE001 - see record()
             self._fail("writing", exc)
 
 
-def load_snapshots(run_id: str, root: Optional[os.PathLike] = None) -> Optional[Snapshots]:
-    """A run's snapshots, or None when it has none (a run from before snapshots, the NumPy engine).
+def _savez(path: str, arrays: dict) -> None:
+    """Compressed (about half the size: feature maps are mostly zeros after ReLU)."""
+    with open(path, "wb") as f:  # a file object: given a name, np.savez would add ".npz" to it
+        np.savez_compressed(f, **arrays)
 
-    Raises RunError for a file that exists but cannot be read.
-    """
-    path = snapshot_path(run_id, root)
+
+def load_snapshots(run_id: str, root: Optional[os.PathLike] = None) -> Optional[Snapshots]:
+    """A run's snapshots (see find_snapshots), or None when it has none (a run from before snapshots,
+    the NumPy engine). Raises RunError for a file that exists but cannot be read."""
+    path = find_snapshots(run_id, root)
+    return None if path is None else read_snapshots(path, run_id)
+
+
+def read_snapshots(path: os.PathLike, run_id: str) -> Optional[Snapshots]:
+    """The snapshots in `path` (of run `run_id`, for messages), or None when there is no such file.
+    Raises RunError for a file that exists but cannot be read."""
+    path = Path(path)
     if not path.is_file():
         return None
     try:
@@ -177,3 +229,27 @@ def load_snapshots(run_id: str, root: Optional[os.PathLike] = None) -> Optional[
     if any(len(a) != len(snaps) for a in (*kernels.values(), *maps.values())):
         raise RunError(f"the training snapshots of run {run_id} are inconsistent")
     return snaps
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """`python -m mnist_core.snapshots CKPT...`: ship each checkpoint's run snapshots beside it (make pretrained)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m mnist_core.snapshots",
+                                     description="Copy the training snapshots of the run that made each "
+                                                 "checkpoint beside it, as NAME.snapshots.npz.")
+    parser.add_argument("checkpoints", nargs="+", help="checkpoint files (NAME.safetensors)")
+    args = parser.parse_args(argv)
+    for checkpoint in args.checkpoints:
+        try:
+            target = ship(checkpoint)
+        except MnistLabError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        snaps = read_snapshots(target, "")
+        print(f"{target.name}: {len(snaps)} frames, {target.stat().st_size / 1e6:.2f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

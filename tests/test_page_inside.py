@@ -118,3 +118,18 @@ def test_broken_checkpoint_is_one_error_line(env):
     at.selectbox(key="inside_checkpoint").select("test-broken.safetensors").run()
     assert not at.exception, messages(at)
     assert len(at.error) == 1 and "\n" not in at.error[0].value and "test-broken" in at.error[0].value
+
+
+def test_how_it_learned_replays_the_default_checkpoints_training(tmp_path, monkeypatch):
+    """A fresh server has none of the default checkpoints' runs: their snapshots ship beside them."""
+    from mnist_core.checkpoints import read_meta
+
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path / "runs"))
+    at = open_page("app_pages/inside.py")  # lenet5, the default
+    assert not at.exception and not at.error, messages(at)
+    steps = read_meta(default_checkpoint("lenet5"))["metrics"]["steps"]
+    slider = next(s for s in at.select_slider if s.label == "Training step")
+    assert len(slider.options) >= 30
+    assert slider.options[0].startswith("step 0 · ") and slider.options[-1].startswith(f"step {steps:,} · ")
+    assert slider.value == len(slider.options) - 1  # the trained network first
+    assert "Play" in [b.label for b in at.button]

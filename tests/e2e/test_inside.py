@@ -98,3 +98,41 @@ def test_inside_drawing_from_the_draw_page(app):
     assert worst < 1e-3, f"Inside's input differs from what Draw showed the model (by up to {worst})"
     expect(app.page.get_by_text(re.compile(r"^Predicts 0 with [\d.]+% probability\.$"))).to_be_visible()
     check_network_drawn(app)
+
+
+def test_playing_how_it_learned_steps_through_training_to_the_end(app):
+    """The default lenet5's training replay (shipped beside the checkpoint): Play steps frame by frame
+    and stops at the last; started three frames before the end so the test waits for three frames only."""
+    app.goto("inside")
+    expect(app.heading("^How it learned$")).to_be_visible(timeout=60_000)
+    slider = app.page.get_by_test_id("stSlider").filter(has_text="Training step").get_by_role("slider")
+    expect(slider).to_be_visible()
+    slider.scroll_into_view_if_needed()
+    last = slider.get_attribute("aria-valuetext")
+    assert re.fullmatch(r"step [\d,]+ · epoch 8\.00", last), last
+    slider.focus()
+    for _ in range(3):
+        before = slider.get_attribute("aria-valuetext")
+        slider.press("ArrowLeft")
+        app.wait_for(lambda: slider.get_attribute("aria-valuetext") != before, "the slider one frame back")
+        app.wait_idle()
+    start = slider.get_attribute("aria-valuetext")
+    kernels = app.page.locator(".st-key-inside_replay_kernels .js-plotly-plot")
+    first = app.plotly_data(kernels)[0]["z"]
+
+    app.button("Play").click()
+    expect(app.button("Pause")).to_be_visible()
+    seen = [start]
+
+    def at_the_end():
+        value = slider.get_attribute("aria-valuetext")
+        if value != seen[-1]:
+            seen.append(value)
+        return value == last
+
+    app.wait_for(at_the_end, "the replay to play to the last frame", timeout=60)
+    expect(app.button("Play")).to_be_visible()  # it stopped by itself
+    app.wait_idle()
+    assert len(seen) >= 3, f"frames seen while playing: {seen}"
+    assert app.plotly_data(kernels)[0]["z"] != first  # the kernels moved on with the frames
+    app.assert_no_exception()
