@@ -11,7 +11,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from train_page import LONG, cancel, cancel_button, no_run_left_going, run_heading, start  # noqa: F401 (no_run_left_going: a fixture)
+from train_page import LONG, cancel, cancel_button, no_run_left_going, run_heading, run_ids, start  # noqa: F401 (no_run_left_going: a fixture)
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("no_run_left_going")]
 
@@ -67,3 +67,20 @@ def test_a_browser_gets_a_lasting_owner_cookie_and_a_malformed_one_is_replaced(a
     assert cookie["path"] == "/" and cookie["sameSite"] == "Lax"
     assert cookie["expires"] - time.time() > 300 * 86400  # survives closing the browser, for a year
     app.assert_no_exception()
+
+
+def test_a_new_tab_does_not_get_around_the_per_visitor_queue_cap(app):
+    # MNIST_MAX_QUEUED_PER_OWNER is 3 by default: the cap counts this browser's runs, not this tab's
+    app.goto("train")
+    started = [start(app, LONG)]
+    for _ in range(2):  # one trains, the others wait in line (one training slot)
+        app.button("Start training").click()
+        app.wait_for(lambda: len(set(run_ids(app)) - set(started)) == 1, "the next run's live panel", 60)
+        started += list(set(run_ids(app)) - set(started))
+
+    tab = app.new_tab()
+    tab.goto("train")
+    tab.button("Start training").click()
+    expect(tab.page.get_by_test_id("stAlertContentError")).to_contain_text(
+        "you already have 3 run(s) queued or running")
+    tab.assert_no_exception()
