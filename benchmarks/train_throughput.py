@@ -161,7 +161,9 @@ def pipeline_only(baseline: Baseline, model: str, batches: int) -> dict:
     """Images/s of producing float batches alone: DataLoader vs our tensor indexing."""
     images, labels = load_mnist("train")
     torch.set_num_threads(baseline.threads)
-    channels_last = uses_channels_last(create_model(model), torch.device("cpu"))
+    net = create_model(model)
+    kernels.fuse(net)  # as the training engine does: a LeNet-5 on the kernels takes its input unpermuted
+    channels_last = uses_channels_last(net, torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)
     perm = torch.randperm(len(images), generator=gen)
     ours_w, base_w = [], []
@@ -200,7 +202,7 @@ def main() -> None:
     with LoadMonitor() as load:
         for model in models:
             base = Baseline(model, threads)
-            fused = getattr(create_model(model), "fused_on_cpu", lambda: False)()
+            fused = kernels.fits(create_model(model))
             sides = ("ours", "base", "stock") if fused else ("ours", "base")
             windows: dict[str, list] = {side: [] for side in sides}
             ours_window(model, args.warmup, 5, seed=99, threads=args.threads)  # first-use costs (oneDNN primitives, allocator)

@@ -160,8 +160,9 @@ def cmd_presets(args) -> int:
 def cmd_kernels(args) -> int:
     from . import kernels
 
+    built = kernels.available()  # builds them now, so training workers find them ready
     print(f"LeNet-5's fused CPU kernels: {kernels.status()}")
-    if kernels.available():
+    if built:
         print(f"built in {kernels.build_dir()}")
     return 0
 
@@ -211,8 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
     p = sub.add_parser("presets", help="list the training presets")
     p.set_defaults(func=cmd_presets)
-    p = sub.add_parser("kernels", help="build LeNet-5's fused CPU kernels now (else on first use) and say whether "
-                                       "they are in use")
+    p = sub.add_parser("kernels", help="build LeNet-5's fused CPU kernels now (else the first LeNet-5 training "
+                                       "does) and say whether training uses them")
     p.set_defaults(func=cmd_kernels)
     return parser
 

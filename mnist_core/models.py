@@ -21,7 +21,6 @@ from torch import nn
 from torch.nn.modules import module as _module
 from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
-from . import kernels
 from .data import MNIST_MEAN, MNIST_STD
 from .errors import ConfigError
 
@@ -80,50 +79,21 @@ class MnistNet(nn.Module):
         return self.body((x - MNIST_MEAN) / MNIST_STD)
 
 
-def _tracing_or_dispatching() -> bool:
-    """Tracing for export, compiling, or a dispatch mode (torch's FLOP counter, fake tensors) is
-    running: our CPU shortcuts step aside so these see the stock operators."""
-    return torch.jit.is_tracing() or torch.compiler.is_compiling() or is_in_torch_dispatch_mode()
+def stock_path_needed(*modules: nn.Module) -> bool:
+    """Whether a CPU shortcut (Conv2d's below, the fused LeNet-5 kernels a training worker applies) must
+    step aside for torch's stock operators: while torch traces (export), compiles or runs a dispatch
+    mode (the FLOP counter, fake tensors), and while any of `modules`, or every module (global hooks),
+    has a hook that must see the stock layers' own inputs and outputs (feature maps, the layer table).
 
-
-class LeNet5(MnistNet):
-    """MnistNet whose two convolutional stages run as fused CPU kernels where they can
-    (mnist_core.kernels): C1 + ReLU + S2 max-pool, with the padding and normalization before them,
-    as one; C3 + ReLU + S4 average pool as the other. The same function as the stock layers, a
-    training step about 2x faster (BENCHMARKS.md). Anything the kernels do not cover takes the stock
-    layers: another device or dtype, a gradient wanted for the input (saliency), hooks on those
-    layers (feature maps), tracing, compiling, dispatch modes (the FLOP counter), or no compiled
-    kernels (kernels.status()).
+    The one place that reads torch's private state (module hook dicts, the dispatch-mode stack);
+    tests/test_models.py checks each case, so a torch upgrade that moves them fails there.
     """
-
-    FUSED = ("C1", "S2", "C3", "S4")
-
-    def fused_on_cpu(self) -> bool:
-        """Whether a CPU forward can take the fused kernels (the layers' own checks aside)."""
-        return self.pad == 2 and kernels.available()
-
-    def _fused_stage(self, x: torch.Tensor) -> bool:
-        # Called on every forward, so it names the layers rather than walking the module tree.
-        body = self.body
-        c1, s2, c3, s4 = body.C1, body.S2, body.C3, body.S4
-        hooked = any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
-                     for m in (body, c1, c1.conv, c1.relu, s2, c3, c3.conv, c3.relu, s4))
-        hooked = hooked or bool(_module._global_forward_hooks or _module._global_forward_pre_hooks)
-        return (not hooked and self.pad == 2 and isinstance(s2, nn.MaxPool2d) and isinstance(s4, nn.AvgPool2d)
-                and not _tracing_or_dispatching()
-                and kernels.conv_relu_maxpool_applies(x, c1.conv.weight, c1.conv.bias)
-                and kernels.conv_relu_avgpool_applies(None, c3.conv.weight, c3.conv.bias))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self._fused_stage(x):
-            return super().forward(x)
-        body = self.body
-        x = kernels.conv_relu_maxpool(x, body.C1.conv.weight, body.C1.conv.bias, MNIST_MEAN, MNIST_STD, check=False)
-        x = kernels.conv_relu_avgpool(x, body.C3.conv.weight, body.C3.conv.bias, check=False)
-        for name, layer in body.named_children():
-            if name not in self.FUSED:
-                x = layer(x)
-        return x
+    if torch.jit.is_tracing() or torch.compiler.is_compiling() or is_in_torch_dispatch_mode():
+        return True
+    if _module._global_forward_hooks or _module._global_forward_pre_hooks or _module._global_backward_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+               for m in modules)
 
 
 def _named(*layers: tuple[str, nn.Module]) -> nn.Sequential:
@@ -150,7 +120,7 @@ class Conv2d(nn.Conv2d):
         if (x.shape[0] <= self.SMALL_BATCH and kernel_volume <= self.SMALL_KERNEL and x.device.type == "cpu"
                 and not torch.is_grad_enabled() and self.groups == 1 and self.dilation == (1, 1)
                 and self.padding_mode == "zeros" and isinstance(self.padding, tuple)
-                and not _tracing_or_dispatching()):
+                and not stock_path_needed()):
             return torch.ops.aten.thnn_conv2d(x, weight, self.kernel_size, bias, self.stride, self.padding)
         return super()._conv_forward(x, weight, bias)
 
@@ -218,7 +188,7 @@ def lenet5() -> nn.Module:
         ("F6", _named(("fc", nn.Linear(120, 84)), ("relu", nn.ReLU()))),
         ("F7", nn.Linear(84, 10)),
     )
-    return LeNet5(body, pad=2, feature_layers=("C1", "S2", "C3", "S4", "C5"))
+    return MnistNet(body, pad=2, feature_layers=("C1", "S2", "C3", "S4", "C5"))
 
 
 @register_model("cnn-small", "CNN: conv 8@3x3, pool, conv 16@3x3, pool, conv 32@3x3, linear 1568-10",

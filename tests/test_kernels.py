@@ -6,7 +6,11 @@ machine without one, and the fallback tests run everywhere.
 
 from __future__ import annotations
 
+import copy
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -47,11 +51,13 @@ def images(n: int, seed: int = 0) -> torch.Tensor:
 
 @needs_kernels
 def test_kernels_build_where_a_compiler_exists(fresh_kernels):
+    assert kernels.status().startswith("not built yet: `make kernels` builds them")
     assert kernels.available(), kernels.status()
     assert kernels.status().startswith("compiled")
     built = list(fresh_kernels.glob("lenet5-*.so"))
     assert len(built) == 1 and not list(fresh_kernels.glob(".lenet5-*"))  # no temporary left behind
     kernels.reset()
+    assert kernels.status() == f"built ({built[0].name}), used by training workers"  # said without loading
     assert kernels.available() and list(fresh_kernels.glob("lenet5-*.so")) == built  # reused, not rebuilt
 
 
@@ -206,84 +212,163 @@ def test_conv_relu_avgpool_refuses_what_it_does_not_cover():
     assert kernels.conv_relu_avgpool_applies(None, w, b)  # parameters alone, for LeNet5's check
 
 
-# --- LeNet-5 uses the kernel where it can, and the stock layers elsewhere -------------------------------
+# --- the seam: a LeNet-5 fused for training uses the kernels where it can, the stock layers elsewhere ----
 
-def _stock_forward(model, x):
-    """The model's own stock path: a no-op hook on C1 makes LeNet5 step aside."""
-    handle = model.body.C1.conv.register_forward_hook(lambda *args: None)
-    try:
-        return model(x)
-    finally:
-        handle.remove()
+def ran_on_kernels(model, x) -> bool:
+    """Whether a forward pass took the kernels: the stock path runs aten convolutions (C5, a matrix
+    product, never does)."""
+    with torch.profiler.profile() as prof:
+        model(x)
+    return not [e.key for e in prof.key_averages() if "conv" in e.key]
+
+
+def fused_lenet5(**to):
+    """A zoo LeNet-5 and a copy of it (the same weights) fused for training."""
+    torch.manual_seed(0)
+    model = create_model("lenet5")
+    if to:
+        model = model.to(**to)
+    fused = copy.deepcopy(model)
+    assert kernels.fuse(fused) and kernels.is_fused(fused) and not kernels.is_fused(model)
+    return model, fused
 
 
 @needs_kernels
 @pytest.mark.parametrize("training", [True, False])
-def test_lenet5_gives_the_same_outputs_and_gradients_on_either_path(training):
-    torch.manual_seed(0)
-    model = create_model("lenet5").train(training)
+def test_a_fused_lenet5_gives_the_zoo_models_outputs_and_gradients(training):
+    model, fused = fused_lenet5()
+    model.train(training), fused.train(training)
     x = images(16)
-    assert model._fused_stage(x)
-    fused, stock = model(x), _stock_forward(model, x)
-    torch.testing.assert_close(fused, stock, rtol=1e-5, atol=1e-5)
-    params = [p for p in model.parameters()]
-    for a, r in zip(torch.autograd.grad(fused.sum(), params), torch.autograd.grad(stock.sum(), params)):
+    assert ran_on_kernels(fused, x) and not ran_on_kernels(model, x)
+    ours, stock = fused(x), model(x)
+    torch.testing.assert_close(ours, stock, rtol=1e-5, atol=1e-5)
+    grads = torch.autograd.grad(ours.sum(), list(fused.parameters()))
+    for a, r in zip(grads, torch.autograd.grad(stock.sum(), list(model.parameters()))):
         torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-5)
+    assert fused.state_dict().keys() == model.state_dict().keys()
+    assert type(kernels.unfuse(fused)) is type(model) and not ran_on_kernels(fused, x)
 
 
 @needs_kernels
-def test_lenet5_in_channels_last_memory_gives_the_same_results():
+def test_a_fused_lenet5_in_channels_last_memory_gives_the_same_results():
     # channels_last weights are copied to plain layout for the kernels (C3's is not contiguous then)
-    torch.manual_seed(0)
-    model = create_model("lenet5").to(memory_format=torch.channels_last).train()
-    assert not model.body.C3.conv.weight.is_contiguous()
+    model, fused = fused_lenet5(memory_format=torch.channels_last)
+    assert not fused.body.C3.conv.weight.is_contiguous()
     x = images(8)
-    fused, stock = model(x), _stock_forward(model, x)
-    torch.testing.assert_close(fused, stock, rtol=1e-5, atol=1e-5)
-    params = list(model.parameters())
-    for a, r in zip(torch.autograd.grad(fused.sum(), params), torch.autograd.grad(stock.sum(), params)):
+    ours, stock = fused.train()(x), model.train()(x)
+    torch.testing.assert_close(ours, stock, rtol=1e-5, atol=1e-5)
+    grads = torch.autograd.grad(ours.sum(), list(fused.parameters()))
+    for a, r in zip(grads, torch.autograd.grad(stock.sum(), list(model.parameters()))):
         torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-5)
 
 
 @needs_kernels
-def test_lenet5_steps_aside_for_hooks_input_gradients_and_other_inputs():
-    model = create_model("lenet5").eval()
+def test_a_fused_lenet5_steps_aside_for_hooks_input_gradients_and_other_inputs():
+    _, model = fused_lenet5()
+    model.eval()
     x = images(2)
-    assert model._fused_stage(x)
+    assert ran_on_kernels(model, x)
     seen = []
     handle = model.body.C1.register_forward_hook(lambda m, i, o: seen.append(o.shape))
-    assert not model._fused_stage(x)
-    model(x)
+    assert not ran_on_kernels(model, x)
     handle.remove()
     assert seen == [torch.Size([2, 6, 28, 28])]  # the feature-map hook still sees C1's own output
-    assert not model._fused_stage(x.clone().requires_grad_())  # saliency wants d(output)/d(input)
-    xg = x.clone().requires_grad_()
+    xg = x.clone().requires_grad_()  # saliency wants d(output)/d(input)
+    assert not ran_on_kernels(model, xg)
     (grad,) = torch.autograd.grad(model(xg)[:, 3].sum(), xg)
     assert grad.abs().sum() > 0
-    assert not model._fused_stage(x.double())
+    assert not ran_on_kernels(model.double(), x.double())
+    model.float()
     handle = model.body.S4.register_forward_pre_hook(lambda m, i: None)  # any of the four fused layers
-    assert not model._fused_stage(x)
+    assert not ran_on_kernels(model, x)
     handle.remove()
-    assert model._fused_stage(x)
+    assert ran_on_kernels(model, x)
 
 
-def test_lenet5_runs_on_the_stock_layers_when_the_kernels_are_off(fresh_kernels, monkeypatch):
+def test_only_a_lenet5_is_fused_and_nothing_is_built_with_the_kernels_off(fresh_kernels, monkeypatch):
     monkeypatch.setenv("MNIST_KERNELS", "0")
-    assert not kernels.available()
     assert kernels.status().startswith("off (MNIST_KERNELS=0)")
     model = create_model("lenet5").train()
-    x = images(4)
-    assert not model._fused_stage(x)
-    out = model(x)
+    assert kernels.fits(model) and not kernels.fits(create_model("cnn-small"))
+    assert not kernels.fuse(model) and not kernels.is_fused(model) and not kernels.available()
+    out = model(images(4))
     assert out.shape == (4, 10) and torch.isfinite(out).all()
     assert not fresh_kernels.exists()  # nothing was compiled
 
 
+@needs_kernels
+def test_the_engine_trains_lenet5_on_the_kernels_and_hands_back_the_zoo_model(mnist):
+    from mnist_core.training import TrainConfig, train
+
+    during = []
+    config = TrainConfig(model="lenet5", train_size=128, val_size=64, batch_size=64, epochs=1, threads=1,
+                         device="cpu", schedule="none")
+    result = train(config, on_snapshot=lambda model, step, epoch: during.append(kernels.is_fused(model)))
+    assert during and all(during)  # the live model trained on the kernels
+    assert not kernels.is_fused(result.model) and type(result.model) is type(create_model("lenet5"))
+
+
+@needs_kernels
+@pytest.mark.parametrize("threads", [3, 4])
+def test_more_threads_than_cores_give_the_stock_results_and_the_same_bits_every_time(threads):
+    """OpenMP regions sized by torch's thread count, above the 2 cores CI has: each thread sums its own
+    slice, so the answer must not depend on how the threads were scheduled."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x1 = images(64, seed=threads)
+        w1, b1 = torch.randn(6, 1, 5, 5, requires_grad=True), torch.randn(6, requires_grad=True)
+        x2 = torch.randn(64, 6, 14, 14, requires_grad=True)
+        w2, b2 = torch.randn(16, 6, 5, 5, requires_grad=True), torch.randn(16, requires_grad=True)
+        g1, g2 = torch.randn(64, 6, 14, 14), torch.randn(64, 16, 5, 5)
+
+        def both():
+            out1 = kernels.conv_relu_maxpool(x1, w1, b1, MNIST_MEAN, MNIST_STD)
+            out2 = kernels.conv_relu_avgpool(x2, w2, b2)
+            return [out1, out2, *torch.autograd.grad(out1, (w1, b1), g1), *torch.autograd.grad(out2, (x2, w2, b2), g2)]
+
+        first = both()
+        assert all(all(torch.equal(a, b) for a, b in zip(first, both())) for _ in range(3))
+        ref1, ref2 = stock_stage(x1, w1, b1), stock_stage2(x2, w2, b2)
+        torch.testing.assert_close(first[0], ref1, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(first[1], ref2, rtol=1e-5, atol=1e-5)
+        stock_grads = [*torch.autograd.grad(ref1, (w1, b1), g1), *torch.autograd.grad(ref2, (x2, w2, b2), g2)]
+        for a, r in zip(first[2:], stock_grads):
+            torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-4 * r.abs().max().item())
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_the_web_servers_code_paths_never_load_the_kernel_library(tmp_path):
+    """What the Streamlit server runs on a LeNet-5 (load a checkpoint, predict, feature maps, a model card
+    with its latency, FLOPs, the Train page's kernel status line) maps no lenet5-*.so into the process."""
+    script = (
+        "import torch\n"
+        "from mnist_core import evaluate, inspect, kernels, predict\n"
+        "from mnist_core.checkpoints import load_checkpoint\n"
+        "from mnist_core.models import create_model\n"
+        "model = create_model('lenet5').eval()\n"
+        "predict.predict_proba(model, torch.rand(3, 1, 28, 28))\n"
+        "predict.predict_proba(model, torch.rand(64, 1, 28, 28))\n"
+        "inspect.feature_maps(model, torch.zeros(28, 28, dtype=torch.uint8).numpy())\n"
+        "evaluate.model_card(model, 'lenet5')\n"
+        "print(kernels.status())\n"
+        "maps = open('/proc/self/maps').read()\n"
+        "print('LOADED' if 'lenet5-' in maps else 'CLEAN')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "CLEAN", done.stdout
+
+
 def test_a_missing_compiler_falls_back_with_the_reason(fresh_kernels, monkeypatch):
     monkeypatch.setenv("CC", "no-such-compiler-xyz")
-    assert not kernels.available()
     assert kernels.status() == "no C compiler (no-such-compiler-xyz): PyTorch's stock layers"
-    assert create_model("lenet5").train()(images(2)).shape == (2, 10)
+    model = create_model("lenet5").train()
+    assert not kernels.fuse(model) and not kernels.available()
+    assert kernels.status() == "no C compiler (no-such-compiler-xyz): PyTorch's stock layers"
+    assert model(images(2)).shape == (2, 10)
 
 
 def test_a_failing_compiler_leaves_nothing_half_written(fresh_kernels, monkeypatch, tmp_path):

@@ -110,17 +110,11 @@ def test_lenet5_c5_computed_as_a_matrix_product_equals_the_convolution():
     assert {r["layer"]: r["type"] for r in layer_table(model)}["C5.conv"] == "Conv2d"
 
 
-@pytest.mark.parametrize("name", ["lenet5", "lenet5 without kernels", "cnn-small", "cnn-strong"])
+@pytest.mark.parametrize("name", ["lenet5", "cnn-small", "cnn-strong"])
 @pytest.mark.parametrize("batch", [1, 4, 9])
-def test_small_batch_inference_convolutions_equal_the_stock_ones(name, batch, monkeypatch, request):
-    from mnist_core import kernels
+def test_small_batch_inference_convolutions_equal_the_stock_ones(name, batch):
     from mnist_core.models import Conv2d
 
-    if name == "lenet5 without kernels":  # LeNet-5's convolutions on the stock layers
-        monkeypatch.setenv("MNIST_KERNELS", "0")
-        kernels.reset()
-        request.addfinalizer(kernels.reset)  # loaded again, as the environment says, after the test
-        name = "lenet5"
     model = create_model(name).eval()
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(isinstance(m, Conv2d) for m in convs)
@@ -128,10 +122,7 @@ def test_small_batch_inference_convolutions_equal_the_stock_ones(name, batch, mo
     with torch.inference_mode(), torch.profiler.profile() as prof:
         ours = model(x)
     ops = {e.key for e in prof.key_averages()}
-    if name == "lenet5" and kernels.available():  # both convolutional stages in the fused kernels
-        assert not [op for op in ops if "conv" in op], ops
-    else:
-        assert ("aten::thnn_conv2d" in ops) == (batch <= Conv2d.SMALL_BATCH)  # every net's first convolution is small
+    assert ("aten::thnn_conv2d" in ops) == (batch <= Conv2d.SMALL_BATCH)  # every net's first convolution is small
     stock = create_model(name).eval()
     for module in stock.modules():  # the same weights, every convolution through torch's own forward
         if isinstance(module, torch.nn.Conv2d):
@@ -151,3 +142,29 @@ def test_flop_counting_sees_the_stock_convolutions():
 
     expected = 2 * (6 * 28 * 28 * 25 + 16 * 10 * 10 * 150 + 120 * 400 + 84 * 120 + 10 * 84)
     assert flops_per_image(create_model("lenet5")) == expected
+
+
+def test_the_stock_path_is_needed_under_hooks_tracing_and_dispatch_modes():
+    """models.stock_path_needed reads torch's private state; each case it must see, checked on this torch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mnist_core.models import stock_path_needed
+
+    model = create_model("lenet5")
+    conv = model.body.C1.conv
+    assert not stock_path_needed(conv)
+    for register in (conv.register_forward_hook, conv.register_forward_pre_hook, conv.register_full_backward_hook):
+        handle = register(lambda *args: None)
+        assert stock_path_needed(conv) and not stock_path_needed(model.body.C3.conv)
+        handle.remove()
+    assert not stock_path_needed(conv)
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda *args: None)  # on every module
+    try:
+        assert stock_path_needed()
+    finally:
+        handle.remove()
+    with FlopCounterMode(display=False):
+        assert stock_path_needed()
+    seen = []
+    torch.jit.trace(lambda x: (seen.append(stock_path_needed()), x * 2)[1], torch.ones(1), check_trace=False)
+    assert seen == [True] and not stock_path_needed()

@@ -1,8 +1,10 @@
 """The torch engine: how a PyTorch model learns a batch and is scored, for the shared loop (loop.py).
 
-`TorchEngine(config)` sets the thread count and the seeds, loads the data (the whole small dataset
-stays resident on an accelerator), builds the zoo model, its optimizer and schedule, and on CUDA
-captures the training step as a graph (`CudaGraphStep`, unless `cuda_graphs=False`). The helpers
+`TorchEngine(config)` sets the seeds, loads the data (the whole small dataset stays resident on an
+accelerator), builds the zoo model (a LeNet-5 on the CPU runs on the fused kernels where they are
+built: kernels.fuse, the one seam), its optimizer and schedule, and on CUDA captures the training
+step as a graph (`CudaGraphStep`, unless `cuda_graphs=False`); `TorchEngine.threads(config)` sets
+torch's thread count around it. The helpers
 here (optimizer, schedule, augmentation, loss, evaluation) are also what the benchmarks and the CLI's
 `evaluate` use. The same seed gives the same run on CPU.
 """
@@ -19,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import kernels
 from ..errors import ConfigError
 from ..models import create_model
 from .config import TrainConfig
@@ -132,12 +135,12 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, confi
 
 
 def uses_channels_last(model: nn.Module, device: torch.device) -> bool:
-    # channels_last makes oneDNN's CPU convolutions markedly faster (measured: ~1.7x on cnn-strong).
-    # LeNet-5's convolutions run in fused kernels instead where they are built; there the layout
-    # only costs weight copies (a step 2.36 -> 2.21 ms without it).
-    if device.type == "cpu" and getattr(model, "fused_on_cpu", lambda: False)():
+    """Whether to train this model in channels_last memory: on the CPU, for convolutions, where
+    oneDNN's kernels are faster in it (BENCHMARKS.md). Not for a LeNet-5 on the fused kernels, where
+    the layout would only cost weight copies."""
+    if device.type != "cpu" or kernels.is_fused(model):
         return False
-    return device.type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules())
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
 def learn(model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig, x: torch.Tensor,
@@ -216,6 +219,8 @@ class TorchEngine:
         self.n_train, self.n_val = len(x_train), len(self.x_val)
 
         model = create_model(config.model).to(device)
+        if device.type == "cpu":
+            kernels.fuse(model)  # LeNet-5's fused CPU kernels, where they are built (kernels/__init__.py)
         self.channels_last = uses_channels_last(model, device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -271,4 +276,5 @@ class TorchEngine:
         self.model.load_state_dict(weights)
 
     def trained_model(self) -> nn.Module:
-        return self.model.to("cpu").to(memory_format=torch.contiguous_format).eval()
+        model = kernels.unfuse(self.model)  # the plain zoo model leaves the engine
+        return model.to("cpu").to(memory_format=torch.contiguous_format).eval()
