@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -83,23 +84,52 @@ def flops_per_image(model: nn.Module) -> int:
     return int(counter.get_total_flops())
 
 
+_one_thread_timing = threading.Lock()
+
+
 def latency_ms(model: nn.Module, repeats: int = 50) -> float:
-    """Median single-image CPU latency in milliseconds, one thread, in inference mode."""
+    """Median single-image CPU latency in milliseconds, on one thread, in inference mode.
+
+    The server is shared: its other sessions must keep their thread count while a card is measured.
+    torch.set_num_threads sets the calling thread's own count and the default that threads started
+    afterwards begin with. So the timing runs in a thread of its own set to one thread, and the
+    caller puts the default straight back (its own count is that value already) before the timing
+    starts: no other thread, running or new, ever runs on one thread because of it.
+    """
     model.eval()
     x = torch.rand(1, 1, 28, 28)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.inference_mode():
-            for _ in range(5):
-                model(x)
-            times = []
-            for _ in range(repeats):
-                t = time.perf_counter()
-                model(x)
-                times.append(time.perf_counter() - t)
-    finally:
+    times: list[float] = []
+    failure: list[BaseException] = []
+    set_to_one, default_restored = threading.Event(), threading.Event()
+
+    def measure() -> None:
+        try:
+            torch.get_num_threads()  # a thread takes the default at its first torch call: take it before setting 1
+            torch.set_num_threads(1)
+            set_to_one.set()
+            default_restored.wait()
+            with torch.inference_mode():
+                for _ in range(5):
+                    model(x)
+                for _ in range(repeats):
+                    t = time.perf_counter()
+                    model(x)
+                    times.append(time.perf_counter() - t)
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller
+            failure.append(exc)
+        finally:
+            set_to_one.set()
+
+    with _one_thread_timing:  # one measurement at a time, so the default put back is never a "1"
+        threads = torch.get_num_threads()
+        timer = threading.Thread(target=measure, name="latency", daemon=True)
+        timer.start()
+        set_to_one.wait()
         torch.set_num_threads(threads)
+        default_restored.set()
+        timer.join()
+    if failure:
+        raise failure[0]
     return float(np.median(times) * 1000)
 
 

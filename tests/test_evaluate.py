@@ -66,3 +66,36 @@ def test_compare_runs_gives_differences_to_the_baseline():
     assert rows[0]["Δ test_accuracy"] == 0 and rows[1]["Δ test_accuracy"] == pytest.approx(0.01)
     csv_text = ev.to_csv(rows)
     assert csv_text.splitlines()[0].startswith("run,model,status") and len(csv_text.splitlines()) == 3
+
+
+def test_measuring_a_model_cards_latency_leaves_every_other_thread_its_thread_count():
+    """The server's sessions share one process: the one-thread latency of a card must not leave the
+    server, or a session starting meanwhile, on one thread."""
+    import threading
+
+    import torch
+
+    from mnist_core.evaluate import latency_ms
+
+    class Probe(torch.nn.Module):  # notes the thread count inside the timing and in a thread started then
+        def __init__(self):
+            super().__init__()
+            self.inside, self.started_meanwhile = [], []
+
+        def forward(self, x):
+            self.inside.append(torch.get_num_threads())
+            t = threading.Thread(target=lambda: self.started_meanwhile.append(torch.get_num_threads()))
+            t.start()
+            t.join()
+            return x
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        probe = Probe()
+        assert latency_ms(probe, repeats=3) >= 0
+        assert set(probe.inside) == {1}  # timed on one thread
+        assert set(probe.started_meanwhile) == {2}  # a session starting meanwhile keeps the server's count
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
