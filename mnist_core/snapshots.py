@@ -34,9 +34,10 @@ from typing import Optional
 import numpy as np
 from torch import nn
 
-from .checkpoints import _atomic_write, checkpoint_dirs, read_meta, weights_path  # _atomic_write: the one write-then-rename
+from .checkpoints import checkpoint_dirs, read_meta, weights_path
 from .errors import MnistLabError, RunError
-from .paths import runs_dir
+from .paths import atomic_write
+from .runfiles import snapshot_path  # runs/snapshots/RUN_ID.npz
 
 FRAMES_PER_RUN = 30          # the loop's step schedule: a frame every total_steps // FRAMES_PER_RUN steps
 MAX_FRAMES = 60              # validations add frames of their own; past this the recorder thins them
@@ -46,12 +47,6 @@ PROBE_INDEX = 0              # test image 0: a clear 7
 WRITE_SECONDS = 2.0
 FORMAT_VERSION = 1
 SHIPPED_SUFFIX = ".snapshots.npz"  # beside a checkpoint: checkpoints/NAME.snapshots.npz
-
-
-def snapshot_path(run_id: str, root: Optional[os.PathLike] = None) -> Path:
-    from .runs import check_run_id
-
-    return Path(root or runs_dir()) / "snapshots" / f"{check_run_id(run_id)}.npz"
 
 
 def shipped_path(checkpoint: os.PathLike) -> Path:
@@ -89,7 +84,7 @@ def ship(checkpoint: os.PathLike, root: Optional[os.PathLike] = None) -> Path:
     target = shipped_path(checkpoint)
     with np.load(source, allow_pickle=False) as z:
         arrays = {name: z[name] for name in z.files}
-    _atomic_write(target, lambda tmp: _savez(tmp, arrays))
+    atomic_write(target, lambda tmp: _savez(tmp, arrays))
     return target
 
 
@@ -189,7 +184,7 @@ class Recorder:
                 arrays[f"kernel_{i}"] = np.stack([f[2][i][1] for f in self.frames]).astype(np.float16)
             for i in range(len(first_maps)):
                 arrays[f"map_{i}"] = np.stack([f[3][i][1] for f in self.frames]).astype(np.float16)
-            _atomic_write(path, lambda tmp: _savez(tmp, arrays))
+            atomic_write(path, lambda tmp: _savez(tmp, arrays))
             self.dirty = False
             self.last_write = time.monotonic()
         except Exception as exc:  # noqa: BLE001 - see record()
