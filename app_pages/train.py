@@ -89,7 +89,7 @@ def _field_widget(name: str, problem: str | None) -> None:
 def architecture_table(name: str) -> tuple[pd.DataFrame, int, bool]:
     """The layer table, the parameter count, and whether the model has fused CPU kernels."""
     model = create_model(name)
-    return pd.DataFrame(layer_table(model)), count_parameters(model), hasattr(model, "fused_on_cpu")
+    return pd.DataFrame(layer_table(model)), count_parameters(model), kernels.fits(model)
 
 
 try:
