@@ -94,9 +94,12 @@ def confusion_tab() -> None:
                 st.session_state["cm_clicked"] = clicked
                 st.session_state["cm_true"], st.session_state["cm_pred"] = clicked
     with right:
-        st.dataframe(pd.DataFrame(ev.per_class(cm)), hide_index=True,
-                     column_config={"precision": st.column_config.NumberColumn(format="%.4f"),
-                                    "recall": st.column_config.NumberColumn(format="%.4f")})
+        st.dataframe(pd.DataFrame(ev.per_class(cm)), hide_index=True, column_config={
+            "precision": st.column_config.NumberColumn(format="%.4f", help="Of the images predicted as this digit, "
+                                                                          "the share that are this digit"),
+            "recall": st.column_config.NumberColumn(format="%.4f", help="Of the images of this digit, the share "
+                                                                       "predicted as it"),
+            "support": st.column_config.NumberColumn("test images", help="Test images of this digit")})
 
     st.session_state.setdefault("cm_true", worst[0])
     st.session_state.setdefault("cm_pred", worst[1])

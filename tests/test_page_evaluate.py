@@ -1,5 +1,7 @@
 """Evaluate page: the confusion matrix you can click into, model cards, run comparison."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -38,6 +40,12 @@ def test_accuracy_and_most_confused_cell_shown(page, lenet_predictions):
     assert page.metric[0].value == f"{lenet_predictions.accuracy:.2%}"
     mistakes = len(ev.mistakes(lenet_predictions))
     assert page.metric[1].value == f"{mistakes:,}"
+
+
+def test_per_class_table_says_test_images_not_support(page):
+    columns = json.loads(page.dataframe[0].proto.columns)
+    assert columns["support"]["label"] == "test images"
+    assert columns["precision"]["help"] and columns["recall"]["help"]
 
 
 def test_clicking_a_cell_shows_exactly_those_images(page, lenet_predictions):
