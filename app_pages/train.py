@@ -87,7 +87,7 @@ def _field_widget(name: str, problem: str | None) -> None:
 
 @st.cache_data(show_spinner=False)
 def architecture_table(name: str) -> tuple[pd.DataFrame, int, bool]:
-    """The layer table, the parameter count, and whether the model has fused CPU kernels."""
+    """The layer table, the parameter count, and whether LeNet-5's fused CPU kernels fit the model."""
     model = create_model(name)
     return pd.DataFrame(layer_table(model)), count_parameters(model), kernels.fits(model)
 

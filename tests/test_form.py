@@ -69,3 +69,17 @@ def test_the_live_panels_config_line_uses_the_forms_words():
     assert line.startswith("model lenet5 · learning rate 0.01 · epochs 3 · batch size 128 · ")
     assert "training images all · validation images 5000 · validate once per epoch" in line
     assert "validate every 100 steps" in form.config_line(good(eval_every=100))
+
+
+def test_the_starting_values_are_admitted_on_a_public_demo_too(monkeypatch):
+    monkeypatch.setenv("MNIST_DEMO", "1")
+    assert form.problems(good(**form.FIRST_RUN)) == {}
+    assert "this demo allows" in form.problems(good(epochs=50))["epochs"]
+
+
+def test_more_threads_than_cores_is_refused_next_to_the_field(monkeypatch):
+    from mnist_core import limits
+
+    monkeypatch.setattr(limits, "host_cores", lambda: 2)
+    assert form.problems(good(threads=8)) == {
+        "threads": "CPU threads: this machine has 2 core(s); ask for at most 2 (0 = one per core)"}
