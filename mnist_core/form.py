@@ -53,10 +53,12 @@ ADVANCED = tuple(name for name in _FIELDS if name not in PRIMARY)
 
 # The form's starting values. TrainConfig's defaults finish in a few seconds on a quiet machine, so
 # a first run's chart would jump once from empty to done; small batches make many points, and
-# validating every 50 steps draws the validation curve as it goes. It stays inside the public demo's
-# bounds (limits.py), so a first visit to a hosted demo sees no refusal.
+# validating every 50 steps draws the validation curve as it goes. One thread leaves the other cores
+# to the web server and the browser drawing the live charts (on a busy 2-core host, two threads were
+# several times slower, not faster: BENCHMARKS.md). It stays inside the public demo's bounds
+# (limits.py), so a first visit to a hosted demo sees no refusal.
 FIRST_RUN = {"model": "lenet5", "batch_size": 32, "epochs": 4, "train_size": 20_000, "val_size": 2_000,
-             "eval_every": 50}
+             "eval_every": 50, "threads": 1}
 FIRST_RUN_TIP = ("First time here? The starting values train LeNet-5 on 20,000 images in small batches (32 "
                  "images a step) and validate every 50 steps: watch the loss fall and the accuracy climb. "
                  "More epochs or a smaller batch make a longer run; a preset fills in a tutorial's recipe.")
