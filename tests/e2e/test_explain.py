@@ -167,6 +167,7 @@ def test_selecting_points_on_the_map_shows_those_images_and_opens_one_inside(app
     corners = box_select(app, cx, cy, r)
     sure, maybe = covered(points, corners)
     boxed = expect_gallery(app, sure, maybe)  # the box replaces the lasso's selection
+    app.screenshot("explain")
 
     # One of them opens in Inside the network (the first shown, which the chooser offers first).
     pick = next(iter(boxed))
@@ -188,7 +189,9 @@ def test_selecting_points_on_a_tsne_map_shows_those_images(app):
     slider.press("Home")  # the smallest sample (250): t-SNE in a few seconds
     expect(app.metric_value("Images")).to_have_text("250", timeout=60_000)
     app.page.get_by_test_id("stRadio").get_by_text("t-SNE", exact=True).click()
-    expect(map_chart(app).locator(".gtitle")).to_contain_text("t-SNE", timeout=180_000)
+    titles = map_chart(app).locator(".gtitle")
+    app.wait_for(lambda: (texts := titles.all_text_contents()) and all("t-SNE" in t for t in texts),
+                 "the t-SNE map in place of the PCA one", timeout=180)
     app.wait_idle()
     points = app.wait_for(lambda: len(p := points_on_screen(app)) >= 250 and p, "the map's 250 points")
     map_chart(app).scroll_into_view_if_needed()
