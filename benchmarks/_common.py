@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from mnist_core.paths import atomic_write
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -219,11 +221,10 @@ def write_result(name: str, payload: dict[str, Any], variant: str = "") -> Path:
     counts), written to a temporary name and renamed."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / (f"{name}.{variant}.json" if variant else f"{name}.json")
-    tmp = path.with_suffix(".json.tmp")
     body = {"benchmark": name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join([f"python -m benchmarks.{name}", *sys.argv[1:]]),
             **payload}
-    tmp.write_text(json.dumps(body, indent=2, sort_keys=False, default=_json_default) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(body, indent=2, sort_keys=False, default=_json_default) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     print(f"wrote {path.relative_to(REPO_ROOT)}")
     return path
 
