@@ -115,14 +115,14 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
         if on_event:
             on_event(row)
 
-    from .snapshots import Recorder
-    snapshots = Recorder(run_id, root, data_root)  # kernels and a probe's feature maps, for the replay slider
+    from .snapshots import FRAMES_PER_RUN, Recorder
+    snapshots = Recorder(run_id, root, data_root)  # kernels and a probe's feature maps, for the replay
 
     saved = None
     try:
         try:
             result = train(config, on_event=handle, should_stop=should_stop, data_root=data_root,
-                           on_snapshot=snapshots.record)
+                           on_snapshot=snapshots.record, snapshot_frames=FRAMES_PER_RUN)
         finally:
             done.set()
             heart.join(timeout=5)

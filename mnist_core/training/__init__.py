@@ -33,9 +33,9 @@ ENGINES = {"torch": TorchEngine, "numpy": NumpyEngine}  # config.backend -> engi
 
 def train(config: TrainConfig, on_event: Optional[Callable[[dict], None]] = None,
           should_stop: Optional[Callable[[], bool]] = None, data_root=None,
-          on_snapshot: Optional[Callable[[nn.Module, int, float], None]] = None,
+          on_snapshot: Optional[Callable[[nn.Module, int, float], None]] = None, snapshot_frames: int = 0,
           cuda_graphs: bool = True) -> TrainResult:
-    """Train `config.model` as the config says (see loop.py for the events and the result).
+    """Train `config.model` as the config says (see loop.py for the events, the snapshots and the result).
 
     `cuda_graphs=False` keeps every CUDA step eager (benchmarks/gpu.py times both).
     """
@@ -46,7 +46,7 @@ def train(config: TrainConfig, on_event: Optional[Callable[[dict], None]] = None
     with engine_type.threads(config):
         engine = engine_type(config, data_root=data_root, cuda_graphs=cuda_graphs)
         return run(config, engine, on_event=on_event, should_stop=should_stop, on_snapshot=on_snapshot,
-                   started=started)
+                   snapshot_frames=snapshot_frames, started=started)
 
 
 __all__ = ["AUGMENTS", "BACKENDS", "DEVICES", "ENGINES", "LOSSES", "OPTIMIZERS", "PRESETS", "SCHEDULES", "Preset",

@@ -13,8 +13,9 @@ happen: a "train" row per step (loss and accuracy of the batch, images/s), a "va
 validation, a "test" row at the end of a completed run.
 
 `on_snapshot(model, step, epoch)`, if given and the engine has a torch model to show, sees the live
-model before the first step and at every validation point (the worker records kernels and feature
-maps with it, see snapshots.py); it must only read the model.
+model before the first step, at every validation point and, with `snapshot_frames=N`, between them
+every total_steps // N steps, so a replay has about N frames whatever the validation cadence (the
+worker records kernels and feature maps with it, see snapshots.py); it must only read the model.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def select_data(config, gen: torch.Generator, data_root=None) -> tuple[torch.Ten
 
 def run(config, engine: Engine, on_event: Optional[Callable[[MetricRow], None]] = None,
         should_stop: Optional[Callable[[], bool]] = None,
-        on_snapshot: Optional[Callable[[nn.Module, int, float], None]] = None,
+        on_snapshot: Optional[Callable[[nn.Module, int, float], None]] = None, snapshot_frames: int = 0,
         started: Optional[float] = None) -> TrainResult:
     """Train with `engine` as `config` says; see the module docstring for the events. `started`
     (time.perf_counter) is when the run began, setting up the engine included; default now."""
@@ -102,6 +103,7 @@ def run(config, engine: Engine, on_event: Optional[Callable[[MetricRow], None]] 
     n_train, batch_size = engine.n_train, config.batch_size
     steps_per_epoch = math.ceil(n_train / batch_size)
     eval_every = config.eval_every or steps_per_epoch
+    snapshot_every = max(1, steps_per_epoch * config.epochs // snapshot_frames) if snapshot_frames else 0
     step, status = 0, RunStatus.COMPLETED
     best_val, best_weights = -1.0, None
 
@@ -137,7 +139,9 @@ def run(config, engine: Engine, on_event: Optional[Callable[[MetricRow], None]] 
             if now - window_start > 2.0:
                 window_start, window_images = now, 0
             if step % eval_every == 0:
-                validate(epoch_done)
+                validate(epoch_done)  # a frame too
+            elif snapshot and snapshot_every and step % snapshot_every == 0:
+                snapshot(engine.snapshot_model, step, epoch_done)
         if status == RunStatus.CANCELLED:
             break
     if status == RunStatus.COMPLETED and step % eval_every != 0:
