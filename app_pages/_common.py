@@ -148,11 +148,13 @@ def model_chooser(key: str, label: str = "Checkpoint", default: str = "lenet5.sa
 
 
 def show_error(exc: Exception) -> None:
-    """One line for the user; our own errors say what to do, anything else names its type."""
+    """One line for the user; our own errors say what to do, anything else names its type. Either way
+    in the reader's words, with any server path cut to its file name (live.for_visitor)."""
+    text = live_view.for_visitor(str(exc))
     if isinstance(exc, MnistLabError):
-        st.error(str(exc))
+        st.error(text)
     else:
-        st.error(f"Something went wrong: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        st.error(f"Something went wrong: {type(exc).__name__}: {text}")
 
 
 def digit_heatmap(image: np.ndarray, title: str = "", height: int = 360, colorscale: str = "gray",

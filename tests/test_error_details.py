@@ -29,3 +29,24 @@ def test_an_uncaught_error_shows_the_visitor_no_stack_trace_and_no_server_path(m
     assert not shown.stack_trace
     assert str(REPO_ROOT) not in shown.message and "secret" not in shown.message
     assert os.sep + "checkpoints" not in str(shown.proto)
+
+
+CAUGHT = """
+from app_pages._common import show_error
+from mnist_core.errors import CheckpointError
+show_error(OSError(2, "No such file or directory", "/srv/lab/checkpoints/secret.safetensors"))
+show_error(CheckpointError("cannot read /srv/lab/runs/registry.sqlite: disk I/O error"))
+"""
+
+
+def test_an_error_a_page_catches_shows_one_line_with_no_server_path(monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)
+    at = AppTest.from_string(CAUGHT, default_timeout=60)
+    at.run()
+    assert not at.exception
+    lines = [e.value for e in at.error]
+    assert len(lines) == 2
+    for line in lines:
+        assert "/srv" not in line and "\n" not in line
+    assert "secret.safetensors" in lines[0] and lines[0].startswith("Something went wrong: FileNotFoundError")
+    assert "registry.sqlite" in lines[1]
