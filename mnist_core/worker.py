@@ -1,10 +1,13 @@
 """The worker: executes one queued run from the registry, start to finish.
 
 The Train page launches it as its own process (`python -m mnist_core train --run-id ID`) and the
-CLI's `train` calls it in-process, so both run this very code. It marks the run running, trains,
-streams metrics to the registry in small batches, keeps a heartbeat (and notices cancel requests)
-from a background thread, writes the checkpoint atomically, and always leaves the run completed,
-cancelled or failed, with a one-line error text when it fails.
+CLI's `train` calls it in-process, so both run this very code. It admits the config once more
+(training.admit: the host or the hosting bounds may have changed while the run waited), marks the
+run running with its planned steps (so progress and ETA are known from the first step), trains,
+streams metric rows to the registry in small batches, keeps a heartbeat (and notices cancel
+requests) from a background thread, writes the checkpoint atomically, and always leaves the run
+completed, cancelled or failed, with a one-line error text when it fails. `submit` admits a
+visitor's config before it queues anything.
 
 Three things stop a run early: a cancel request or SIGTERM (it ends cancelled), the time limit
 MNIST_MAX_RUN_SECONDS (it ends failed, "time limit 10 min reached", with no checkpoint: a run cut
