@@ -135,13 +135,11 @@ def progress(run: Run, last: Optional[dict], all_runs: Optional[list[Run]] = Non
                              f"({max_concurrent} at a time).")
     if run.status == "queued" or not last:
         return Progress(0.0, "Starting: loading data and building the model...")
-    total = last.get("total_steps") or run.total_steps
-    done = last["step"]
-    elapsed = now - (run.started_at or now)
-    eta = elapsed / done * (total - done) if total and done else None
-    text = (f"epoch {last['epoch']:.2f} / {run.config.get('epochs')} · step {done}" + (f" / {total}" if total else "")
-            + f" · ETA {fmt_seconds(eta)} · {last.get('images_per_s') or 0:,.0f} images/s")
-    return Progress(min(done / total, 1.0) if total else 0.0, text)
+    total = run.total_steps  # progress and ETA are the run record's own (Run.progress, Run.eta)
+    text = (f"epoch {last['epoch']:.2f} / {run.config.get('epochs')} · step {last['step']}"
+            + (f" / {total}" if total else "")
+            + f" · ETA {fmt_seconds(run.eta(now))} · {last.get('images_per_s') or 0:,.0f} images/s")
+    return Progress(run.progress, text)
 
 
 def short_progress(run: Run, all_runs: Optional[list[Run]] = None) -> Progress:

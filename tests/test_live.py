@@ -73,8 +73,8 @@ def test_loss_axis_spans_whole_decades_around_the_data():
 # --- progress ----------------------------------------------------------------------------------
 
 def test_progress_line_has_epoch_step_eta_and_speed():
-    run = make_run(started_at=100.0, total_steps=1000)
-    p = live.progress(run, {"step": 250, "epoch": 0.75, "images_per_s": 12345.0, "total_steps": 1000}, now=110.0)
+    run = make_run(started_at=100.0, steps=250, total_steps=1000)
+    p = live.progress(run, {"step": 250, "epoch": 0.75, "images_per_s": 12345.0}, now=110.0)
     assert p.fraction == pytest.approx(0.25)
     assert p.text == "epoch 0.75 / 3 · step 250 / 1000 · ETA 30s · 12,345 images/s"
 
