@@ -18,7 +18,6 @@ import json
 import math
 import os
 import struct
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -29,7 +28,7 @@ from torch import nn
 from . import __version__
 from .errors import CheckpointError
 from .models import create_model, list_models
-from .paths import REPO_ROOT, checkpoint_dir
+from .paths import REPO_ROOT, atomic_write, checkpoint_dir
 
 SUFFIX = ".safetensors"
 MAX_HEADER_BYTES = 10 << 20  # a real header of ours is a few KB
@@ -43,17 +42,6 @@ def weights_path(path: os.PathLike) -> Path:
     """Accept either file of a checkpoint (or its stem) and return the .safetensors path."""
     p = Path(path)
     return p if p.suffix == SUFFIX else p.with_suffix(SUFFIX)
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _sidecar_json(model: nn.Module, meta: dict[str, Any]) -> tuple[str, str]:
@@ -94,8 +82,8 @@ def save_checkpoint(model: nn.Module, meta: dict[str, Any], path: os.PathLike) -
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"architecture": arch}))
-        _atomic_write(sidecar_path(path), lambda tmp: Path(tmp).write_text(text))
+        atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"architecture": arch}))
+        atomic_write(sidecar_path(path), lambda tmp: Path(tmp).write_text(text))
     except OSError as exc:
         raise CheckpointError(f"cannot write the checkpoint {path.name}: {exc.strerror or type(exc).__name__}") from None
     return path

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from .errors import DataError
-from .paths import data_dir, shown
+from .paths import atomic_write, data_dir, shown
 
 # The four files and their MD5s (the same sums torchvision checks).
 FILES = {
@@ -89,20 +89,6 @@ def is_present(root: Optional[os.PathLike] = None) -> bool:
     sizes = {"train-images-idx3-ubyte": 47_040_016, "train-labels-idx1-ubyte": 60_008,
              "t10k-images-idx3-ubyte": 7_840_016, "t10k-labels-idx1-ubyte": 10_008}
     return all((folder / n).is_file() and (folder / n).stat().st_size == s for n, s in sizes.items())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --- IDX format -------------------------------------------------------------------------------
@@ -243,7 +229,7 @@ def fetch(root: Optional[os.PathLike] = None, progress: Optional[Progress] = Non
                 if hashlib.md5(got[name]).hexdigest() != FILES[name]:
                     errors.append(f"{source}: {name} failed its MD5 check")
                     continue
-                _write_atomic(folder / name, got[name])
+                atomic_write(folder / name, lambda tmp, body=got[name]: Path(tmp).write_bytes(body))
                 need.remove(name)
         if source == "torchvision" and need:
             errors.append("torchvision's mirrors could not be reached")

@@ -27,9 +27,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoints import (MAX_SIDECAR_BYTES, MAX_UPLOAD_BYTES, _atomic_write, _check_safetensors_header,
+from .checkpoints import (MAX_SIDECAR_BYTES, MAX_UPLOAD_BYTES, _check_safetensors_header,
                           _sidecar_json, model_from_bytes, parse_meta)
 from .errors import CheckpointError
+from .paths import atomic_write
 
 META_KEY = "mnist_lab_meta"
 BUNDLE_SUFFIX = ".bundle.safetensors"
@@ -130,7 +131,7 @@ def load_bundle(source: os.PathLike | bytes) -> tuple[nn.Module, dict]:
 def _write(path: Path, data: bytes) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
     except OSError as exc:
         raise CheckpointError(f"cannot write {path.name}: {exc.strerror or type(exc).__name__}") from None
     return path
