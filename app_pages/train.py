@@ -139,7 +139,7 @@ with st.container(border=True):
             st.caption(f"Provenance: {info.provenance}. Output shapes are for one 28x28 input.")
             st.dataframe(table, hide_index=True, width="stretch")
             if fused:
-                st.caption("On the CPU, C1 + ReLU + S2 and C3 + ReLU + S4 each run as one fused C kernel "
+                st.caption("In training on the CPU, C1 + ReLU + S2 and C3 + ReLU + S4 each run as one fused C kernel "
                            f"(mnist_core/kernels, BENCHMARKS.md): {kernels.status()}.")
 
 if start:  # (a disabled Start never reports a click: the values here passed form.problems)
