@@ -80,6 +80,10 @@ def save_checkpoint(model: nn.Module, meta: dict[str, Any], path: os.PathLike) -
     path = weights_path(path)
     arch, text = _sidecar_json(model, meta)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:  # loading refuses such weights: never write a checkpoint nobody can open
+        raise CheckpointError(f"training diverged: {broken[0]} holds values that are not finite (NaN or infinity), "
+                              "so no checkpoint was saved; try a smaller learning rate")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"architecture": arch}))

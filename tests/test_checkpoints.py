@@ -370,12 +370,27 @@ def test_a_missing_checkpoint_error_names_the_file_not_the_server_folder(tmp_pat
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 def test_weights_with_a_non_finite_value_are_refused_in_one_line(tmp_path, bad):
+    from safetensors.torch import save_file
+
+    model = _model("lenet5")
+    path = save_checkpoint(model, {}, tmp_path / "poisoned.safetensors")  # a good file, then poisoned by hand
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["body.F6.fc.weight"][3, 7] = bad
+    save_file(state, path, metadata={"architecture": "lenet5"})
+    _refused_everywhere(path, "F6.fc.weight")
+    assert "not finite" in _load_error(path)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_diverged_model_is_not_saved_as_a_checkpoint_nobody_can_open(tmp_path, bad):
     model = _model("lenet5")
     with torch.no_grad():
         model.body.F6.fc.weight[3, 7] = bad
-    path = save_checkpoint(model, {}, tmp_path / "poisoned.safetensors")
-    _refused_everywhere(path, "F6.fc.weight")
-    assert "not finite" in _load_error(path)
+    with pytest.raises(CheckpointError) as excinfo:
+        save_checkpoint(model, {}, tmp_path / "diverged.safetensors")
+    message = str(excinfo.value)
+    assert "\n" not in message and "diverged" in message and "F6.fc.weight" in message
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even half
 
 
 def test_a_run_whose_loss_diverged_saves_it_as_unknown_and_still_loads(tmp_path):
