@@ -9,6 +9,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from apptest_util import messages, open_page
 from mnist_core import data
@@ -28,10 +29,11 @@ def crafted(tmp_path, monkeypatch):
         path = save_checkpoint(model, {}, folder / f"{name}.safetensors")
         meta = json.loads(sidecar_path(path).read_text())
         sidecar_path(path).write_text(json.dumps({**meta, "metrics": metrics}))
-    poisoned = create_model("lenet5")
-    with torch.no_grad():
-        poisoned.body.F7.bias[0] = float("nan")
-    save_checkpoint(poisoned, {}, folder / "nan-weights.safetensors")
+    # NaN weights written by hand over a good checkpoint (save_checkpoint itself refuses them)
+    path = save_checkpoint(model, {}, folder / "nan-weights.safetensors")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["body.F7.bias"][0] = float("nan")
+    save_file(state, path, metadata={"architecture": "lenet5"})
     return folder
 
 
