@@ -322,8 +322,8 @@ with st.container(key="live_panel"):
         live_panel(current.id, polling)
         live_charts(current.id)
         with st.expander("How the network learned: replay its kernels and feature maps", icon=":material/replay:"):
-            st.caption("Recorded before the first step and at every validation. During a run, moving the slider "
-                       "picks up the newest frames.")
+            st.caption("Recorded about 30 times a run and at every validation. Press Play, or move the slider "
+                       "(during a run it picks up the newest frames).")
             replay_section(current.id, key="train_replay")
 
 
