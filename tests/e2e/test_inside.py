@@ -118,7 +118,12 @@ def test_playing_how_it_learned_steps_through_training_to_the_end(app):
         app.wait_idle()
     start = slider.get_attribute("aria-valuetext")
     kernels = app.page.locator(".st-key-inside_replay_kernels .js-plotly-plot")
-    first = app.plotly_data(kernels)[0]["z"]
+
+    def kernels_drawn():  # plotly.js draws after the element appears: empty until then
+        traces = app.plotly_data(kernels)
+        return traces[0]["z"] if traces else None
+
+    first = app.wait_for(kernels_drawn, "the replay's kernels drawn")
 
     app.button("Play").click()
     expect(app.button("Pause")).to_be_visible()
@@ -134,5 +139,5 @@ def test_playing_how_it_learned_steps_through_training_to_the_end(app):
     expect(app.button("Play")).to_be_visible()  # it stopped by itself
     app.wait_idle()
     assert len(seen) >= 3, f"frames seen while playing: {seen}"
-    assert app.plotly_data(kernels)[0]["z"] != first  # the kernels moved on with the frames
+    app.wait_for(lambda: (kernels_drawn() or first) != first, "the kernels moved on with the frames")
     app.assert_no_exception()
