@@ -50,3 +50,23 @@ def test_on_a_phone_the_train_form_puts_the_main_fields_and_start_first(phone_ap
     expect(run_heading(app, run_id, "(queued|running)")).to_be_in_viewport()
     cancel(app, run_id)
     app.assert_no_exception()
+
+
+def test_a_wrong_value_under_advanced_is_shown_and_fixing_it_keeps_advanced_open(app):
+    """A sentence next to a field must never hide in a closed expander while Start stays disabled, and
+    fixing the field must not fold the section away under the person's cursor."""
+    app.goto("train")
+    app.page.get_by_text("Advanced: optimizer, schedule, data, validation, device").click()
+    val_box = app.widget("stNumberInput", "validation images").locator("input")
+    expect(val_box).to_be_visible()
+    app.number("validation images", 60000)
+    app.wait_idle()
+    expect(app.page.get_by_text(re.compile("validation images must be at most"))).to_be_visible()
+    expect(app.button("Start training")).to_be_disabled()
+
+    app.number("validation images", 2000)
+    app.wait_idle()
+    expect(app.page.get_by_text(re.compile("validation images must be at most"))).to_have_count(0)
+    expect(val_box).to_be_visible()  # Advanced is still open
+    expect(app.button("Start training")).to_be_enabled()
+    app.assert_no_exception()
