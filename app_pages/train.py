@@ -98,6 +98,8 @@ except MnistLabError as exc:
     show_error(exc)
     all_runs = []
 
+if toast := st.session_state.pop("train_toast", None):  # said after the rerun that follows Start
+    st.toast(toast[0], icon=toast[1])
 problems = form.problems(_form_values())
 with st.container(border=True):
     top = st.columns([2, 3])
@@ -156,10 +158,9 @@ if start:  # (a disabled Start never reports a click: the values here passed for
         st.session_state["watch_run"] = run_id
         st.session_state["scroll_to_run"] = True
         place = runs.queue_positions(all_runs).get(run_id)
-        if place:
-            st.toast(f"Queued run {run_id}: number {place} in line", icon=":material/schedule:")
-        else:
-            st.toast(f"Started run {run_id}", icon=":material/play_arrow:")
+        st.session_state["train_toast"] = ((f"Queued run {run_id}: number {place} in line", ":material/schedule:")
+                                           if place else (f"Started run {run_id}", ":material/play_arrow:"))
+        st.rerun()  # the sidebar, drawn before the run existed, starts following it too
 
 
 # --- charts ------------------------------------------------------------------------------------
@@ -304,7 +305,7 @@ with st.container(key="live_panel"):
         polling = current.is_live
 
         @st.fragment(run_every=POLL_SECONDS if polling else None)
-        def live_panel(run_id: str, was_live: bool) -> None:
+        def live_panel(run_id: str, was_status: str) -> None:
             try:
                 worker.start_queued()  # moves the queue on if a worker died without starting the next run
                 everything = runs.list_runs()
@@ -313,8 +314,8 @@ with st.container(key="live_panel"):
             except MnistLabError as exc:
                 show_error(exc)
                 return
-            if was_live and not run.is_live:
-                st.rerun()  # the run ended: redraw the whole page (runs table) and stop polling
+            if run.status != was_status:  # it started or ended: redraw the whole page once (the runs
+                st.rerun()                # table's status, polling on or off)
 
         @st.fragment(run_every=CHART_SECONDS if polling else None)
         def live_charts(run_id: str) -> None:
@@ -323,7 +324,7 @@ with st.container(key="live_panel"):
             except MnistLabError as exc:
                 show_error(exc)
 
-        live_panel(current.id, polling)
+        live_panel(current.id, current.status)
         live_charts(current.id)
         with st.expander("How the network learned: replay its kernels and feature maps", icon=":material/replay:"):
             st.caption("Recorded about 30 times a run and at every validation. Press Play, or move the slider "

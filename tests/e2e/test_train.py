@@ -64,6 +64,23 @@ def test_the_loss_chart_labels_say_what_each_tick_is_worth_and_has_no_toolbar(ap
     expect(loss.locator(".modebar-btn")).to_have_count(0)  # no Plotly toolbar, even on hover
 
 
+def _step(locator) -> int:
+    m = re.search(r"step ([\d,]+)$", locator.inner_text())
+    return int(m.group(1).replace(",", "")) if m else 0
+
+
+def test_right_after_start_the_sidebar_shows_the_run_and_its_progress_moves(app):
+    """Without leaving the page or touching it: the sidebar was drawn before Start created the run."""
+    app.goto("train")
+    run_id = start(app, LONG)
+    bar = app.page.get_by_test_id("stSidebar").get_by_test_id("stProgress")
+    expect(bar).to_contain_text("lenet5 · running", timeout=90_000)
+    first = _step(bar)
+    app.wait_for(lambda: _step(bar) > first, "the sidebar's progress to move", 90)
+    cancel(app, run_id)
+    app.assert_no_exception()
+
+
 def test_leaving_the_page_mid_run_keeps_it_going_and_the_sidebar_and_home_move(app):
     app.goto("train")
     run_id = start(app, LONG)
@@ -75,10 +92,7 @@ def test_leaving_the_page_mid_run_keeps_it_going_and_the_sidebar_and_home_move(a
     bar = sidebar.get_by_test_id("stProgress")
     expect(bar).to_contain_text("lenet5 · running")
 
-    def step(locator) -> int:
-        m = re.search(r"step ([\d,]+)$", locator.inner_text())
-        return int(m.group(1).replace(",", "")) if m else 0
-
+    step = _step
     home_bar = main.get_by_test_id("stProgress")
     first_sidebar, first_home = step(bar), step(home_bar)
     # nobody touches the page: the bars move by themselves
