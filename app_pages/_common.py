@@ -112,8 +112,9 @@ def model_chooser(key: str, label: str = "Checkpoint", default: str = "lenet5.sa
                   upload_place=None) -> tuple | None:
     """A checkpoint picker with an upload beside it (or in `upload_place`, a container further down).
 
-    Returns (model, meta, name, cache key) — the upload wins while one is given — or None after
-    showing why (no checkpoints, a bad upload, a checkpoint that cannot be loaded). While an upload
+    Returns (model, meta, name, cache key) — the upload wins while one is given; a refused upload is
+    said in one line and the listed checkpoint answers instead — or None after showing why (no
+    checkpoints, a checkpoint that cannot be loaded). While an upload
     is in use the page says so under the picker, with a button back to the listed checkpoint (it
     empties the upload: a file_uploader under a new key starts empty). Uploads are checked and loaded
     in memory; nothing is written.
@@ -128,14 +129,17 @@ def model_chooser(key: str, label: str = "Checkpoint", default: str = "lenet5.sa
                                  key=f"{key}_upload" + (f"_{version}" if version else ""))
     if files:
         with notice:
-            chosen = uploaded_checkpoint(files)
+            chosen = uploaded_checkpoint(files)  # a refusal is shown here, in one line
             if chosen is not None:
                 st.info(f"Model in use: {chosen[2]}" + (f", not {path.stem}" if path is not None else ""),
                         icon=":material/upload_file:")
+            elif path is not None:  # a bad upload loses nothing: the listed checkpoint goes on answering
+                st.caption(f"The upload was refused: still using {path.stem}.")
             if path is not None:
-                st.button(f"Back to {path.stem}", icon=":material/undo:", key=f"{key}_back",
-                          on_click=lambda: st.session_state.update({version_key: version + 1}))
-        return chosen
+                st.button(f"Back to {path.stem}" if chosen is not None else "Clear the upload", icon=":material/undo:",
+                          key=f"{key}_back", on_click=lambda: st.session_state.update({version_key: version + 1}))
+        if chosen is not None or path is None:
+            return chosen
     if path is None:
         return None
     try:

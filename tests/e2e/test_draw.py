@@ -206,6 +206,24 @@ def test_uploading_a_checkpoint_says_which_model_is_used_and_goes_back(app):
     app.assert_no_exception()
 
 
+def test_a_refused_checkpoint_upload_says_why_and_the_chosen_model_keeps_predicting(app, tmp_path):
+    """Bad input loses nothing: the drawing keeps its prediction from the model the picker shows."""
+    app.goto("draw")
+    app.draw(one())
+    expect(app.metric_value("Prediction")).to_have_text("1")
+
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"metrics": [0.99]}')
+    uploader = app.page.get_by_test_id("stFileUploader").filter(has_text=".json sidecar")
+    uploader.locator("input[type=file]").set_input_files([str(CHECKPOINTS / "mlp-256-64.safetensors"), str(broken)])
+    expect(app.page.get_by_test_id("stAlertContentError")).to_have_count(1)
+    expect(app.page.get_by_text("still using lenet5")).to_be_visible()
+    expect(app.metric_value("Prediction")).to_have_text("1")
+    expect(app.page.get_by_text("Probabilities · lenet5")).to_be_visible()
+    app.wait_idle()
+    app.assert_no_exception()
+
+
 def test_on_a_phone_a_finger_draws_and_the_answer_is_on_the_first_screen_with_the_canvas(phone_app):
     """Pixel 7, touch: the canvas spans the screen's width, and the canvas and the prediction are both on the
     screen the page opens on, so a finger draws and the answer shows without any scrolling."""
