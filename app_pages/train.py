@@ -52,8 +52,13 @@ def _form_values() -> dict:
 
 
 def _remember() -> None:
-    st.session_state["train_form"] = _form_values()
-    st.session_state["train_form_preset"] = st.session_state.get("preset", CUSTOM)
+    values = _form_values()
+    preset = st.session_state.get("preset", CUSTOM)
+    if preset != CUSTOM and values != {name: PRESETS[preset].overrides.get(name, f.default)
+                                       for name, f in FIELDS.items()}:
+        st.session_state["preset"] = preset = CUSTOM  # the form is no longer that recipe: don't name it so
+    st.session_state["train_form"] = values
+    st.session_state["train_form_preset"] = preset
 
 
 def _apply_preset() -> None:

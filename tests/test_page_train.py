@@ -72,6 +72,18 @@ def test_choosing_a_preset_fills_in_the_form(registry):
     assert "Article's result" in " ".join(c.value for c in at.caption)
 
 
+def test_changing_a_field_after_a_preset_says_custom_and_drops_the_articles_caption(registry):
+    """The form no longer is the recipe, so it must not be named after it (the run used 8,000 images
+    while the box said tutorial-lenet5 and its caption "2,600 train")."""
+    at = open_page("app_pages/train.py")
+    at.selectbox(key="preset").set_value("tutorial-lenet5").run()
+    at.number_input(key="cfg_train_size").set_value(8000).run()
+    assert not at.exception, messages(at)
+    assert at.selectbox(key="preset").value == "(custom)"
+    assert not [c for c in at.caption if "Article's result" in c.value]
+    assert at.number_input(key="cfg_train_size").value == 8000 and at.number_input(key="cfg_lr").value == 0.2
+
+
 def test_model_picker_shows_layers_and_parameters(registry):
     at = open_page("app_pages/train.py")
     at.selectbox(key="cfg_model").set_value("cnn-small").run()
@@ -142,7 +154,7 @@ def test_the_form_keeps_its_values_when_you_leave_and_come_back(registry):
     assert not at.exception, messages(at)
     assert at.number_input(key="cfg_epochs").value == 2
     assert at.selectbox(key="cfg_model").value == "cnn-small"
-    assert at.selectbox(key="preset").value == "tutorial-cnn"
+    assert at.selectbox(key="preset").value == "(custom)"  # 2 epochs is no longer tutorial-cnn's recipe
 
 
 # --- a real run --------------------------------------------------------------------------------
