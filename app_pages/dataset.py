@@ -236,10 +236,10 @@ with c_norm:
     m1, m2 = st.columns(2)
     m1.metric("Pixel mean (train)", f"{mean:.4f}", help="over all 60,000 x 784 training pixels, scaled to [0,1]")
     m2.metric("Pixel std (train)", f"{std:.4f}")
-    m1.metric("MNIST_MEAN (models use)", f"{MNIST_MEAN:.4f}")
-    m2.metric("MNIST_STD (models use)", f"{MNIST_STD:.4f}")
+    m1.metric("Mean the models subtract", f"{MNIST_MEAN:.4f}", help="MNIST_MEAN in mnist_core.data")
+    m2.metric("Std the models divide by", f"{MNIST_STD:.4f}", help="MNIST_STD in mnist_core.data")
     st.caption("Every model subtracts the mean and divides by the std inside itself, so its inputs are "
-               "centred near 0 with unit spread; the constants in mnist_core.data are these numbers rounded.")
+               "centred near 0 with unit spread; the numbers it uses are the training set's, rounded.")
 
 st.subheader(f"Mean image of each class ({split} split)")
 means = class_stats(split)[1]

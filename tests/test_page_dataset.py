@@ -49,7 +49,7 @@ def test_dataset_page_shows_the_first_hundred_training_digits(at):
     assert {"Images per class", "Normalization"} <= {s.value for s in at.subheader}
     assert {m.label: m.value for m in at.metric} == {
         "Pixel mean (train)": "0.1307", "Pixel std (train)": "0.3081",
-        "MNIST_MEAN (models use)": "0.1307", "MNIST_STD (models use)": "0.3081"}
+        "Mean the models subtract": "0.1307", "Std the models divide by": "0.3081"}
 
 
 def test_label_filter_shows_only_that_digit(at):
