@@ -348,12 +348,15 @@ class App:
         box = canvas.bounding_box()
         assert box is not None, "the canvas has no box"
         scale = box["width"] / canvas.evaluate("c => c.width")
-        at = [(box["x"] + x * scale, box["y"] + y * scale) for x, y in points]
+        self.drag([(box["x"] + x * scale, box["y"] + y * scale) for x, y in points], steps=3)
+
+    def drag(self, path: list[tuple[float, float]], steps: int = 4) -> None:
+        """Press the mouse at path[0] (page pixels), move through the rest in small steps, release."""
         mouse = self.page.mouse
-        mouse.move(*at[0])
+        mouse.move(*path[0])
         mouse.down()
-        for x, y in at[1:]:
-            mouse.move(x, y, steps=3)
+        for x, y in path[1:]:
+            mouse.move(x, y, steps=steps)
         mouse.up()
 
     # -- plotly charts

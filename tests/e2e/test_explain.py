@@ -99,15 +99,6 @@ def region(app, points: list[dict], digit: str, most: int = 40) -> tuple[float, 
     pytest.fail(f"no small region around digit {digit}'s cluster")
 
 
-def drag(app, path: list[tuple[float, float]]) -> None:
-    mouse = app.page.mouse
-    mouse.move(*path[0])
-    mouse.down()
-    for x, y in path[1:]:
-        mouse.move(x, y, steps=4)
-    mouse.up()
-
-
 def click_a_lone_point(app, points: list[dict]) -> dict:
     """Click the digit point farthest from any other marker (so the click can only mean that one)."""
     area = plot_area(app)
@@ -136,7 +127,7 @@ def box_select(app, cx: float, cy: float, r: float) -> list[tuple[float, float]]
     """Pick the box tool and drag a square of half-side r around (cx, cy); returns its corners."""
     pick_tool(app, "Box Select")
     corners = [(cx - r, cy - r), (cx + r, cy - r), (cx + r, cy + r), (cx - r, cy + r)]
-    drag(app, [corners[0], (cx, cy), corners[2]])
+    app.drag([corners[0], (cx, cy), corners[2]])
     return corners
 
 
@@ -158,7 +149,7 @@ def test_selecting_points_on_the_map_shows_those_images_and_opens_one_inside(app
     cx, cy, r = region(app, points, "0")
     pick_tool(app, "Lasso Select")
     outline = [(cx + r * math.cos(2 * math.pi * k / 24), cy + r * math.sin(2 * math.pi * k / 24)) for k in range(24)]
-    drag(app, outline + outline[:1])
+    app.drag(outline + outline[:1])
     sure, maybe = covered(points, outline)
     expect_gallery(app, sure, maybe)  # the lasso replaces the click's selection
 
