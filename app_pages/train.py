@@ -122,13 +122,11 @@ with st.container(border=True):
     for col, name in zip(st.columns(len(form.PRIMARY)), form.PRIMARY):
         with col:
             _field_widget(name, problems.get(name))
-    # The expander keeps its own open state (a keyed, tracked expander), opened by a problem inside it:
-    # a sentence next to a field must never sit in a closed expander while Start stays disabled, and
-    # fixing the field must not snap it shut under the person's cursor.
-    if any(name in problems for name in form.ADVANCED):
-        st.session_state["train_advanced"] = True
-    with st.expander("Advanced: optimizer, schedule, data, validation, device", key="train_advanced",
-                     on_change="rerun", icon=":material/tune:"):
+    # A problem inside opens it: a sentence next to a field must never sit in a closed expander while
+    # Start stays disabled.
+    advanced_problem = any(name in problems for name in form.ADVANCED)
+    with st.expander("Advanced: optimizer, schedule, data, validation, device", expanded=advanced_problem,
+                     icon=":material/tune:"):
         for i in range(0, len(form.ADVANCED), 3):  # row by row, so a phone keeps the order
             for col, name in zip(st.columns(3), form.ADVANCED[i:i + 3]):
                 with col:
