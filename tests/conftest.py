@@ -36,6 +36,7 @@ def isolated_dirs(tmp_path, monkeypatch):
     checkpoints = tmp_path / "checkpoints"
     monkeypatch.setenv("MNIST_RUNS_DIR", str(runs))
     monkeypatch.setenv("MNIST_CHECKPOINT_DIR", str(checkpoints))
+    monkeypatch.setenv("MNIST_RUNNER_IDLE_SECONDS", "2")  # a test's runners leave soon after its queue empties
     return {"runs": runs, "checkpoints": checkpoints}
 
 
