@@ -1,0 +1,143 @@
+"""Classes: a teacher's class code, the students' display names, and what the class page shows.
+
+A class is nothing but a code (`period-3`) that runs are tagged with, beside the display name the
+student chose (runs.create_run(..., class_code=, student=)). There are no accounts: whoever opens the
+app with the code is in the class for that browser, and the code only scopes what is *shown* (the
+class's runs, names and leaderboard). It gives no power: cancelling or deleting a run still takes
+the run's owner token (runs._check_owner), and a class's runs obey the same hosting bounds as any
+visitor's (limits: the queue caps are per owner and for everyone together, never per class).
+
+Codes and names are visitor input: a code is a short slug or refused in one line; a name is free
+text cleaned of control characters and capped in length. Names are shown only inside their class,
+and the CSV export neutralises spreadsheet formulas (a name like `=HYPERLINK(...)`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import secrets
+import unicodedata
+from typing import Optional
+
+from .errors import MnistLabError
+from .runs import Run, list_runs
+
+CODE_MIN, CODE_MAX = 3, 32
+NAME_MAX = 24
+_CODE = re.compile(rf"[a-z0-9](?:[a-z0-9-]{{{CODE_MIN - 2},{CODE_MAX - 2}}})[a-z0-9]")
+
+# A run's key settings, shown beside each leaderboard row and in the CSV (config names; the page
+# puts them in the form's words).
+KEY_SETTINGS = ("model", "optimizer", "lr", "batch_size", "epochs", "train_size", "augment")
+
+
+class ClassError(MnistLabError):
+    """A class code or display name that cannot be used."""
+
+
+# --- codes and names ------------------------------------------------------------------------------
+
+def check_code(text: object) -> str:
+    """The class code as it is stored (lower case, trimmed), or ClassError in one line.
+
+    3 to 32 letters, digits and dashes, starting and ending with a letter or digit: short enough to
+    read out in a classroom, safe in a URL and in a cookie."""
+    code = text.strip().lower() if isinstance(text, str) else ""
+    if not _CODE.fullmatch(code) or "--" in code:
+        raise ClassError(f"A class code is {CODE_MIN} to {CODE_MAX} letters, digits and single dashes, "
+                         "like period-3.")
+    return code
+
+
+def new_code(prefix: str = "class") -> str:
+    """A fresh code that is hard to guess (the prefix a teacher would say, then a random part): anyone
+    who knows a code sees that class, so a guessable one like `period-3` is only as private as its name."""
+    stem = re.sub(r"[^a-z0-9]+", "-", prefix.lower()).strip("-")[:CODE_MAX - 7] or "class"
+    return check_code(f"{stem}-{secrets.token_hex(3)}")
+
+
+def clean_name(text: object) -> str:
+    """A display name fit to show: control and format characters (newlines, bidi overrides, zero-width
+    marks) removed, runs of spaces made one, at most NAME_MAX characters; ClassError when nothing is left."""
+    raw = text if isinstance(text, str) else ""
+    kept = "".join(" " if ch.isspace() else ch for ch in unicodedata.normalize("NFC", raw)
+                   if ch.isspace() or not unicodedata.category(ch).startswith("C"))
+    name = " ".join(kept.split())[:NAME_MAX].strip()
+    if not name:
+        raise ClassError(f"Choose a display name (up to {NAME_MAX} characters; no email or account needed).")
+    return name
+
+
+# --- the class's runs -----------------------------------------------------------------------------
+
+def class_runs(code: str, root: Optional[os.PathLike] = None) -> list[Run]:
+    """The runs tagged with this class, oldest first; nothing of any other class."""
+    return list_runs(root=root, class_code=check_code(code))
+
+
+def student_of(run: Run) -> str:
+    """The name a run is shown under in its class."""
+    return run.student or "(no name)"
+
+
+def _settings(run: Run) -> dict:
+    return {name: run.config.get(name) for name in KEY_SETTINGS}
+
+
+def leaderboard(class_runs: list[Run]) -> list[dict]:
+    """One row per student, best test accuracy first: the student's best completed run (ties: the
+    earlier run) with its key settings and how many runs they made. A student is a browser (its owner
+    token), so two students who chose the same name keep their own rows; the token itself is never in
+    a row. Students with no completed run yet are listed last, without an accuracy."""
+    by_student: dict[str, list[Run]] = {}
+    for r in class_runs:
+        by_student.setdefault(r.owner or f"name:{student_of(r)}", []).append(r)
+    rows = []
+    for mine in by_student.values():
+        scored = [r for r in mine if r.status == "completed" and r.test_accuracy is not None]
+        best = max(scored, key=lambda r: (r.test_accuracy, -r.created_at)) if scored else None
+        shown = best or mine[-1]
+        rows.append({"student": student_of(mine[-1]), "test_accuracy": best.test_accuracy if best else None,
+                     "run": best.id if best else None, "runs": len(mine), **(_settings(best) if best else {}),
+                     "_created": best.created_at if best else shown.created_at})
+    rows.sort(key=lambda row: (row["test_accuracy"] is None, -(row["test_accuracy"] or 0.0), row["_created"]))
+    for rank, row in enumerate(rows, start=1):
+        del row["_created"]
+        row["rank"] = rank if row["test_accuracy"] is not None else None
+    return rows
+
+
+def runs_table(class_runs: list[Run]) -> list[dict]:
+    """Every run of the class, newest first, as rows: who, status, key settings, accuracies, timing.
+    No owner token and no server path (the CSV and the page show these rows as they are)."""
+    return [{"run": r.id, "student": student_of(r), "status": str(r.status), **_settings(r),
+             "best_val_accuracy": r.best_val_accuracy, "test_accuracy": r.test_accuracy,
+             "duration_s": round(r.duration, 1) if r.duration is not None else None,
+             "created_at": r.created_at} for r in reversed(class_runs)]
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value):
+    """A text cell a spreadsheet will not run: one starting like a formula gets a leading apostrophe
+    (OWASP's advice on CSV injection); numbers pass as they are."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def runs_csv(class_runs: list[Run]) -> str:
+    """The class's runs as CSV text (runs_table's rows, a header line first)."""
+    rows = runs_table(class_runs)
+    columns = ["run", "student", "status", *KEY_SETTINGS, "best_val_accuracy", "test_accuracy", "duration_s",
+               "created_at"]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(row.get(k)) for k in columns})
+    return out.getvalue()
