@@ -16,6 +16,11 @@ kept, so the replay still spans the whole run at a coarser step: at most about 2
 Recording must never break a run: any failure is printed once (it reaches the run's log) and
 recording stops, the training goes on.
 
+Every write is also kept in the run registry (artifacts.store_snapshots), so a web host that shares
+no disk with the worker (a Ray cluster) still replays the run, live and after; `load_snapshots`
+falls back to that copy when the file is not here. A registry that refuses the copy is reported
+once and tried again at the next write; the local file goes on regardless.
+
 The committed default checkpoints were trained on another machine, so their runs' files are not in
 this server's runs folder: `make pretrained` ships each run's file beside its checkpoint
 (checkpoints/NAME.snapshots.npz, `python -m mnist_core.snapshots CKPT`), and `find_snapshots` looks
@@ -24,6 +29,7 @@ there for a run it does not have.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import time
@@ -139,6 +145,7 @@ class Recorder:
         self.failed = False
         self.last_write = 0.0
         self.dirty = False
+        self.store_failed = False
 
     def _fail(self, what: str, exc: BaseException) -> None:
         self.failed = True
@@ -189,6 +196,21 @@ class Recorder:
             self.last_write = time.monotonic()
         except Exception as exc:  # noqa: BLE001 - see record()
             self._fail("writing", exc)
+            return
+        self._store(path)
+
+    def _store(self, path: Path) -> None:
+        """Copy the file just written into the registry, for hosts without this disk."""
+        from .artifacts import store_snapshots
+
+        try:
+            store_snapshots(self.run_id, path.read_bytes(), self.root)
+            self.store_failed = False
+        except Exception as exc:  # noqa: BLE001 - the local file is written; the next write tries again
+            if not self.store_failed:
+                print(f"snapshots: keeping them in the run registry failed, the next write tries again "
+                      f"({type(exc).__name__}: {exc})", file=sys.stderr)
+            self.store_failed = True
 
 
 def _savez(path: str, arrays: dict) -> None:
@@ -198,10 +220,16 @@ def _savez(path: str, arrays: dict) -> None:
 
 
 def load_snapshots(run_id: str, root: Optional[os.PathLike] = None) -> Optional[Snapshots]:
-    """A run's snapshots (see find_snapshots), or None when it has none (a run from before snapshots,
-    the NumPy engine). Raises RunError for a file that exists but cannot be read."""
+    """A run's snapshots (see find_snapshots; else the copy in the run registry), or None when it has
+    none (a run from before snapshots, the NumPy engine). Raises RunError for a file or a stored copy
+    that exists but cannot be read."""
     path = find_snapshots(run_id, root)
-    return None if path is None else read_snapshots(path, run_id)
+    if path is not None:
+        return read_snapshots(path, run_id)
+    from .artifacts import stored_snapshots
+
+    data = stored_snapshots(run_id, root)
+    return None if data is None else _parse(io.BytesIO(data), run_id)
 
 
 def read_snapshots(path: os.PathLike, run_id: str) -> Optional[Snapshots]:
@@ -210,8 +238,13 @@ def read_snapshots(path: os.PathLike, run_id: str) -> Optional[Snapshots]:
     path = Path(path)
     if not path.is_file():
         return None
+    return _parse(path, run_id)
+
+
+def _parse(source, run_id: str) -> Snapshots:
+    """The snapshots in an npz file or file object, read without pickle; RunError when unreadable."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with np.load(source, allow_pickle=False) as z:
             if int(z["format_version"]) != FORMAT_VERSION:
                 raise ValueError(f"format version {int(z['format_version'])}")
             kernels = {str(n): z[f"kernel_{i}"].astype(np.float32) for i, n in enumerate(z["kernel_names"])}

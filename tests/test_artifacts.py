@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -72,3 +73,30 @@ def test_a_checkpoint_stored_under_another_runs_id_is_refused(tmp_path, tiny_con
     second_path.unlink()
     with pytest.raises(CheckpointError, match="belongs to another run"):
         artifacts.load_run_model(second)
+
+
+def test_a_runs_replay_is_read_from_the_registry_on_a_host_without_its_file(mnist, tiny_config):
+    from mnist_core import snapshots
+
+    run_id = runs.create_run(tiny_config(model="lenet5"))
+    recorder = snapshots.Recorder(run_id)
+    model = create_model("lenet5")
+    for step in range(3):
+        recorder.record(model, step, step / 10)
+    recorder.close()
+    here = snapshots.load_snapshots(run_id)
+    snapshots.snapshot_path(run_id).unlink()  # the web host never had the worker's runs folder
+
+    stored = snapshots.load_snapshots(run_id)
+    assert stored is not None and stored.steps.tolist() == here.steps.tolist() == [0, 1, 2]
+    assert list(stored.kernels) == ["C1", "C3"]
+    assert all(np.array_equal(stored.kernels[k], here.kernels[k]) for k in here.kernels)
+
+
+def test_a_damaged_replay_in_the_registry_is_refused_in_one_line(tiny_config):
+    from mnist_core import snapshots
+
+    run_id = runs.create_run(tiny_config())
+    runs.put_artifact(run_id, artifacts.SNAPSHOTS, b"PK\x03\x04 not really a zip")
+    with pytest.raises(RunError, match=f"the training snapshots of run {run_id} cannot be read"):
+        snapshots.load_snapshots(run_id)
