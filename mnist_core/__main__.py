@@ -90,6 +90,17 @@ def cmd_train(args) -> int:
     return 1
 
 
+def cmd_sweep(args) -> int:
+    from .sweeps import cli
+    from .training import TrainConfig, preset_config
+
+    fields = {f.name for f in TrainConfig.fields()}
+    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    base = preset_config(args.preset, **overrides) if args.preset else TrainConfig.from_dict(overrides)
+    return cli(args.param, base.to_dict(), random=args.random, seeds=args.seeds, sample_seed=args.sample_seed,
+               wait=args.wait)
+
+
 def cmd_export(args) -> int:
     from pathlib import Path
 
@@ -190,6 +201,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sweep", help="queue many runs that differ in 1 to 3 fields (a sweep) and print their ids")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUES",
+                   help="a field to vary: NAME=V1,V2,... or NAME=LOW..HIGH[:POINTS] (lr, weight_decay and "
+                        "batch_size ranges are log-spaced); up to 3")
+    p.add_argument("--random", type=int, default=0, metavar="N", help="N random points instead of the full grid")
+    p.add_argument("--sample-seed", type=int, default=0, help="the random points' seed (default 0)")
+    p.add_argument("--seeds", type=int, default=1, metavar="K", help="repeat each point with K seeds (default 1)")
+    p.add_argument("--wait", action="store_true", help="follow the runs to their end and print what the sweep "
+                                                        "showed; exit 1 unless every run completed")
+    p.add_argument("--preset", default=None, help="start from a named recipe (see `presets`)")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("evaluate", help="test-set accuracy of a checkpoint")
     p.add_argument("checkpoint", help="a .safetensors file with its .json sidecar")

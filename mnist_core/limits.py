@@ -19,6 +19,8 @@ Read from the environment each time (so a test or an operator can change them wi
     MNIST_MAX_VAL_IMAGES        demo bound on validation work over a run, val_size x the number of
                                 validations (one per epoch, or one every eval_every steps; default 100000)
     MNIST_ALLOWED_MODELS        demo list of models, comma-separated (default: every model but cnn-strong)
+    MNIST_MAX_SWEEP_RUNS        runs one sweep may launch (default 12 under MNIST_DEMO, 64 otherwise); a
+                                visitor's sweep must also fit in their MNIST_MAX_QUEUED_PER_OWNER (sweeps.py)
 
 Always, demo or not, a run may not ask for more CPU threads than the host has cores (threads = 0
 means one per core).
@@ -60,6 +62,7 @@ class Limits:
     max_steps: int
     max_val_images: int
     allowed_models: tuple[str, ...]
+    max_sweep_runs: int = 64
 
     def time_limit_text(self) -> str:
         """The time limit in words, as a run stopped by it reports it: "time limit 10 min"."""
@@ -86,6 +89,7 @@ def current() -> Limits:
         max_steps=_int("MNIST_MAX_STEPS", 3000),
         max_val_images=_int("MNIST_MAX_VAL_IMAGES", 100_000),
         allowed_models=models,
+        max_sweep_runs=max(1, _int("MNIST_MAX_SWEEP_RUNS", 12 if demo else 64)),
     )
 
 

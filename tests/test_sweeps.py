@@ -1,0 +1,176 @@
+"""Sweeps: a spec expanded into runs (grid, random with a seed, seed repeats), the caps, the estimate,
+the analysis a page draws and its plain-words summary, and the CLI's `sweep` with tiny real runs."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from mnist_core import sweeps
+from mnist_core.errors import ConfigError
+from mnist_core.sweeps import Param, SweepSpec
+
+BASE = dict(model="mlp-128-64", train_size=1000, val_size=500, epochs=1, batch_size=100, threads=1, device="cpu")
+
+
+def _spec(*params: str, **kw) -> SweepSpec:
+    return SweepSpec(BASE, tuple(sweeps.parse_param(p) for p in params), **kw)
+
+
+def _run(run_id: str, status="completed", test_accuracy=None, owner=None, started=0.0, duration=10.0, steps=10,
+         error=None, best=None, **config):
+    """A stand-in for a registry record (the fields the sweep code reads)."""
+    return SimpleNamespace(id=run_id, status=status, config={**BASE, "seed": 0, **config}, owner=owner,
+                           test_accuracy=test_accuracy, best_val_accuracy=best, error=error, steps=steps,
+                           duration=duration, created_at=started, is_live=status in ("queued", "running"),
+                           sweep="s1")
+
+
+# --- expansion ---------------------------------------------------------------------------------------
+
+def test_a_grid_sweep_runs_every_combination_once_per_seed():
+    planned = sweeps.expand(_spec("lr=0.001,0.003,0.01", "batch_size=64,128", seeds=2))
+    assert len(planned) == 3 * 2 * 2
+    combos = {(p.config.lr, p.config.batch_size, p.config.seed) for p in planned}
+    assert len(combos) == 12 and {s for *_, s in combos} == {0, 1}
+    assert planned[0].values == {"lr": 0.001, "batch_size": 64}
+    assert all(p.config.model == "mlp-128-64" and p.config.train_size == 1000 for p in planned)
+
+
+def test_a_learning_rate_range_is_spaced_on_a_log_scale():
+    assert sweeps.parse_param("lr=1e-4..1e-1:4").grid() == [0.0001, 0.001, 0.01, 0.1]
+    assert sweeps.parse_param("epochs=1..5:3").grid() == [1, 3, 5]  # linear for the others
+
+
+def test_a_random_sweep_with_the_same_seed_draws_the_same_points():
+    first = sweeps.points(_spec("lr=1e-4..1e-1", "optimizer=sgd,adam", random=6, sample_seed=7))
+    again = sweeps.points(_spec("lr=1e-4..1e-1", "optimizer=sgd,adam", random=6, sample_seed=7))
+    other = sweeps.points(_spec("lr=1e-4..1e-1", "optimizer=sgd,adam", random=6, sample_seed=8))
+    assert first == again and first != other and len(first) == 6
+    assert all(1e-4 <= p["lr"] <= 1e-1 and p["optimizer"] in ("sgd", "adam") for p in first)
+
+
+def test_a_value_a_run_cannot_take_is_refused_in_one_line_naming_the_point():
+    with pytest.raises(ConfigError) as err:
+        sweeps.expand(_spec("lr=0.01,20"))
+    message = str(err.value)
+    assert message.startswith("learning rate 20: ") and "\n" not in message
+
+
+@pytest.mark.parametrize("params, said", [
+    (("lr=0.1", "batch_size=64", "epochs=1", "optimizer=sgd"), "1 to 3 fields"),
+    (("lr=0.1", "lr=0.2"), "varied twice"),
+])
+def test_a_sweep_varies_one_to_three_different_fields(params, said):
+    with pytest.raises(ConfigError, match=said):
+        sweeps.points(_spec(*params))
+
+
+@pytest.mark.parametrize("text, said", [
+    ("lr", "NAME=V1,V2"), ("colour=red", "not a training field"), ("lr=fast", "not a number"),
+    ("batch_size=64.5", "whole number"), ("seed=1,2", "repeat each"), ("lr=0.1..0.01", "low < high"),
+    ("optimizer=sgd..adam", "list of values"), ("weight_decay=0..0.1", "above 0"),
+])
+def test_a_malformed_param_is_refused_in_one_line(text, said):
+    with pytest.raises(ConfigError, match=said):
+        sweeps.parse_param(text)
+
+
+def test_a_demo_refuses_a_sweep_whose_runs_exceed_its_bounds(monkeypatch):
+    monkeypatch.setenv("MNIST_DEMO", "1")
+    with pytest.raises(ConfigError, match="^epochs 9: epochs: this demo allows at most 5"):
+        sweeps.expand(_spec("epochs=1,9"))
+
+
+# --- caps --------------------------------------------------------------------------------------------
+
+def test_a_sweep_above_the_sweep_cap_is_refused(monkeypatch):
+    monkeypatch.setenv("MNIST_MAX_SWEEP_RUNS", "4")
+    assert len(sweeps.plan(_spec("lr=0.001,0.01", "batch_size=64,128")).runs) == 4
+    with pytest.raises(ConfigError, match="this sweep is 6 runs; at most 4"):
+        sweeps.plan(_spec("lr=0.001,0.01,0.1", "batch_size=64,128"))
+
+
+def test_a_visitors_sweep_must_fit_in_their_room_in_the_queue(monkeypatch):
+    monkeypatch.setenv("MNIST_MAX_QUEUED_PER_OWNER", "4")
+    theirs = [_run("r1", status="running", owner="me"), _run("r2", status="running", owner="someone")]
+    assert len(sweeps.plan(_spec("lr=0.001,0.01,0.1"), owner="me", all_runs=theirs).runs) == 3
+    with pytest.raises(ConfigError, match="at most 4 queued or running, 1 already"):
+        sweeps.plan(_spec("lr=0.001,0.01", "batch_size=64,128"), owner="me", all_runs=theirs)
+    sweeps.plan(_spec("lr=0.001,0.01", "batch_size=64,128"), owner=None, all_runs=theirs)  # the operator: no cap
+
+
+# --- the estimate ------------------------------------------------------------------------------------
+
+def test_the_estimate_uses_the_speed_earlier_runs_of_the_model_reached(monkeypatch):
+    monkeypatch.setenv("MNIST_MAX_CONCURRENT", "2")
+    earlier = [_run("a", steps=100, duration=10.0, batch_size=100)]  # 1,000 images/s start to end
+    est = sweeps.plan(_spec("lr=0.001,0.01", "batch_size=100,250"), all_runs=earlier).estimate
+    # 1,000 training images a run at 1,000 images/s, plus starting the worker; two at a time
+    assert est.seconds_per_run == pytest.approx(1.0 + sweeps.WORKER_START_SECONDS)
+    assert est.total_seconds == pytest.approx(4 * est.seconds_per_run / 2)
+    assert est.text().startswith("4 runs × ~4 s ≈ 8 s (2 at a time; mlp-128-64 at 1,000 images/s from 1 earlier run")
+
+
+def test_without_an_earlier_run_the_estimate_says_what_it_assumed():
+    est = sweeps.plan(_spec("lr=0.001,0.01")).estimate
+    assert "no finished mlp-128-64 run to go by: assumed 3,000 images/s" in est.text()
+
+
+# --- the analysis ------------------------------------------------------------------------------------
+
+def test_the_analysis_gives_mean_and_spread_over_seeds_and_says_where_accuracy_peaks():
+    results = {  # lr -> (seed 0, seed 1) test accuracy; at 1.0 the loss went NaN
+        0.001: (0.90, 0.92), 0.003: (0.97, 0.95), 0.01: (0.93, 0.93)}
+    sweep = [_run(f"r{lr}-{seed}", test_accuracy=acc, best=acc + 0.01, lr=lr, seed=seed)
+             for lr, accs in results.items() for seed, acc in enumerate(accs)]
+    sweep.append(_run("rbad", status="failed", lr=1.0,
+                      error="training diverged: fc1.weight holds values that are not finite (NaN or infinity)"))
+    rows = {r.id: [{"split": "val", "step": 5, "accuracy": 0.5}, {"split": "val", "step": 10, "accuracy": 0.8}]
+            for r in sweep}
+    a = sweeps.analyse(sweep, lambda run_id: rows[run_id])
+    assert a.fields == ["lr"] and a.counts == {"completed": 6, "failed": 1}
+    peak = next(g for g in a.groups if g.values == {"lr": 0.003})
+    assert peak.mean == pytest.approx(0.96) and peak.spread == pytest.approx(0.01414, abs=1e-4)
+    first = a.results[0]
+    assert (first.best_val_accuracy, first.last_val_accuracy) == (pytest.approx(0.91), 0.8)
+    assert a.results[-1].diverged
+    text = " ".join(a.summary)
+    assert "Accuracy peaks near learning rate 0.003 (96.0%)." in text
+    assert "Above learning rate 0.01, training diverges or stays near chance (1)." in text
+    assert "seed alone moves test accuracy by up to ±1.4%" in text
+    assert "Best: learning rate 0.003, 96.0% test accuracy (mean of 2 seeds)." in text
+
+
+def test_a_field_that_barely_changes_accuracy_is_said_so_and_a_choice_is_ranked():
+    sweep = [_run("a", test_accuracy=0.950, batch_size=64, optimizer="sgd"),
+             _run("b", test_accuracy=0.951, batch_size=128, optimizer="sgd"),
+             _run("c", test_accuracy=0.980, batch_size=64, optimizer="adam"),
+             _run("d", test_accuracy=0.981, batch_size=128, optimizer="adam")]
+    text = " ".join(sweeps.analyse(sweep, lambda run_id: []).summary)
+    assert "Batch size barely matters here" in text
+    assert "adam does best (98.0%), then sgd (95.0%)." in text
+
+
+def test_a_sweep_with_nothing_finished_says_so():
+    a = sweeps.analyse([_run("a", status="queued", lr=0.1), _run("b", status="running", lr=0.2)], lambda run_id: [])
+    assert a.summary == ["No run has finished yet."] and a.counts == {"queued": 1, "running": 1}
+
+
+# --- the command line, with tiny real runs ----------------------------------------------------------
+
+def test_cli_sweep_launches_tagged_runs_and_waits_for_them(cli, mnist, monkeypatch):
+    monkeypatch.setenv("MNIST_MAX_CONCURRENT", "2")
+    done = cli("sweep", "--param", "lr=0.001,0.01", "--model", "mlp-128-64", "--train-size", "1000",
+               "--val-size", "500", "--epochs", "1", "--threads", "1", "--device", "cpu", "--wait", timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    sweep_id = next(line.split()[1] for line in lines if line.startswith("sweep "))
+    from mnist_core import runs
+
+    tagged = runs.list_runs(sweep=sweep_id)
+    assert sorted(r.config["lr"] for r in tagged) == [0.001, 0.01]
+    assert all(r.status == "completed" and r.sweep == sweep_id for r in tagged)
+    assert any(line.startswith("Best: learning rate") for line in lines)
