@@ -236,7 +236,7 @@ def draw_run(run: runs.Run, all_runs: list[runs.Run]) -> None:
         if head[1].button("Cancel", icon=":material/stop:", key=f"cancel-{run.id}", disabled=not mine,
                           help=why_not):
             try:
-                runs.request_cancel(run.id, by=token)
+                worker.cancel(run.id, by=token)
             except MnistLabError as exc:
                 show_error(exc)
             else:
@@ -310,7 +310,6 @@ with st.container(key="live_panel"):
         @st.fragment(run_every=POLL_SECONDS if polling else None)
         def live_panel(run_id: str, was_status: str) -> None:
             try:
-                worker.start_queued()  # moves the queue on if a worker died without starting the next run
                 everything = runs.list_runs()
                 run = next((r for r in everything if r.id == run_id), None) or runs.get_run(run_id)
                 draw_run(run, everything)
@@ -350,7 +349,8 @@ else:
         "run": r.id, "status": r.status, "model": r.config.get("model") or "–",
         "config": _summary(r.config),
         "best validation": _percent(r.best_val_accuracy), "test accuracy": _percent(r.test_accuracy),
-        "duration": live.fmt_seconds(r.duration), "yours": "yes" if r.owner == token else "",
+        "duration": live.fmt_seconds(r.duration), "ran on": getattr(r, "node", None) or r.host or "–",
+        "yours": "yes" if r.owner == token else "",
         "error": live.for_visitor(r.error),
     } for r in ordered])
     st.caption("Select runs (tick the rows) to overlay their curves.")

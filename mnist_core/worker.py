@@ -1,13 +1,14 @@
-"""The worker: executes one queued run from the registry, start to finish.
+"""The worker: executes one queued run from the registry, start to finish; and `submit`/`cancel`.
 
-The Train page launches it as its own process (`python -m mnist_core train --run-id ID`) and the
-CLI's `train` calls it in-process, so both run this very code. It admits the config once more
-(training.admit: the host or the hosting bounds may have changed while the run waited), marks the
-run running with its planned steps (so progress and ETA are known from the first step), trains,
-streams metric rows to the registry in small batches, keeps a heartbeat (and notices cancel
-requests) from a background thread, writes the checkpoint atomically, and always leaves the run
-completed, cancelled or failed, with a one-line error text when it fails. `submit` admits a
-visitor's config before it queues anything.
+Wherever a run trains it runs this very code: in a worker process forked by a local runner
+(runner.py), as a Ray Job's entrypoint (`python -m mnist_core train --run-id ID`), or in-process for
+the CLI's `train`. It admits the config once more (training.admit: the host or the hosting bounds may
+have changed while the run waited), marks the run running with its planned steps (so progress and
+ETA are known from the first step), trains, streams metric rows to the registry in small batches,
+keeps a heartbeat (and notices cancel requests) from a background thread, writes the checkpoint
+atomically (and into the registry, for a web host that shares no disk with this one), and always
+leaves the run completed, cancelled or failed, with a one-line error text when it fails. `submit`
+admits a visitor's config before it queues anything, then hands the run to the configured executor.
 
 Three things stop a run early: a cancel request or SIGTERM (it ends cancelled), the time limit
 MNIST_MAX_RUN_SECONDS (it ends failed, "time limit 10 min reached", with no checkpoint: a run cut
@@ -30,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import limits, runfiles, runs
+from . import artifacts, executors, limits, runfiles, runs
 from .checkpoints import save_checkpoint
 from .errors import MnistLabError, RunError
 from .records import MetricRow, RunStatus
@@ -140,39 +141,39 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
                                 "best_val_accuracy": result.best_val_accuracy, "steps": result.steps,
                                 "train_seconds": round(result.seconds, 2)}}
             saved = save_checkpoint(result.model, meta, path)  # first: whatever happens next, the model is kept
+            try:
+                artifacts.store_checkpoint(run_id, saved, root=root)  # for a web host that shares no disk with this one
+            except MnistLabError as exc:
+                print(f"run {run_id}: the checkpoint is saved in {saved} but not in the registry: {exc}", file=sys.stderr)
     except BaseException as exc:  # record every failure, KeyboardInterrupt included, then let it propagate
         _record_failure(run_id, root, writer, exc)
-        _start_next(root)
         raise
 
-    try:
-        if given_up:
-            ended = runs.get_run(run_id, root=root)
-            print(f"run {run_id} was given up on while it ran ({ended.error}): this worker stopped and "
-                  "recorded nothing", file=sys.stderr)
-            return ended
-        if saved is not None:
-            outcome = dict(status=RunStatus.COMPLETED, checkpoint=str(saved), test_accuracy=result.test_accuracy,
-                           test_loss=result.test_loss)
-        elif state["timed_out"]:
-            outcome = dict(status=RunStatus.FAILED, error=f"{bounds.time_limit_text()} reached")
-        else:
-            outcome = dict(status=RunStatus.CANCELLED)
-        try:
-            writer.flush()
-            recorded = runs.finish_run(run_id, root=root, best_val_accuracy=result.best_val_accuracy, **outcome)
-        except MnistLabError as exc:
-            if saved is None:
-                raise
-            raise RunError(f"the trained model is saved in {saved}, but the run could not be recorded: {exc}") \
-                from None
+    if given_up:
         ended = runs.get_run(run_id, root=root)
-        if not recorded:  # given up on between the check above and now
-            print(f"run {run_id} was given up on as it ended ({ended.error})" +
-                  (f"; its trained model is saved in {saved}" if saved else ""), file=sys.stderr)
+        print(f"run {run_id} was given up on while it ran ({ended.error}): this worker stopped and "
+              "recorded nothing", file=sys.stderr)
         return ended
-    finally:
-        _start_next(root)
+    if saved is not None:
+        outcome = dict(status=RunStatus.COMPLETED, checkpoint=str(saved), test_accuracy=result.test_accuracy,
+                       test_loss=result.test_loss)
+    elif state["timed_out"]:
+        outcome = dict(status=RunStatus.FAILED, error=f"{bounds.time_limit_text()} reached")
+    else:
+        outcome = dict(status=RunStatus.CANCELLED)
+    try:
+        writer.flush()
+        recorded = runs.finish_run(run_id, root=root, best_val_accuracy=result.best_val_accuracy, **outcome)
+    except MnistLabError as exc:
+        if saved is None:
+            raise
+        raise RunError(f"the trained model is saved in {saved}, but the run could not be recorded: {exc}") \
+            from None
+    ended = runs.get_run(run_id, root=root)
+    if not recorded:  # given up on between the check above and now
+        print(f"run {run_id} was given up on as it ended ({ended.error})" +
+              (f"; its trained model is saved in {saved}" if saved else ""), file=sys.stderr)
+    return ended
 
 
 def _given_up(run_id: str, root) -> bool:
@@ -198,62 +199,28 @@ def _record_failure(run_id: str, root, writer: _RegistryWriter, exc: BaseExcepti
         print(f"run {run_id} could not be recorded as {status}: {record_error}", file=sys.stderr)
 
 
-def _start_next(root) -> None:
-    try:
-        start_queued(root)  # this run's slot is free: the queue moves on
-    except MnistLabError:
-        pass
+# --- submitting and cancelling (what the Train page, the sweeps and the CLI's `submit` do) -----------
 
-
-# --- launching a worker process (what the Train page does) --------------------------------------
-
-_children: list = []  # Popen objects of workers this process started, reaped as they finish
-
-
-def reap_workers() -> None:
-    """Collect finished worker processes so none lingers as a zombie."""
-    _children[:] = [p for p in _children if p.poll() is None]
-
-
-def launch(run_id: str, root=None) -> int:
-    """Start `python -m mnist_core train --run-id ID` as its own process and return its pid.
-
-    The worker gets its own session, so closing the browser tab or stopping a page never stops it;
-    its output goes to runs/<id>.log. Use start_queued(), which respects the cap on runs at once.
-    """
-    import subprocess
-    import sys
-
-    log_path = runfiles.log_path(run_id, root)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    if root:
-        env["MNIST_RUNS_DIR"] = str(root)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "mnist_core", "train", "--quiet", "--run-id", run_id],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                cwd=Path(__file__).resolve().parent.parent, start_new_session=True)
-    _children.append(proc)
-    return proc.pid
-
-
-def start_queued(root=None) -> list[str]:
-    """Start waiting runs while fewer than MNIST_MAX_CONCURRENT run; return the ids started.
-
-    Called when a run is submitted, when a worker finishes, and by pages as they poll, so a queue
-    moves on by itself.
-    """
-    reap_workers()
-    return runs.claim_queued(lambda run_id: launch(run_id, root), root=root)
-
-
-def submit(config: dict, owner: Optional[str] = None, root=None) -> str:
-    """Queue a config as a run and start it if a slot is free; return the run id.
+def submit(config: dict, owner: Optional[str] = None, root=None, sweep: Optional[str] = None,
+           class_code: Optional[str] = None, student: Optional[str] = None) -> str:
+    """Queue a config as a run and hand it to the configured executor; return the run id.
 
     The config must parse and be admitted here (training.admit: engine, host, hosting bounds): a
-    ConfigError naming the field otherwise, and nothing is queued.
+    ConfigError naming the field otherwise, and nothing is queued. The executor (executors.current:
+    runners on this host, or a Ray cluster) starts it when it can.
     """
     config = admit(TrainConfig.from_dict(config)).to_dict()
-    run_id = runs.create_run(config, root=root, owner=owner)
-    start_queued(root)
+    run_id = runs.create_run(config, root=root, owner=owner, sweep=sweep, class_code=class_code, student=student)
+    try:
+        executors.current().start(run_id, config, root)
+    except Exception as exc:  # noqa: BLE001 - a run no executor took must not wait forever as "queued"
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        runs.finish_run(run_id, RunStatus.FAILED, root=root, error=f"the run could not be started: {reason}")
+        raise RunError(f"the run could not be started: {reason}") from None
     return run_id
+
+
+def cancel(run_id: str, root=None, by: Optional[str] = None) -> None:
+    """Ask a run to stop (only its owner may, `by`: runs.request_cancel), then tell its executor."""
+    runs.request_cancel(run_id, root=root, by=by)
+    executors.current().cancel(run_id, root)

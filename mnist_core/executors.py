@@ -1,0 +1,83 @@
+"""Executors: what starts a queued run's worker, chosen once by configuration.
+
+    local (default)   runners on this host (runner.py): up to MNIST_MAX_CONCURRENT processes that
+                      take queued runs from the registry in order and train each in a worker forked
+                      from a warm template; no service needed
+    ray               MNIST_RAY_ADDRESS set (e.g. http://head:8265): every run is a Ray Job whose
+                      entrypoint is the worker command (`python -m mnist_core train --run-id ID`), and
+                      Ray's scheduler decides where and when it runs (ray_executor.py)
+
+Both are told about a run after the registry has it ("queued") and about a cancel after the
+registry's flag is set: the flag is what a worker obeys, wherever it runs; an executor may add a
+backstop (Ray stops the job if the worker does not end in time). The queue moves when a run is
+submitted (start) and when a worker ends (the runner takes the next run): never because a page was
+drawn.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional, Protocol
+
+from .paths import runs_dir
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Executor(Protocol):
+    def start(self, run_id: str, config: dict, root=None) -> None:
+        """A run was queued: see that a worker will take it."""
+
+    def cancel(self, run_id: str, root=None) -> None:
+        """The registry asks the run to stop: anything beyond the flag the worker reads."""
+
+
+class LocalExecutor:
+    """Runners on this host: starting one when a slot is free is all a submit needs."""
+
+    def start(self, run_id: str, config: dict, root=None) -> None:
+        ensure_runners(root)
+
+    def cancel(self, run_id: str, root=None) -> None:
+        pass  # the worker reads the flag at its next heartbeat, within a second
+
+
+def ensure_runners(root=None, wanted: Optional[int] = None) -> int:
+    """Start runner processes for the free slots (at most `wanted`, default every free one) and
+    return how many were started. A runner that finds its slot taken meanwhile just exits."""
+    from .runner import free_slots
+
+    started = 0
+    for _ in range(min(free_slots(root), wanted if wanted is not None else 1 << 30)):
+        launch_runner(root)
+        started += 1
+    return started
+
+
+def launch_runner(root=None) -> int:
+    """Start `python -m mnist_core.runner` in its own session (a page or a browser tab closing never
+    stops it), its output in <runs dir>/runners/runner.log; return its pid."""
+    folder = Path(root or runs_dir()).resolve()
+    (folder / "runners").mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", MNIST_RUNS_DIR=str(folder))
+    with open(folder / "runners" / "runner.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "mnist_core.runner"], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, cwd=REPO_ROOT, start_new_session=True)
+    _children.append(proc)
+    _children[:] = [p for p in _children if p.poll() is None]  # collect runners that ended: no zombies
+    return proc.pid
+
+
+_children: list = []
+
+
+def current() -> Executor:
+    """The executor this configuration asks for: Ray when MNIST_RAY_ADDRESS is set, else local."""
+    if os.environ.get("MNIST_RAY_ADDRESS"):
+        from .ray_executor import RayExecutor
+
+        return RayExecutor()
+    return LocalExecutor()

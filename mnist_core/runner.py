@@ -1,0 +1,145 @@
+"""A runner: one slot of the local executor, a process that takes queued runs from the registry and
+trains them one after another, each in a fresh worker process forked from a warm template.
+
+Why a runner and not one cold process per run: a fresh `python -m mnist_core train` spends seconds
+importing torch and `torch._dynamo` before its first step, most of a short run on a small machine. A
+runner keeps the standard library's forkserver (multiprocessing) preloaded with `mnist_core.warm`
+(torch, the training code, MNIST in memory), so a worker forked from it is at its first step well
+within a second of the claim. The forkserver never runs a torch operation itself, so forking it is safe.
+
+Why a worker process per run and not the runner itself: a run that crashes its process (a fault in
+native code, the OOM killer, a SIGKILL) takes only that worker. The runner sees how it ended, records
+the run failed at once ("the worker was killed by SIGKILL") if the worker could not, and claims the
+next run: the queue moves on without any page asking it to.
+
+Slots: a runner holds one of MNIST_MAX_CONCURRENT lock files in <runs dir>/runners/ for its life
+(flock: the kernel releases it when the process dies, however it dies). A submit starts a runner
+when a slot is free (executors.LocalExecutor); a runner that finds none free exits. The registry's
+claim (runs.claim_next) keeps the cap across every host that shares the registry.
+
+A runner waits for work, polling the registry every POLL_SECONDS, for MNIST_RUNNER_IDLE_SECONDS
+(default 600) after its last run, then exits; it also exits when its runs folder disappears.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from . import limits, runfiles, runs
+from .paths import runs_dir
+from .errors import MnistLabError
+from .records import LIVE, RunStatus
+
+POLL_SECONDS = 0.2
+
+
+def idle_seconds() -> float:
+    return float(os.environ.get("MNIST_RUNNER_IDLE_SECONDS", 600))
+
+
+def slots_dir(root=None) -> Path:
+    return Path(root or runs_dir()) / "runners"
+
+
+def take_slot(root=None, slots: Optional[int] = None):
+    """Lock the first free slot file and return it open (the lock lives as long as the file stays
+    open in this process), or None when every slot is taken."""
+    folder = slots_dir(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(slots or limits.current().max_concurrent):
+        f = open(folder / f"slot-{k}.lock", "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            continue
+        return f
+    return None
+
+
+def free_slots(root=None, slots: Optional[int] = None) -> int:
+    """How many slots no runner holds (each checked by taking its lock, then letting all go)."""
+    held = []
+    while (f := take_slot(root, slots)) is not None:
+        held.append(f)
+    for f in held:
+        f.close()
+    return len(held)
+
+
+def _work(run_id: str, root: Optional[str]) -> None:
+    """The worker, in a process forked from the warm template: the run's output goes to its log."""
+    log = os.open(runfiles.log_path(run_id, root), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    from .worker import execute_run
+
+    try:
+        execute_run(run_id, root=root)
+    except BaseException as exc:  # noqa: BLE001 - recorded by execute_run; the exit status says it failed
+        print(f"run {run_id} ended: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _ended_how(exitcode: Optional[int]) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"the worker was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"the worker was killed by signal {-exitcode}"
+    return f"the worker stopped (exit status {exitcode}) before recording how the run ended"
+
+
+def run_one(context, run_id: str, root: Optional[str]) -> None:
+    """Train one claimed run in a forked worker and make sure the registry says how it ended."""
+    worker = context.Process(target=_work, args=(run_id, root), name=f"worker-{run_id}", daemon=False)
+    try:
+        worker.start()
+    except Exception as exc:  # noqa: BLE001 - a worker that cannot start fails its run, not the runner
+        runs.finish_run(run_id, RunStatus.FAILED, root=root, error=f"the worker could not be started: {exc}")
+        return
+    worker.join()
+    try:
+        if runs.get_run(run_id, root=root).status in LIVE:
+            runs.finish_run(run_id, RunStatus.FAILED, root=root, error=_ended_how(worker.exitcode))
+    except MnistLabError as exc:
+        print(f"runner: run {run_id} could not be checked: {exc}", file=sys.stderr)
+
+
+def serve(root: Optional[str] = None) -> int:
+    """The runner's life: hold a slot, warm the template, claim and train runs until idle."""
+    slot = take_slot(root)
+    if slot is None:
+        return 0  # every slot is taken: the runners there will take the queue
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["mnist_core.warm"])
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()  # warm now, before the first claim
+    folder = Path(root or runs_dir())
+    idle_since = time.monotonic()
+    while folder.is_dir() and time.monotonic() - idle_since < idle_seconds():
+        try:
+            run_id = runs.claim_next(os.getpid(), root=root)
+        except MnistLabError as exc:
+            print(f"runner: {exc}", file=sys.stderr)
+            run_id = None
+        if run_id is None:
+            time.sleep(POLL_SECONDS)
+            continue
+        run_one(context, run_id, root)
+        idle_since = time.monotonic()
+    slot.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(serve(os.environ.get("MNIST_RUNS_DIR")))

@@ -1,0 +1,88 @@
+"""The local executor: runners take the queue on their own, a worker that dies fails only its run,
+and nothing but a submit (or a runner finishing a run) moves the queue."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from mnist_core import executors, runner, runs, worker
+from mnist_core.records import RunStatus
+
+pytestmark = pytest.mark.subprocess
+
+
+@pytest.fixture(autouse=True)
+def runners_end_with_the_test(monkeypatch, isolated_dirs):
+    """Runners of this test exit a second after their queue empties; any still there are killed."""
+    monkeypatch.setenv("MNIST_RUNNER_IDLE_SECONDS", "1")
+    yield
+    for proc in executors._children:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    executors._children.clear()
+
+
+def _long(tiny_config):
+    """A run that only a cancel or a kill ends within the test: 20,000 steps of one image."""
+    return tiny_config(model="mlp-50", train_size=2000, batch_size=1, epochs=10)
+
+
+def test_submitted_runs_queue_past_the_cap_and_complete_in_order_without_any_page(mnist, tiny_config, wait_for,
+                                                                                    monkeypatch):
+    monkeypatch.setenv("MNIST_MAX_CONCURRENT", "1")
+    first = worker.submit(tiny_config(), owner="alice")
+    second = worker.submit(tiny_config(), owner="bob")
+    wait_for(lambda: runs.get_run(second).status == RunStatus.COMPLETED, 180, what="the second run to complete")
+    first_run, second_run = runs.get_run(first), runs.get_run(second)
+    assert first_run.status == RunStatus.COMPLETED
+    assert second_run.started_at >= first_run.finished_at - 0.5, "the cap of 1 let both train at once"
+    assert len(executors._children) >= 1
+
+
+def test_a_worker_killed_mid_run_fails_its_run_at_once_and_the_next_run_still_trains(mnist, tiny_config, wait_for,
+                                                                                      monkeypatch):
+    monkeypatch.setenv("MNIST_MAX_CONCURRENT", "1")
+    doomed = worker.submit(_long(tiny_config), owner="alice")
+    after = worker.submit(tiny_config(), owner="bob")
+    running = wait_for(lambda: (r := runs.get_run(doomed)).status == RunStatus.RUNNING and (r.steps or 0) > 0 and r,
+                       180, what="the first run to train")
+    os.kill(running.pid, signal.SIGKILL)
+    failed = wait_for(lambda: (r := runs.get_run(doomed)).status != RunStatus.RUNNING and r, 60,
+                      what="the killed run to end")
+    assert failed.status == RunStatus.FAILED
+    assert failed.error in ("the worker was killed by SIGKILL", f"the worker process (pid {running.pid}) died")
+    wait_for(lambda: runs.get_run(after).status == RunStatus.COMPLETED, 180,
+             what="the queued run to train after the kill")
+
+
+def test_cancel_reaches_a_run_trained_by_a_runner(mnist, tiny_config, wait_for):
+    run_id = worker.submit(_long(tiny_config), owner="alice")
+    wait_for(lambda: (runs.get_run(run_id).steps or 0) > 0, 180, what="the run to train")
+    with pytest.raises(runs.RunError, match="someone else"):
+        worker.cancel(run_id, by="mallory")
+    worker.cancel(run_id, by="alice")
+    ended = wait_for(lambda: (r := runs.get_run(run_id)).status != RunStatus.RUNNING and r, 60, what="the cancel")
+    assert ended.status == RunStatus.CANCELLED and ended.error is None
+
+
+def test_a_runner_leaves_when_idle_and_frees_its_slot(mnist, tiny_config, wait_for):
+    run_id = worker.submit(tiny_config(), owner="alice")
+    wait_for(lambda: runs.get_run(run_id).status == RunStatus.COMPLETED, 180, what="the run")
+    wait_for(lambda: all(p.poll() is not None for p in executors._children), 60, what="the idle runner to exit")
+    assert runner.free_slots() == 1
+
+
+def test_no_runner_starts_while_every_slot_is_held_and_one_does_when_a_slot_frees(monkeypatch):
+    monkeypatch.setenv("MNIST_MAX_CONCURRENT", "2")
+    held = [runner.take_slot(), runner.take_slot()]
+    assert runner.take_slot() is None and runner.free_slots() == 0
+    assert executors.ensure_runners() == 0
+    held.pop().close()  # a runner ends (or dies: the kernel drops its lock the same way)
+    assert runner.free_slots() == 1
+    held.pop().close()
+    assert runner.free_slots() == 2
