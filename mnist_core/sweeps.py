@@ -508,13 +508,10 @@ def cli(param_texts: Sequence[str], base: dict, random: int = 0, seeds: int = 1,
         print(f"run {run_id}: {describe(p.values)}, seed {p.config.seed}", file=out)
     if not wait:
         return 0
-    from . import worker
-
-    while True:
+    while True:  # the executor runs them; a dead worker's run reads failed (runs.list_runs)
         current = sweep_runs(sweep_id)
         if not any(r.is_live for r in current):
             break
-        worker.start_queued()  # the queue moves on even if a worker died without starting the next one
         time.sleep(poll_seconds)
     analysis = analyse(current, lambda run_id: runs.get_metrics(run_id))
     for res in analysis.results:
