@@ -1,0 +1,153 @@
+"""Charts over many runs at once: the sweep tab's and the class view's.
+
+Each function takes plain data (dicts and lists, no Streamlit, no registry) and returns a Plotly
+figure, so any page can draw it and a test can read it:
+
+- `parallel_coordinates(rows, fields)`: one vertical axis per field plus test accuracy, one line per
+  run coloured by its accuracy; dragging along an axis (brushing) keeps only the lines that pass
+  through the range. Text fields (optimizer, model) get an axis of their values; log fields (the
+  learning rate) an axis in decades labelled with the values themselves.
+- `overlaid_curves(series)`: the loss and validation accuracy of many runs on one pair of charts,
+  each run's line coloured by one value (a continuous scale for numbers, log for the learning rate;
+  a palette for text), so the eye sees the learning rate's effect as a gradient.
+- `accuracy_against(points, field)`: test accuracy against one field, a dot per run (its run id in
+  customdata, so a click can open it) and the mean +/- spread over seeds at each value.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import plotly.graph_objects as go
+from plotly.colors import qualitative, sample_colorscale
+
+from mnist_core import form
+from mnist_core.live import smooth, smoothing_weight, thin
+
+LOG_FIELDS = ("lr", "weight_decay", "batch_size")
+ACCURACY = "test accuracy"
+SCALE = "Viridis"
+CHART_CONFIG = {"displayModeBar": False}
+
+
+def _words(name: str) -> str:
+    return form.noun(name) if name in form.LABELS else name
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _log_ok(name: str, values: Sequence) -> bool:
+    return name in LOG_FIELDS and all(_is_number(v) and v > 0 for v in values)
+
+
+def _fmt(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def parallel_coordinates(rows: Sequence[dict], fields: Sequence[str], color: str = ACCURACY,
+                         height: int = 380) -> go.Figure:
+    """One axis per field, then `color` (test accuracy), one line per row (a run); lines coloured by
+    `color`. Rows without a value for `color` are drawn at the bottom of its axis, in grey."""
+    dimensions = []
+    for name in [*fields, color]:
+        values = [row.get(name) for row in rows]
+        if name == color:
+            known = [v for v in values if v is not None]
+            floor = min(known, default=0.0)
+            dimensions.append(dict(label=_words(name), values=[floor if v is None else v for v in values],
+                                   range=[min(floor, 0.9 if known else 0.0), 1.0], tickformat=".1%"))
+        elif all(_is_number(v) for v in values):
+            if _log_ok(name, values):
+                ticks = sorted(set(values))
+                dimensions.append(dict(label=_words(name) + " (log)", values=[math.log10(v) for v in values],
+                                       tickvals=[math.log10(v) for v in ticks], ticktext=[_fmt(v) for v in ticks]))
+            else:
+                dimensions.append(dict(label=_words(name), values=values))
+        else:  # text: one tick per value, in the order first seen
+            order = list(dict.fromkeys(map(str, values)))
+            dimensions.append(dict(label=_words(name), values=[order.index(str(v)) for v in values],
+                                   tickvals=list(range(len(order))), ticktext=order,
+                                   range=[-0.5, len(order) - 0.5] if len(order) > 1 else [-1, 1]))
+    colors = [row.get(color) for row in rows]
+    known = [c for c in colors if c is not None]
+    line = dict(color=[c if c is not None else (min(known) if known else 0.0) for c in colors], colorscale=SCALE,
+                showscale=True, colorbar=dict(title=_words(color), tickformat=".0%"))
+    fig = go.Figure(go.Parcoords(dimensions=dimensions, line=line, unselected=dict(line=dict(opacity=0.08))))
+    fig.update_layout(height=height, margin=dict(l=60, r=40, t=60, b=30))
+    return fig
+
+
+def colour_for(values: Sequence, name: str) -> dict:
+    """{value: colour} for one varied field: a Viridis gradient over numbers (in log space for the
+    learning rate, weight decay and batch size), Plotly's palette over text."""
+    distinct = list(dict.fromkeys(values))
+    if not distinct:
+        return {}
+    if all(_is_number(v) for v in distinct):
+        keys = [math.log10(v) for v in distinct] if _log_ok(name, distinct) else [float(v) for v in distinct]
+        lo, hi = min(keys), max(keys)
+        spots = [0.5 if hi == lo else (k - lo) / (hi - lo) for k in keys]
+        return dict(zip(distinct, sample_colorscale(SCALE, [0.9 * s for s in spots])))
+    palette = qualitative.Plotly
+    return {v: palette[i % len(palette)] for i, v in enumerate(distinct)}
+
+
+def overlaid_curves(series: Sequence[dict], colour_field: Optional[str] = None,
+                    height: int = 340) -> tuple[go.Figure, go.Figure]:
+    """(loss, validation accuracy) with a line per run. Each item of `series`: label, rows (the run's
+    metric rows), and `value` (its value of `colour_field`, which picks its colour)."""
+    colours = colour_for([s.get("value") for s in series], colour_field or "") if colour_field else {}
+    loss, acc = go.Figure(), go.Figure()
+    shown_in_legend = set()
+    for i, s in enumerate(series):
+        colour = colours.get(s.get("value")) or qualitative.Plotly[i % len(qualitative.Plotly)]
+        group = _fmt(s.get("value")) if colour_field else s["label"]
+        first = group not in shown_in_legend
+        shown_in_legend.add(group)
+        name = f"{_words(colour_field)} {group}" if colour_field else group
+        train = [m for m in s["rows"] if m["split"] == "train" and m.get("loss") is not None]
+        val = [m for m in s["rows"] if m["split"] == "val" and m.get("accuracy") is not None]
+        common = dict(legendgroup=group, showlegend=first, name=name, line=dict(color=colour, width=2),
+                      hovertext=s["label"], hovertemplate="%{hovertext}<br>step %{x}: %{y:.4g}<extra></extra>")
+        if train:
+            smoothed = smooth([m["loss"] for m in train], smoothing_weight(len(train)), log=True)
+            kept = thin(list(zip([m["step"] for m in train], smoothed)), limit=400)
+            loss.add_scatter(x=[k[0] for k in kept], y=[k[1] for k in kept], mode="lines", **common)
+        if val:
+            acc.add_scatter(x=[m["step"] for m in val], y=[m["accuracy"] for m in val], mode="lines+markers",
+                            **common)
+    layout = dict(height=height, margin=dict(l=60, r=20, t=40, b=40), xaxis_title="step")
+    loss.update_layout(title="Training loss (smoothed)", yaxis=dict(type="log", tickformat="~g"), **layout)
+    acc.update_layout(title="Validation accuracy", yaxis=dict(tickformat=".0%"), **layout)
+    return loss, acc
+
+
+def accuracy_against(points: Sequence[dict], field: str, groups: Sequence[dict] = (),
+                     height: int = 320) -> go.Figure:
+    """Test accuracy against one field. `points`: run_id, value, accuracy (a dot each, run id in
+    customdata); `groups`: value, mean, spread (a line with error bars: the mean +/- spread over seeds).
+    The learning rate, weight decay and batch size get a log x axis."""
+    fig = go.Figure()
+    shown = [p for p in points if p.get("accuracy") is not None]
+    text_axis = not all(_is_number(p["value"]) for p in shown)
+    fig.add_scatter(x=[_fmt(p["value"]) if text_axis else p["value"] for p in shown],
+                    y=[p["accuracy"] for p in shown], customdata=[p["run_id"] for p in shown], mode="markers",
+                    name="a run", marker=dict(size=10, opacity=0.75),
+                    hovertemplate="run %{customdata}<br>%{x}: %{y:.2%}<extra></extra>")
+    means = [g for g in groups if g.get("mean") is not None]
+    if not text_axis:
+        means.sort(key=lambda g: g["value"])
+    if means:
+        fig.add_scatter(x=[_fmt(g["value"]) if text_axis else g["value"] for g in means],
+                        y=[g["mean"] for g in means], error_y=dict(array=[g.get("spread") or 0 for g in means]),
+                        mode="lines" if not text_axis else "markers", name="mean ± spread over seeds",
+                        line=dict(color="#7f8ea3"), hovertemplate="%{x}: mean %{y:.2%}<extra></extra>")
+    log_x = not text_axis and _log_ok(field, [p["value"] for p in shown])
+    fig.update_layout(height=height, margin=dict(l=60, r=20, t=40, b=40), title=f"Test accuracy against {_words(field)}",
+                      xaxis=dict(title=_words(field), type="log" if log_x else ("category" if text_axis else "-"),
+                                 tickformat="~g" if log_x else None),
+                      yaxis=dict(title=ACCURACY, tickformat=".1%"), legend=dict(orientation="h", y=-0.25))
+    return fig
