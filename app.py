@@ -26,12 +26,15 @@ PAGES = [
     st.Page("app_pages/draw.py", title="Draw", icon=":material/draw:", url_path="draw"),
     st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:", url_path="evaluate"),
     st.Page("app_pages/explain.py", title="Explain", icon=":material/scatter_plot:", url_path="explain"),
+    st.Page("app_pages/classroom.py", title="Class", icon=":material/groups:", url_path="class"),
     st.Page(_home_alias, title="Home", url_path="home", visibility="hidden"),
 ]
 
 page = st.navigation(PAGES)
 
-from app_pages._common import sidebar_status  # noqa: E402  (after set_page_config)
+from app_pages import _class  # noqa: E402  (after set_page_config)
+from app_pages._common import sidebar_status  # noqa: E402
 
 sidebar_status()
+_class.sidebar()  # joins a class from a ?class=CODE link on any page, and shows the class this browser is in
 page.run()

@@ -127,10 +127,10 @@ def sidebar() -> None:
             st.error(f"The link's class code was not used: {problem}")
         if code:
             with st.container(border=True, key="class_badge"):
-                st.markdown(f"Class **{code}**" + (f" · as **{_escape(name)}**" if name else " · no name yet"))
+                st.markdown(f"Class **{code}**" + (f" · as **{as_markdown(name)}**" if name else " · no name yet"))
                 st.page_link("app_pages/classroom.py", label="Open the class", icon=":material/groups:")
 
 
-def _escape(text: str) -> str:
+def as_markdown(text: str) -> str:
     """A display name as Markdown shows it: literally (no links, emphasis or HTML from a name)."""
     return "".join("\\" + ch if ch in "\\`*_{}[]()<>#+-.!|~$:" else ch for ch in text)

@@ -1,11 +1,12 @@
 """Home: what the lab is, whether data and default models are present, runs in progress (live while
-any is), the way in to every page."""
+any is), the way in to every page, and a field to join a teacher's class by its code."""
 
 import streamlit as st
 
-from mnist_core import data, live, runs
+from mnist_core import classes, data, live, runs
 from mnist_core.checkpoints import list_checkpoints, read_meta
 from mnist_core.errors import MnistLabError
+from app_pages import _class
 from app_pages._common import show_error
 
 st.title("MNIST Lab")
@@ -101,3 +102,23 @@ for row in range(0, len(links), 3):  # rows of three: on a phone they stack in t
         with col.container(border=True):
             st.page_link(page, label=label, icon=icon)
             st.caption(text)
+
+st.subheader("A class")
+class_code, class_name = _class.membership()
+if class_code:
+    st.markdown(f"You are in class **{class_code}**"
+                + (f" as **{_class.as_markdown(class_name)}**." if class_name else ", without a display name yet."))
+    if st.button("Open the class", icon=":material/groups:"):
+        st.switch_page("app_pages/classroom.py")
+else:
+    st.caption("A teacher's class code (like period-3) puts your runs on that class's leaderboard, under a name you "
+               "choose. No account or email.")
+    code_col, join_col = st.columns([3, 1], vertical_alignment="bottom")
+    typed = code_col.text_input("Class code", key="home_class_code", max_chars=classes.CODE_MAX, placeholder="period-3")
+    if join_col.button("Join the class", icon=":material/login:", key="home_join"):
+        try:
+            _class.join(typed)
+        except MnistLabError as exc:
+            show_error(exc)
+        else:
+            st.switch_page("app_pages/classroom.py")

@@ -62,3 +62,24 @@ def test_home_shows_each_runs_progress_and_a_waiting_runs_place_in_line(busy_slo
     assert any("2 run(s) in progress" in i.value for i in at.info), [i.value for i in at.info]
     bars = [e.proto.text for e in at.main.get("progress")]
     assert bars == ["mlp-50 · running · 25% · step 25", "lenet5 · queued, number 1 in line · 0%"], bars
+
+
+def test_a_class_code_typed_on_home_joins_the_class_and_opens_its_page(tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path / "runs"))
+    at = open_page("app_pages/home.py")
+    at.text_input(key="home_class_code").input(" Period-3 ")
+    at.button(key="home_join").click().run()
+    assert not at.exception, messages(at)
+    assert at.title[0].value == "Class" and at.subheader[0].value == "Class period-3"
+    at.switch_page("app_pages/home.py").run()
+    assert any(m.value.startswith("You are in class **period-3**") for m in at.markdown)
+
+
+def test_a_bad_class_code_on_home_is_refused_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path / "runs"))
+    at = open_page("app_pages/home.py")
+    at.text_input(key="home_class_code").input("a b")
+    at.button(key="home_join").click().run()
+    assert not at.exception, messages(at)
+    assert [e.value for e in at.error] == ["A class code is 3 to 32 letters, digits and single dashes, like period-3."]
+    assert at.title[0].value == "MNIST Lab"

@@ -1,0 +1,202 @@
+"""Class: one class's runs for its teacher and its students, live.
+
+A teacher shares this page's link with `?class=CODE`; whoever opens it is in the class for that
+browser (app_pages._class) and picks a display name. The page shows only that class's runs
+(mnist_core.classes): the runs in progress (a fragment polling while any is live), the leaderboard,
+the curves of chosen students overlaid, every run on one parallel-coordinates chart, and a CSV.
+
+No teacher key: the teacher's view is everyone's view. Seeing is all a class code gives (a student
+sees the leaderboard anyway, and the curves are of the same runs), so a key would guard nothing;
+the one power that matters, cancelling or deleting a run, already takes the run's owner token, and
+the hosting bounds (queue caps per browser and for everyone) hold for a class like for anyone. The
+code is the class's only secret: "New class code" makes one nobody guesses.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+
+import pandas as pd
+import streamlit as st
+
+from mnist_core import classes, form, live, runs, worker
+from mnist_core.errors import MnistLabError
+from app_pages import _class
+from app_pages._common import show_error, visitor_token
+
+POLL_SECONDS = 2.0
+MAX_STUDENTS_OVERLAID = 8  # more curves than this on one chart are a tangle, and each is read from the registry
+
+st.title("Class")
+token = visitor_token()
+code, name = _class.membership()
+
+
+# --- joining --------------------------------------------------------------------------------------
+
+def _join() -> None:
+    try:
+        _class.join(st.session_state["join_code"], st.session_state.get("join_name"))
+    except MnistLabError as exc:
+        st.session_state["join_problem"] = str(exc)
+
+
+def _suggest_code() -> None:
+    st.session_state["join_code"] = classes.new_code(st.session_state.get("join_code") or "class")
+
+
+if code is None:
+    st.caption("A teacher gives the class a code and shares this page's link with it; everyone who opens the "
+               "link is in the class and sees its runs and leaderboard. No account, no email: students pick a "
+               "display name that only their class sees.")
+    with st.container(border=True):
+        c1, c2 = st.columns(2)
+        c1.text_input("Class code", key="join_code", max_chars=classes.CODE_MAX, placeholder="period-3",
+                      help="3 to 32 letters, digits and dashes. Anyone who knows the code sees the class.")
+        c2.text_input("Your display name (students)", key="join_name", max_chars=classes.NAME_MAX,
+                      help="Shown only inside this class. A teacher may leave it empty.")
+        b1, b2 = st.columns(2)
+        b1.button("Join the class", type="primary", icon=":material/login:", on_click=_join)
+        b2.button("New class code", icon=":material/casino:", on_click=_suggest_code,
+                  help="A code with a random part, so nobody outside the class guesses it.")
+        if problem := st.session_state.pop("join_problem", None):
+            st.error(problem)
+    st.stop()
+
+
+# --- who am I in this class -----------------------------------------------------------------------
+
+def _set_name() -> None:
+    try:
+        _class.set_name(st.session_state["class_name_field"])
+    except MnistLabError as exc:
+        st.session_state["name_problem"] = str(exc)
+
+
+def share_link(class_code: str) -> str:
+    """This page's address with the class in it (as the teacher's browser sees the server)."""
+    here = urllib.parse.urlsplit(st.context.url or "")
+    return urllib.parse.urlunsplit((here.scheme or "http", here.netloc, here.path or "/class",
+                                    urllib.parse.urlencode({"class": class_code}), ""))
+
+
+st.subheader(f"Class {code}")
+head = st.columns([3, 2])
+with head[0]:
+    st.caption("Share this link with the class (students open it, then pick a name):")
+    st.code(share_link(code), language=None)
+with head[1]:
+    if name:
+        st.markdown(f"You are **{_class.as_markdown(name)}** in this class.")
+    with st.popover("Change your name" if name else "Choose your display name", icon=":material/badge:"):
+        st.session_state.setdefault("class_name_field", name or "")
+        st.text_input("Display name", key="class_name_field", max_chars=classes.NAME_MAX)
+        st.button("Save", key="save_name", on_click=_set_name)
+    st.button("Leave the class", icon=":material/logout:", on_click=_class.leave)
+if not name:
+    st.info("Choose a display name before you train: your runs are shown under it on the leaderboard "
+            "(a teacher watching the class needs none).", icon=":material/badge:")
+if problem := st.session_state.pop("name_problem", None):
+    st.error(problem)
+
+
+# --- runs in progress -----------------------------------------------------------------------------
+
+def _cancel(run_id: str) -> None:
+    try:
+        worker.cancel(run_id, by=token)
+    except MnistLabError as exc:
+        st.session_state["class_action_problem"] = live.for_visitor(str(exc))
+
+
+def draw_live(class_runs: list[runs.Run]) -> None:
+    """Each live run of the class: who, progress, and Cancel for the browser that started it."""
+    in_progress = [r for r in class_runs if r.is_live]
+    if not in_progress:
+        st.caption("No run in progress in this class.")
+        return
+    everyone = runs.list_runs() if any(r.status == "queued" for r in in_progress) else in_progress  # place in line
+    for r in in_progress:
+        row = st.columns([5, 1], vertical_alignment="center")
+        p = live.short_progress(r, everyone)
+        row[0].progress(p.fraction, text=f"{classes.student_of(r)} · {p.text}")
+        mine = live.can_change(r, token)
+        row[1].button("Cancel", key=f"class-cancel-{r.id}", icon=":material/stop:", disabled=not mine,
+                      on_click=_cancel, args=(r.id,),
+                      help=None if mine else f"Only {classes.student_of(r)}'s browser can cancel this run.")
+
+
+try:
+    class_runs = classes.class_runs(code)
+except MnistLabError as exc:
+    show_error(exc)
+    st.stop()
+
+st.subheader("In progress")
+
+
+@st.fragment(run_every=POLL_SECONDS if any(r.is_live for r in class_runs) else None)
+def live_panel(was_live: frozenset) -> None:
+    """Redraws itself while any run of the class is live; the whole page once the set of live runs
+    changes (a run started or ended: the leaderboard and tables follow, and polling stops when none is)."""
+    try:
+        now = classes.class_runs(code)
+    except MnistLabError as exc:
+        show_error(exc)
+        return
+    draw_live(now)
+    if frozenset(r.id for r in now if r.is_live) != was_live:
+        st.rerun()
+
+
+live_panel(frozenset(r.id for r in class_runs if r.is_live))
+if problem := st.session_state.pop("class_action_problem", None):
+    st.error(problem)
+
+
+# --- the leaderboard ------------------------------------------------------------------------------
+
+def _percent(x) -> str:
+    return f"{x:.2%}" if x is not None else "–"
+
+
+SETTING_COLUMNS = {name: form.LABELS[name] for name in classes.KEY_SETTINGS}
+
+st.subheader("Leaderboard")
+board = classes.leaderboard(class_runs)
+if not board:
+    st.caption("Nobody in this class has started a run yet. Runs started on the Train page while you are in the "
+               "class appear here.")
+else:
+    st.dataframe(pd.DataFrame([{
+        "rank": row["rank"] or "", "student": row["student"], "test accuracy": _percent(row["test_accuracy"]),
+        **{label: row.get(name, "") for name, label in SETTING_COLUMNS.items()}, "runs": row["runs"],
+        "best run": row["run"] or "",
+    } for row in board]), hide_index=True, key="leaderboard")
+
+
+# --- every run ------------------------------------------------------------------------------------
+
+def _delete(run_id: str) -> None:
+    try:
+        runs.delete_run(run_id, by=token)
+    except MnistLabError as exc:
+        st.session_state["class_action_problem"] = live.for_visitor(str(exc))
+
+
+if class_runs:
+    st.subheader("Every run")
+    table = classes.runs_table(class_runs)
+    st.dataframe(pd.DataFrame([{
+        "run": row["run"], "student": row["student"], "status": row["status"],
+        **{label: row[name] for name, label in SETTING_COLUMNS.items()},
+        "best validation": _percent(row["best_val_accuracy"]), "test accuracy": _percent(row["test_accuracy"]),
+        "duration": live.fmt_seconds(row["duration_s"]),
+    } for row in table]), hide_index=True, key="class_runs_table")
+    own_ended = [r for r in reversed(class_runs) if live.can_change(r, token) and not r.is_live]
+    if own_ended:
+        with st.popover("Delete one of your runs", icon=":material/delete:"):
+            chosen = st.selectbox("Your finished run", [r.id for r in own_ended], key="class_delete_pick")
+            st.button("Yes, delete it", type="primary", key="class_delete", on_click=_delete, args=(chosen,))
+    st.download_button("Download the class's runs (CSV)", classes.runs_csv(class_runs),
+                       file_name=f"{code}-runs.csv", mime="text/csv", icon=":material/download:")
