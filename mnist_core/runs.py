@@ -58,7 +58,12 @@ CREATE TABLE IF NOT EXISTS runs (
     host TEXT,
     heartbeat REAL,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
-    owner TEXT
+    owner TEXT,
+    job_id TEXT,
+    node TEXT,
+    sweep TEXT,
+    class_code TEXT,
+    student TEXT
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -72,7 +77,27 @@ CREATE TABLE IF NOT EXISTS metrics (
 );
 CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, split, step);
 CREATE TABLE IF NOT EXISTS registry (id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS artifacts (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 """
+
+SCHEMA_VERSION = 2  # 1: before job_id, node, sweep, class_code, student and artifacts (no schema_version table)
+
+# How a registry at version N becomes N + 1, in one write transaction with the version bump.
+UPGRADES = {
+    1: ["ALTER TABLE runs ADD COLUMN job_id TEXT", "ALTER TABLE runs ADD COLUMN node TEXT",
+        "ALTER TABLE runs ADD COLUMN sweep TEXT", "ALTER TABLE runs ADD COLUMN class_code TEXT",
+        "ALTER TABLE runs ADD COLUMN student TEXT",
+        "CREATE TABLE IF NOT EXISTS artifacts (run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE, "
+        "name TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY (run_id, name))"],
+}
+
+MAX_ARTIFACT_BYTES = 32 * 1024 * 1024  # a run's small files (an MNIST checkpoint is under 2 MB)
 
 
 @dataclass
@@ -95,6 +120,11 @@ class Run:
     heartbeat: Optional[float]
     cancel_requested: bool
     owner: Optional[str]
+    job_id: Optional[str] = None      # the executor's job id (a Ray job's submission id)
+    node: Optional[str] = None        # where the worker ran, as it reported it
+    sweep: Optional[str] = None       # the sweep it belongs to
+    class_code: Optional[str] = None  # the class it was started in
+    student: Optional[str] = None     # the display name of who started it
 
     @property
     def is_live(self) -> bool:
@@ -160,9 +190,7 @@ def connect(root: Optional[os.PathLike] = None):
         conn.execute("PRAGMA foreign_keys = ON")
         if known is None:  # once per process: WAL is a property of the file, the schema too
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(SCHEMA)
-            conn.execute("INSERT INTO registry (id) SELECT ? WHERE NOT EXISTS (SELECT 1 FROM registry)",
-                         (secrets.token_hex(8),))
+            _create_or_upgrade(conn)
             _opened[path] = _registry_id(conn)
         elif _registry_id(conn) != known:
             raise gone
@@ -174,6 +202,41 @@ def connect(root: Optional[os.PathLike] = None):
         raise RunError(f"{name} cannot be used: {exc.strerror or type(exc).__name__}") from None
     finally:
         conn.close()
+
+
+def _create_or_upgrade(conn: sqlite3.Connection) -> None:
+    """Create a fresh registry at SCHEMA_VERSION, or bring an older one up to it, data kept.
+
+    One write transaction: two processes opening the same old registry upgrade it once."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "runs" not in tables:
+            for statement in SCHEMA.split(";"):  # not executescript(): it would commit first
+                if statement.strip():
+                    conn.execute(statement)
+            version = SCHEMA_VERSION
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+        elif "schema_version" not in tables:
+            version = 1
+            conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+            conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+        else:
+            (version,) = conn.execute("SELECT version FROM schema_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise RunError(f"the run registry is at version {version}, newer than this code ({SCHEMA_VERSION}): "
+                           "update the app")
+        while version < SCHEMA_VERSION:
+            for statement in UPGRADES[version]:
+                conn.execute(statement)
+            version += 1
+            conn.execute("UPDATE schema_version SET version = ?", (version,))
+        conn.execute("INSERT INTO registry (id) SELECT ? WHERE NOT EXISTS (SELECT 1 FROM registry)",
+                     (secrets.token_hex(8),))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _registry_id(conn: sqlite3.Connection) -> Optional[str]:
@@ -201,13 +264,15 @@ def _row_to_run(row: sqlite3.Row) -> Run:
 
 
 def create_run(config: dict, root: Optional[os.PathLike] = None, owner: Optional[str] = None,
-               worker_pid: Optional[int] = None) -> str:
+               worker_pid: Optional[int] = None, sweep: Optional[str] = None, class_code: Optional[str] = None,
+               student: Optional[str] = None) -> str:
     """Register a run as "queued" and return its id. `config` is a validated TrainConfig's dict.
 
     A run with `worker_pid` is already claimed by that process (the CLI training in-process);
     otherwise it waits for `claim_queued` to start a worker. A visitor's run (one with an owner, the
     visitor's token) is refused when MNIST_MAX_QUEUED runs of everyone together are queued or running,
     or when that owner has MNIST_MAX_QUEUED_PER_OWNER of them; the operator's (no owner) never is.
+    `sweep`, `class_code` and `student` are recorded as given (list_runs filters on the first two).
     """
     from .limits import current
 
@@ -226,10 +291,10 @@ def create_run(config: dict, root: Optional[os.PathLike] = None, owner: Optional
                 conn.execute("ROLLBACK")
                 raise RunError(f"you already have {mine} run(s) queued or running (the limit is "
                                f"{limits.max_queued_per_owner}): wait for one to finish or cancel one")
-        conn.execute("INSERT INTO runs (id, created_at, status, config, owner, pid, host) "
-                     "VALUES (?, ?, 'queued', ?, ?, ?, ?)",
+        conn.execute("INSERT INTO runs (id, created_at, status, config, owner, pid, host, sweep, class_code, student) "
+                     "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
                      (run_id, time.time(), json.dumps(config), owner, worker_pid,
-                      socket.gethostname() if worker_pid else None))
+                      socket.gethostname() if worker_pid else None, sweep, class_code, student))
         conn.execute("COMMIT")
     return run_id
 
@@ -274,6 +339,37 @@ def claim_queued(launch, root: Optional[os.PathLike] = None, max_concurrent: Opt
     return started
 
 
+def claim_next(pid: int, root: Optional[os.PathLike] = None, max_concurrent: Optional[int] = None) -> Optional[str]:
+    """Take the oldest queued run that no worker has claimed, for the process `pid`; None when there is
+    none or `max_concurrent` runs (default: MNIST_MAX_CONCURRENT) are already active (running, or
+    queued with a worker). Dead runs are reaped first, so they free their slots.
+
+    The count, the choice and the claim are one write transaction: however many runner processes
+    call this at once, each run is claimed once and the cap holds.
+    """
+    from .limits import current
+
+    cap = max_concurrent or current().max_concurrent
+    with connect(root) as conn:
+        if not conn.execute("SELECT 1 FROM runs WHERE status = 'queued' AND pid IS NULL LIMIT 1").fetchone():
+            return None  # the common case, without taking the write lock
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            _reap_dead(conn)
+            (active,) = conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'running' "
+                                     "OR (status = 'queued' AND pid IS NOT NULL)").fetchone()
+            row = None if active >= cap else conn.execute(
+                "SELECT id FROM runs WHERE status = 'queued' AND pid IS NULL ORDER BY created_at, id LIMIT 1").fetchone()
+            if row is not None:
+                conn.execute("UPDATE runs SET pid = ?, host = ?, heartbeat = ? WHERE id = ?",
+                             (pid, socket.gethostname(), time.time(), row[0]))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return row[0] if row is not None else None
+
+
 def queue_positions(all_runs: list["Run"]) -> dict[str, int]:
     """1-based place in the queue of each run that waits for a free slot."""
     waiting = [r for r in all_runs if r.status == RunStatus.QUEUED and r.pid is None]
@@ -288,12 +384,23 @@ def set_worker(run_id: str, pid: int, root: Optional[os.PathLike] = None) -> Non
                      (pid, socket.gethostname(), time.time(), run_id))
 
 
-def mark_running(run_id: str, total_steps: Optional[int] = None, root: Optional[os.PathLike] = None) -> None:
+def set_job(run_id: str, job_id: str, root: Optional[os.PathLike] = None) -> None:
+    """Record the executor's id for the run's job (a Ray job's submission id), to follow or stop it."""
+    check_run_id(run_id)
+    with connect(root) as conn:
+        conn.execute("UPDATE runs SET job_id = ? WHERE id = ?", (job_id, run_id))
+
+
+def mark_running(run_id: str, total_steps: Optional[int] = None, root: Optional[os.PathLike] = None,
+                 node: Optional[str] = None) -> None:
+    """The worker (this process) starts the queued run; `node` says where, as the worker knows it
+    (a Ray node; by default this host's name)."""
     with connect(root) as conn:
         cur = conn.execute(
-            "UPDATE runs SET status = 'running', started_at = ?, pid = ?, host = ?, heartbeat = ?, total_steps = ? "
-            "WHERE id = ? AND status = 'queued'",
-            (time.time(), os.getpid(), socket.gethostname(), time.time(), total_steps, run_id))
+            "UPDATE runs SET status = 'running', started_at = ?, pid = ?, host = ?, heartbeat = ?, total_steps = ?, "
+            "node = ? WHERE id = ? AND status = 'queued'",
+            (time.time(), os.getpid(), socket.gethostname(), time.time(), total_steps,
+             node or socket.gethostname(), run_id))
         if cur.rowcount != 1:
             status = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
             raise RunError(f"run {run_id} cannot start: " + (f"it is {status[0]}" if status else "no such run"))
@@ -368,8 +475,9 @@ def request_cancel(run_id: str, root: Optional[os.PathLike] = None, by: Optional
 
 
 def delete_run(run_id: str, root: Optional[os.PathLike] = None, by: Optional[str] = None) -> None:
-    """Remove a finished run, its metrics and all its files (runfiles.remove_run_files: its log, its
-    snapshots, its checkpoint when the run named it). A file that cannot be removed keeps the run listed."""
+    """Remove a finished run, its metrics, its artifacts and all its files (runfiles.remove_run_files: its
+    log, its snapshots, its checkpoint when the run named it). A file that cannot be removed keeps the run
+    listed."""
     check_run_id(run_id)
     with connect(root) as conn:
         row = conn.execute("SELECT id, status, owner, checkpoint FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -379,6 +487,7 @@ def delete_run(run_id: str, root: Optional[os.PathLike] = None, by: Optional[str
         if row["status"] in LIVE:
             raise RunError(f"run {run_id} is {row['status']}: cancel it before deleting it")
         remove_run_files(run_id, root, checkpoint=row["checkpoint"])
+        conn.execute("DELETE FROM artifacts WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 
@@ -441,11 +550,17 @@ def _reap_dead(conn: sqlite3.Connection) -> None:
                          "WHERE id = ? AND status IN ('queued', 'running')", (now, reason, row["id"]))
 
 
-def list_runs(root: Optional[os.PathLike] = None) -> list[Run]:
-    """Every run, oldest first. Runs whose worker died read as failed."""
+def list_runs(root: Optional[os.PathLike] = None, sweep: Optional[str] = None,
+              class_code: Optional[str] = None) -> list[Run]:
+    """Every run (or those of one sweep, one class), oldest first. Runs whose worker died read as failed."""
+    query, args = "SELECT * FROM runs WHERE 1 = 1", []
+    if sweep is not None:
+        query, args = query + " AND sweep = ?", args + [sweep]
+    if class_code is not None:
+        query, args = query + " AND class_code = ?", args + [class_code]
     with connect(root) as conn:
         _reap_dead(conn)
-        rows = conn.execute("SELECT * FROM runs ORDER BY created_at, id").fetchall()
+        rows = conn.execute(query + " ORDER BY created_at, id", args).fetchall()
     return [_row_to_run(r) for r in rows]
 
 
@@ -469,3 +584,38 @@ def get_metrics(run_id: str, split: Optional[str] = None, root: Optional[os.Path
         args.append(split)
     with connect(root) as conn:
         return [dict(r) for r in conn.execute(query + " ORDER BY step, rowid", args).fetchall()]
+
+
+# --- artifacts ------------------------------------------------------------------------------------
+
+def put_artifact(run_id: str, name: str, data: bytes, root: Optional[os.PathLike] = None) -> None:
+    """Keep one of a run's small files in the registry (its checkpoint weights and sidecar, its replay
+    snapshots), so every host that reaches the registry reaches it too: the web host and worker hosts
+    share no disk. A file of the same name is replaced; one over MAX_ARTIFACT_BYTES is refused."""
+    check_run_id(run_id)
+    if not isinstance(name, str) or not name or len(name) > 200:
+        raise RunError(f"{str(name)[:40]!r} is not an artifact name")
+    data = bytes(data)
+    if len(data) > MAX_ARTIFACT_BYTES:
+        raise RunError(f"{name} is {len(data) / 2**20:.1f} MB, over the {MAX_ARTIFACT_BYTES // 2**20} MB a run's "
+                       "file may take in the run registry")
+    with connect(root) as conn:
+        if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+            raise RunError(f"no run {run_id}")
+        conn.execute("INSERT INTO artifacts (run_id, name, data) VALUES (?, ?, ?) "
+                     "ON CONFLICT (run_id, name) DO UPDATE SET data = excluded.data", (run_id, name, data))
+
+
+def get_artifact(run_id: str, name: str, root: Optional[os.PathLike] = None) -> Optional[bytes]:
+    """A run's file kept by put_artifact; None when it has none of that name."""
+    check_run_id(run_id)
+    with connect(root) as conn:
+        row = conn.execute("SELECT data FROM artifacts WHERE run_id = ? AND name = ?", (run_id, name)).fetchone()
+    return bytes(row[0]) if row else None
+
+
+def artifact_names(run_id: str, root: Optional[os.PathLike] = None) -> list[str]:
+    """The names of a run's files in the registry, sorted."""
+    check_run_id(run_id)
+    with connect(root) as conn:
+        return [r[0] for r in conn.execute("SELECT name FROM artifacts WHERE run_id = ? ORDER BY name", (run_id,))]

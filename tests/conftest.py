@@ -117,3 +117,36 @@ def _wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "a 
 def wait_for():
     """wait_for(predicate, timeout, what=...): poll until truthy (returns it); fails the test on timeout."""
     return _wait_for
+
+
+class SqliteRegistry:
+    """The run registry as the default deployment has it: runs/registry.sqlite in MNIST_RUNS_DIR."""
+
+    kind = "sqlite"
+
+    def __init__(self, runs_dir: Path):
+        self.path = runs_dir / "registry.sqlite"
+
+    def execute_script(self, sql: str) -> None:
+        """Run raw SQL on the registry's database, as an older app (or another tool) would have."""
+        import sqlite3
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(self.path) as conn:
+            conn.executescript(sql)
+        conn.close()
+
+    def schema_version(self) -> int:
+        import sqlite3
+
+        conn = sqlite3.connect(self.path)
+        try:
+            return conn.execute("SELECT version FROM schema_version").fetchone()[0]
+        finally:
+            conn.close()
+
+
+@pytest.fixture(params=["sqlite"])
+def registry(request, isolated_dirs):
+    """The run registry on each database the app supports, empty: tests that take it run once per database."""
+    return SqliteRegistry(isolated_dirs["runs"])

@@ -174,8 +174,10 @@ def _running_run_in_a_worker(start_worker, wait_for, tiny_config):
 
 @pytest.mark.subprocess
 @pytest.mark.parametrize("reaped", [True, False], ids=["reaped", "zombie"])
-def test_killed_worker_marks_run_failed(mnist, start_worker, wait_for, tiny_config, reaped):
+def test_killed_worker_marks_run_failed(mnist, start_worker, wait_for, tiny_config, monkeypatch, reaped):
     run_id, proc = _running_run_in_a_worker(start_worker, wait_for, tiny_config)
+    # The heartbeat lease can never run out here: the dead pid alone must be what fails the run.
+    monkeypatch.setattr(runs, "HEARTBEAT_TIMEOUT", 24 * 3600.0)
     os.kill(proc.pid, signal.SIGKILL)
     if reaped:
         assert proc.wait(timeout=30) == -signal.SIGKILL
@@ -184,11 +186,8 @@ def test_killed_worker_marks_run_failed(mnist, start_worker, wait_for, tiny_conf
         wait_for(lambda: _proc_state(proc.pid) == "Z", timeout=10, what="the killed worker to become a zombie")
         assert runs.pid_alive(proc.pid) is False
 
-    # Well within HEARTBEAT_TIMEOUT: the dead pid alone is enough to notice.
-    started = time.monotonic()
     run = wait_for(lambda: next(r for r in runs.list_runs() if r.id == run_id).status == "failed"
-                   and runs.get_run(run_id), timeout=5, what="the killed run to read as failed")
-    assert time.monotonic() - started < runs.HEARTBEAT_TIMEOUT
+                   and runs.get_run(run_id), timeout=60, what="the killed run to read as failed")
     assert run.error and f"pid {proc.pid}" in run.error and "died" in run.error
     assert run.finished_at is not None and run.test_accuracy is None
     if not reaped:

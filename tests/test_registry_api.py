@@ -1,0 +1,223 @@
+"""The run registry's API for executors, sweeps and classes: what a run records about where it ran,
+the queue claim runner processes share, a run's files kept in the registry, and the upgrade of a
+registry written by an older version of the app.
+
+Every test runs against each database the `registry` fixture offers (SQLite always; PostgreSQL
+when its server binaries are installed).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mnist_core import runs
+from mnist_core.errors import RunError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- what a run records ---------------------------------------------------------------------------
+
+def test_runs_of_a_class_and_of_a_sweep_are_listed_by_them_oldest_first(registry, tiny_config):
+    a1 = runs.create_run(tiny_config(seed=1), class_code="MATH7", student="Ada")
+    s1 = runs.create_run(tiny_config(seed=2), sweep="sweep-lr")
+    a2 = runs.create_run(tiny_config(seed=3), owner="tok", class_code="MATH7", student="Grace")
+    s2 = runs.create_run(tiny_config(seed=4), sweep="sweep-lr", class_code="MATH7")
+    assert [r.id for r in runs.list_runs()] == [a1, s1, a2, s2]
+    assert [r.id for r in runs.list_runs(class_code="MATH7")] == [a1, a2, s2]
+    assert [r.id for r in runs.list_runs(sweep="sweep-lr")] == [s1, s2]
+    assert [r.id for r in runs.list_runs(sweep="sweep-lr", class_code="MATH7")] == [s2]
+    assert runs.list_runs(class_code="OTHER") == []
+    ada = runs.get_run(a1)
+    assert (ada.class_code, ada.student, ada.sweep, ada.job_id, ada.node) == ("MATH7", "Ada", None, None, None)
+
+
+def test_a_run_records_its_executors_job_and_the_node_its_worker_ran_on(registry, tiny_config):
+    run_id = runs.create_run(tiny_config())
+    runs.set_job(run_id, "raysubmit_abc123")
+    runs.mark_running(run_id, total_steps=10, node="10.0.0.7")
+    run = runs.get_run(run_id)
+    assert run.job_id == "raysubmit_abc123" and run.node == "10.0.0.7" and run.status == "running"
+
+    other = runs.create_run(tiny_config())
+    runs.mark_running(other)
+    assert runs.get_run(other).node == socket.gethostname()  # by default, where the worker runs
+
+
+# --- the queue claim ------------------------------------------------------------------------------
+
+def test_claim_next_takes_the_oldest_unclaimed_run_while_under_the_cap(registry, tiny_config):
+    first, second, third = (runs.create_run(tiny_config(seed=i)) for i in range(3))
+    me = os.getpid()
+    assert runs.claim_next(me, max_concurrent=2) == first
+    assert runs.claim_next(me, max_concurrent=2) == second
+    assert runs.claim_next(me, max_concurrent=2) is None  # two are active: the third waits
+    claimed = runs.get_run(first)
+    assert claimed.status == "queued" and claimed.pid == me and claimed.host == socket.gethostname()
+    assert runs.queue_positions(runs.list_runs()) == {third: 1}
+
+    runs.mark_running(first)
+    runs.finish_run(first, "completed", test_accuracy=0.9)
+    assert runs.claim_next(me, max_concurrent=2) == third
+    assert runs.claim_next(me, max_concurrent=2) is None  # nothing left to claim
+
+
+def test_claim_next_frees_the_slot_of_a_dead_worker_first(registry, tiny_config):
+    stuck, waiting = runs.create_run(tiny_config()), runs.create_run(tiny_config())
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert runs.claim_next(dead.pid, max_concurrent=1) == stuck  # then that runner died
+    assert runs.claim_next(os.getpid(), max_concurrent=1) == waiting
+    assert runs.get_run(stuck).status == "failed" and "died" in runs.get_run(stuck).error
+
+
+CLAIMANT = """
+import os, sys
+from mnist_core import runs
+cap = int(sys.argv[1])
+while True:
+    run_id = runs.claim_next(os.getpid(), max_concurrent=cap)
+    if run_id is None:
+        if not any(r.status == "queued" and r.pid is None for r in runs.list_runs()):
+            break
+        continue
+    active = sum(r.status == "running" or (r.status == "queued" and r.pid is not None) for r in runs.list_runs())
+    print(run_id, active, flush=True)
+    runs.mark_running(run_id)
+    runs.finish_run(run_id, "completed", test_accuracy=0.5)
+"""
+
+
+@pytest.mark.subprocess
+def test_runners_in_several_processes_claim_each_run_once_and_never_exceed_the_cap(registry, tiny_config):
+    cap, n_runs, n_procs = 2, 24, 4
+    ids = [runs.create_run(tiny_config(seed=i)) for i in range(n_runs)]
+    procs = [subprocess.Popen([sys.executable, "-c", CLAIMANT, str(cap)], cwd=REPO_ROOT, env=os.environ.copy(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(n_procs)]
+    outputs = []
+    try:
+        for proc in procs:
+            out, err = proc.communicate(timeout=180)
+            assert proc.returncode == 0, err
+            outputs.append(out)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    claims = [line.split() for out in outputs for line in out.splitlines()]
+    assert sorted(run_id for run_id, _ in claims) == sorted(ids), "each run claimed exactly once"
+    assert max(int(active) for _, active in claims) <= cap
+    assert {r.status for r in runs.list_runs()} == {"completed"}
+
+
+# --- a run's files in the registry ------------------------------------------------------------------
+
+def test_a_runs_files_are_kept_replaced_listed_and_deleted_with_it(registry, tiny_config, isolated_dirs):
+    run_id = runs.create_run(tiny_config())
+    other = runs.create_run(tiny_config())
+    weights = bytes(range(256)) * 4096  # 1 MB, every byte value
+    runs.put_artifact(run_id, "model.safetensors", weights)
+    runs.put_artifact(run_id, "model.json", b'{"v": 1}')
+    runs.put_artifact(run_id, "model.json", b'{"v": 2}')  # replaced, not added
+    runs.put_artifact(other, "model.json", b"other")
+    assert runs.artifact_names(run_id) == ["model.json", "model.safetensors"]
+    assert runs.get_artifact(run_id, "model.safetensors") == weights
+    assert runs.get_artifact(run_id, "model.json") == b'{"v": 2}'
+    assert runs.get_artifact(run_id, "snapshots.npz") is None
+
+    runs.finish_run(run_id, "completed")
+    runs.delete_run(run_id)
+    assert runs.artifact_names(run_id) == [] and runs.get_artifact(run_id, "model.json") is None
+    assert runs.get_artifact(other, "model.json") == b"other"
+
+
+def test_a_file_over_the_cap_or_for_no_run_is_refused_in_one_line(registry, tiny_config, monkeypatch):
+    run_id = runs.create_run(tiny_config())
+    monkeypatch.setattr(runs, "MAX_ARTIFACT_BYTES", 1000)
+    with pytest.raises(RunError, match=r"over the .* MB a run's file may take") as excinfo:
+        runs.put_artifact(run_id, "model.safetensors", b"x" * 1001)
+    assert "\n" not in str(excinfo.value)
+    assert runs.artifact_names(run_id) == []
+    with pytest.raises(RunError, match="no run 20990101-000000-abcdef"):
+        runs.put_artifact("20990101-000000-abcdef", "model.json", b"{}")
+    with pytest.raises(RunError, match="is not a run id"):
+        runs.get_artifact("../etc", "passwd")
+
+
+# --- a registry written by an older app -------------------------------------------------------------
+
+# The registry as the app created it before schema versions (copied from runs.SCHEMA of that day).
+SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    status TEXT NOT NULL,
+    config TEXT NOT NULL,
+    error TEXT,
+    checkpoint TEXT,
+    best_val_accuracy REAL,
+    test_accuracy REAL,
+    test_loss REAL,
+    steps INTEGER,
+    total_steps INTEGER,
+    pid INTEGER,
+    host TEXT,
+    heartbeat REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    owner TEXT
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    epoch REAL NOT NULL,
+    split TEXT NOT NULL,
+    loss REAL,
+    accuracy REAL,
+    images_per_s REAL,
+    time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, split, step);
+CREATE TABLE IF NOT EXISTS registry (id TEXT NOT NULL);
+"""
+
+OLD_RUN = "20250101-120000-abcdef"
+
+
+def test_an_old_registry_is_upgraded_in_place_on_first_use_with_its_runs_kept(registry, tiny_config):
+    created = time.time() - 3600
+    registry.execute_script(SCHEMA_V1 + f"""
+        INSERT INTO registry (id) VALUES ('0123456789abcdef');
+        INSERT INTO runs (id, created_at, started_at, finished_at, status, config, test_accuracy, steps, owner)
+            VALUES ('{OLD_RUN}', {created}, {created + 1}, {created + 60}, 'completed',
+                    '{{"model": "lenet5"}}', 0.99, 120, 'tok');
+        INSERT INTO metrics (run_id, step, epoch, split, loss, accuracy, time)
+            VALUES ('{OLD_RUN}', 120, 1.0, 'val', 0.05, 0.98, {created + 59});
+    """)
+    (old,) = runs.list_runs()
+    assert (old.id, old.status, old.test_accuracy, old.steps, old.owner) == (OLD_RUN, "completed", 0.99, 120, "tok")
+    assert old.config == {"model": "lenet5"} and old.created_at == pytest.approx(created, abs=1e-3)
+    assert old.sweep is None and old.node is None
+    assert [m["accuracy"] for m in runs.get_metrics(OLD_RUN)] == [0.98]
+    assert registry.schema_version() == runs.SCHEMA_VERSION
+
+    # What is new works on it: a run's files, the new columns, the claim.
+    runs.put_artifact(OLD_RUN, "model.json", b"{}")
+    assert runs.artifact_names(OLD_RUN) == ["model.json"]
+    new = runs.create_run(tiny_config(), sweep="s1", class_code="C1", student="Ada")
+    assert runs.claim_next(os.getpid(), max_concurrent=1) == new
+    assert [r.id for r in runs.list_runs(sweep="s1")] == [new]
+
+
+def test_a_fresh_registry_starts_at_the_current_version(registry):
+    assert runs.list_runs() == []
+    assert registry.schema_version() == runs.SCHEMA_VERSION
