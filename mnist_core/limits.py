@@ -70,6 +70,11 @@ class Limits:
         return f"time limit {s // 60} min" if s >= 60 and s % 60 == 0 else f"time limit {s} s"
 
 
+def max_concurrent() -> int:
+    """MNIST_MAX_CONCURRENT alone: what a runner needs, without importing the model zoo (and torch)."""
+    return max(1, _int("MNIST_MAX_CONCURRENT", 1))
+
+
 def current() -> Limits:
     from .models import list_models
 
@@ -78,7 +83,7 @@ def current() -> Limits:
         tuple(m for m in list_models() if m != "cnn-strong")
     demo = os.environ.get("MNIST_DEMO", "").lower() in ("1", "true", "yes", "on")
     return Limits(
-        max_concurrent=max(1, _int("MNIST_MAX_CONCURRENT", 1)),
+        max_concurrent=max_concurrent(),
         max_queued=max(1, _int("MNIST_MAX_QUEUED", 20)),
         max_queued_per_owner=max(1, _int("MNIST_MAX_QUEUED_PER_OWNER", 3)),
         max_run_seconds=max(0, _int("MNIST_MAX_RUN_SECONDS", 600 if demo else 0)),
