@@ -8,6 +8,7 @@ mnist_core's own exceptions and are shown with st.error (one line, no traceback)
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import re
 import secrets
@@ -17,11 +18,12 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from mnist_core import data, runs, worker
+from mnist_core import data, runs
 from mnist_core import live as live_view
 from mnist_core.checkpoints import list_checkpoints, load_checkpoint, load_uploaded_checkpoint
 from mnist_core.errors import MnistLabError
 from mnist_core.export import load_bundle
+from mnist_core.loaded import LoadedModel
 
 
 @st.cache_resource(show_spinner="Loading MNIST...")
@@ -87,8 +89,8 @@ def _load_upload(digest: str, weights: bytes, sidecar: bytes | None):
     return load_uploaded_checkpoint(weights, sidecar)
 
 
-def uploaded_checkpoint(files) -> tuple | None:
-    """(model, meta, name, cache key) from uploaded files (weights + sidecar, or one bundle); None after an error."""
+def uploaded_checkpoint(files) -> LoadedModel | None:
+    """The model in uploaded files (weights + sidecar, or one bundle); None after saying why in one line."""
     by_suffix = {Path(f.name).suffix.lower(): f for f in files}
     if len(files) == 1 and ".safetensors" in by_suffix:
         weights, sidecar = by_suffix[".safetensors"].getvalue(), None
@@ -105,23 +107,87 @@ def uploaded_checkpoint(files) -> tuple | None:
         show_error(exc)
         return None
     name = f"uploaded {Path(by_suffix['.safetensors'].name).stem[:40]}"
-    return model, meta, name, ("upload", digest)
+    return LoadedModel(model, meta, name, ("upload", digest))
+
+
+# --- models the registry keeps: completed runs whose checkpoint lives there (trained on another host) ----
+
+RUN_OPTION = "run:"  # a chooser option "run:<id>" (as the sweep view's "use this model" sets it) names such a run
+
+
+def _stored_runs() -> dict[str, str]:
+    """{run id: label} of the registry's stored models that no checkpoint file here stands for.
+
+    mnist_core.artifacts arrived with the registry-held checkpoints: without it (or with a registry
+    that cannot answer) the chooser offers the files alone.
+    """
+    try:
+        stored = list(importlib.import_module("mnist_core.artifacts").stored_models())
+    except (ImportError, AttributeError, MnistLabError, OSError):
+        return {}
+    labels = {}
+    for item in stored:
+        run_id = getattr(item, "run_id", None) or getattr(item, "id", None) or (item if isinstance(item, str) else None)
+        if run_id:
+            labels[str(run_id)] = _run_label(item, str(run_id))
+    return labels
+
+
+def _run_label(item, run_id: str) -> str:
+    """'run <id> · lenet5 · 99.1%' from whatever the registry says about the run."""
+    config = getattr(item, "config", None) or {}
+    arch = getattr(item, "architecture", None) or (config.get("model") if isinstance(config, dict) else None)
+    accuracy = getattr(item, "test_accuracy", None)
+    return " · ".join([f"run {run_id}", *([arch] if arch else []),
+                       *([f"{accuracy:.1%}"] if isinstance(accuracy, float) else [])])
+
+
+@st.cache_resource(show_spinner="Loading the run's model from the registry...", max_entries=16)
+def _load_run_model(run_id: str):
+    return importlib.import_module("mnist_core.artifacts").load_run_model(run_id)
+
+
+def _picked_option(key: str, options: list[str], default: str) -> None:
+    """Point the chooser at st.session_state["mnist_default_model"] when it is new (set by "use this
+    model" elsewhere), else keep the visitor's pick, else `default` (the first option if absent)."""
+    ss = st.session_state
+    wanted = ss.get("mnist_default_model")
+    if isinstance(wanted, str) and wanted.startswith(RUN_OPTION) and wanted not in options:
+        # a run whose checkpoint is a file here: MODEL-RUN_ID.safetensors (mnist_core.runfiles)
+        wanted = next((o for o in options if o.endswith(f"-{wanted.removeprefix(RUN_OPTION)}.safetensors")), wanted)
+    if wanted in options and ss.get(f"{key}_default_applied") != wanted:
+        ss[key] = wanted
+        ss[f"{key}_default_applied"] = wanted
+    if ss.get(key) not in options:
+        ss[key] = default if default in options else options[0]
 
 
 def model_chooser(key: str, label: str = "Checkpoint", default: str = "lenet5.safetensors",
-                  upload_place=None) -> tuple | None:
+                  upload_place=None) -> LoadedModel | None:
     """A checkpoint picker with an upload beside it (or in `upload_place`, a container further down).
 
-    Returns (model, meta, name, cache key) — the upload wins while one is given; a refused upload is
+    The picker lists the checkpoint files, then the completed runs whose checkpoint only the registry
+    holds; it starts on st.session_state["mnist_default_model"] (a file name or "run:<id>") when that
+    is set. Returns the LoadedModel in use — the upload wins while one is given; a refused upload is
     said in one line and the listed checkpoint answers instead — or None after showing why (no
-    checkpoints, a checkpoint that cannot be loaded). While an upload
-    is in use the page says so under the picker, with a button back to the listed checkpoint (it
-    empties the upload: a file_uploader under a new key starts empty). Uploads are checked and loaded
-    in memory; nothing is written.
+    checkpoints, a checkpoint that cannot be loaded). While an upload is in use the page says so under
+    the picker, with a button back to the listed checkpoint (it empties the upload: a file_uploader
+    under a new key starts empty). Uploads are checked and loaded in memory; nothing is written.
     """
     version_key = f"{key}_upload_version"
     version = st.session_state.get(version_key, 0)
-    path = checkpoint_picker(label, key=key, default=default)
+    paths = {p.name: p for p in list_checkpoints()}
+    runs_held = {f"{RUN_OPTION}{run_id}": text for run_id, text in _stored_runs().items()
+                 if not any(name.endswith(f"-{run_id}.safetensors") for name in paths)}  # here as a file
+    options = [*paths, *runs_held]
+    picked = None
+    if options:
+        _picked_option(key, options, default)
+        picked = st.selectbox(label, options, key=key,
+                              format_func=lambda o: runs_held.get(o) or o.removesuffix(".safetensors"))
+    else:
+        st.warning("No checkpoints yet: train one on the Train page, or run `make pretrained`.")
+    picked_name = None if picked is None else (runs_held.get(picked) or picked.removesuffix(".safetensors"))
     notice = st.container()  # always here, so what follows keeps its place when the notice comes or goes
     with upload_place or st.container(), st.expander("Upload a checkpoint", icon=":material/upload:"):
         files = st.file_uploader("The .safetensors weights and the .json sidecar, or one .bundle.safetensors file",
@@ -131,24 +197,29 @@ def model_chooser(key: str, label: str = "Checkpoint", default: str = "lenet5.sa
         with notice:
             chosen = uploaded_checkpoint(files)  # a refusal is shown here, in one line
             if chosen is not None:
-                st.info(f"Model in use: {chosen[2]}" + (f", not {path.stem}" if path is not None else ""),
+                st.info(f"Model in use: {chosen.name}" + (f", not {picked_name}" if picked_name else ""),
                         icon=":material/upload_file:")
-            elif path is not None:  # a bad upload loses nothing: the listed checkpoint goes on answering
-                st.caption(f"The upload was refused: still using {path.stem}.")
-            if path is not None:
-                st.button(f"Back to {path.stem}" if chosen is not None else "Clear the upload", icon=":material/undo:",
+            elif picked_name:  # a bad upload loses nothing: the listed checkpoint goes on answering
+                st.caption(f"The upload was refused: still using {picked_name}.")
+            if picked_name:
+                st.button(f"Back to {picked_name}" if chosen is not None else "Clear the upload", icon=":material/undo:",
                           key=f"{key}_back", on_click=lambda: st.session_state.update({version_key: version + 1}))
-        if chosen is not None or path is None:
+        if chosen is not None or picked is None:
             return chosen
-    if path is None:
+    if picked is None:
         return None
     try:
+        if picked in runs_held:
+            run_id = picked.removeprefix(RUN_OPTION)
+            model, meta = _load_run_model(run_id)
+            return LoadedModel(model, meta, f"run {run_id}", ("run", run_id))
+        path = paths[picked]
         model, meta = load_model(path)
+        return LoadedModel(model, meta, path.stem, ("file", str(path), path.stat().st_mtime))
     except Exception as exc:  # noqa: BLE001 - a bad checkpoint is the user's to fix: one line, no traceback
         with notice:
             show_error(exc)
         return None
-    return model, meta, path.stem, (str(path), path.stat().st_mtime)
 
 
 def show_error(exc: Exception) -> None:
@@ -219,7 +290,6 @@ def _sidebar_runs(polling: bool) -> None:
     @st.fragment(run_every=SIDEBAR_POLL_SECONDS if polling else None)
     def bars() -> None:
         try:
-            worker.start_queued()  # any visit moves a stalled queue on
             all_runs = runs.list_runs()
         except MnistLabError as exc:
             st.error(live_view.for_visitor(str(exc)))

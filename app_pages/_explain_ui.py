@@ -20,8 +20,10 @@ import streamlit as st
 
 from mnist_core import explain, export
 from mnist_core.errors import MnistLabError
+from mnist_core.loaded import LoadedModel
 from mnist_core.snapshots import find_snapshots, read_snapshots
-from app_pages._common import show_error, tiles_heatmap
+from app_pages._common import show_error
+from app_pages._network_figures import diverging, kernel_figure, map_figure
 
 METHOD_NOTES = {
     "saliency": "How strongly each pixel's gradient moves the score: where a small change matters most.",
@@ -68,7 +70,7 @@ def attribution_figure(image: np.ndarray, values: np.ndarray, signed: bool, heig
     return fig
 
 
-def attribution_section(model, model_key: tuple, image: np.ndarray, probs: np.ndarray, key: str) -> None:
+def attribution_section(loaded: LoadedModel, image: np.ndarray, probs: np.ndarray, key: str) -> None:
     """Three attribution maps for `image`, for the predicted digit or the one the user picks."""
     top = int(np.argmax(probs))
     target = st.selectbox("Explain the score of digit", [None, *range(10)], key=f"{key}_target",
@@ -79,7 +81,7 @@ def attribution_section(model, model_key: tuple, image: np.ndarray, probs: np.nd
     for col, (method, title) in zip(cols, explain.METHODS.items()):
         with col:
             try:
-                result = _attribution(model, model_key, np.asarray(image, np.float32), method, target)
+                result = _attribution(loaded.model, loaded.key, np.asarray(image, np.float32), method, target)
             except Exception as exc:  # noqa: BLE001 - one line, never a traceback
                 show_error(exc)
                 continue
@@ -114,14 +116,15 @@ def _exported(model, meta: dict, model_key: tuple, fmt: str) -> bytes:
     return data
 
 
-def export_buttons(model, meta: dict, name: str, model_key: tuple, key: str) -> None:
+def export_buttons(loaded: LoadedModel, key: str) -> None:
     """Download buttons: ONNX, and the one-file bundle that the checkpoint upload accepts.
 
     Making an ONNX file traces the model through torch.export, which takes seconds (the first one in
     a server the longest), so it is made behind a "Prepare" button, under a spinner, and kept: once
     made, the download is offered straight away. The bundle is quick and made when clicked.
     """
-    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)[:60] or "model"
+    model, meta, model_key = loaded.model, loaded.meta, loaded.key
+    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in loaded.name)[:60] or "model"
     c1, c2 = st.columns(2)
     onnx = _ready(model_key, "onnx")
     slot = c1.empty()  # the Prepare button, then the spinner, then the download, in one place
@@ -146,44 +149,6 @@ def export_buttons(model, meta: dict, name: str, model_key: tuple, key: str) -> 
 
 
 # --- replaying a run's snapshots ----------------------------------------------------------------
-
-def _diverging_over_frames(frames: np.ndarray) -> dict:
-    """One colour scale for every frame, so the slider shows change rather than rescaling."""
-    bound = float(np.percentile(np.abs(frames), 99.5)) or 1.0
-    return dict(colorscale="RdBu_r", zmid=0.0, zmin=-bound, zmax=bound)
-
-
-def _kernel_figure(frames: np.ndarray, i: int) -> tuple[go.Figure, str]:
-    w = frames[i]  # [out, in, kh, kw]
-    out, cin, kh, kw = w.shape
-    scale = _diverging_over_frames(frames)
-    if cin == 1:
-        return (tiles_heatmap(w[:, 0], min(out, 16), hover="kernel %{customdata[0]}", max_height=360, **scale),
-                f"{out} kernels of {kh}x{kw}")
-    if out * cin <= 256:
-        ids = np.stack(np.divmod(np.arange(out * cin), cin), axis=1)
-        return (tiles_heatmap(w.reshape(out * cin, kh, kw), cin, tile_ids=ids, max_height=500,
-                              hover="output %{customdata[0]}, input %{customdata[1]}", **scale),
-                f"{out} x {cin} kernels of {kh}x{kw}: a row per output channel")
-    return (tiles_heatmap(w.mean(axis=1), 16, hover="output %{customdata[0]}", max_height=500, **scale),
-            f"{out} kernels, averaged over their {cin} input channels")
-
-
-def _map_figure(frames: np.ndarray, i: int) -> go.Figure:
-    m = frames[i]
-    if m.ndim == 1 or m.shape[1:] == (1, 1):  # hidden units, or 1x1 maps: bars
-        values = m.reshape(-1)
-        fig = go.Figure(go.Bar(x=np.arange(len(values)), y=values, marker_color="#7f8ea3",
-                               hovertemplate="unit %{x}: %{y:.4g}<extra></extra>"))
-        fig.update_layout(height=260, xaxis_title="unit", yaxis=dict(title="activation",
-                                                                     range=[0, float(frames.max()) * 1.05 or 1.0]),
-                          margin=dict(l=10, r=10, t=10, b=10))
-        return fig
-    top = float(frames.max()) or 1.0
-    scale = dict(colorscale="Viridis", zmin=0.0, zmax=top) if frames.min() >= 0 else _diverging_over_frames(frames)
-    return tiles_heatmap(m, min(len(m), 8 if m.shape[-1] >= 10 else 16), hover="channel %{customdata[0]}",
-                         max_height=500, **scale)
-
 
 PLAY_SECONDS = 0.5  # one frame per tick while the replay plays
 
@@ -254,7 +219,8 @@ def _replay_frame(snaps, i: int, run_id: str, key: str) -> None:
     with c_kernels:
         names = list(snaps.kernels)
         layer = st.selectbox("Weights of", names, key=f"{key}_{run_id}_kernel_layer") if len(names) > 1 else names[0]
-        fig, what = _kernel_figure(snaps.kernels[layer], i)
+        frames = snaps.kernels[layer]  # one colour scale for every frame: the slider shows change, not rescaling
+        fig, what = kernel_figure(frames[i], diverging(frames, 99.5), max_height=500)
         st.markdown(f"**{layer}** · {what}")
         st.plotly_chart(fig, key=f"{key}_kernels", config={"displayModeBar": False})
     with c_maps:
@@ -266,4 +232,4 @@ def _replay_frame(snaps, i: int, run_id: str, key: str) -> None:
         p_img, p_maps = st.columns([1, 4])
         p_img.image(snaps.probe, caption="probe", width=84)
         with p_maps:
-            st.plotly_chart(_map_figure(snaps.maps[layer], i), key=f"{key}_maps", config={"displayModeBar": False})
+            st.plotly_chart(map_figure(snaps.maps[layer][i], over=snaps.maps[layer], max_height=500), key=f"{key}_maps", config={"displayModeBar": False})

@@ -10,6 +10,7 @@ import streamlit as st
 
 from mnist_core.checkpoints import list_checkpoints
 from mnist_core.errors import ImageError
+from mnist_core.loaded import LoadedModel
 from mnist_core.predict import predict_proba
 from mnist_core.preprocess import canvas_to_mnist, load_image
 from app_pages._canvas import drawing_canvas
@@ -43,11 +44,11 @@ with picker:
     chosen = model_chooser("draw_checkpoint", label="Model", upload_place=upload_col)
 if chosen is not None:
     with download_col.expander("Download this model", icon=":material/download:"):
-        export_buttons(*chosen, key="draw_export")
+        export_buttons(chosen, key="draw_export")
 
 
 @st.fragment
-def drawing_and_answer(chosen: tuple | None) -> None:
+def drawing_and_answer(chosen: LoadedModel | None) -> None:
     """The canvas (or an uploaded picture), the prediction right under it, the 28x28 the model sees and the
     probabilities beside it."""
     canvas_col, answer_col = st.columns([1, 1.3], gap="large")
@@ -77,12 +78,11 @@ def drawing_and_answer(chosen: tuple | None) -> None:
 
     if chosen is None:
         return
-    model, meta, model_name, model_key = chosen
     if not image.any():
         prediction.metric("Prediction", "–", help="Draw a digit on the black canvas")
         answer_col.info("Draw a digit on the canvas: the prediction updates each time you lift the mouse or finger.")
         return
-    probs = predict_proba(model, image)[0]
+    probs = predict_proba(chosen.model, image)[0]
     top = int(probs.argmax())
     prediction.metric("Prediction", top, f"{probs[top]:.1%} confidence", delta_color="off", delta_arrow="off")
     with answer_col:
@@ -90,7 +90,7 @@ def drawing_and_answer(chosen: tuple | None) -> None:
         seen.plotly_chart(digit_heatmap(image, "Model input, 28x28", height=260, show_scale=False),
                           key="draw_seen", config=PLOT_CONFIG)
         seen.caption("Cropped, fitted into 20x20 and centred by its centre of mass, the way MNIST was made.")
-        bars.plotly_chart(probability_bars(probs, height=330, title=f"Probabilities · {model_name}"),
+        bars.plotly_chart(probability_bars(probs, height=330, title=f"Probabilities · {chosen.name}"),
                           key="draw_probs", config=PLOT_CONFIG)
         if st.button("Open in Inside the network", icon=":material/visibility:"):
             st.session_state["inspect_source"] = {"kind": "drawing"}
@@ -98,7 +98,7 @@ def drawing_and_answer(chosen: tuple | None) -> None:
 
     # --- why this answer: attribution maps ---------------------------------------------------------
     if st.toggle("Why this answer? What each pixel contributed", key="draw_explain"):
-        attribution_section(model, model_key, image, probs, key="draw_attr")
+        attribution_section(chosen, image, probs, key="draw_attr")
 
     # --- every model on the same drawing -----------------------------------------------------------
     if st.toggle("Compare models: every checkpoint on this drawing", key="draw_compare"):

@@ -102,7 +102,7 @@ size = chosen_cols[2].select_slider("Test images", SIZES, value=explain.DEFAULT_
                                     help="A fixed random sample of the 10,000 test images")
 if chosen is None:
     st.stop()
-model, meta, model_name, model_key = chosen
+model, model_name, model_key = chosen.model, chosen.name, chosen.key
 
 try:
     emap = embedding(model, model_key, size, method)

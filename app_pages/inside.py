@@ -9,7 +9,6 @@ it up to date so coming back shows the same image.
 from __future__ import annotations
 
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
 from mnist_core import inspect
@@ -18,8 +17,8 @@ from mnist_core.models import layer_table, model_info
 from app_pages._common import (digit_heatmap, load_split, model_chooser, probability_bars, require_data, show_error,
                            tiles_heatmap)
 from app_pages._explain_ui import attribution_section, export_buttons, replay_section
+from app_pages._network_figures import FULL_GRID_MAX, diverging, kernel_figure, map_figure
 
-FULL_GRID_MAX = 256   # kernels of a multi-input layer are all shown up to this many; past it, one view
 KINDS = {"dataset": "Dataset image", "drawing": "My drawing"}
 
 st.title("Inside the network")
@@ -119,7 +118,7 @@ ss["_inside_applied"] = ss["inspect_source"]
 
 if chosen is None:
     st.stop()
-model, meta, model_name, model_key = chosen
+model, meta, model_name, model_key = chosen.model, chosen.meta, chosen.name, chosen.key
 try:
     maps, probs = run_image(model, model_key, image)
     weights = model_weights(model, model_key)
@@ -154,28 +153,10 @@ with c_model:
     with st.expander("Layers"):
         st.dataframe(layers(model, model_key), hide_index=True)
     with st.expander("Download this model", icon=":material/download:"):
-        export_buttons(model, meta, model_name, model_key, key="inside_export")
+        export_buttons(chosen, key="inside_export")
 
 st.header("Why this answer")
-attribution_section(model, model_key, image, probs, key="inside_attr")
-
-
-def diverging(tiles: np.ndarray, percentile: float = 100.0) -> dict:
-    """Colour-scale arguments: red positive, blue negative, white at zero, symmetric about it.
-
-    The bound is the largest |value|, or a high percentile of them where a few outliers would wash
-    out everything else (values past it are drawn at full colour).
-    """
-    bound = float(np.percentile(np.abs(tiles), percentile)) or 1.0
-    return dict(colorscale="RdBu_r", zmid=0.0, zmin=-bound, zmax=bound)
-
-
-def activation_bars(values: np.ndarray, unit: str) -> go.Figure:
-    fig = go.Figure(go.Bar(x=np.arange(len(values)), y=values, marker_color="#7f8ea3",
-                           hovertemplate=f"{unit} %{{x}}: %{{y:.4g}}<extra></extra>"))
-    fig.update_layout(height=240, xaxis_title=unit, yaxis_title="activation", bargap=0.1,
-                      margin=dict(l=10, r=10, t=10, b=10))
-    return fig
+attribution_section(chosen, image, probs, key="inside_attr")
 
 
 # --- convolutional networks: kernels and feature maps --------------------------------------------
@@ -186,37 +167,22 @@ if inspect.is_convnet(model):
     for name, w in weights:
         out, cin, kh, kw = w.shape
         st.subheader(f"{name} · {out} kernels of {cin}x{kh}x{kw}")
-        if cin == 1:
-            st.plotly_chart(tiles_heatmap(w[:, 0], min(out, 16), hover="kernel %{customdata[0]}", **diverging(w),
-                                          max_height=400), config={"displayModeBar": False})
-        elif out * cin <= FULL_GRID_MAX:
-            tiles = w.reshape(out * cin, kh, kw)
-            ids = np.stack(np.divmod(np.arange(out * cin), cin), axis=1)
-            st.caption("A row per output channel, a column per input channel.")
-            st.plotly_chart(tiles_heatmap(tiles, cin, hover="output %{customdata[0]}, input %{customdata[1]}",
-                                          tile_ids=ids, x_ticks=[f"in {i}" for i in range(cin)],
-                                          y_ticks=[f"out {o}" for o in range(out)], max_height=700, **diverging(w)),
-                            config={"displayModeBar": False})
-        else:
+        view = None
+        if out * cin > FULL_GRID_MAX:
             view = st.selectbox(f"{name}: {out * cin:,} kernels; show", [None, *range(cin)], key=f"inside_view_{name}",
                                 format_func=lambda v: "the mean over input channels" if v is None
                                 else f"input channel {v}")
-            tiles = w.mean(axis=1) if view is None else w[:, view]
-            st.plotly_chart(tiles_heatmap(tiles, 16, hover="output %{customdata[0]}", **diverging(tiles),
-                                          max_height=700), config={"displayModeBar": False})
+        fig, what = kernel_figure(w, view=view)
+        if cin > 1 and out * cin <= FULL_GRID_MAX:
+            st.caption("A row per output channel, a column per input channel.")
+        st.plotly_chart(fig, config={"displayModeBar": False})
 
     st.header("Feature maps")
     st.caption("What each layer makes of the input: one small image per channel (after ReLU and pooling).")
     for name, fmap in maps:
         channels, height, width = fmap.shape
         st.subheader(f"{name} · {channels} x {height} x {width}")
-        if height * width == 1:
-            st.plotly_chart(activation_bars(fmap[:, 0, 0], "channel"), config={"displayModeBar": False})
-            continue
-        low = float(fmap.min())
-        scale = dict(colorscale="Viridis", zmin=0.0, zmax=float(fmap.max()) or 1.0) if low >= 0 else diverging(fmap)
-        st.plotly_chart(tiles_heatmap(fmap, min(channels, 8 if width >= 10 else 16), hover="channel %{customdata[0]}",
-                                      max_height=700, **scale), config={"displayModeBar": False})
+        st.plotly_chart(map_figure(fmap), config={"displayModeBar": False})
 
 # --- MLPs: first-layer templates and hidden activations ------------------------------------------
 
@@ -243,11 +209,11 @@ else:
     st.caption("The output of each hidden layer's ReLU for this input: one bar per unit.")
     for name, values in maps:
         st.subheader(f"{name} · {values.size} units")
-        st.plotly_chart(activation_bars(values.reshape(-1), "unit"), config={"displayModeBar": False})
+        st.plotly_chart(map_figure(values.reshape(-1)), config={"displayModeBar": False})
 
 # --- how it learned: the run's snapshots ---------------------------------------------------------
 
 st.header("How it learned")
 st.caption("While this model trained, its run recorded the kernels (an MLP: its first-layer units) and what each "
            "layer made of one fixed test image, about 30 times over the run. Press Play, or slide through it.")
-replay_section(meta.get("run_id"), key="inside_replay")
+replay_section(chosen.run_id, key="inside_replay")

@@ -137,3 +137,60 @@ def test_open_in_inside_the_network_takes_the_drawing_there(tmp_path, monkeypatc
     assert not at.exception, messages(at)
     assert at.title[0].value == "Inside the network"
     assert at.session_state["inspect_source"] == {"kind": "drawing"}
+
+
+# --- which model the picker starts on -------------------------------------------------------------
+
+def open_draw_after(default_model: str):
+    """The app opened on Home, "use this model" pressed elsewhere (it sets mnist_default_model), then Draw."""
+    from streamlit.testing.v1 import AppTest
+    from apptest_util import APP
+
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.session_state["mnist_default_model"] = default_model
+    at.switch_page("app_pages/draw.py")
+    at.run()
+    return at
+
+
+def test_use_this_model_elsewhere_opens_draw_on_that_checkpoint():
+    at = open_draw_after("cnn-small.safetensors")
+    assert not at.exception, messages(at)
+    assert at.selectbox(key="draw_checkpoint").value == "cnn-small.safetensors"
+
+
+def test_use_this_model_on_a_run_opens_draw_on_the_runs_checkpoint(isolated_dirs):
+    import shutil
+    from mnist_core.checkpoints import default_checkpoint
+
+    run_id = "20261130-101010-abc123"
+    isolated_dirs["checkpoints"].mkdir(parents=True, exist_ok=True)
+    src = default_checkpoint("lenet5")
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(src.with_suffix(suffix), isolated_dirs["checkpoints"] / f"lenet5-{run_id}{suffix}")
+    at = open_draw_after(f"run:{run_id}")
+    assert not at.exception, messages(at)
+    assert at.selectbox(key="draw_checkpoint").value == f"lenet5-{run_id}.safetensors"
+
+
+def test_a_run_kept_only_in_the_registry_is_offered_and_predicts(monkeypatch):
+    """A completed run trained on another host: its checkpoint lives in the registry alone."""
+    import sys
+    import types
+    from mnist_core.checkpoints import default_checkpoint, load_checkpoint
+
+    run_id = "20261130-121212-def456"
+    registry = types.SimpleNamespace(
+        stored_models=lambda root=None: [types.SimpleNamespace(id=run_id, config={"model": "lenet5"},
+                                                               test_accuracy=0.991)],
+        load_run_model=lambda rid, root=None: load_checkpoint(default_checkpoint("lenet5")))
+    monkeypatch.setitem(sys.modules, "mnist_core.artifacts", registry)
+    at = open_draw_after(f"run:{run_id}")
+    at.session_state[CANVAS] = canvas_state(drawn("one"))
+    at.run()
+    assert not at.exception, messages(at)
+    picker = at.selectbox(key="draw_checkpoint")
+    assert picker.value == f"run:{run_id}"
+    assert f"run {run_id} · lenet5 · 99.1%" in picker.options
+    assert at.metric[0].value == "1"
