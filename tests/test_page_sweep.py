@@ -1,0 +1,98 @@
+"""The Train page's Sweep tab (app_pages/_sweep_ui.sweep_tab) under AppTest: the estimate, the cap
+refused in one line, Launch and Cancel of a whole sweep, and a finished sweep's charts, summary and
+"use this model"."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from mnist_core import runs
+from mnist_core.records import RunStatus
+
+TINY = dict(model="mlp-128-64", train_size=1000, val_size=500, epochs=1, batch_size=100, threads=1, device="cpu")
+
+
+def _tab():
+    from app_pages._sweep_ui import sweep_tab
+
+    sweep_tab()
+
+
+def _open(monkeypatch, **env) -> AppTest:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    at = AppTest.from_function(_tab, default_timeout=60)
+    at.session_state["train_form"] = TINY  # the Single run form's values: each run starts from them
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _launch_button(at: AppTest):
+    return next(b for b in at.button if b.label == "Launch sweep")
+
+
+def _charts(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def test_a_sweep_above_the_cap_is_refused_in_one_line_and_cannot_launch(monkeypatch):
+    at = _open(monkeypatch, MNIST_MAX_SWEEP_RUNS="4", MNIST_MAX_QUEUED_PER_OWNER="20")
+    # the first sweep offered: 4 learning rates x 2 batch sizes
+    assert [e.value for e in at.error] == ["this sweep is 8 runs; at most 4 are allowed here (fewer values, samples "
+                                           "or seeds)"]
+    assert _launch_button(at).disabled
+    at.selectbox(key="sweep_field_1").set_value("(none)").run()
+    assert not at.error and at.info[0].value.startswith("4 runs × ~")
+    assert not _launch_button(at).disabled
+
+
+def test_launching_a_sweep_queues_tagged_runs_and_cancel_stops_them_all(monkeypatch, mnist):
+    at = _open(monkeypatch, MNIST_MAX_QUEUED_PER_OWNER="20")
+    at.selectbox(key="sweep_field_1").set_value("(none)").run()
+    at.text_input(key="sweep_values_0_lr").set_value("0.001, 0.01, 0.1").run()
+    assert at.info[0].value.startswith("3 runs × ~"), [i.value for i in at.info]
+    _launch_button(at).click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    launched = [r for r in runs.list_runs() if r.sweep]
+    assert sorted(r.config["lr"] for r in launched) == [0.001, 0.01, 0.1]
+    assert {r.sweep for r in launched} == {at.session_state["sweep_watch"]}
+    assert {r.owner for r in launched} == {at.session_state["visitor_token"]}
+    next(b for b in at.button if b.label == "Cancel the whole sweep").click().run()
+    deadline = time.monotonic() + 120
+    while any(r.is_live for r in runs.list_runs()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not any(r.is_live for r in runs.list_runs())
+    assert any(r.status == RunStatus.CANCELLED for r in runs.list_runs())
+
+
+def _finished_run(sweep: str, lr: float, accuracy: float) -> str:
+    run_id = runs.create_run({**TINY, "lr": lr, "seed": 0, "optimizer": "adamw"}, sweep=sweep)
+    runs.mark_running(run_id, total_steps=10)
+    runs.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 10, "loss": 2.0 / s, "accuracy": 0.5,
+                               "images_per_s": 1000.0} for s in range(1, 11)]
+                     + [{"split": "val", "step": 10, "epoch": 1.0, "loss": 0.3, "accuracy": accuracy - 0.01}])
+    runs.finish_run(run_id, RunStatus.COMPLETED, test_accuracy=accuracy, best_val_accuracy=accuracy)
+    return run_id
+
+
+def test_a_finished_sweep_shows_what_it_showed_and_one_run_becomes_the_default_model(monkeypatch):
+    ids = [_finished_run("sweep-20260101-000000-abcdef", lr, acc)
+           for lr, acc in ((0.001, 0.91), (0.003, 0.95), (0.01, 0.93))]
+    at = _open(monkeypatch)
+    text = " ".join(m.value for m in at.markdown)
+    assert "Accuracy peaks near learning rate 0.003 (95.0%)." in text
+    kinds = [trace["type"] for chart in _charts(at) for trace in chart["data"]]
+    assert "parcoords" in kinds
+    parcoords = next(t for c in _charts(at) for t in c["data"] if t["type"] == "parcoords")
+    assert [d["label"] for d in parcoords["dimensions"]] == ["learning rate (log)", "test accuracy"]
+    assert len(parcoords["dimensions"][0]["values"]) == 3
+    at.selectbox(key="sweep_opened_run").set_value(ids[1]).run()
+    next(b for b in at.button if b.label == "Use this model on Draw and Inside").click().run()
+    assert at.session_state["mnist_default_model"] == f"run:{ids[1]}"
+    next(b for b in at.button if b.label == "Watch it in the live panel").click().run()
+    assert at.session_state["watch_run"] == ids[1]
