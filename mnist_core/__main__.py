@@ -1,8 +1,11 @@
-"""The command line: python -m mnist_core fetch-data | train | evaluate CKPT | export CKPT | runs | models | presets.
+"""The command line: python -m mnist_core fetch-data | train | submit | sweep | evaluate CKPT|RUN_ID | export CKPT
+| runs [--json] | models | presets | kernels.
 
 `train` takes every TrainConfig field as a flag (generated from the dataclass, so the flags, the
 Train page's form and the config are one list), or `--preset NAME` (flags then override the preset),
-or `--run-id ID` to execute a run the dashboard queued.
+or `--run-id ID` to execute a run the dashboard (or an executor) queued. `submit` takes the same
+flags but queues the run through the configured executor (local runners, or a Ray cluster when
+MNIST_RAY_ADDRESS is set) and prints its id; `--wait` follows it to its end.
 
 Errors a user can cause print one line and exit with status 2.
 """
@@ -50,17 +53,18 @@ def cmd_train(args) -> int:
 
     from . import runs
     from .records import RunStatus
-    from .training import TrainConfig, admit, preset_config
+    from .training import TrainConfig
     from .worker import execute_run
 
     fields = {f.name for f in TrainConfig.fields()}
-    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     if args.run_id:
-        if overrides or args.preset:
+        if args.preset or any(vars(args).get(k) is not None for k in fields):
             raise MnistLabError("--run-id runs a queued run as it was configured: give no other config flags")
         run_id = args.run_id
+        if os.environ.get("MNIST_FETCH_MISSING_DATA") == "1":
+            _fetch_missing_data(run_id)
     else:
-        config = admit(preset_config(args.preset, **overrides) if args.preset else TrainConfig.from_dict(overrides))
+        config = _config_from_flags(args)
         run_id = runs.create_run(config.to_dict(), worker_pid=os.getpid())  # this process runs it
         print(f"run {run_id}: {config.summary()}")
 
@@ -88,6 +92,91 @@ def cmd_train(args) -> int:
         return 0
     print(f"run {run_id} {run.status}")
     return 1
+
+
+def _fetch_missing_data(run_id: str) -> None:
+    """A worker on a host without MNIST (a fresh Ray node) fetches and MD5-verifies it first, as
+    `fetch-data` does; a fetch that fails fails the run with its one-line reason."""
+    from . import data, runs
+    from .errors import DataError
+    from .records import RunStatus
+
+    if data.is_present():
+        return
+    print("MNIST is not on this host: fetching it", file=sys.stderr)
+    try:
+        data.fetch()
+    except DataError as exc:
+        runs.finish_run(runs.check_run_id(run_id), RunStatus.FAILED, error=str(exc))
+        raise
+
+
+def _config_from_flags(args):
+    from .training import TrainConfig, admit, preset_config
+
+    fields = {f.name for f in TrainConfig.fields()}
+    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    return admit(preset_config(args.preset, **overrides) if args.preset else TrainConfig.from_dict(overrides))
+
+
+def cmd_submit(args) -> int:
+    from . import worker
+
+    config = _config_from_flags(args)
+    run_id = worker.submit(config.to_dict())
+    print(run_id, flush=True)  # alone on stdout, for scripts: RUN=$(python -m mnist_core submit ...)
+    if not args.wait:
+        return 0
+    return follow(run_id, quiet=args.quiet)
+
+
+def follow(run_id: str, quiet: bool = False, poll_seconds: float = 0.5) -> int:
+    """Follow a submitted run to its end with a progress bar (stderr); 0 when it completed, else 1."""
+    import time
+
+    from tqdm import tqdm
+
+    from . import runs
+    from .records import LIVE, RunStatus
+
+    executor = _ray_executor()
+    last_check = 0.0
+    with tqdm(total=None, unit="step", desc=run_id, disable=quiet, file=sys.stderr) as bar:
+        while True:
+            run = runs.get_run(run_id)
+            if run.total_steps and bar.total != run.total_steps:
+                bar.total = run.total_steps
+            bar.n = run.steps or 0
+            bar.set_postfix_str(str(run.status) + (f" on {run.node}" if getattr(run, "node", None) else ""))
+            if run.status not in LIVE:
+                break
+            if executor is not None and time.monotonic() - last_check > 5.0:  # a job that died before its run
+                last_check = time.monotonic()
+                _reconcile(executor)
+            time.sleep(poll_seconds)
+        bar.n = run.steps or bar.n
+        bar.refresh()
+    if run.status == RunStatus.COMPLETED:
+        print(f"run {run_id} completed: test accuracy {run.test_accuracy:.4f}")
+        return 0
+    print(f"run {run_id} {run.status}" + (f": {run.error}" if run.error else ""))
+    return 1
+
+
+def _ray_executor():
+    """The Ray executor when MNIST_RAY_ADDRESS configures one, else None."""
+    if not os.environ.get("MNIST_RAY_ADDRESS"):
+        return None
+    from .ray_executor import RayExecutor
+
+    return RayExecutor()
+
+
+def _reconcile(executor) -> None:
+    try:
+        executor.reconcile()
+    except MnistLabError as exc:  # the cluster cannot be reached now: the registry still says what it knows
+        print(f"warning: {exc}", file=sys.stderr)
 
 
 def cmd_sweep(args) -> int:
@@ -124,9 +213,15 @@ def cmd_export(args) -> int:
 def cmd_evaluate(args) -> int:
     from .checkpoints import load_checkpoint
     from .data import load_mnist
+    from .runfiles import RUN_ID
     from .training import evaluate
 
-    model, meta = load_checkpoint(args.checkpoint)
+    if RUN_ID.match(args.checkpoint):  # a run id: its checkpoint wherever it lives (a file here, or the registry)
+        from .artifacts import load_run_model
+
+        model, meta = load_run_model(args.checkpoint)
+    else:
+        model, meta = load_checkpoint(args.checkpoint)
     images, labels = load_mnist("test", root=args.data_dir)
     loss, acc = evaluate(model, images, labels)
     print(f"{meta['architecture']}: test accuracy {acc:.4f} ({round(acc * len(labels))}/{len(labels)}), loss {loss:.4f}")
@@ -137,17 +232,31 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+RUN_JSON_FIELDS = ("id", "status", "config", "node", "host", "job_id", "created_at", "started_at", "finished_at",
+                   "steps", "total_steps", "best_val_accuracy", "test_accuracy", "error", "sweep", "class_code")
+
+
 def cmd_runs(args) -> int:
+    import json
+
     from .runs import list_runs
 
+    executor = _ray_executor()
+    if executor is not None:
+        _reconcile(executor)
     rows = list_runs()
+    if args.json:  # one object per line (JSON Lines): `runs --json | jq` or a line-by-line reader
+        for r in rows:
+            print(json.dumps({k: getattr(r, k, None) for k in RUN_JSON_FIELDS}))
+        return 0
     if not rows:
         print("no runs yet: start one with `python -m mnist_core train`")
         return 0
-    print(f"{'id':24} {'status':10} {'model':11} {'val acc':>8} {'test acc':>8} {'time':>7}  error")
+    print(f"{'id':24} {'status':10} {'model':11} {'val acc':>8} {'test acc':>8} {'time':>7}  {'node':16} error")
     for r in rows:
+        node = getattr(r, "node", None) or r.host or "-"
         print(f"{r.id:24} {r.status:10} {r.config.get('model', '?'):11} {_fmt(r.best_val_accuracy, '8.4f')} "
-              f"{_fmt(r.test_accuracy, '8.4f')} {_fmt(r.duration, '6.0f')}s  {r.error or ''}")
+              f"{_fmt(r.test_accuracy, '8.4f')} {_fmt(r.duration, '6.0f')}s  {node:16} {r.error or ''}")
     return 0
 
 
@@ -202,6 +311,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("submit", help="queue a run through the configured executor (local runners, or the Ray "
+                                      "cluster at MNIST_RAY_ADDRESS) and print its id")
+    p.add_argument("--preset", default=None, help="start from a named recipe (see `presets`)")
+    p.add_argument("--wait", action="store_true", help="follow the run to its end with a progress bar; exit 1 "
+                                                       "unless it completed")
+    p.add_argument("--quiet", action="store_true", help="with --wait: no progress bar")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_submit)
+
     p = sub.add_parser("sweep", help="queue many runs that differ in 1 to 3 fields (a sweep) and print their ids")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUES",
                    help="a field to vary: NAME=V1,V2,... or NAME=LOW..HIGH[:POINTS] (lr, weight_decay and "
@@ -215,8 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p)
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("evaluate", help="test-set accuracy of a checkpoint")
-    p.add_argument("checkpoint", help="a .safetensors file with its .json sidecar")
+    p = sub.add_parser("evaluate", help="test-set accuracy of a checkpoint, or of a run's checkpoint wherever it "
+                                        "lives (a file here, or the run registry)")
+    p.add_argument("checkpoint", help="a .safetensors file with its .json sidecar, or a run id")
     p.add_argument("--data-dir", default=None)
     p.set_defaults(func=cmd_evaluate)
 
@@ -231,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("runs", help="list the runs in the registry")
+    p.add_argument("--json", action="store_true", help="one JSON object per line per run (id, status, config, "
+                                                       "node, host, job_id, test_accuracy, error, sweep, class_code...)")
     p.set_defaults(func=cmd_runs)
     p = sub.add_parser("models", help="list the model zoo")
     p.set_defaults(func=cmd_models)

@@ -68,7 +68,7 @@ def test_help_lists_the_commands(capsys):
         main(["--help"])
     assert excinfo.value.code == 0
     out = capsys.readouterr().out
-    for command in ("fetch-data", "train", "evaluate", "runs", "models", "presets", "kernels"):
+    for command in ("fetch-data", "train", "submit", "evaluate", "runs", "models", "presets", "kernels"):
         assert command in out
 
 
@@ -104,6 +104,8 @@ def test_kernels_says_whether_the_fused_kernels_are_in_use(capsys, monkeypatch, 
     (["train", "--run-id", "20990101-000000-abcdef"], "error: no run 20990101-000000-abcdef"),
     (["train", "--run-id", "x", "--epochs", "2"], "error: --run-id runs a queued run as it was configured"),
     (["evaluate", "missing.safetensors"], "error: no checkpoint at"),
+    (["evaluate", "20990101-000000-abcdef"], "error: no run 20990101-000000-abcdef"),
+    (["submit", "--lr", "-0.5"], "error: lr:"),
     (["train", "--run-id", "BAD-CONFIG"], "error: lr:"),
 ])
 def test_user_errors_print_one_line_and_exit_2(capsys, argv, expected):
@@ -157,3 +159,95 @@ def test_train_runs_a_queued_run_by_id(capsys, mnist, tiny_config):
     assert main(["train", "--run-id", run_id, "--quiet"]) == 0
     assert runs.get_run(run_id).status == "completed"
     assert "test accuracy" in capsys.readouterr().out
+
+
+# --- submit, runs --json, evaluate RUN_ID (issue 17) --------------------------------------------------------
+
+TINY_FLAGS = ["--model", "mlp-50", "--train-size", "300", "--val-size", "100", "--epochs", "1", "--batch-size", "100",
+              "--threads", "1", "--device", "cpu"]
+
+
+def test_submit_wait_follows_the_run_to_its_end_and_prints_its_id_first(capsys, mnist):
+    assert main(["submit", *TINY_FLAGS, "--wait", "--quiet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    (run,) = runs.list_runs()
+    assert out[0] == run.id  # alone on its line: RUN=$(python -m mnist_core submit ...)
+    assert run.status == "completed" and run.config["train_size"] == 300
+    assert out[-1] == f"run {run.id} completed: test accuracy {run.test_accuracy:.4f}"
+
+
+def test_submit_wait_exits_1_with_the_reason_when_the_run_does_not_complete(capsys, monkeypatch):
+    from mnist_core import executors
+    from mnist_core.records import RunStatus
+
+    class NoWorkers:  # an executor whose runs fail before any step, as a Ray job refused by its node would
+        def start(self, run_id, config, root=None):
+            runs.finish_run(run_id, RunStatus.FAILED, root=root, error="no node could take it")
+
+        def cancel(self, run_id, root=None):
+            pass
+
+    monkeypatch.setattr(executors, "current", NoWorkers)
+    assert main(["submit", *TINY_FLAGS, "--wait", "--quiet"]) == 1
+    (run,) = runs.list_runs()
+    assert capsys.readouterr().out.splitlines() == [run.id, f"run {run.id} failed: no node could take it"]
+
+
+def test_submit_without_wait_prints_the_id_and_leaves_the_run_to_the_executor(capsys, monkeypatch):
+    from mnist_core import executors
+
+    started = []
+
+    class Recording:
+        def start(self, run_id, config, root=None):
+            started.append((run_id, config["model"]))
+
+        def cancel(self, run_id, root=None):
+            pass
+
+    monkeypatch.setattr(executors, "current", Recording)
+    assert main(["submit", "--preset", "tutorial-lenet5", "--threads", "1"]) == 0
+    (run,) = runs.list_runs()
+    assert capsys.readouterr().out == f"{run.id}\n" and started == [(run.id, "lenet5")]
+    assert run.status == "queued" and run.config["threads"] == 1
+
+
+def test_runs_json_prints_one_object_per_run(capsys, tiny_config):
+    import json
+
+    first = runs.create_run(tiny_config(model="mlp-50"))
+    second = runs.create_run(tiny_config(model="lenet5"))
+    runs.request_cancel(second)
+    assert main(["runs", "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["id"], r["status"], r["config"]["model"]) for r in lines] == [
+        (first, "queued", "mlp-50"), (second, "cancelled", "lenet5")]
+    for key in ("node", "host", "job_id", "test_accuracy", "error", "sweep", "class_code"):
+        assert key in lines[0]
+
+
+def test_evaluate_a_run_id_reads_its_checkpoint_from_the_registry_when_its_file_is_not_here(capsys, mnist, tmp_path):
+    from mnist_core.checkpoints import sidecar_path
+
+    argv = ["train", *TINY_FLAGS, "--quiet", "--checkpoint", str(tmp_path / "elsewhere" / "mlp.safetensors")]
+    assert main(argv) == 0
+    (run,) = runs.list_runs()
+    capsys.readouterr()
+    for path in (tmp_path / "elsewhere" / "mlp.safetensors", sidecar_path(tmp_path / "elsewhere" / "mlp.safetensors")):
+        path.unlink()  # the worker's host kept it; this one never had it
+    assert main(["evaluate", run.id]) == 0
+    assert capsys.readouterr().out.startswith(f"mlp-50: test accuracy {run.test_accuracy:.4f}")
+
+
+def test_a_worker_on_a_host_without_mnist_fetches_and_verifies_it_first(capsys, mnist, tiny_config, tmp_path,
+                                                                        monkeypatch):
+    from mnist_core import data
+
+    served = {name: (mnist / name).read_bytes() for name in data.FILES}  # what a mirror would send
+    monkeypatch.setattr(data, "_from_torchvision_mirrors", lambda names, timeout, say: {n: served[n] for n in names})
+    monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "fresh-node"))
+    monkeypatch.setenv("MNIST_FETCH_MISSING_DATA", "1")  # set in every Ray job (ray_executor.job_env)
+    run_id = runs.create_run(tiny_config(model="mlp-50", train_size=200))
+    assert main(["train", "--run-id", run_id, "--quiet"]) == 0
+    assert runs.get_run(run_id).status == "completed"
+    assert data.missing_files(tmp_path / "fresh-node") == []
