@@ -21,7 +21,7 @@ import streamlit as st
 
 from mnist_core import classes, form, live, runs, worker
 from mnist_core.errors import MnistLabError
-from app_pages import _class
+from app_pages import _class, _run_charts
 from app_pages._common import show_error, visitor_token
 
 POLL_SECONDS = 2.0
@@ -173,6 +173,38 @@ else:
         **{label: row.get(name, "") for name, label in SETTING_COLUMNS.items()}, "runs": row["runs"],
         "best run": row["run"] or "",
     } for row in board]), hide_index=True, key="leaderboard")
+
+
+# --- curves and the chart of every run ------------------------------------------------------------
+
+def student_curves(chosen: dict[str, list[runs.Run]]) -> None:
+    """Every run of the chosen students, loss and validation accuracy, a colour per student."""
+    series = [{"label": f"{student} · run {r.id}", "rows": runs.get_metrics(r.id), "value": student}
+              for student, theirs in chosen.items() for r in theirs if r.status != "queued"]
+    if not series:
+        st.caption("No curves yet: their runs have not started.")
+        return
+    loss_fig, acc_fig = _run_charts.overlaid_curves(series, colour_field="student")
+    c1, c2 = st.columns(2)
+    c1.plotly_chart(loss_fig, key="class_loss", config=_run_charts.CHART_CONFIG)
+    c2.plotly_chart(acc_fig, key="class_acc", config=_run_charts.CHART_CONFIG)
+
+
+by_student = classes.students(class_runs)
+if by_student:
+    st.subheader("Curves")
+    picked = st.multiselect("Students to compare", list(by_student), key="class_students",
+                            max_selections=MAX_STUDENTS_OVERLAID, placeholder="Choose students",
+                            default=[row["student"] for row in board[:2] if row["test_accuracy"] is not None])
+    if picked:
+        student_curves({student: by_student[student] for student in picked if student in by_student})
+    axes, chart_rows = classes.parallel_rows(class_runs)
+    if chart_rows:
+        st.subheader("Every finished run on one chart")
+        st.caption("One line per run, coloured by its test accuracy. Drag along an axis to keep only the runs "
+                   "that pass through that range.")
+        st.plotly_chart(_run_charts.parallel_coordinates(chart_rows, axes), key="class_parallel",
+                        config=_run_charts.CHART_CONFIG)
 
 
 # --- every run ------------------------------------------------------------------------------------

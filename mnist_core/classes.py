@@ -87,22 +87,33 @@ def _settings(run: Run) -> dict:
     return {name: run.config.get(name) for name in KEY_SETTINGS}
 
 
+def students(class_runs: list[Run]) -> dict[str, list[Run]]:
+    """{shown name: that student's runs, oldest first}, students in the order they first ran. A student
+    is a browser (its owner token), so two who chose the same name stay apart: the later one is shown
+    as "Sam (2)". The token itself never leaves this function."""
+    by_owner: dict[str, list[Run]] = {}
+    for r in class_runs:
+        by_owner.setdefault(r.owner or f"name:{student_of(r)}", []).append(r)
+    shown: dict[str, list[Run]] = {}
+    for mine in by_owner.values():
+        name, n = student_of(mine[-1]), 2
+        while name in shown:
+            name, n = f"{student_of(mine[-1])} ({n})", n + 1
+        shown[name] = mine
+    return shown
+
+
 def leaderboard(class_runs: list[Run]) -> list[dict]:
     """One row per student, best test accuracy first: the student's best completed run (ties: the
-    earlier run) with its key settings and how many runs they made. A student is a browser (its owner
-    token), so two students who chose the same name keep their own rows; the token itself is never in
-    a row. Students with no completed run yet are listed last, without an accuracy."""
-    by_student: dict[str, list[Run]] = {}
-    for r in class_runs:
-        by_student.setdefault(r.owner or f"name:{student_of(r)}", []).append(r)
+    earlier run) with its key settings and how many runs they made. Students with no completed run
+    yet are listed last, without a rank or an accuracy."""
     rows = []
-    for mine in by_student.values():
+    for name, mine in students(class_runs).items():
         scored = [r for r in mine if r.status == "completed" and r.test_accuracy is not None]
         best = max(scored, key=lambda r: (r.test_accuracy, -r.created_at)) if scored else None
-        shown = best or mine[-1]
-        rows.append({"student": student_of(mine[-1]), "test_accuracy": best.test_accuracy if best else None,
+        rows.append({"student": name, "test_accuracy": best.test_accuracy if best else None,
                      "run": best.id if best else None, "runs": len(mine), **(_settings(best) if best else {}),
-                     "_created": best.created_at if best else shown.created_at})
+                     "_created": (best or mine[-1]).created_at})
     rows.sort(key=lambda row: (row["test_accuracy"] is None, -(row["test_accuracy"] or 0.0), row["_created"]))
     for rank, row in enumerate(rows, start=1):
         del row["_created"]
@@ -110,10 +121,33 @@ def leaderboard(class_runs: list[Run]) -> list[dict]:
     return rows
 
 
+MAX_AXES = 6              # a parallel-coordinates chart stays readable up to about this many axes
+MAX_STUDENT_TICKS = 15    # beyond this a student axis is a wall of names
+
+
+def parallel_rows(class_runs: list[Run]) -> tuple[list[str], list[dict]]:
+    """(axes, rows) for one parallel-coordinates chart of the class's finished runs: an axis per setting
+    that differs between them (sweeps.varied_fields, at most MAX_AXES; the model when none does), led
+    by the student when the class is small enough to label; a row per completed run with its test
+    accuracy ("test accuracy") and id ("run")."""
+    from .sweeps import varied_fields
+
+    done = [r for r in class_runs if r.status == "completed" and r.test_accuracy is not None]
+    names = {r.id: name for name, mine in students(class_runs).items() for r in mine}
+    fields = varied_fields([r.config for r in done])[:MAX_AXES] or ["model"]
+    if 1 < len({names[r.id] for r in done}) <= MAX_STUDENT_TICKS:
+        fields = ["student", *fields[:MAX_AXES - 1]]
+    rows = [{**{f: r.config.get(f) for f in fields if f != "student"}, "student": names[r.id],
+             "test accuracy": r.test_accuracy, "run": r.id} for r in done]
+    return fields, rows
+
+
 def runs_table(class_runs: list[Run]) -> list[dict]:
-    """Every run of the class, newest first, as rows: who, status, key settings, accuracies, timing.
-    No owner token and no server path (the CSV and the page show these rows as they are)."""
-    return [{"run": r.id, "student": student_of(r), "status": str(r.status), **_settings(r),
+    """Every run of the class, newest first, as rows: who (as `students` shows them), status, key
+    settings, accuracies, timing. No owner token and no server path (the CSV and the page show these
+    rows as they are)."""
+    names = {r.id: name for name, mine in students(class_runs).items() for r in mine}
+    return [{"run": r.id, "student": names[r.id], "status": str(r.status), **_settings(r),
              "best_val_accuracy": r.best_val_accuracy, "test_accuracy": r.test_accuracy,
              "duration_s": round(r.duration, 1) if r.duration is not None else None,
              "created_at": r.created_at} for r in reversed(class_runs)]

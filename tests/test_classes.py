@@ -85,7 +85,7 @@ def test_two_students_who_chose_the_same_name_keep_their_own_rows(tiny_config):
     _run(tiny_config, "pd-3", "Sam", "a" * 32, accuracy=0.9)
     _run(tiny_config, "pd-3", "Sam", "b" * 32, accuracy=0.8)
     board = classes.leaderboard(classes.class_runs("pd-3"))
-    assert [(row["student"], row["test_accuracy"]) for row in board] == [("Sam", 0.9), ("Sam", 0.8)]
+    assert [(row["student"], row["test_accuracy"]) for row in board] == [("Sam", 0.9), ("Sam (2)", 0.8)]
 
 
 def test_the_class_csv_has_every_run_and_no_formula_a_spreadsheet_would_run(tiny_config):
@@ -97,3 +97,13 @@ def test_the_class_csv_has_every_run_and_no_formula_a_spreadsheet_would_run(tiny
     assert rows[1]["test_accuracy"] == "0.93" and rows[1]["status"] == "completed" and rows[0]["status"] == "queued"
     assert rows[1]["model"] == "mlp-128-64" and rows[1]["lr"] == "0.003"
     assert "owner" not in rows[0] and "Other" not in classes.runs_csv(classes.class_runs("pd-3"))
+
+
+def test_the_class_chart_has_an_axis_per_setting_students_varied_and_a_line_per_finished_run(tiny_config):
+    ada = _run(tiny_config, "pd-3", "Ada", "a" * 32, accuracy=0.95, lr=0.01)
+    bob = _run(tiny_config, "pd-3", "Bob", "b" * 32, accuracy=0.9, lr=0.001, optimizer="sgd")
+    _run(tiny_config, "pd-3", "Cy", "c" * 32)  # not finished: no line
+    fields, rows = classes.parallel_rows(classes.class_runs("pd-3"))
+    assert fields == ["student", "optimizer", "lr"]
+    assert rows == [{"student": "Ada", "optimizer": "adamw", "lr": 0.01, "test accuracy": 0.95, "run": ada},
+                    {"student": "Bob", "optimizer": "sgd", "lr": 0.001, "test accuracy": 0.9, "run": bob}]

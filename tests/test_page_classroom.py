@@ -1,6 +1,8 @@
 """The Class page (AppTest): joining by link or code, a display name, only the class's own runs, the
 leaderboard, Cancel only for the browser's own runs, and the CSV."""
 
+import json
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -113,3 +115,19 @@ def test_a_student_outside_the_class_sees_none_of_its_runs(tiny_config):
     at = open_class({"class": "period-4"}, token=OTHER)
     assert not at.get("dataframe"), "another class's runs were shown"
     assert any("Nobody in this class has started a run yet" in c.value for c in at.caption)
+
+
+def test_the_teacher_sees_the_best_students_curves_and_every_finished_run_on_one_chart(tiny_config):
+    for student, owner, lr, acc in (("Ada", ME, 0.01, 0.95), ("Bob", OTHER, 0.001, 0.9)):
+        run_id = _tagged(tiny_config, "period-3", student, owner, accuracy=acc, lr=lr)
+        runs.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 10, "loss": 2.0 / s, "accuracy": 0.5}
+                                  for s in range(1, 11)] + [{"split": "val", "step": 10, "epoch": 1.0,
+                                                              "loss": 0.3, "accuracy": acc}])
+    at = open_class({"class": "period-3"}, token="t" * 32)  # the teacher: in the class, no runs, no name
+    assert at.multiselect(key="class_students").value == ["Ada", "Bob"]  # the two best, to begin with
+    figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    loss, accuracy, parallel = figures
+    assert sorted(t["name"] for t in loss["data"]) == ["student Ada", "student Bob"]
+    assert [t["y"] for t in accuracy["data"]] == [[0.95], [0.9]]
+    axes = [d["label"] for d in parallel["data"][0]["dimensions"]]
+    assert axes == ["student", "learning rate (log)", "test accuracy"]
