@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative, sample_colorscale
 
 from mnist_core import form
-from mnist_core.live import smooth, smoothing_weight, thin
+from mnist_core.live import decades, smooth, smoothing_weight, thin
 
 LOG_FIELDS = ("lr", "weight_decay", "batch_size")
 ACCURACY = "test accuracy"
@@ -101,7 +101,7 @@ def overlaid_curves(series: Sequence[dict], colour_field: Optional[str] = None,
     metric rows), and `value` (its value of `colour_field`, which picks its colour)."""
     colours = colour_for([s.get("value") for s in series], colour_field or "") if colour_field else {}
     loss, acc = go.Figure(), go.Figure()
-    shown_in_legend = set()
+    shown_in_legend, losses = set(), []
     for i, s in enumerate(series):
         colour = colours.get(s.get("value")) or qualitative.Plotly[i % len(qualitative.Plotly)]
         group = _fmt(s.get("value")) if colour_field else s["label"]
@@ -115,12 +115,16 @@ def overlaid_curves(series: Sequence[dict], colour_field: Optional[str] = None,
         if train:
             smoothed = smooth([m["loss"] for m in train], smoothing_weight(len(train)), log=True)
             kept = thin(list(zip([m["step"] for m in train], smoothed)), limit=400)
+            losses += [k[1] for k in kept]
             loss.add_scatter(x=[k[0] for k in kept], y=[k[1] for k in kept], mode="lines", **common)
         if val:
             acc.add_scatter(x=[m["step"] for m in val], y=[m["accuracy"] for m in val], mode="lines+markers",
                             **common)
-    layout = dict(height=height, margin=dict(l=60, r=20, t=40, b=40), xaxis_title="step")
-    loss.update_layout(title="Training loss (smoothed)", yaxis=dict(type="log", tickformat="~g"), **layout)
+    layout = dict(height=height, margin=dict(l=60, r=20, t=40, b=40), xaxis_title="step",
+                  legend=dict(orientation="h", y=-0.3))
+    # whole decades on the loss axis (live.decades), so Plotly labels 1, 2, 5 per decade, not every minor tick
+    loss.update_layout(title="Training loss (smoothed)", yaxis=dict(type="log", range=decades(losses), tickformat="~g"),
+                       **layout)
     acc.update_layout(title="Validation accuracy", yaxis=dict(tickformat=".0%"), **layout)
     return loss, acc
 

@@ -30,7 +30,7 @@ from app_pages._common import show_error, visitor_token
 POLL_SECONDS = 2.0
 NONE = "(none)"
 VARYABLE = [f.name for f in TrainConfig.fields() if f.name not in ("seed", "device", "backend", "threads")]
-DEFAULTS = [("lr", "0.001, 0.003, 0.01, 0.03"), ("batch_size", "32, 128")]  # a first sweep worth looking at
+DEFAULTS = [("lr", "0.001, 0.01, 0.1")]  # a first sweep worth looking at, within a visitor's default queue room
 STATUS_WORDS = {"queued": "queued", "running": "running", "completed": "done", "failed": "failed",
                 "cancelled": "cancelled"}
 
