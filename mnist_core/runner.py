@@ -53,7 +53,7 @@ def take_slot(root=None, slots: Optional[int] = None):
     open in this process), or None when every slot is taken."""
     folder = slots_dir(root)
     folder.mkdir(parents=True, exist_ok=True)
-    for k in range(slots or limits.current().max_concurrent):
+    for k in range(slots or limits.max_concurrent()):
         f = open(folder / f"slot-{k}.lock", "a+")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -123,12 +123,16 @@ def serve(root: Optional[str] = None) -> int:
     context.set_forkserver_preload(["mnist_core.warm"])
     from multiprocessing import forkserver
 
-    forkserver.ensure_running()  # warm now, before the first claim
+    forkserver.ensure_running()
+    warmed = context.Process(target=int, name="warm-up")  # returns once the forkserver has loaded mnist_core.warm
+    warmed.start()
+    warmed.join()
+    print(f"runner {os.getpid()} ready: {Path(slot.name).stem}", flush=True)
     folder = Path(root or runs_dir())
     idle_since = time.monotonic()
     while folder.is_dir() and time.monotonic() - idle_since < idle_seconds():
         try:
-            run_id = runs.claim_next(os.getpid(), root=root)
+            run_id = runs.claim_next(os.getpid(), root=root, max_concurrent=limits.max_concurrent())
         except MnistLabError as exc:
             print(f"runner: {exc}", file=sys.stderr)
             run_id = None

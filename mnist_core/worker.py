@@ -113,6 +113,7 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
     writer = _RegistryWriter(run_id, root)
 
     def handle(row: MetricRow) -> None:
+        row.setdefault("time", time.time())  # when it was measured, not when a batch of rows reached the registry
         if row["split"] == "train":
             state["steps"] = row["step"]
         writer.add(row)
