@@ -196,11 +196,8 @@ def _understand(analysis: sweeps.Analysis) -> None:
     for name in analysis.fields:
         points = [{"run_id": r.run_id, "value": r.values[name], "accuracy": r.test_accuracy}
                   for r in analysis.results]
-        by_value: dict = {}
-        for g in analysis.groups:
-            by_value.setdefault(g.values[name], []).extend(g.accuracies)
-        groups = [{"value": v, "mean": sum(a) / len(a), "spread": (pd.Series(a).std() if len(a) > 1 else 0.0)}
-                  for v, a in by_value.items() if a]
+        groups = [{"value": p.values[name], "mean": p.mean, "spread": p.spread}
+                  for p in sweeps.by_value(analysis.groups, name)]
         event = st.plotly_chart(charts.accuracy_against(points, name, groups), key=f"sweep_against_{name}",
                                 on_select="rerun", selection_mode="points", config=charts.CHART_CONFIG)
         clicked = [p.get("customdata") for p in (event.selection.points if event and event.selection else [])]

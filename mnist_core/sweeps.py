@@ -447,18 +447,26 @@ def summarise(a: Analysis) -> list[str]:
     return sentences
 
 
-def _field_sentences(name: str, groups: Sequence[Group], seed_spread: Optional[float]) -> list[str]:
-    words = form.noun(name)
-    by_value: dict = {}
+def by_value(groups: Sequence[Group], name: str) -> list[Group]:
+    """The groups pooled by one field's value (over the other fields' values): a Group per value, in
+    increasing order for numbers, as first met for text (its mean and spread are over all those runs)."""
+    pooled: dict = {}
     for g in groups:
         v = g.values[name]
-        acc, div = by_value.setdefault(v, ([], [0]))
-        acc.extend(g.accuracies)
-        div[0] += g.diverged
-    numeric = all(isinstance(v, (int, float)) for v in by_value)
-    order = sorted(by_value) if numeric else list(by_value)
-    means = {v: statistics.fmean(by_value[v][0]) for v in order if by_value[v][0]}
-    broken = [v for v in order if by_value[v][1][0] and v not in means]  # diverged, and nothing healthy finished
+        p = pooled.setdefault(v, Group({name: v}, [], [], 0))
+        p.run_ids += g.run_ids
+        p.accuracies += g.accuracies
+        p.diverged += g.diverged
+    numeric = all(isinstance(v, (int, float)) for v in pooled)
+    return [pooled[v] for v in (sorted(pooled) if numeric else pooled)]
+
+
+def _field_sentences(name: str, groups: Sequence[Group], seed_spread: Optional[float]) -> list[str]:
+    words = form.noun(name)
+    pooled = by_value(groups, name)
+    numeric = all(isinstance(p.values[name], (int, float)) for p in pooled)
+    means = {p.values[name]: p.mean for p in pooled if p.accuracies}
+    broken = [p.values[name] for p in pooled if p.diverged and not p.accuracies]  # diverged, nothing healthy finished
     out = []
     if means:
         peak = max(means, key=means.get)
@@ -471,7 +479,7 @@ def _field_sentences(name: str, groups: Sequence[Group], seed_spread: Optional[f
             out.append(f"{fmt_value(ranked[0])} does best ({_pct(means[ranked[0]])}), "
                        + ", ".join(f"then {fmt_value(v)} ({_pct(means[v])})" for v in ranked[1:]) + ".")
         elif len(means) > 1:
-            tried = [v for v in order if v in means]
+            tried = list(means)  # in increasing order
             where = ("the smallest" if peak == tried[0] else "the largest" if peak == tried[-1] else None)
             if where:
                 out.append(f"Accuracy is highest at {where} {words} tried, {fmt_value(peak)} ({_pct(means[peak])}): "

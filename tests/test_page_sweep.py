@@ -41,19 +41,25 @@ def _charts(at: AppTest) -> list[dict]:
 
 
 def test_a_sweep_above_the_cap_is_refused_in_one_line_and_cannot_launch(monkeypatch):
-    at = _open(monkeypatch, MNIST_MAX_SWEEP_RUNS="4", MNIST_MAX_QUEUED_PER_OWNER="20")
-    # the first sweep offered: 4 learning rates x 2 batch sizes
-    assert [e.value for e in at.error] == ["this sweep is 8 runs; at most 4 are allowed here (fewer values, samples "
+    at = _open(monkeypatch, MNIST_MAX_SWEEP_RUNS="2")
+    # the first sweep offered: 3 learning rates
+    assert [e.value for e in at.error] == ["this sweep is 3 runs; at most 2 are allowed here (fewer values, samples "
                                            "or seeds)"]
     assert _launch_button(at).disabled
-    at.selectbox(key="sweep_field_1").set_value("(none)").run()
-    assert not at.error and at.info[0].value.startswith("4 runs × ~")
+    at.text_input(key="sweep_values_0_lr").set_value("0.001, 0.01").run()
+    assert not at.error and at.info[0].value.startswith("2 runs × ~")
     assert not _launch_button(at).disabled
+
+
+def test_a_visitors_sweep_beyond_their_queue_room_is_refused_in_one_line(monkeypatch):
+    at = _open(monkeypatch, MNIST_MAX_QUEUED_PER_OWNER="2")
+    assert [e.value for e in at.error] == ["this sweep is 3 runs; you may have at most 2 queued or running (fewer "
+                                           "values, samples or seeds)"]
+    assert _launch_button(at).disabled
 
 
 def test_launching_a_sweep_queues_tagged_runs_and_cancel_stops_them_all(monkeypatch, mnist):
     at = _open(monkeypatch, MNIST_MAX_QUEUED_PER_OWNER="20")
-    at.selectbox(key="sweep_field_1").set_value("(none)").run()
     at.text_input(key="sweep_values_0_lr").set_value("0.001, 0.01, 0.1").run()
     assert at.info[0].value.startswith("3 runs × ~"), [i.value for i in at.info]
     _launch_button(at).click().run()
