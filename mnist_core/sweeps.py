@@ -38,7 +38,9 @@ MAX_PARAMS = 3
 LOG_FIELDS = ("lr", "weight_decay", "batch_size")  # spaced and sampled on a log scale
 DEFAULT_RANGE_POINTS = 3                           # grid points of a range given without ":N"
 FALLBACK_IMAGES_PER_S = 3000.0  # a cautious guess for a small CPU host, used until a model has a finished run
-WORKER_START_SECONDS = 3.0      # an allowance for starting each worker process (BENCHMARKS.md measures it)
+WORKER_START_SECONDS = 1.0      # an allowance for starting each run (BENCHMARKS.md measures it)
+EVAL_SHARE = 1 / 3              # a validation or test image costs about a third of a training one (forward only)
+TEST_IMAGES = 10_000            # every completed run ends with one pass over MNIST's test set
 _FIELDS = {f.name: f for f in TrainConfig.fields()}
 
 
@@ -240,31 +242,43 @@ def _duration(s: float) -> str:
     return f"{s // 60} min {s % 60:02d} s" if s < 3600 else f"{s / 3600:.1f} h"
 
 
+def work_images(config: dict) -> Optional[float]:
+    """The images a run goes through, in training images: its training steps' images plus its
+    validation and test images at EVAL_SHARE each; None for a config that no longer parses."""
+    try:
+        parsed = TrainConfig.from_dict(config)
+    except ConfigError:
+        return None
+    steps, val_images = limits.planned_work(parsed)
+    return steps * parsed.batch_size + (val_images + TEST_IMAGES) * EVAL_SHARE
+
+
 def images_per_second(model: str, all_runs: Sequence) -> Optional[tuple[float, int]]:
-    """(images/s, runs it comes from) that completed runs of `model` reached, start to end (steps x
-    batch over the run's duration, so validation and the test pass count), the median of the ten
-    newest; None when the model has no completed run."""
+    """(images/s, runs it comes from) that completed runs of `model` reached start to end (their
+    work_images over their duration), the median of the ten newest; None when the model has no
+    completed run."""
     speeds = []
     for r in reversed(all_runs):
-        if r.status != "completed" or r.config.get("model") != model or not r.duration or not r.steps:
+        if r.status != "completed" or r.config.get("model") != model or not r.duration:
             continue
-        speeds.append(r.steps * r.config.get("batch_size", 1) / r.duration)
+        work = work_images(r.config)
+        if work:
+            speeds.append(work / r.duration)
         if len(speeds) == 10:
             break
     return (statistics.median(speeds), len(speeds)) if speeds else None
 
 
 def estimate(planned: Sequence[PlannedRun], all_runs: Sequence, slots: Optional[int] = None) -> Estimate:
-    """How long the sweep takes here: each run's planned images over its model's measured images/s
-    (FALLBACK_IMAGES_PER_S, said so, for a model never run), plus starting its worker; `slots` runs
-    at a time (MNIST_MAX_CONCURRENT by default)."""
+    """How long the sweep takes here: each run's work_images over its model's measured images/s
+    (FALLBACK_IMAGES_PER_S, said so, for a model never run), plus starting it; `slots` runs at a
+    time (MNIST_MAX_CONCURRENT by default)."""
     slots = slots or limits.current().max_concurrent
     speeds = {m: images_per_second(m, all_runs) for m in {p.config.model for p in planned}}
     seconds = []
     for p in planned:
-        steps, _ = limits.planned_work(p.config)
         measured = speeds[p.config.model]
-        seconds.append(steps * p.config.batch_size / (measured[0] if measured else FALLBACK_IMAGES_PER_S)
+        seconds.append(work_images(p.config.to_dict()) / (measured[0] if measured else FALLBACK_IMAGES_PER_S)
                        + WORKER_START_SECONDS)
     unknown = sorted(m for m, s in speeds.items() if s is None)
     known = {m: s for m, s in speeds.items() if s is not None}
