@@ -185,6 +185,9 @@ def test_launched_run_completes_with_its_config_and_the_checkpoints_file_name(re
     assert list(table["run"]) == [run.id] and list(table["status"]) == ["completed"]
     assert "None" not in table.astype(str).to_numpy().ravel().tolist()
     assert list(table["best validation"]) == ["–"]
+    # the checkpoint the page names is on disk, the run's only one (the always-true `assert glob(...)` it replaces)
+    saved = sorted(p.name for p in (registry / "checkpoints").glob("mlp-128-64-*.safetensors"))
+    assert saved == [os.path.basename(run.checkpoint)] == [f"mlp-128-64-{run.id}.safetensors"]
 
 
 def test_cancel_button_cancels_a_live_run(registry):
