@@ -4,7 +4,7 @@ read what the knob did.
 Three parts, top to bottom:
 
 - Build: up to three fields to vary (a list of values, or a range: the learning rate on a log
-  scale), grid or random, "repeat each with k seeds". Each run starts from the Single run form's
+  scale), grid or random, "repeat each with k seeds". Each run starts from the One run form's
   values. Before Launch the tab shows "N runs x ~T s ~= total" (mnist_core.sweeps.plan) or, above a
   cap or with a value a run cannot take, one line saying why, and Launch stays disabled.
 - Watch: the chosen sweep's runs in a live table (queued / running / done / failed) and their curves
@@ -24,6 +24,7 @@ import streamlit as st
 from mnist_core import form, runs, sweeps
 from mnist_core.errors import MnistLabError
 from mnist_core.training import TrainConfig
+from app_pages import _class
 from app_pages import _run_charts as charts
 from app_pages._common import show_error, visitor_token
 
@@ -36,7 +37,7 @@ STATUS_WORDS = {"queued": "queued", "running": "running", "completed": "done", "
 
 
 def _base_config() -> dict:
-    """The Single run form's values (the Train page keeps them under cfg_<field>), else its first-run
+    """The One run form's values (the Train page keeps them under cfg_<field>), else its first-run
     values: every run of the sweep starts from them."""
     names = [f.name for f in TrainConfig.fields()]
     if all(f"cfg_{n}" in st.session_state for n in names):
@@ -77,7 +78,7 @@ def _param_row(i: int) -> sweeps.Param | None:
 
 
 def _build(token: str, all_runs: list) -> None:
-    st.caption("Each run starts from the Single run form's values: " + form.config_line(_base_config()))
+    st.caption("Each run starts from the One run form's values: " + form.config_line(_base_config()))
     params, problem = [], None
     for i in range(sweeps.MAX_PARAMS):
         try:
@@ -112,7 +113,8 @@ def _build(token: str, all_runs: list) -> None:
     if st.button("Launch sweep", type="primary", icon=":material/rocket_launch:", disabled=plan is None,
                  key="sweep_launch"):
         try:
-            sweep_id, run_ids = sweeps.submit(plan.runs, owner=token)
+            class_code, student = _class.membership()  # inside a class, the sweep's runs show on its page too
+            sweep_id, run_ids = sweeps.submit(plan.runs, owner=token, class_code=class_code, student=student)
         except MnistLabError as exc:
             show_error(exc)
         else:

@@ -309,16 +309,18 @@ def new_sweep_id() -> str:
     return "sweep-" + time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
-def submit(planned: Sequence[PlannedRun], owner: Optional[str] = None, root=None) -> tuple[str, list[str]]:
-    """Queue every run, tagged with a new sweep id and owned by `owner`, through the configured
-    executor (worker.submit); return (sweep id, run ids). All or none: when one is refused (the queue
+def submit(planned: Sequence[PlannedRun], owner: Optional[str] = None, root=None, class_code: Optional[str] = None,
+           student: Optional[str] = None) -> tuple[str, list[str]]:
+    """Queue every run, tagged with a new sweep id (and a class, when launched inside one) and owned by
+    `owner`, through the configured executor (worker.submit); return (sweep id, run ids). All or none: when one is refused (the queue
     filled meanwhile), the ones already queued are cancelled and the refusal is raised."""
     from . import worker
 
     sweep_id, run_ids = new_sweep_id(), []
     for p in planned:
         try:
-            run_ids.append(worker.submit(p.config.to_dict(), owner=owner, root=root, sweep=sweep_id))
+            run_ids.append(worker.submit(p.config.to_dict(), owner=owner, root=root, sweep=sweep_id,
+                                         class_code=class_code, student=student))
         except MnistLabError:
             for run_id in run_ids:
                 try:

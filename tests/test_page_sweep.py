@@ -26,7 +26,7 @@ def _open(monkeypatch, **env) -> AppTest:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     at = AppTest.from_function(_tab, default_timeout=60)
-    at.session_state["train_form"] = TINY  # the Single run form's values: each run starts from them
+    at.session_state["train_form"] = TINY  # the One run form's values: each run starts from them
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at

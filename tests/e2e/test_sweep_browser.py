@@ -44,7 +44,7 @@ def test_a_two_by_two_sweep_finishes_draws_its_parallel_coordinates_and_opens_a_
     app.goto("")
     app.nav("Train")
     app.select("model", "mlp-128-64")
-    fill(app, TINY)  # the Single run form: every run of the sweep starts from it
+    fill(app, TINY)  # the One run form: every run of the sweep starts from it
 
     app.page.get_by_role("tab", name=re.compile("Sweep")).click()
     _values(app, 0, "0.001, 0.01")
