@@ -1,22 +1,42 @@
-"""The run registry: one SQLite file (standard library, WAL mode) that every process shares.
+"""The run registry: one database that every process shares, SQLite by default, PostgreSQL when shared.
 
 A run is a row in `runs` (config, status, timestamps, error text, checkpoint, final metrics, the
-worker's pid and heartbeat); its curves are rows in `metrics` (step, epoch, split, loss, accuracy,
-images/s). The worker writes; pages and the CLI read. WAL mode lets readers read while the writer
-writes, and every connection waits (busy_timeout) rather than failing with "database is locked".
+worker's pid, host and heartbeat, the executor's job id and the node it ran on, its sweep, class
+and student); its curves are rows in `metrics` (step, epoch, split, loss, accuracy, images/s); its
+small files (checkpoint weights and sidecar, replay snapshots) are rows in `artifacts`, so a web
+host and worker hosts that share no disk both reach them. The worker writes; pages and the CLI read.
 
-A run whose worker died is never left reading "running": every read checks live runs' workers and
-marks dead ones failed. On this host the process answers for itself (its pid alive, not a zombie,
-and started before the worker last wrote), so a worker that is only late (paused, swapped out,
-busy) is never given up on; a worker on another host is judged by its heartbeat (none for
-HEARTBEAT_TIMEOUT seconds). A worker whose run
-was given up on learns it from its next heartbeat and stops without touching the record.
+Where it lives: MNIST_REGISTRY_URL, by default `sqlite:///<runs dir>/registry.sqlite` (the runs dir
+is MNIST_RUNS_DIR or the `root` argument), or `postgresql://user:password@host:port/db` for one
+that several hosts share (driver: psycopg 3). Both go through one code path, SQLAlchemy Core; what
+differs is how each database makes a write atomic:
 
-Every fault of the file (corrupt, not a database, disk I/O, a folder that cannot be made) is a
-one-line RunError that says "the run registry" and its file name, never a server path. The file is
-created on first use and given a random id; once this process has used it, every connection checks
-that it is still that registry: one deleted or replaced under a running server is "gone", never
-silently recreated empty.
+- SQLite (WAL mode, so readers read while the writer writes): a write transaction starts with
+  `BEGIN IMMEDIATE`, taking the file's write lock before its first read, so a count followed by an
+  insert (the queue limits, the claim) is one step; every connection waits (busy timeout) rather
+  than failing with "database is locked". SQLAlchemy's pysqlite recipe: the driver's own BEGIN is
+  turned off and an event listener emits ours.
+- PostgreSQL (READ COMMITTED): a write that counts before it acts (create_run's queue limits, the
+  claim's cap) first takes a transaction-level advisory lock, which serializes exactly those writes
+  and is released by COMMIT or ROLLBACK whatever happens; row locks alone cannot stop two claimers
+  from each counting one free slot and both taking it. The claim's SELECT also says `FOR UPDATE SKIP
+  LOCKED`, so it never waits behind a visitor's cancel or delete of the run it was about to take
+  (it takes the next one). SQLAlchemy leaves FOR UPDATE out on SQLite, where the file lock does it.
+
+A run whose worker died is never left reading "running": reads check live runs' workers and mark
+dead ones failed. On this host the process answers for itself (its pid alive, not a zombie, and
+started before the worker last wrote), so a worker that is only late (paused, swapped out, busy) is
+never given up on; a worker on another host is judged by its heartbeat lease (none for
+HEARTBEAT_TIMEOUT seconds). A worker whose run was given up on learns it from its next heartbeat and
+stops without touching the record.
+
+Every fault is a one-line RunError that names the registry as a visitor may see it, "the run
+registry (registry.sqlite)" or "the run registry (PostgreSQL at host:port)", never a server path or
+a password: a corrupt file, a folder that cannot be made, a server that cannot be reached. A SQLite
+registry is created on first use and given a random id; once this process has used it, every
+transaction checks that it is still that registry: one deleted or replaced under a running server is
+"gone", never silently recreated empty. The schema is versioned (`schema_version`): a fresh registry
+is created at SCHEMA_VERSION, an older one is upgraded in place on first use, its data kept.
 """
 
 from __future__ import annotations
@@ -26,80 +46,100 @@ import os
 import secrets
 import socket
 import sqlite3
+import threading
 import time
 import urllib.parse
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
+
+import sqlalchemy as sa
+from sqlalchemy import Column, Float, Index, Integer, LargeBinary, MetaData, Table, Text, event
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import Connection, Engine
 
 from .errors import RunError
 from .records import ENDED, LIVE, MetricRow, RunStatus
 from .runfiles import check_run_id, new_run_id, registry_path, remove_run_files
 
 HEARTBEAT_TIMEOUT = 10.0  # seconds without a heartbeat before a live run's worker counts as dead
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    created_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    status TEXT NOT NULL,
-    config TEXT NOT NULL,
-    error TEXT,
-    checkpoint TEXT,
-    best_val_accuracy REAL,
-    test_accuracy REAL,
-    test_loss REAL,
-    steps INTEGER,
-    total_steps INTEGER,
-    pid INTEGER,
-    host TEXT,
-    heartbeat REAL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    owner TEXT,
-    job_id TEXT,
-    node TEXT,
-    sweep TEXT,
-    class_code TEXT,
-    student TEXT
-);
-CREATE TABLE IF NOT EXISTS metrics (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    step INTEGER NOT NULL,
-    epoch REAL NOT NULL,
-    split TEXT NOT NULL,
-    loss REAL,
-    accuracy REAL,
-    images_per_s REAL,
-    time REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, split, step);
-CREATE TABLE IF NOT EXISTS registry (id TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS artifacts (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    name TEXT NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (run_id, name)
-);
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-"""
-
-SCHEMA_VERSION = 2  # 1: before job_id, node, sweep, class_code, student and artifacts (no schema_version table)
-
-# How a registry at version N becomes N + 1, in one write transaction with the version bump.
-UPGRADES = {
-    1: ["ALTER TABLE runs ADD COLUMN job_id TEXT", "ALTER TABLE runs ADD COLUMN node TEXT",
-        "ALTER TABLE runs ADD COLUMN sweep TEXT", "ALTER TABLE runs ADD COLUMN class_code TEXT",
-        "ALTER TABLE runs ADD COLUMN student TEXT",
-        "CREATE TABLE IF NOT EXISTS artifacts (run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE, "
-        "name TEXT NOT NULL, data BLOB NOT NULL, PRIMARY KEY (run_id, name))"],
-}
-
 MAX_ARTIFACT_BYTES = 32 * 1024 * 1024  # a run's small files (an MNIST checkpoint is under 2 MB)
 
+# --- the schema -----------------------------------------------------------------------------------
 
+SCHEMA_VERSION = 2  # 1: before job_id, node, sweep, class_code, student and artifacts (no schema_version)
+
+metadata = MetaData()
+
+RUNS = Table(
+    "runs", metadata,
+    Column("id", Text, primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("status", Text, nullable=False),
+    Column("config", Text, nullable=False),       # the TrainConfig as JSON
+    Column("error", Text),
+    Column("checkpoint", Text),
+    Column("best_val_accuracy", Float),
+    Column("test_accuracy", Float),
+    Column("test_loss", Float),
+    Column("steps", Integer),
+    Column("total_steps", Integer),
+    Column("pid", Integer),                       # the worker (or the runner that claimed the run)
+    Column("host", Text),                         # where that pid lives
+    Column("heartbeat", Float),
+    Column("cancel_requested", Integer, nullable=False, server_default="0"),
+    Column("owner", Text),                        # the visitor's token; None: the operator
+    # Since version 2:
+    Column("job_id", Text),
+    Column("node", Text),
+    Column("sweep", Text),
+    Column("class_code", Text),
+    Column("student", Text),
+)
+
+METRICS = Table(
+    "metrics", metadata,
+    Column("run_id", Text, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("epoch", Float, nullable=False),
+    Column("split", Text, nullable=False),
+    Column("loss", Float),
+    Column("accuracy", Float),
+    Column("images_per_s", Float),
+    Column("time", Float, nullable=False),
+    Index("metrics_run", "run_id", "split", "step"),
+)
+
+REGISTRY = Table("registry", metadata, Column("id", Text, nullable=False))  # one row: this registry's id
+
+ARTIFACTS = Table(  # since version 2
+    "artifacts", metadata,
+    Column("run_id", Text, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", Text, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+
+VERSION = Table("schema_version", metadata, Column("version", Integer, nullable=False))  # since version 2
+
+
+def _upgrade_1_to_2(conn: Connection) -> None:
+    # ADD COLUMN with the type as this database spells it: the same statement on SQLite and PostgreSQL.
+    # (Alembic would do this too; for a few added columns it is one more dependency than it is worth.)
+    for name in ("job_id", "node", "sweep", "class_code", "student"):
+        column_type = RUNS.c[name].type.compile(dialect=conn.dialect)
+        conn.execute(sa.text(f"ALTER TABLE runs ADD COLUMN {name} {column_type}"))
+    ARTIFACTS.create(conn)
+
+
+UPGRADES = {1: _upgrade_1_to_2}  # version N -> N + 1, each in the one transaction that bumps the version
+
+# PostgreSQL advisory lock keys (any two fixed 64-bit numbers: they only need to differ from each other).
+_SCHEMA_LOCK = 0x4D4E495354_01  # creating or upgrading the schema
+_QUEUE_LOCK = 0x4D4E495354_02   # counting the queue and acting on the count (create_run, the claims)
 @dataclass
 class Run:
     id: str
@@ -151,106 +191,242 @@ class Run:
         return max(0.0, elapsed / self.steps * (self.total_steps - self.steps))
 
 
-_opened: dict[Path, str] = {}  # registries this process has used: path -> the registry's id
+
+
+# --- where the registry is, and connections to it ---------------------------------------------------
+
+@dataclass(frozen=True)
+class _Where:
+    """The registry a call uses: its SQLAlchemy URL, its name as messages say it, and its file (SQLite)."""
+
+    url: sa.URL
+    name: str
+    path: Optional[Path] = None
+
+    @property
+    def key(self) -> str:
+        return self.url.render_as_string(hide_password=False)
+
+
+def _where(root: Optional[os.PathLike] = None) -> _Where:
+    """MNIST_REGISTRY_URL, or the default SQLite file in the runs dir (`root` or MNIST_RUNS_DIR)."""
+    text = os.environ.get("MNIST_REGISTRY_URL", "").strip()
+    if not text:
+        return _sqlite_where(registry_path(root))
+    try:
+        url = sa.make_url(text)
+    except sa.exc.ArgumentError:
+        # Not the value itself: it may hold a password.
+        raise RunError("MNIST_REGISTRY_URL is not a database URL (sqlite:///PATH or "
+                       "postgresql://USER:PASSWORD@HOST:PORT/DATABASE)") from None
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        if not url.database or url.database == ":memory:":
+            raise RunError("MNIST_REGISTRY_URL: a SQLite registry needs a file (sqlite:///PATH)")
+        return _sqlite_where(Path(url.database).expanduser().resolve())
+    if backend in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+        # A socket folder (a host that is a path, or ?host=/path) is a server path: not said.
+        place = f"{url.host}:{url.port or 5432}" if url.host and not url.host.startswith("/") else "its local socket"
+        return _Where(url, f"the run registry (PostgreSQL at {place})")
+    raise RunError(f"MNIST_REGISTRY_URL: {backend}:// is not supported (sqlite:/// or postgresql://)")
+
+
+def _sqlite_where(path: Path) -> _Where:
+    return _Where(sa.URL.create("sqlite", database=str(path)), f"the run registry ({path.name})", path)
+
+
+_engines: dict[str, Engine] = {}
+_known: dict[str, str] = {}  # registries this process has created or upgraded: key -> the registry's id
+_engines_lock = threading.Lock()
+
+
+def _engine(where: _Where) -> Engine:
+    """This process's Engine for a registry, made on first use (with the schema created or upgraded)."""
+    engine = _engines.get(where.key)
+    if engine is not None and where.key in _known:
+        return engine
+    with _engines_lock:
+        engine = _engines.get(where.key)
+        if engine is None:
+            engine = _sqlite_engine(where.path) if where.path else _postgres_engine(where.url)
+            _engines[where.key] = engine
+        if where.key not in _known:
+            _known[where.key] = _create_or_upgrade(engine, where)
+    return engine
+
+
+def _sqlite_engine(path: Path) -> Engine:
+    """SQLite without a pool: opening the file is cheap, and a fresh open per transaction is what lets a
+    registry deleted or replaced under us be noticed (a pooled connection would go on using the old file)."""
+
+    def open_file() -> sqlite3.Connection:
+        # mode=rw once this process knows the registry: one deleted since is not recreated by the open.
+        mode = "rw" if _sqlite_where(path).key in _known else "rwc"
+        uri = f"file:{urllib.parse.quote(str(path))}?mode={mode}"
+        return sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
+
+    engine = sa.create_engine("sqlite://", creator=open_file, poolclass=sa.pool.NullPool)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # the driver emits no BEGIN of its own: _on_begin does
+        for pragma in ("busy_timeout = 30000", "synchronous = NORMAL", "foreign_keys = ON", "journal_mode = WAL"):
+            dbapi_connection.execute(f"PRAGMA {pragma}")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("registry_write") else "BEGIN")
+
+    return engine
+
+
+def _postgres_engine(url: sa.URL) -> Engine:
+    # pre_ping: a pooled connection that a server restart closed is replaced, not handed out.
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8, hide_parameters=True,
+                            connect_args={"connect_timeout": 10})
+
+
+def close_connections() -> None:
+    """Close this process's connections to every registry (a test that drops its database, a shutdown).
+    The registries stay known: one used before must still be the same one when used again."""
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+def _forget_engines_in_child() -> None:
+    # A forked child (the local executor forks its runners) must not use its parent's pooled
+    # connections: two processes on one socket corrupt both. dispose(close=False) drops them
+    # without closing them under the parent.
+    for engine in list(_engines.values()):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_engines_in_child)
+
+
+def _create_or_upgrade(engine: Engine, where: _Where) -> str:
+    """Create a fresh registry at SCHEMA_VERSION, or bring an older one up to it, data kept; its id.
+
+    One write transaction (BEGIN IMMEDIATE; on PostgreSQL, whose DDL is transactional, under an
+    advisory lock): processes opening the same registry at once create or upgrade it once."""
+    with _connection(where, engine, write=True, lock=_SCHEMA_LOCK, check=False) as conn:
+        tables = set(sa.inspect(conn).get_table_names())
+        if "runs" not in tables:
+            metadata.create_all(conn)
+            conn.execute(VERSION.insert().values(version=SCHEMA_VERSION))
+            version = SCHEMA_VERSION
+        elif "schema_version" not in tables:
+            VERSION.create(conn)
+            conn.execute(VERSION.insert().values(version=1))
+            version = 1
+        else:
+            version = conn.scalar(sa.select(VERSION.c.version))
+        if version > SCHEMA_VERSION:
+            raise RunError(f"{where.name} is at schema version {version}, newer than this app's "
+                           f"({SCHEMA_VERSION}): update the app")
+        while version < SCHEMA_VERSION:
+            UPGRADES[version](conn)
+            version += 1
+            conn.execute(VERSION.update().values(version=version))
+        registry_id = conn.scalar(sa.select(REGISTRY.c.id))
+        if registry_id is None:
+            registry_id = secrets.token_hex(8)
+            conn.execute(REGISTRY.insert().values(id=registry_id))
+    return registry_id
 
 
 @contextmanager
-def connect(root: Optional[os.PathLike] = None):
-    """A short-lived connection; commits on success. Each call opens its own: safe across threads.
-
-    Creates the registry when this process has never used one there; after that it must be the
-    registry it knew (the same id), else it is gone. Every SQLite or file-system error, here or in
-    the caller's statements, leaves as a one-line RunError.
-    """
-    path = registry_path(root)
-    name = f"the run registry ({path.name})"
-    gone = RunError(f"{name} is gone: it was deleted or replaced while in use (restore it, or restart to "
-                    "begin an empty one)")
-    known = _opened.get(path)
+def _connection(where: _Where, engine: Engine, write: bool, lock: Optional[int] = None,
+                check: bool = True) -> Iterator[Connection]:
+    """One transaction on `engine`: a write one (BEGIN IMMEDIATE on SQLite) when `write`; `lock` is a
+    PostgreSQL advisory lock to hold until it ends; `check` makes sure a SQLite registry this process
+    knew is still the same one. Commits on success, rolls back on any exception."""
+    gone = RunError(f"{where.name} is gone: it was deleted or replaced while in use (restore it, or restart "
+                    "to begin an empty one)")
+    if where.path is not None:
+        try:
+            exists = where.path.exists()
+            if not exists and check:
+                raise gone
+            if not exists:
+                where.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunError(f"cannot open {where.name}: {exc.strerror or type(exc).__name__}") from None
     try:
-        exists = path.exists()
+        conn = engine.connect()
+    except sa.exc.DBAPIError as exc:
+        if where.path is not None:
+            raise RunError(f"cannot open {where.name}: {_first_line(exc)}") from None
+        raise RunError(f"{where.name} cannot be reached: {_reason(exc)}") from None
+    try:
+        with conn:
+            if write:
+                conn.execution_options(registry_write=True)
+            with conn.begin():
+                if check and where.path is not None and _registry_id(conn) != _known.get(where.key):
+                    raise gone
+                if lock is not None and conn.dialect.name == "postgresql":
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(lock)))
+                yield conn
+    except sa.exc.SQLAlchemyError as exc:  # corrupt, "file is not a database", disk I/O, locked past the timeout...
+        if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated and where.path is None:
+            raise RunError(f"{where.name} cannot be reached: {_reason(exc)}") from None
+        raise RunError(f"{where.name} cannot be used: {_first_line(exc)}") from None
     except OSError as exc:
-        raise RunError(f"cannot open {name}: {exc.strerror or type(exc).__name__}") from None
-    if known is not None and not exists:
-        raise gone
+        raise RunError(f"{where.name} cannot be used: {exc.strerror or type(exc).__name__}") from None
+
+
+def _registry_id(conn: Connection) -> Optional[str]:
     try:
-        if not exists:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        # mode=rw: a known registry deleted since the check above is not recreated by the open.
-        uri = f"file:{urllib.parse.quote(str(path))}?mode={'rw' if known else 'rwc'}"
-        conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
-    except OSError as exc:
-        raise RunError(f"cannot open {name}: {exc.strerror or type(exc).__name__}") from None
-    except sqlite3.Error as exc:
-        raise RunError(f"cannot open {name}: {exc}") from None
-    try:
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        if known is None:  # once per process: WAL is a property of the file, the schema too
-            conn.execute("PRAGMA journal_mode = WAL")
-            _create_or_upgrade(conn)
-            _opened[path] = _registry_id(conn)
-        elif _registry_id(conn) != known:
-            raise gone
-        yield conn
-    except sqlite3.Error as exc:  # corrupt, "file is not a database", disk I/O, locked past the timeout...
-        raise RunError(f"{name} cannot be used: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") \
-            from None
-    except OSError as exc:
-        raise RunError(f"{name} cannot be used: {exc.strerror or type(exc).__name__}") from None
-    finally:
-        conn.close()
-
-
-def _create_or_upgrade(conn: sqlite3.Connection) -> None:
-    """Create a fresh registry at SCHEMA_VERSION, or bring an older one up to it, data kept.
-
-    One write transaction: two processes opening the same old registry upgrade it once."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "runs" not in tables:
-            for statement in SCHEMA.split(";"):  # not executescript(): it would commit first
-                if statement.strip():
-                    conn.execute(statement)
-            version = SCHEMA_VERSION
-            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
-        elif "schema_version" not in tables:
-            version = 1
-            conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-            conn.execute("INSERT INTO schema_version (version) VALUES (1)")
-        else:
-            (version,) = conn.execute("SELECT version FROM schema_version").fetchone()
-        if version > SCHEMA_VERSION:
-            raise RunError(f"the run registry is at version {version}, newer than this code ({SCHEMA_VERSION}): "
-                           "update the app")
-        while version < SCHEMA_VERSION:
-            for statement in UPGRADES[version]:
-                conn.execute(statement)
-            version += 1
-            conn.execute("UPDATE schema_version SET version = ?", (version,))
-        conn.execute("INSERT INTO registry (id) SELECT ? WHERE NOT EXISTS (SELECT 1 FROM registry)",
-                     (secrets.token_hex(8),))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-
-
-def _registry_id(conn: sqlite3.Connection) -> Optional[str]:
-    try:
-        row = conn.execute("SELECT id FROM registry").fetchone()
-    except sqlite3.OperationalError as exc:
-        if str(exc).startswith("no such table"):
+        return conn.scalar(sa.select(REGISTRY.c.id))
+    except sa.exc.OperationalError as exc:
+        if "no such table" in str(exc.orig):
             return None  # an empty file, or some other database: not the registry we knew
         raise
-    return row[0] if row else None
 
 
-def _row_to_run(row: sqlite3.Row) -> Run:
-    d = dict(row)
+def _first_line(exc: BaseException) -> str:
+    """The database's own words, one line, without SQLAlchemy's statement and link."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return text.splitlines()[0].strip() if text else type(orig).__name__
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a server could not be reached, without where it was looked for: psycopg says 'connection to
+    server at "HOST", port N failed: REASON' (or 'on socket "/a/path" failed: ...'); the reason is enough,
+    the registry's name says where."""
+    line = _first_line(exc)
+    return line.rsplit("failed: ", 1)[-1].strip() or line
+
+
+@contextmanager
+def _transaction(root: Optional[os.PathLike] = None, write: bool = False,
+                 lock: Optional[int] = None) -> Iterator[Connection]:
+    where = _where(root)
+    try:
+        engine = _engine(where)
+    except sa.exc.SQLAlchemyError as exc:  # pragma: no cover - _connection turns these into RunError
+        raise RunError(f"{where.name} cannot be used: {_first_line(exc)}") from None
+    with _connection(where, engine, write=write, lock=lock) as conn:
+        yield conn
+
+
+@contextmanager
+def connect(root: Optional[os.PathLike] = None) -> Iterator[Connection]:
+    """A write transaction on the registry (a SQLAlchemy Connection; use the tables above): commits on
+    success, rolls back on an exception. Each call has its own: safe across threads."""
+    with _transaction(root, write=True) as conn:
+        yield conn
+
+
+# --- runs -----------------------------------------------------------------------------------------
+
+def _row_to_run(row: sa.Row) -> Run:
+    d = dict(row._mapping)
     try:
         d["config"] = json.loads(d["config"])
     except (TypeError, ValueError):
@@ -263,39 +439,67 @@ def _row_to_run(row: sqlite3.Row) -> Run:
     return Run(**d)
 
 
+_LIVE = [str(s) for s in LIVE]
+_ACTIVE = sa.or_(RUNS.c.status == "running", sa.and_(RUNS.c.status == "queued", RUNS.c.pid.is_not(None)))
+_WAITING = sa.and_(RUNS.c.status == "queued", RUNS.c.pid.is_(None))
+
+
 def create_run(config: dict, root: Optional[os.PathLike] = None, owner: Optional[str] = None,
                worker_pid: Optional[int] = None, sweep: Optional[str] = None, class_code: Optional[str] = None,
                student: Optional[str] = None) -> str:
     """Register a run as "queued" and return its id. `config` is a validated TrainConfig's dict.
 
     A run with `worker_pid` is already claimed by that process (the CLI training in-process);
-    otherwise it waits for `claim_queued` to start a worker. A visitor's run (one with an owner, the
-    visitor's token) is refused when MNIST_MAX_QUEUED runs of everyone together are queued or running,
-    or when that owner has MNIST_MAX_QUEUED_PER_OWNER of them; the operator's (no owner) never is.
-    `sweep`, `class_code` and `student` are recorded as given (list_runs filters on the first two).
+    otherwise it waits for a claim (claim_next, claim_queued) to start a worker. A visitor's run (one
+    with an owner, the visitor's token) is refused when MNIST_MAX_QUEUED runs of everyone together are
+    queued or running, or when that owner has MNIST_MAX_QUEUED_PER_OWNER of them; the operator's (no
+    owner) never is. `sweep`, `class_code` and `student` are recorded as given (list_runs filters on
+    the first two).
     """
     from .limits import current
 
     run_id = new_run_id()
-    with connect(root) as conn:
-        conn.execute("BEGIN IMMEDIATE")
+    with _transaction(root, write=True, lock=_QUEUE_LOCK) as conn:
         if owner is not None:
             limits = current()
-            (live,) = conn.execute("SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running')").fetchone()
+            live = conn.scalar(sa.select(sa.func.count()).where(RUNS.c.status.in_(_LIVE)))
             if live >= limits.max_queued:
-                conn.execute("ROLLBACK")
                 raise RunError(f"the training queue is full ({live} runs waiting or running): try again later")
-            (mine,) = conn.execute("SELECT COUNT(*) FROM runs WHERE owner = ? AND status IN ('queued', 'running')",
-                                   (owner,)).fetchone()
+            mine = conn.scalar(sa.select(sa.func.count()).where(RUNS.c.owner == owner, RUNS.c.status.in_(_LIVE)))
             if mine >= limits.max_queued_per_owner:
-                conn.execute("ROLLBACK")
                 raise RunError(f"you already have {mine} run(s) queued or running (the limit is "
                                f"{limits.max_queued_per_owner}): wait for one to finish or cancel one")
-        conn.execute("INSERT INTO runs (id, created_at, status, config, owner, pid, host, sweep, class_code, student) "
-                     "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
-                     (run_id, time.time(), json.dumps(config), owner, worker_pid,
-                      socket.gethostname() if worker_pid else None, sweep, class_code, student))
-        conn.execute("COMMIT")
+        conn.execute(RUNS.insert().values(
+            id=run_id, created_at=time.time(), status="queued", config=json.dumps(config), owner=owner,
+            pid=worker_pid, host=socket.gethostname() if worker_pid else None, sweep=sweep, class_code=class_code,
+            student=student))
+    return run_id
+
+
+def claim_next(pid: int, root: Optional[os.PathLike] = None, max_concurrent: Optional[int] = None) -> Optional[str]:
+    """Take the oldest queued run that no worker has claimed, for the process `pid`; None when there is
+    none or `max_concurrent` runs (default: MNIST_MAX_CONCURRENT) are already active (running, or
+    queued with a worker). Dead runs are reaped first, so they free their slots.
+
+    The count, the choice and the claim are one write transaction (see the module's docstring for how
+    each database makes it so): however many runner processes call this at once, each run is claimed
+    once and the cap holds.
+    """
+    from .limits import current
+
+    cap = max_concurrent or current().max_concurrent
+    with _transaction(root) as conn:
+        if conn.scalar(sa.select(RUNS.c.id).where(_WAITING).limit(1)) is None:
+            return None  # the common case, without taking the write lock
+    with _transaction(root, write=True, lock=_QUEUE_LOCK) as conn:
+        _reap(conn)
+        if conn.scalar(sa.select(sa.func.count()).where(_ACTIVE)) >= cap:
+            return None
+        run_id = conn.scalar(sa.select(RUNS.c.id).where(_WAITING).order_by(RUNS.c.created_at, RUNS.c.id)
+                             .limit(1).with_for_update(skip_locked=True))
+        if run_id is not None:
+            conn.execute(RUNS.update().where(RUNS.c.id == run_id)
+                         .values(pid=pid, host=socket.gethostname(), heartbeat=time.time()))
     return run_id
 
 
@@ -309,65 +513,28 @@ def claim_queued(launch, root: Optional[os.PathLike] = None, max_concurrent: Opt
     from .limits import current
 
     cap = max_concurrent or current().max_concurrent
-    started = []
-    with connect(root) as conn:
-        if not conn.execute("SELECT 1 FROM runs WHERE status = 'queued' AND pid IS NULL LIMIT 1").fetchone():
+    started: list[str] = []
+    with _transaction(root) as conn:
+        if conn.scalar(sa.select(RUNS.c.id).where(_WAITING).limit(1)) is None:
             return started  # the common case, without taking the write lock
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            _reap_dead(conn)
-            (active,) = conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'running' "
-                                     "OR (status = 'queued' AND pid IS NOT NULL)").fetchone()
-            waiting = conn.execute("SELECT id FROM runs WHERE status = 'queued' AND pid IS NULL "
-                                   "ORDER BY created_at, id").fetchall()
-            for (run_id,) in waiting[:max(0, cap - active)]:
-                try:
-                    pid = launch(run_id)
-                except Exception as exc:  # noqa: BLE001 - a failed launch fails its run, not the page
-                    # An OSError's text names the file (a server path): its reason alone is shown.
-                    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                    conn.execute("UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
-                                 (time.time(), f"the worker could not be started: {reason}", run_id))
-                    continue
-                conn.execute("UPDATE runs SET pid = ?, host = ?, heartbeat = ? WHERE id = ?",
-                             (pid, socket.gethostname(), time.time(), run_id))
-                started.append(run_id)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+    with _transaction(root, write=True, lock=_QUEUE_LOCK) as conn:
+        _reap(conn)
+        active = conn.scalar(sa.select(sa.func.count()).where(_ACTIVE))
+        waiting = conn.scalars(sa.select(RUNS.c.id).where(_WAITING).order_by(RUNS.c.created_at, RUNS.c.id)
+                               .limit(max(0, cap - active)).with_for_update(skip_locked=True)).all()
+        for run_id in waiting:
+            try:
+                pid = launch(run_id)
+            except Exception as exc:  # noqa: BLE001 - a failed launch fails its run, not the page
+                # An OSError's text names the file (a server path): its reason alone is shown.
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                conn.execute(RUNS.update().where(RUNS.c.id == run_id).values(
+                    status="failed", finished_at=time.time(), error=f"the worker could not be started: {reason}"))
+                continue
+            conn.execute(RUNS.update().where(RUNS.c.id == run_id)
+                         .values(pid=pid, host=socket.gethostname(), heartbeat=time.time()))
+            started.append(run_id)
     return started
-
-
-def claim_next(pid: int, root: Optional[os.PathLike] = None, max_concurrent: Optional[int] = None) -> Optional[str]:
-    """Take the oldest queued run that no worker has claimed, for the process `pid`; None when there is
-    none or `max_concurrent` runs (default: MNIST_MAX_CONCURRENT) are already active (running, or
-    queued with a worker). Dead runs are reaped first, so they free their slots.
-
-    The count, the choice and the claim are one write transaction: however many runner processes
-    call this at once, each run is claimed once and the cap holds.
-    """
-    from .limits import current
-
-    cap = max_concurrent or current().max_concurrent
-    with connect(root) as conn:
-        if not conn.execute("SELECT 1 FROM runs WHERE status = 'queued' AND pid IS NULL LIMIT 1").fetchone():
-            return None  # the common case, without taking the write lock
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            _reap_dead(conn)
-            (active,) = conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'running' "
-                                     "OR (status = 'queued' AND pid IS NOT NULL)").fetchone()
-            row = None if active >= cap else conn.execute(
-                "SELECT id FROM runs WHERE status = 'queued' AND pid IS NULL ORDER BY created_at, id LIMIT 1").fetchone()
-            if row is not None:
-                conn.execute("UPDATE runs SET pid = ?, host = ?, heartbeat = ? WHERE id = ?",
-                             (pid, socket.gethostname(), time.time(), row[0]))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    return row[0] if row is not None else None
 
 
 def queue_positions(all_runs: list["Run"]) -> dict[str, int]:
@@ -379,58 +546,58 @@ def queue_positions(all_runs: list["Run"]) -> dict[str, int]:
 def set_worker(run_id: str, pid: int, root: Optional[os.PathLike] = None) -> None:
     """Record the worker process launched for a queued run (so a dead launch is noticed)."""
     check_run_id(run_id)
-    with connect(root) as conn:
-        conn.execute("UPDATE runs SET pid = ?, host = ?, heartbeat = ? WHERE id = ?",
-                     (pid, socket.gethostname(), time.time(), run_id))
+    with _transaction(root, write=True) as conn:
+        conn.execute(RUNS.update().where(RUNS.c.id == run_id)
+                     .values(pid=pid, host=socket.gethostname(), heartbeat=time.time()))
 
 
 def set_job(run_id: str, job_id: str, root: Optional[os.PathLike] = None) -> None:
     """Record the executor's id for the run's job (a Ray job's submission id), to follow or stop it."""
     check_run_id(run_id)
-    with connect(root) as conn:
-        conn.execute("UPDATE runs SET job_id = ? WHERE id = ?", (job_id, run_id))
+    with _transaction(root, write=True) as conn:
+        conn.execute(RUNS.update().where(RUNS.c.id == run_id).values(job_id=job_id))
 
 
 def mark_running(run_id: str, total_steps: Optional[int] = None, root: Optional[os.PathLike] = None,
                  node: Optional[str] = None) -> None:
     """The worker (this process) starts the queued run; `node` says where, as the worker knows it
     (a Ray node; by default this host's name)."""
-    with connect(root) as conn:
+    now = time.time()
+    with _transaction(root, write=True) as conn:
         cur = conn.execute(
-            "UPDATE runs SET status = 'running', started_at = ?, pid = ?, host = ?, heartbeat = ?, total_steps = ?, "
-            "node = ? WHERE id = ? AND status = 'queued'",
-            (time.time(), os.getpid(), socket.gethostname(), time.time(), total_steps,
-             node or socket.gethostname(), run_id))
+            RUNS.update().where(RUNS.c.id == run_id, RUNS.c.status == "queued").values(
+                status="running", started_at=now, pid=os.getpid(), host=socket.gethostname(), heartbeat=now,
+                total_steps=total_steps, node=node or socket.gethostname()))
         if cur.rowcount != 1:
-            status = conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
-            raise RunError(f"run {run_id} cannot start: " + (f"it is {status[0]}" if status else "no such run"))
+            status = conn.scalar(sa.select(RUNS.c.status).where(RUNS.c.id == run_id))
+            raise RunError(f"run {run_id} cannot start: " + (f"it is {status}" if status else "no such run"))
 
 
 def heartbeat(run_id: str, root: Optional[os.PathLike] = None, steps: Optional[int] = None) -> bool:
     """Refresh a running run's heartbeat; True when its worker should stop: a cancel was requested,
     or the run is no longer running (the registry gave up on it, or it was deleted)."""
-    with connect(root) as conn:
-        conn.execute("UPDATE runs SET heartbeat = ?, steps = COALESCE(?, steps) WHERE id = ? AND status = 'running'",
-                     (time.time(), steps, run_id))
-        row = conn.execute("SELECT status, cancel_requested FROM runs WHERE id = ?", (run_id,)).fetchone()
-    return row is None or row["status"] != RunStatus.RUNNING or bool(row["cancel_requested"])
+    with _transaction(root, write=True) as conn:
+        conn.execute(RUNS.update().where(RUNS.c.id == run_id, RUNS.c.status == "running")
+                     .values(heartbeat=time.time(), steps=sa.func.coalesce(steps, RUNS.c.steps)))
+        row = conn.execute(sa.select(RUNS.c.status, RUNS.c.cancel_requested).where(RUNS.c.id == run_id)).first()
+    return row is None or row.status != RunStatus.RUNNING or bool(row.cancel_requested)
 
 
 def add_metrics(run_id: str, rows: Iterable[MetricRow], root: Optional[os.PathLike] = None) -> None:
     """Append metric rows (records.MetricRow: split, step, epoch, loss, accuracy, images_per_s) in one
     transaction."""
     now = time.time()
-    values = [(run_id, r["step"], r["epoch"], r["split"], r.get("loss"), r.get("accuracy"), r.get("images_per_s"),
-               r.get("time", now)) for r in rows]
+    values = [dict(run_id=run_id, step=r["step"], epoch=r["epoch"], split=r["split"], loss=r.get("loss"),
+                   accuracy=r.get("accuracy"), images_per_s=r.get("images_per_s"), time=r.get("time", now))
+              for r in rows]
     if not values:
         return
-    with connect(root) as conn:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany("INSERT INTO metrics (run_id, step, epoch, split, loss, accuracy, images_per_s, time) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", values)
-        conn.execute("UPDATE runs SET heartbeat = ?, steps = MAX(COALESCE(steps, 0), ?) WHERE id = ?",
-                     (now, max(v[1] for v in values), run_id))
-        conn.execute("COMMIT")
+    top = max(v["step"] for v in values)
+    with _transaction(root, write=True) as conn:
+        conn.execute(METRICS.insert(), values)
+        steps_so_far = sa.func.coalesce(RUNS.c.steps, 0)
+        conn.execute(RUNS.update().where(RUNS.c.id == run_id).values(
+            heartbeat=now, steps=sa.case((steps_so_far < top, top), else_=steps_so_far)))
 
 
 def finish_run(run_id: str, status: RunStatus, root: Optional[os.PathLike] = None, error: Optional[str] = None,
@@ -439,21 +606,21 @@ def finish_run(run_id: str, status: RunStatus, root: Optional[os.PathLike] = Non
     """Record how a live run ended; False when it had already ended (then nothing is changed)."""
     if status not in ENDED:
         raise RunError(f"a run cannot finish as {status!r}")
-    with connect(root) as conn:
-        cur = conn.execute(
-            "UPDATE runs SET status = ?, finished_at = ?, error = ?, checkpoint = COALESCE(?, checkpoint), "
-            "best_val_accuracy = COALESCE(?, best_val_accuracy), test_accuracy = ?, test_loss = ? "
-            "WHERE id = ? AND status IN ('queued', 'running')",
-            (str(status), time.time(), error, checkpoint, best_val_accuracy, test_accuracy, test_loss, run_id))
+    with _transaction(root, write=True) as conn:
+        cur = conn.execute(RUNS.update().where(RUNS.c.id == run_id, RUNS.c.status.in_(_LIVE)).values(
+            status=str(status), finished_at=time.time(), error=error,
+            checkpoint=sa.func.coalesce(checkpoint, RUNS.c.checkpoint),
+            best_val_accuracy=sa.func.coalesce(best_val_accuracy, RUNS.c.best_val_accuracy),
+            test_accuracy=test_accuracy, test_loss=test_loss))
         return cur.rowcount == 1
 
 
-def _check_owner(row: sqlite3.Row, by: Optional[str], action: str) -> None:
+def _check_owner(row, by: Optional[str], action: str) -> None:
     """A visitor (`by` = their owner token) may change only their own runs. Runs without an owner were
     started from the CLI: they are the operator's. `by=None` is the operator, who may change any run."""
-    if by is None or row["owner"] == by:
+    if by is None or row.owner == by:
         return
-    if row["owner"] is None:
+    if row.owner is None:
         raise RunError(f"this run was started by the operator: only the operator can {action} it")
     raise RunError(f"this run was started by someone else: only they can {action} it")
 
@@ -461,17 +628,17 @@ def _check_owner(row: sqlite3.Row, by: Optional[str], action: str) -> None:
 def request_cancel(run_id: str, root: Optional[os.PathLike] = None, by: Optional[str] = None) -> None:
     """Ask a live run to stop. A queued run that no worker has picked up is cancelled at once."""
     check_run_id(run_id)
-    with connect(root) as conn:
-        row = conn.execute("SELECT id, status, pid, owner FROM runs WHERE id = ?", (run_id,)).fetchone()
+    with _transaction(root, write=True) as conn:
+        row = conn.execute(sa.select(RUNS.c.status, RUNS.c.pid, RUNS.c.owner).where(RUNS.c.id == run_id)).first()
         if row is None:
             raise RunError(f"no run {run_id}")
         _check_owner(row, by, "cancel")
-        if row["status"] not in LIVE:
+        if row.status not in LIVE:
             return
-        conn.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
-        if row["status"] == RunStatus.QUEUED and row["pid"] is None:
-            conn.execute("UPDATE runs SET status = 'cancelled', finished_at = ? WHERE id = ? AND status = 'queued'",
-                         (time.time(), run_id))
+        conn.execute(RUNS.update().where(RUNS.c.id == run_id).values(cancel_requested=1))
+        # Only while no worker has it: a claim that got there first leaves it to its worker.
+        conn.execute(RUNS.update().where(RUNS.c.id == run_id, _WAITING)
+                     .values(status="cancelled", finished_at=time.time()))
 
 
 def delete_run(run_id: str, root: Optional[os.PathLike] = None, by: Optional[str] = None) -> None:
@@ -479,17 +646,18 @@ def delete_run(run_id: str, root: Optional[os.PathLike] = None, by: Optional[str
     log, its snapshots, its checkpoint when the run named it). A file that cannot be removed keeps the run
     listed."""
     check_run_id(run_id)
-    with connect(root) as conn:
-        row = conn.execute("SELECT id, status, owner, checkpoint FROM runs WHERE id = ?", (run_id,)).fetchone()
+    with _transaction(root, write=True) as conn:
+        row = conn.execute(sa.select(RUNS.c.status, RUNS.c.owner, RUNS.c.checkpoint)
+                           .where(RUNS.c.id == run_id)).first()
         if row is None:
             raise RunError(f"no run {run_id}")
         _check_owner(row, by, "delete")
-        if row["status"] in LIVE:
-            raise RunError(f"run {run_id} is {row['status']}: cancel it before deleting it")
-        remove_run_files(run_id, root, checkpoint=row["checkpoint"])
-        conn.execute("DELETE FROM artifacts WHERE run_id = ?", (run_id,))
-        conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
-        conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        if row.status in LIVE:
+            raise RunError(f"run {run_id} is {row.status}: cancel it before deleting it")
+        remove_run_files(run_id, root, checkpoint=row.checkpoint)
+        conn.execute(ARTIFACTS.delete().where(ARTIFACTS.c.run_id == run_id))
+        conn.execute(METRICS.delete().where(METRICS.c.run_id == run_id))
+        conn.execute(RUNS.delete().where(RUNS.c.id == run_id))
 
 
 # --- liveness -------------------------------------------------------------------------------------
@@ -522,7 +690,7 @@ def process_started_at(pid: int) -> Optional[float]:
         return None
 
 
-def _dead_reason(row: sqlite3.Row, now: float) -> Optional[str]:
+def _dead_reason(row: dict, now: float) -> Optional[str]:
     if row["status"] not in LIVE:
         return None
     if row["pid"] is not None and row["host"] == socket.gethostname():
@@ -541,52 +709,68 @@ def _dead_reason(row: sqlite3.Row, now: float) -> Optional[str]:
     return None
 
 
-def _reap_dead(conn: sqlite3.Connection) -> None:
+
+
+def _reap(conn: Connection, live: Optional[list[dict]] = None) -> None:
+    """Mark failed, in this write transaction, every live run whose worker is dead."""
     now = time.time()
-    for row in conn.execute("SELECT * FROM runs WHERE status IN ('queued', 'running')").fetchall():
+    if live is None:
+        live = [dict(r._mapping) for r in conn.execute(sa.select(RUNS).where(RUNS.c.status.in_(_LIVE)))]
+    for row in live:
         reason = _dead_reason(row, now)
         if reason:
-            conn.execute("UPDATE runs SET status = 'failed', finished_at = ?, error = ? "
-                         "WHERE id = ? AND status IN ('queued', 'running')", (now, reason, row["id"]))
+            conn.execute(RUNS.update().where(RUNS.c.id == row["id"], RUNS.c.status.in_(_LIVE))
+                         .values(status="failed", finished_at=now, error=reason))
+
+
+def _read_runs(root: Optional[os.PathLike], *where) -> list[sa.Row]:
+    """Runs matching `where`, oldest first, dead workers' runs read as failed. The common case is one
+    read transaction; only when a live run's worker is found dead is a write taken to record it."""
+    query = sa.select(RUNS).where(*where).order_by(RUNS.c.created_at, RUNS.c.id)
+    with _transaction(root) as conn:
+        rows = conn.execute(query).all()
+    now = time.time()
+    if any(_dead_reason(dict(r._mapping), now) for r in rows):
+        with _transaction(root, write=True) as conn:
+            _reap(conn)
+            rows = conn.execute(query).all()
+    return rows
 
 
 def list_runs(root: Optional[os.PathLike] = None, sweep: Optional[str] = None,
               class_code: Optional[str] = None) -> list[Run]:
     """Every run (or those of one sweep, one class), oldest first. Runs whose worker died read as failed."""
-    query, args = "SELECT * FROM runs WHERE 1 = 1", []
-    if sweep is not None:
-        query, args = query + " AND sweep = ?", args + [sweep]
-    if class_code is not None:
-        query, args = query + " AND class_code = ?", args + [class_code]
-    with connect(root) as conn:
-        _reap_dead(conn)
-        rows = conn.execute(query + " ORDER BY created_at, id", args).fetchall()
-    return [_row_to_run(r) for r in rows]
+    where = [RUNS.c.sweep == sweep] if sweep is not None else []
+    where += [RUNS.c.class_code == class_code] if class_code is not None else []
+    return [_row_to_run(r) for r in _read_runs(root, *where)]
 
 
 def get_run(run_id: str, root: Optional[os.PathLike] = None) -> Run:
     check_run_id(run_id)
-    with connect(root) as conn:
-        _reap_dead(conn)
-        row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-    if row is None:
+    rows = _read_runs(root, RUNS.c.id == run_id)
+    if not rows:
         raise RunError(f"no run {run_id}")
-    return _row_to_run(row)
+    return _row_to_run(rows[0])
+
+
+_SPLIT_ORDER = sa.case({"train": 0, "val": 1, "test": 2}, value=METRICS.c.split, else_=3)
 
 
 def get_metrics(run_id: str, split: Optional[str] = None, root: Optional[os.PathLike] = None,
                 after_step: int = -1) -> list[MetricRow]:
-    """Metric rows of a run (optionally one split, optionally only those after a step), in step order."""
-    query = "SELECT step, epoch, split, loss, accuracy, images_per_s, time FROM metrics WHERE run_id = ? AND step > ?"
-    args: list = [run_id, after_step]
+    """Metric rows of a run (optionally one split, optionally only those after a step), in step order
+    (at one step: the training step, then the validation after it, then the test)."""
+    query = sa.select(METRICS.c.step, METRICS.c.epoch, METRICS.c.split, METRICS.c.loss, METRICS.c.accuracy,
+                      METRICS.c.images_per_s, METRICS.c.time) \
+        .where(METRICS.c.run_id == run_id, METRICS.c.step > after_step)
     if split:
-        query += " AND split = ?"
-        args.append(split)
-    with connect(root) as conn:
-        return [dict(r) for r in conn.execute(query + " ORDER BY step, rowid", args).fetchall()]
+        query = query.where(METRICS.c.split == split)
+    with _transaction(root) as conn:
+        rows = conn.execute(query.order_by(METRICS.c.step, _SPLIT_ORDER, METRICS.c.time)).all()
+    return [dict(r._mapping) for r in rows]
 
 
-# --- artifacts ------------------------------------------------------------------------------------
+# --- a run's files in the registry ------------------------------------------------------------------
 
 def put_artifact(run_id: str, name: str, data: bytes, root: Optional[os.PathLike] = None) -> None:
     """Keep one of a run's small files in the registry (its checkpoint weights and sidecar, its replay
@@ -597,25 +781,28 @@ def put_artifact(run_id: str, name: str, data: bytes, root: Optional[os.PathLike
         raise RunError(f"{str(name)[:40]!r} is not an artifact name")
     data = bytes(data)
     if len(data) > MAX_ARTIFACT_BYTES:
-        raise RunError(f"{name} is {len(data) / 2**20:.1f} MB, over the {MAX_ARTIFACT_BYTES // 2**20} MB a run's "
+        raise RunError(f"{name} is {len(data) / 2**20:.1f} MB, over the {MAX_ARTIFACT_BYTES / 2**20:g} MB a run's "
                        "file may take in the run registry")
-    with connect(root) as conn:
-        if conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+    with _transaction(root, write=True) as conn:
+        if conn.scalar(sa.select(RUNS.c.id).where(RUNS.c.id == run_id)) is None:
             raise RunError(f"no run {run_id}")
-        conn.execute("INSERT INTO artifacts (run_id, name, data) VALUES (?, ?, ?) "
-                     "ON CONFLICT (run_id, name) DO UPDATE SET data = excluded.data", (run_id, name, data))
+        # Both databases say "insert, or replace on a clash" the same way; each dialect builds it.
+        insert = (pg_dialect.insert if conn.dialect.name == "postgresql" else sqlite_dialect.insert)(ARTIFACTS)
+        conn.execute(insert.values(run_id=run_id, name=name, data=data)
+                     .on_conflict_do_update(index_elements=["run_id", "name"], set_={"data": insert.excluded.data}))
 
 
 def get_artifact(run_id: str, name: str, root: Optional[os.PathLike] = None) -> Optional[bytes]:
     """A run's file kept by put_artifact; None when it has none of that name."""
     check_run_id(run_id)
-    with connect(root) as conn:
-        row = conn.execute("SELECT data FROM artifacts WHERE run_id = ? AND name = ?", (run_id, name)).fetchone()
-    return bytes(row[0]) if row else None
+    with _transaction(root) as conn:
+        data = conn.scalar(sa.select(ARTIFACTS.c.data).where(ARTIFACTS.c.run_id == run_id, ARTIFACTS.c.name == name))
+    return bytes(data) if data is not None else None
 
 
 def artifact_names(run_id: str, root: Optional[os.PathLike] = None) -> list[str]:
     """The names of a run's files in the registry, sorted."""
     check_run_id(run_id)
-    with connect(root) as conn:
-        return [r[0] for r in conn.execute("SELECT name FROM artifacts WHERE run_id = ? ORDER BY name", (run_id,))]
+    with _transaction(root) as conn:
+        return list(conn.scalars(sa.select(ARTIFACTS.c.name).where(ARTIFACTS.c.run_id == run_id)
+                                 .order_by(ARTIFACTS.c.name)))

@@ -146,7 +146,58 @@ class SqliteRegistry:
             conn.close()
 
 
-@pytest.fixture(params=["sqlite"])
-def registry(request, isolated_dirs):
-    """The run registry on each database the app supports, empty: tests that take it run once per database."""
-    return SqliteRegistry(isolated_dirs["runs"])
+class PostgresRegistry:
+    """The run registry on a PostgreSQL server: a fresh database of the session's test server."""
+
+    kind = "postgresql"
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def execute_script(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(sql)  # several statements: fine without parameters
+
+    def schema_version(self) -> int:
+        import psycopg
+
+        with psycopg.connect(self.url) as conn:
+            return conn.execute("SELECT version FROM schema_version").fetchone()[0]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the session (tests/pg_server.py), stopped and removed at the end
+    whatever happens; skips the tests that need it when the server binaries are not installed."""
+    from pg_server import PostgresServer, PostgresUnavailable
+
+    try:
+        server = PostgresServer.start()
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry(request, isolated_dirs, monkeypatch):
+    """The run registry on each database the app supports, empty, named by MNIST_REGISTRY_URL (inherited
+    by subprocesses): tests that take it run once per database."""
+    if request.param == "sqlite":
+        monkeypatch.setenv("MNIST_REGISTRY_URL", f"sqlite:///{isolated_dirs['runs'] / 'registry.sqlite'}")
+        yield SqliteRegistry(isolated_dirs["runs"])
+        return
+    from mnist_core import runs
+
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    monkeypatch.setenv("MNIST_REGISTRY_URL", url)
+    try:
+        yield PostgresRegistry(url)
+    finally:
+        runs.close_connections()
+        server.drop_database(url)

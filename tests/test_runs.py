@@ -16,9 +16,8 @@ from mnist_core.errors import RunError
 
 def _set(run_id: str, **columns) -> None:
     """Write registry columns directly, as a worker on another machine (or a stuck one) would leave them."""
-    assignments = ", ".join(f"{name} = ?" for name in columns)
     with runs.connect() as conn:
-        conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*columns.values(), run_id))
+        conn.execute(runs.RUNS.update().where(runs.RUNS.c.id == run_id).values(**columns))
 
 
 def _proc_state(pid: int) -> str:
