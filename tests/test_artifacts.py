@@ -12,10 +12,6 @@ from mnist_core.errors import CheckpointError, RunError
 from mnist_core.models import create_model
 from mnist_core.records import RunStatus
 
-pytestmark = pytest.mark.skipif(not hasattr(runs, "put_artifact"),
-                                reason="the registry keeps no artifacts yet (runs.put_artifact, issue 17)")
-
-
 def _completed_run_with_checkpoint(tmp_path, tiny_config):
     """A run recorded completed, its checkpoint saved by hand where a worker host would have it."""
     run_id = runs.create_run(tiny_config(model="mlp-50"))
