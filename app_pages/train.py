@@ -20,6 +20,7 @@ from mnist_core import form, kernels, limits, live, runs, worker
 from mnist_core.errors import MnistLabError
 from mnist_core.models import count_parameters, create_model, layer_table, model_info
 from mnist_core.training import PRESETS, TrainConfig
+from app_pages import _class, _sweep_ui
 from app_pages._common import require_data, show_error, visitor_token
 from app_pages._explain_ui import replay_section
 
@@ -106,7 +107,8 @@ except MnistLabError as exc:
 if toast := st.session_state.pop("train_toast", None):  # said after the rerun that follows Start
     st.toast(toast[0], icon=toast[1])
 problems = form.problems(_form_values())
-with st.container(border=True):
+tab_one, tab_sweep = st.tabs(["One run", "Sweep"])
+with tab_one, st.container(border=True):
     top = st.columns([2, 3])
     with top[0]:
         st.selectbox("Preset", [CUSTOM, *PRESETS], key="preset", on_change=_apply_preset,
@@ -153,18 +155,23 @@ with st.container(border=True):
 
 if start:  # (a disabled Start never reports a click: the values here passed form.problems)
     try:
-        run_id = worker.submit(TrainConfig.from_dict(_form_values()).to_dict(), owner=token)
+        class_code, student = _class.membership()  # a run started inside a class shows on its page
+        run_id = worker.submit(TrainConfig.from_dict(_form_values()).to_dict(), owner=token, class_code=class_code,
+                               student=student)
         all_runs = runs.list_runs()
     except MnistLabError as exc:
         st.error(live.for_visitor(str(exc)))
     else:
         st.session_state["watch_run"] = run_id
         st.session_state["scroll_to_run"] = True
-        place = runs.queue_positions(all_runs).get(run_id)
+        place = live.places_in_line(all_runs).get(run_id)
         st.session_state["train_toast"] = ((f"Queued run {run_id}: number {place} in line", ":material/schedule:")
                                            if place else (f"Started run {run_id}", ":material/play_arrow:"))
         st.rerun()  # the sidebar, drawn before the run existed, starts following it too
 
+
+with tab_sweep:
+    _sweep_ui.sweep_tab()
 
 # --- charts ------------------------------------------------------------------------------------
 
@@ -349,7 +356,7 @@ else:
         "run": r.id, "status": r.status, "model": r.config.get("model") or "–",
         "config": _summary(r.config),
         "best validation": _percent(r.best_val_accuracy), "test accuracy": _percent(r.test_accuracy),
-        "duration": live.fmt_seconds(r.duration), "ran on": getattr(r, "node", None) or r.host or "–",
+        "duration": live.fmt_seconds(r.duration), "ran on": r.node or r.host or "–",
         "yours": "yes" if r.owner == token else "",
         "error": live.for_visitor(r.error),
     } for r in ordered])

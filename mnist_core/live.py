@@ -27,6 +27,7 @@ from pathlib import PurePath
 from typing import Iterable, Optional, Sequence
 
 from . import form
+from .limits import max_concurrent as concurrent_cap
 from .runs import Run, queue_positions
 
 CHANCE_ACCURACY = 0.2  # guessing gets 10% on MNIST; below 20% a network has not learned to read digits
@@ -120,6 +121,15 @@ class Progress:
     text: str
 
 
+def places_in_line(all_runs: list[Run], cap: Optional[int] = None) -> dict[str, int]:
+    """1-based place in line of each run that must wait for a slot. A waiting run that a free slot
+    will take in a moment (a runner claims it within a fraction of a second) is starting, not in line."""
+    cap = cap or concurrent_cap()
+    active = sum(1 for r in all_runs if r.status == "running" or (r.status == "queued" and r.pid is not None))
+    free = max(0, cap - active)
+    return {run_id: place - free for run_id, place in queue_positions(all_runs).items() if place > free}
+
+
 def progress(run: Run, last: Optional[dict], all_runs: Optional[list[Run]] = None,
              max_concurrent: int = 1, now: Optional[float] = None) -> Progress:
     """Where a run is: queued (its place in line), starting, or epoch / step / ETA / images per second
@@ -129,7 +139,7 @@ def progress(run: Run, last: Optional[dict], all_runs: Optional[list[Run]] = Non
         return Progress(1.0, "completed")
     if not run.is_live:
         return Progress(run.progress, run.status)
-    position = queue_positions(all_runs or [run]).get(run.id)
+    position = places_in_line(all_runs or [run], max_concurrent).get(run.id)
     if position:
         return Progress(0.0, f"Queued: number {position} in line. It starts by itself when a training slot frees "
                              f"({max_concurrent} at a time).")
@@ -144,8 +154,8 @@ def progress(run: Run, last: Optional[dict], all_runs: Optional[list[Run]] = Non
 
 def short_progress(run: Run, all_runs: Optional[list[Run]] = None) -> Progress:
     """One short line for the sidebar and Home: model, status (or place in line), percent and step."""
-    position = queue_positions(all_runs or [run]).get(run.id)
-    state = f"queued, number {position} in line" if position else run.status
+    position = places_in_line(all_runs or [run]).get(run.id)
+    state = f"queued, number {position} in line" if position else ("starting" if run.status == "queued" else run.status)
     text = f"{run.config.get('model')} · {state} · {run.progress:.0%}"
     if run.status == "running" and run.steps:
         text += f" · step {run.steps:,}"  # moves visibly even when a long run's percentage does not

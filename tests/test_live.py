@@ -87,6 +87,18 @@ def test_a_waiting_run_shows_its_place_in_line():
     assert "queued, number 1 in line" in live.short_progress(second, [first, second]).text
 
 
+
+def test_a_run_a_free_slot_will_take_is_starting_not_in_line(monkeypatch):
+    monkeypatch.setenv("MNIST_MAX_CONCURRENT", "2")
+    running = make_run(status="running", id="20260101-000000-aaaaaa")
+    next_up = make_run(status="queued", pid=None, id="20260101-000001-bbbbbb", created_at=1.0)
+    waiting = make_run(status="queued", pid=None, id="20260101-000002-cccccc", created_at=2.0)
+    everyone = [running, next_up, waiting]
+    assert live.places_in_line(everyone) == {waiting.id: 1}  # one slot is free: next_up takes it
+    assert live.progress(next_up, None, everyone, max_concurrent=2).text.startswith("Starting")
+    assert "queued, number 1 in line" in live.short_progress(waiting, everyone).text
+    assert "queued" not in live.short_progress(next_up, everyone).text
+
 # --- which run to watch ------------------------------------------------------------------------
 
 def test_a_visitor_picks_among_live_runs_and_their_own():
