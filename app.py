@@ -34,6 +34,20 @@ page = st.navigation(PAGES)
 
 from app_pages import _class  # noqa: E402  (after set_page_config)
 from app_pages._common import sidebar_status  # noqa: E402
+from mnist_core import executors  # noqa: E402
+
+
+@st.cache_resource(show_spinner=False)
+def _executor_ready() -> bool:
+    """Once per server, not per page: a local runner warms up so the first Start trains within a second."""
+    try:
+        executors.prepare()
+    except Exception:  # noqa: BLE001 - the first submit starts one anyway; a page never fails for this
+        return False
+    return True
+
+
+_executor_ready()
 
 sidebar_status()
 _class.sidebar()  # joins a class from a ?class=CODE link on any page, and shows the class this browser is in

@@ -34,7 +34,6 @@ class Executor(Protocol):
     def cancel(self, run_id: str, root=None) -> None:
         """The registry asks the run to stop: anything beyond the flag the worker reads."""
 
-
 class LocalExecutor:
     """Runners on this host: starting one when a slot is free is all a submit needs."""
 
@@ -43,6 +42,10 @@ class LocalExecutor:
 
     def cancel(self, run_id: str, root=None) -> None:
         pass  # the worker reads the flag at its next heartbeat, within a second
+
+    def prepare(self, root=None) -> None:
+        """One runner warms up and waits (MNIST_RUNNER_IDLE_SECONDS), so the first Start needs no cold start."""
+        ensure_runners(root, wanted=1)
 
 
 def ensure_runners(root=None, wanted: Optional[int] = None) -> int:
@@ -81,3 +84,11 @@ def current() -> Executor:
 
         return RayExecutor()
     return LocalExecutor()
+
+
+def prepare(root=None) -> None:
+    """The server started: the configured executor gets ready (if it has anything to do) so that a first
+    Start trains at once. The local one warms a runner; a cluster is ready by itself."""
+    executor = current()
+    if hasattr(executor, "prepare"):
+        executor.prepare(root)
