@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import artifacts, executors, limits, runfiles, runs
+from . import artifacts, executors, limits, ray_executor, runfiles, runs
 from .checkpoints import save_checkpoint
 from .errors import MnistLabError, RunError
 from .records import MetricRow, RunStatus
@@ -82,7 +82,8 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
     except MnistLabError as exc:
         runs.finish_run(run_id, RunStatus.FAILED, root=root, error=str(exc))
         raise
-    runs.mark_running(run_id, total_steps=limits.planned_work(config)[0], root=root)  # progress known from the start
+    # Progress is known from the start; `node` is the Ray node when a Ray job runs this (else the host).
+    runs.mark_running(run_id, total_steps=limits.planned_work(config)[0], root=root, node=ray_executor.node_here())
 
     stop = threading.Event()  # set by a cancel request, SIGTERM, the registry giving up, the time limit
     done = threading.Event()
