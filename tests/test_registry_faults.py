@@ -1,13 +1,16 @@
 """A run registry that breaks or disappears: one clear line everywhere, and no trained model lost.
 
 Every fault of the SQLite file (corrupt, not a database, deleted or replaced while in use) reaches
-pages and the CLI as a one-line RunError that names "the run registry" and no server path. A
-registry that this process has used and that then disappears is an error, never a fresh empty one.
+pages and the CLI as a one-line RunError that names "the run registry" and no server path; so does a
+PostgreSQL registry that cannot be reached, without its password. A registry that this process has
+used and that then disappears is an error, never a fresh empty one.
 A worker saves its checkpoint before it records the run, so a registry that fails at the very end
 leaves the trained model on disk and says where.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -47,8 +50,9 @@ def _assert_one_clean_line(message: str, tmp_path) -> None:
     lambda: runs.create_run({"model": "lenet5"}, owner="alice"),
     lambda: runs.get_metrics("20990101-000000-abcdef"),
     lambda: runs.request_cancel("20990101-000000-abcdef", by="alice"),
-    lambda: worker.start_queued(),
-], ids=["list", "get", "create", "metrics", "cancel", "start-queued"])
+    lambda: runs.claim_next(os.getpid()),
+    lambda: runs.get_artifact("20990101-000000-abcdef", "model.json"),
+], ids=["list", "get", "create", "metrics", "cancel", "claim", "artifact"])
 def test_a_visitor_on_a_corrupt_registry_sees_one_line_without_paths(tiny_config, tmp_path, call):
     runs.create_run(tiny_config())
     corrupt_registry()
@@ -150,3 +154,52 @@ def test_pages_on_a_corrupt_registry_say_so_in_one_line(tiny_config, tmp_path, p
     assert not at.exception, said
     assert any("the run registry" in e for e in said["error"]), said
     assert not any(str(tmp_path) in e for e in said["error"]), said
+
+
+# --- a registry on PostgreSQL ----------------------------------------------------------------------
+
+def _unused_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_postgresql_registry_that_cannot_be_reached_is_one_line_without_the_password(monkeypatch, capsys):
+    port = _unused_port()  # nothing listens there
+    monkeypatch.setenv("MNIST_REGISTRY_URL", f"postgresql://lab:s3cret-pw@127.0.0.1:{port}/mnist")
+    with pytest.raises(RunError) as excinfo:
+        runs.list_runs()
+    message = str(excinfo.value)
+    assert message.startswith(f"the run registry (PostgreSQL at 127.0.0.1:{port}) cannot be reached: "), message
+    assert "\n" not in message and "s3cret-pw" not in message and "refused" in message.lower()
+
+    assert main(["runs"]) != 0
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"error: {message}"] and "s3cret-pw" not in err
+
+
+def test_a_registry_url_of_another_database_is_refused_in_one_line_without_the_password(monkeypatch):
+    monkeypatch.setenv("MNIST_REGISTRY_URL", "mysql://lab:s3cret-pw@db.example/mnist")
+    with pytest.raises(RunError, match=r"mysql:// is not supported \(sqlite:/// or postgresql://\)") as excinfo:
+        runs.list_runs()
+    assert "s3cret-pw" not in str(excinfo.value)
+
+
+def test_a_postgresql_registry_that_goes_away_while_in_use_says_so_in_one_line(postgres_server, monkeypatch,
+                                                                                tiny_config):
+    url = postgres_server.create_database()
+    monkeypatch.setenv("MNIST_REGISTRY_URL", url)
+    try:
+        run_id = runs.create_run(tiny_config())
+        postgres_server.drop_database(url)  # its connections are closed under the app, as a restart does
+        for call in (runs.list_runs, lambda: runs.get_run(run_id), lambda: runs.create_run(tiny_config())):
+            with pytest.raises(RunError) as excinfo:
+                call()
+            message = str(excinfo.value)
+            assert message.startswith(f"the run registry (PostgreSQL at 127.0.0.1:{postgres_server.port}) "
+                                      "cannot be reached: ") and "\n" not in message, message
+            assert "does not exist" in message
+    finally:
+        runs.close_connections()

@@ -1,4 +1,6 @@
-"""mnist_core.runs: the SQLite run registry, and how it notices dead workers."""
+"""mnist_core.runs: the run registry, and how it notices dead workers.
+
+Tests that take the `registry` fixture run on SQLite and on PostgreSQL (conftest.py)."""
 
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ def test_a_new_registry_is_empty_and_lives_in_mnist_runs_dir(isolated_dirs):
     assert runs.registry_path().is_file()
 
 
-def test_create_list_and_get_runs_oldest_first(tiny_config):
+def test_create_list_and_get_runs_oldest_first(registry, tiny_config):
     ids = [runs.create_run(tiny_config(seed=i), owner="tester") for i in range(3)]
     listed = runs.list_runs()
     assert [r.id for r in listed] == ids
@@ -47,7 +49,7 @@ def test_create_list_and_get_runs_oldest_first(tiny_config):
     assert not run.cancel_requested
 
 
-def test_get_run_of_an_unknown_id_is_a_run_error():
+def test_get_run_of_an_unknown_id_is_a_run_error(registry):
     with pytest.raises(RunError, match="no run 20990101-000000-abcdef"):
         runs.get_run("20990101-000000-abcdef")
 
@@ -58,7 +60,7 @@ def test_a_run_id_that_is_not_ours_is_refused_before_any_lookup(bad):
         runs.get_run(bad)
 
 
-def test_a_run_goes_from_queued_to_running_to_completed(tiny_config):
+def test_a_run_goes_from_queued_to_running_to_completed(registry, tiny_config):
     run_id = runs.create_run(tiny_config())
     runs.mark_running(run_id, total_steps=10)
     run = runs.get_run(run_id)
@@ -86,7 +88,7 @@ def test_a_run_goes_from_queued_to_running_to_completed(tiny_config):
         runs.mark_running(run_id)
 
 
-def test_metrics_read_back_by_split_and_after_a_step(tiny_config):
+def test_metrics_read_back_by_split_and_after_a_step(registry, tiny_config):
     run_id = runs.create_run(tiny_config())
     runs.mark_running(run_id)
     runs.add_metrics(run_id, [{"step": s, "epoch": s, "split": "train", "loss": float(s)} for s in (1, 2, 3)]
@@ -115,7 +117,7 @@ def test_a_failed_run_keeps_its_error_text(tiny_config):
 
 # --- cancel and delete --------------------------------------------------------------------------------
 
-def test_request_cancel_of_a_queued_run_with_no_worker_cancels_it_at_once(tiny_config):
+def test_request_cancel_of_a_queued_run_with_no_worker_cancels_it_at_once(registry, tiny_config):
     run_id = runs.create_run(tiny_config())
     runs.request_cancel(run_id)
     run = runs.get_run(run_id)
@@ -124,7 +126,7 @@ def test_request_cancel_of_a_queued_run_with_no_worker_cancels_it_at_once(tiny_c
         runs.mark_running(run_id)  # a worker arriving late does not start it
 
 
-def test_request_cancel_of_a_running_run_asks_its_worker(tiny_config):
+def test_request_cancel_of_a_running_run_asks_its_worker(registry, tiny_config):
     run_id = runs.create_run(tiny_config())
     runs.mark_running(run_id)
     assert runs.heartbeat(run_id) is False
@@ -134,7 +136,7 @@ def test_request_cancel_of_a_running_run_asks_its_worker(tiny_config):
     assert runs.heartbeat(run_id) is True  # the worker's next heartbeat learns of it
 
 
-def test_request_cancel_of_a_finished_run_changes_nothing_and_unknown_runs_fail(tiny_config):
+def test_request_cancel_of_a_finished_run_changes_nothing_and_unknown_runs_fail(registry, tiny_config):
     run_id = runs.create_run(tiny_config())
     runs.mark_running(run_id)
     runs.finish_run(run_id, "completed", test_accuracy=0.9)
@@ -144,7 +146,7 @@ def test_request_cancel_of_a_finished_run_changes_nothing_and_unknown_runs_fail(
         runs.request_cancel("nope")
 
 
-def test_delete_run_refuses_a_live_run_and_removes_a_finished_one(tiny_config):
+def test_delete_run_refuses_a_live_run_and_removes_a_finished_one(registry, tiny_config):
     keep, live = runs.create_run(tiny_config()), runs.create_run(tiny_config())
     runs.mark_running(live)
     with pytest.raises(RunError, match="cancel it before deleting"):
@@ -194,7 +196,7 @@ def test_killed_worker_marks_run_failed(mnist, start_worker, wait_for, tiny_conf
         proc.wait(timeout=30)
 
 
-def test_a_run_whose_launched_worker_died_before_starting_is_failed(tiny_config):
+def test_a_run_whose_launched_worker_died_before_starting_is_failed(registry, tiny_config):
     run_id = runs.create_run(tiny_config())
     dead_pid = _a_dead_pid()
     runs.set_worker(run_id, dead_pid)
@@ -211,7 +213,7 @@ def _a_dead_pid() -> int:
     return proc.pid
 
 
-def test_a_stale_heartbeat_on_another_host_reads_as_failed(tiny_config):
+def test_a_stale_heartbeat_on_another_host_reads_as_failed(registry, tiny_config):
     run_id = runs.create_run(tiny_config())
     runs.mark_running(run_id)
     # On another host the pid cannot be checked: the heartbeat is all there is to go by.
@@ -262,7 +264,7 @@ def test_a_run_whose_worker_pid_now_belongs_to_a_newer_process_reads_as_failed(t
         newer.wait()
 
 
-def test_a_heartbeat_tells_the_worker_to_stop_once_its_run_was_given_up(tiny_config):
+def test_a_heartbeat_tells_the_worker_to_stop_once_its_run_was_given_up(registry, tiny_config):
     run_id = runs.create_run(tiny_config())
     runs.mark_running(run_id)
     assert runs.heartbeat(run_id, steps=3) is False
@@ -272,7 +274,7 @@ def test_a_heartbeat_tells_the_worker_to_stop_once_its_run_was_given_up(tiny_con
     assert run.status == "failed" and run.steps == 3 and run.error.startswith("the worker stopped responding")
 
 
-def test_a_fresh_heartbeat_on_another_host_stays_running(tiny_config):
+def test_a_fresh_heartbeat_on_another_host_stays_running(registry, tiny_config):
     run_id = runs.create_run(tiny_config())
     runs.mark_running(run_id)
     _set(run_id, pid=os.getppid(), host="another-host.example", heartbeat=time.time())
@@ -295,7 +297,7 @@ def test_pid_alive():
 
 # --- concurrency --------------------------------------------------------------------------------------
 
-def test_concurrent_readers_while_a_writer_writes_do_not_raise(tiny_config):
+def test_concurrent_readers_while_a_writer_writes_do_not_raise(registry, tiny_config):
     run_id = runs.create_run(tiny_config())
     runs.mark_running(run_id)
     errors: list[BaseException] = []
@@ -338,7 +340,7 @@ def test_concurrent_readers_while_a_writer_writes_do_not_raise(tiny_config):
 
 
 @pytest.mark.subprocess
-def test_readers_in_other_processes_see_a_consistent_registry(tiny_config, isolated_dirs):
+def test_readers_in_other_processes_see_a_consistent_registry(registry, tiny_config, isolated_dirs):
     """Another process (a second Streamlit server, the CLI) reads while this one writes."""
     import subprocess
     import sys
