@@ -224,3 +224,35 @@ def test_an_old_registry_is_upgraded_in_place_on_first_use_with_its_runs_kept(re
 def test_a_fresh_registry_starts_at_the_current_version(registry):
     assert runs.list_runs() == []
     assert registry.schema_version() == runs.SCHEMA_VERSION
+
+
+# --- connections across fork ----------------------------------------------------------------------
+
+def _backend() -> object:
+    """Which database connection the registry hands this process: PostgreSQL's backend pid."""
+    import sqlalchemy as sa
+
+    with runs.connect() as conn:
+        return conn.scalar(sa.select(sa.func.pg_backend_pid()))
+
+
+def test_a_forked_runner_gets_connections_of_its_own_and_leaves_its_parents_alone(registry, tiny_config):
+    """The local executor forks its runners: a child must never talk on its parent's pooled socket."""
+    if registry.kind != "postgresql":
+        pytest.skip("SQLite opens its file anew for every transaction: nothing is pooled to share")
+    runs.create_run(tiny_config())
+    parents = _backend()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the runner
+        try:
+            os.close(read)
+            os.write(write, f"{_backend()} {len(runs.list_runs())}".encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        childs, listed = pipe.read().split()
+    os.waitpid(child, 0)
+    assert int(listed) == 1 and int(childs) != parents
+    assert _backend() == parents  # the parent's own connection was neither used nor closed by the child
