@@ -106,8 +106,8 @@ class Conv2d(nn.Conv2d):
     Without autograd, for at most SMALL_BATCH images and a small kernel volume (in_channels x kh x kw
     <= SMALL_KERNEL: LeNet-5's convolutions, every net's first), PyTorch still picks oneDNN, whose set-up
     per call costs more than the arithmetic. There PyTorch's own im2col convolution
-    (aten::thnn_conv2d) gives the same result 2.5-3x faster for one image (LeNet-5's C1 68 -> 26 us, C3
-    64 -> 21 us on one thread: benchmarks/predict_latency, BENCHMARKS.md). Training, larger batches,
+    (aten::thnn_conv2d) gives the same result several times faster for one image (benchmarks/predict_latency,
+    figures in BENCHMARKS.md). Training, larger batches,
     wider kernels, tracing for export and any active dispatch mode (torch's FLOP counter, fake
     tensors) all take the stock path.
     """
@@ -128,8 +128,8 @@ class Conv2d(nn.Conv2d):
 class FullConv2d(Conv2d):
     """A convolution whose kernel is as large as its input, so every output map is 1x1: LeNet-5's C5
     (120 kernels of 16x5x5 on a 16x5x5 input). That is exactly a fully connected layer, and is
-    computed as one: for this shape oneDNN's CPU convolution takes about 3x as long as the matrix
-    product, forward and backward (benchmarks/, BENCHMARKS.md). Same parameters, same state-dict
+    computed as one: for this shape oneDNN's CPU convolution takes several times as long as the matrix
+    product, forward and backward (benchmarks/, figures in BENCHMARKS.md). Same parameters, same state-dict
     keys, same output shape [N, C, 1, 1]; any other input size is an ordinary convolution.
     """
 

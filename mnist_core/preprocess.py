@@ -56,8 +56,8 @@ def ink_map(rgba: np.ndarray) -> np.ndarray:
     levels = _grey_levels(rgba) if u8 and rgba.shape[2] == 4 else None
     if levels is not None:
         # The Draw page's canvas: opaque, grey strokes on grey. Grey is the red channel (the weights
-        # sum to 1), so no float copy of the whole RGBA and no weighted sum (0.30 -> 0.14 ms;
-        # benchmarks/predict_latency). (A 256-entry lookup table was slower: numpy's gather.)
+        # sum to 1), so no float copy of the whole RGBA and no weighted sum: about half the ink map's
+        # time (benchmarks/predict_latency, BENCHMARKS.md). (A 256-entry lookup table was slower: numpy's gather.)
         grey = levels.astype(np.float32)
         grey *= np.float32(1 / 255)
         return _ink(grey, float(np.median(_border(grey))))

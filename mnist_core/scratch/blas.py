@@ -1,8 +1,8 @@
 """NumPy's BLAS thread count, set for a block of code.
 
 NumPy's wheels bundle OpenBLAS, which starts one thread per core. For the small matrices of a
-training step that is a loss, and on a busy machine a large one: an epoch of mlp-50 took 16 s on
-two shared cores against 1.2 s on one thread (measured). torch has set_num_threads; NumPy has no
+training step that is a loss, and on a busy machine a large one: an epoch of mlp-50 on two shared
+cores is many times slower than on one thread (BENCHMARKS.md). torch has set_num_threads; NumPy has no
 such call, so this opens the bundled OpenBLAS (already loaded: the same library) and calls its own.
 Where the BLAS is another one, or not found, the block runs unchanged.
 """

@@ -56,7 +56,7 @@ def _window_offsets(x: np.ndarray, kernel: int, stride: Optional[int]):
 
 # Pooling combines the kernel*kernel shifted views element-wise: a loop over window offsets (4 for
 # 2x2), each step a whole-array operation. Reducing a sliding-window view over its last two axes
-# instead was about 15x slower (measured on S2).
+# instead was an order of magnitude slower (measured on S2; BENCHMARKS.md).
 
 def max_pool2d(x: np.ndarray, kernel: int = 2, stride: Optional[int] = None) -> np.ndarray:
     """The largest value of every kernel x kernel window (stride defaults to kernel, as in torch)."""

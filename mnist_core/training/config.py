@@ -153,7 +153,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
     Preset("fast",
            "LeNet-5 to 99% as fast as we can: AdamW (lr 0.02, weight decay 0.05) with a one-cycle schedule, "
            "3 epochs of batch 192 over all 60,000 training images (no validation split). About 99.2% test "
-           "accuracy in about 5 s on 2 CPU cores (BENCHMARKS.md).",
+           "accuracy in seconds on 2 CPU cores (the time in BENCHMARKS.md).",
            dict(model="lenet5", optimizer="adamw", lr=0.02, weight_decay=0.05, batch_size=192, epochs=3,
                 schedule="onecycle", val_size=0)),
     Preset("best",
