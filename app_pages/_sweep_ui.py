@@ -23,6 +23,7 @@ import streamlit as st
 
 from mnist_core import form, runs, sweeps
 from mnist_core.errors import MnistLabError
+from mnist_core.live import RunRows, for_visitor
 from mnist_core.training import TrainConfig
 from app_pages import _class
 from app_pages import _run_charts as charts
@@ -124,8 +125,6 @@ def _build(token: str, all_runs: list) -> None:
 
 
 def live_words(exc: Exception) -> str:
-    from mnist_core.live import for_visitor
-
     return for_visitor(str(exc))
 
 
@@ -214,10 +213,19 @@ def _understand(analysis: sweeps.Analysis) -> None:
                                    for g in analysis.groups]), hide_index=True)
 
 
+def _rows(run_id: str) -> list[dict]:
+    """A run's metric rows, topped up with only the rows newer than those this session holds (the
+    table and curves redraw every POLL_SECONDS while the sweep runs)."""
+    held = st.session_state.setdefault("sweep_rows", {})
+    if run_id not in held:
+        held[run_id] = RunRows(run_id)
+    return held[run_id].top_up(runs.get_metrics)
+
+
 def _watch(sweep_id: str, token: str) -> None:
     try:
         its_runs = sweeps.sweep_runs(sweep_id)
-        metrics = {r.id: runs.get_metrics(r.id) for r in its_runs if r.status != "queued"}
+        metrics = {r.id: _rows(r.id) for r in its_runs if r.status != "queued"}
     except MnistLabError as exc:
         show_error(exc)
         return

@@ -31,7 +31,7 @@ from itertools import product
 from typing import Any, Callable, Optional, Sequence
 
 from . import form, limits
-from .errors import ConfigError, MnistLabError
+from .errors import ConfigError, MnistLabError, RunError
 from .training import TrainConfig, admit
 
 MAX_PARAMS = 3
@@ -345,7 +345,7 @@ def cancel(sweep_id: str, root=None, by: Optional[str] = None) -> int:
 
     live = [r for r in sweep_runs(sweep_id, root) if r.is_live]
     if by is not None and any(r.owner != by for r in live):
-        raise ConfigError("this sweep was started by someone else: only they can cancel it")
+        raise RunError("this sweep was started by someone else: only they can cancel it")
     for r in live:
         worker.cancel(r.id, root=root, by=by)
     return len(live)

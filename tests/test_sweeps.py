@@ -159,6 +159,18 @@ def test_a_sweep_with_nothing_finished_says_so():
     assert a.summary == ["No run has finished yet."] and a.counts == {"queued": 1, "running": 1}
 
 
+def test_only_the_visitor_who_launched_a_sweep_can_cancel_it_and_cancel_stops_every_run():
+    from mnist_core import runs
+    from mnist_core.errors import RunError
+
+    ids = [runs.create_run(p.config.to_dict(), owner="me", sweep="sweep-1") for p in sweeps.expand(_spec("lr=0.1,0.2"))]
+    with pytest.raises(RunError, match="started by someone else"):
+        sweeps.cancel("sweep-1", by="someone")
+    assert all(runs.get_run(i).status == "queued" for i in ids)
+    assert sweeps.cancel("sweep-1", by="me") == 2
+    assert all(runs.get_run(i).status == "cancelled" for i in ids)
+
+
 # --- the command line, with tiny real runs ----------------------------------------------------------
 
 def test_cli_sweep_launches_tagged_runs_and_waits_for_them(cli, mnist, monkeypatch):
