@@ -437,6 +437,9 @@ def analyse(sweep_runs: Sequence, metrics: Callable[[str], list[dict]]) -> Analy
             g.accuracies.append(r.test_accuracy)
     analysis = Analysis(fields, results, list(groups.values()), counts)
     analysis.summary = summarise(analysis)
+    live_now = sum(r.is_live for r in sweep_runs)
+    if live_now and analysis.summary != ["No run has finished yet."]:
+        analysis.summary.insert(0, f"So far ({len(sweep_runs) - live_now} of {len(sweep_runs)} runs ended):")
     return analysis
 
 

@@ -154,6 +154,11 @@ def test_a_field_that_barely_changes_accuracy_is_said_so_and_a_choice_is_ranked(
     assert "adam does best (98.0%), then sgd (95.0%)." in text
 
 
+def test_a_summary_while_runs_are_still_going_says_it_is_so_far():
+    sweep = [_run("a", test_accuracy=0.9, lr=0.001), _run("b", status="running", lr=0.01)]
+    assert sweeps.analyse(sweep, lambda run_id: []).summary[0] == "So far (1 of 2 runs ended):"
+
+
 def test_a_sweep_with_nothing_finished_says_so():
     a = sweeps.analyse([_run("a", status="queued", lr=0.1), _run("b", status="running", lr=0.2)], lambda run_id: [])
     assert a.summary == ["No run has finished yet."] and a.counts == {"queued": 1, "running": 1}
