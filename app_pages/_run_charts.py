@@ -56,9 +56,10 @@ def parallel_coordinates(rows: Sequence[dict], fields: Sequence[str], color: str
         values = [row.get(name) for row in rows]
         if name == color:
             known = [v for v in values if v is not None]
-            floor = min(known, default=0.0)
+            floor, top = min(known, default=0.0), max(known, default=1.0)
+            pad = max(0.002, (top - floor) * 0.1)  # a tight axis: brushing between 98% and 99% must be easy
             dimensions.append(dict(label=_words(name), values=[floor if v is None else v for v in values],
-                                   range=[min(floor, 0.9 if known else 0.0), 1.0], tickformat=".1%"))
+                                   range=[max(0.0, floor - pad), min(1.0, top + pad)], tickformat=".1%"))
         elif all(_is_number(v) for v in values):
             if _log_ok(name, values):
                 ticks = sorted(set(values))
@@ -152,6 +153,8 @@ def accuracy_against(points: Sequence[dict], field: str, groups: Sequence[dict] 
     log_x = not text_axis and _log_ok(field, [p["value"] for p in shown])
     fig.update_layout(height=height, margin=dict(l=60, r=20, t=40, b=40), title=f"Test accuracy against {_words(field)}",
                       xaxis=dict(title=_words(field), type="log" if log_x else ("category" if text_axis else "-"),
-                                 tickformat="~g" if log_x else None),
+                                 # a tick at each value tried (a narrow log range otherwise labels every minor tick)
+                                 tickvals=sorted({p["value"] for p in shown}) if log_x else None,
+                                 ticktext=[_fmt(v) for v in sorted({p["value"] for p in shown})] if log_x else None),
                       yaxis=dict(title=ACCURACY, tickformat=".1%"), legend=dict(orientation="h", y=-0.25))
     return fig
