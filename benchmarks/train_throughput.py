@@ -84,7 +84,7 @@ def ours_window(model: str, warmup: int, steps: int, seed: int, threads: int) ->
     done = {"steps": 0}
 
     def on_event(event: dict) -> None:
-        if event["kind"] == "step":
+        if event["split"] == "train":
             done["steps"] = event["step"]
             if event["step"] in (warmup, warmup + steps):
                 stamps.append(time.perf_counter())

@@ -215,3 +215,48 @@ def test_a_run_of_a_few_steps_trains_with_the_onecycle_schedule(mnist):
                          threads=1)
     result = train(config)
     assert result.status == "completed" and result.steps == 4
+
+
+# --- warm_up: what a process that forks workers loads once ---------------------------------------------
+
+WARM_PROBE = """
+import json, sys
+from pathlib import Path
+
+def os_threads():
+    status = Path("/proc/self/status").read_text().splitlines()
+    return int(next(line for line in status if line.startswith("Threads:")).split()[1])
+
+import torch
+torch.set_num_threads(1)
+from mnist_core import data, kernels, training
+before = os_threads()
+training.warm_up()
+seen = {"threads_before": before, "threads_after": os_threads(), "kernels": kernels.available(),
+        "kernels_mapped": "lenet5-" in Path("/proc/self/maps").read_text(),
+        "data_cached": data._load.cache_info().currsize}
+modules = set(sys.modules)
+training.train(training.TrainConfig(model="lenet5", train_size=128, val_size=64, epochs=1, batch_size=64,
+                                    threads=1, device="cpu"))
+seen["first_run_imported"] = sorted(set(sys.modules) - modules)
+print(json.dumps(seen))
+"""
+
+
+def test_after_warm_up_a_processes_first_run_imports_nothing_and_no_thread_was_started(mnist):
+    """What a worker forked from a warm template inherits: its first train() imports nothing (not
+    torch._dynamo's ~900 modules, which the first optimizer would import), the kernels and the data
+    are loaded, and warming up started no thread (forking after it is safe)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", WARM_PROBE], cwd=repo, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["first_run_imported"] == []
+    assert seen["threads_after"] == seen["threads_before"]
+    assert seen["kernels_mapped"] == seen["kernels"]  # loaded by warm_up where they can be (not with MNIST_KERNELS=0)
+    assert seen["data_cached"] == 2  # the training and test sets

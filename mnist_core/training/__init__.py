@@ -11,7 +11,8 @@ Read in this order:
 
 `train(config, on_event, should_stop, data_root, on_snapshot)` picks the engine for
 `config.backend` from `ENGINES` and runs the loop with it. The worker (worker.py) calls it for the
-CLI and the dashboard alike.
+CLI and the dashboard alike. `warm_up()` does ahead of time what a process's first run would
+otherwise do inside its timed `train()` call (a process that forks workers calls it once).
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ import time
 from typing import Callable, Optional
 
 from torch import nn
+
+from .. import kernels
+from ..data import load_mnist
+from ..errors import MnistLabError
 
 from .config import (AUGMENTS, BACKENDS, DEVICES, LOSSES, OPTIMIZERS, PRESETS, SCHEDULES, Preset, TrainConfig,
                      preset_config)
@@ -49,6 +54,26 @@ def train(config: TrainConfig, on_event: Optional[Callable[[dict], None]] = None
                    snapshot_frames=snapshot_frames, started=started)
 
 
+def warm_up(data_root=None) -> None:
+    """Load now what the first run in this process would load inside `train()`: `torch._dynamo` (the
+    first optimizer imports it: about 900 modules, among them sympy), LeNet-5's fused kernels (built if
+    need be, fingerprinted with `cc --version`, loaded) and the MNIST tensors (cached by load_mnist).
+
+    For a process that forks training workers (the runner's template, mnist_core/warm.py): it runs no
+    torch operation and starts no thread, so forking afterwards is safe, and the children share
+    what it loaded. Training processes only: the web server must never load the kernels. Missing
+    data is not an error here; the run that needs it says so.
+    """
+    import torch._dynamo  # noqa: F401 - torch.optim's first step (and Optimizer.__init__) import it lazily
+
+    kernels.available()
+    for split in ("train", "test"):
+        try:
+            load_mnist(split, root=data_root)
+        except (MnistLabError, OSError):
+            break
+
+
 __all__ = ["AUGMENTS", "BACKENDS", "DEVICES", "ENGINES", "LOSSES", "OPTIMIZERS", "PRESETS", "SCHEDULES", "Preset",
            "TrainConfig", "TrainResult", "admit", "available_devices", "evaluate", "pick_device", "preset_config",
-           "select_data", "train"]
+           "select_data", "train", "warm_up"]
