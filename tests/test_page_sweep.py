@@ -102,3 +102,15 @@ def test_a_finished_sweep_shows_what_it_showed_and_one_run_becomes_the_default_m
     assert at.session_state["mnist_default_model"] == f"run:{ids[1]}"
     next(b for b in at.button if b.label == "Watch it in the live panel").click().run()
     assert at.session_state["watch_run"] == ids[1]
+
+
+def test_a_learning_rate_range_is_offered_as_log_spaced_points(monkeypatch):
+    at = _open(monkeypatch)
+    at.radio(key="sweep_how_0").set_value("range").run()
+    assert [e.value for e in at.error] == ["learning rate: give the range's two ends"]
+    at.number_input(key="sweep_low_0_lr").set_value(0.001)
+    at.number_input(key="sweep_high_0_lr").set_value(0.1)
+    at.number_input(key="sweep_points_0_lr").set_value(3).run()
+    assert not at.error and at.info[0].value.startswith("3 runs × ~")
+    at.radio(key="sweep_mode").set_value("random").run()
+    assert at.error[0].value.startswith("this sweep is 8 runs")  # 8 random points: beyond a visitor's 3
