@@ -2,8 +2,8 @@
 
 Two measurements:
 
-1. A real server. `streamlit run app.py --server.headless true --server.port <free>` as a
-   subprocess (MNIST_RUNS_DIR in a temporary folder), driven over its websocket the way a browser
+1. A real server. `streamlit run app.py` headless on a free port (harness.StreamlitServer, its
+   registry in a temporary folder), driven over its websocket the way a browser
    tab drives it: connect to /_stcore/stream, ask for each page in turn (rerun_script with the
    page's hash from the navigation message) and time the request until `script_finished`. Cold =
    first visit of that page in the fresh server, warm = the second visit in the same session.
@@ -26,15 +26,14 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from benchmarks._common import LoadMonitor, wait_for_quiet, REPO_ROOT, machine_info, print_table, result_line, write_result
+from harness import StreamlitServer, log_tail
 
 APP = REPO_ROOT / "app.py"
 FALLBACK_PAGES = ["app_pages/home.py", "app_pages/dataset.py", "app_pages/train.py", "app_pages/inside.py", "app_pages/draw.py"]
@@ -68,28 +67,7 @@ def rss_kib(pid: int | str = "self") -> dict[str, int]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # --- 1. a real server, driven over its websocket -------------------------------------------------
-
-def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float) -> float:
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    return time.perf_counter() - start
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"the server did not answer /_stcore/health within {timeout:.0f} s")
-
 
 async def _drive(port: int, pid: int, pages: list[str], timeout: float) -> dict:
     import websockets
@@ -156,30 +134,18 @@ async def _drive(port: int, pid: int, pages: list[str], timeout: float) -> dict:
 
 
 def server_benchmark(pages: list[str], timeout: float) -> dict:
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="mnist-bench-") as tmp:
-        env = {**os.environ, "MNIST_RUNS_DIR": tmp, "MNIST_CHECKPOINT_DIR": str(Path(tmp) / "checkpoints"),
-               "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-        cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true",
-               "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
-               "--browser.gatherUsageStats", "false"]
-        log = Path(tmp) / "server.log"
-        with open(log, "w") as log_f:
-            proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log_f, stderr=subprocess.STDOUT)
-            try:
-                startup = _wait_healthy(port, proc, timeout)
-                result = {"port": port, "startup_seconds": startup, "rss_after_start_kib": rss_kib(proc.pid)}
-                result.update(asyncio.run(_drive(port, proc.pid, pages, timeout)))
-                result["rss_final_kib"] = rss_kib(proc.pid)
-            except Exception as exc:  # noqa: BLE001 - report it, with the server's log
-                result = {"error": f"{type(exc).__name__}: {exc}",
-                          "server_log_tail": log.read_text()[-2000:] if log.exists() else ""}
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        server = StreamlitServer(Path(tmp), start_timeout=timeout)
+        try:
+            server.start()
+            result = {"port": server.port, "startup_seconds": server.startup_seconds,
+                      "rss_after_start_kib": rss_kib(server.pid)}
+            result.update(asyncio.run(_drive(server.port, server.pid, pages, timeout)))
+            result["rss_final_kib"] = rss_kib(server.pid)
+        except Exception as exc:  # noqa: BLE001 - report it, with the server's log
+            result = {"error": f"{type(exc).__name__}: {exc}", "server_log_tail": log_tail(server.log_path, 40)}
+        finally:
+            server.stop()
         return result
 
 

@@ -33,19 +33,11 @@ import time
 from pathlib import Path
 
 from benchmarks._common import REPO_ROOT, LoadMonitor, machine_info, print_table, result_line, wait_for_quiet, write_result
-from benchmarks.app import _wait_healthy, free_port
+from harness import VIEWPORT, StreamlitServer, find_chromium, launch_chromium
 from mnist_core import runs
 from mnist_core.checkpoints import read_meta
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 RUN_TIMEOUT_S = 600
-
-
-def chromium() -> str:
-    for candidate in (os.environ.get("E2E_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium"):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    raise SystemExit("no Chromium found (apt-get install chromium): this benchmark drives the real page")
 
 
 def timings(run_id: str, root: Path) -> dict:
@@ -63,22 +55,15 @@ class AppSide:
     def __init__(self, root: Path, preset: str, threads: int):
         from playwright.sync_api import sync_playwright
 
+        if find_chromium() is None:
+            raise SystemExit("no Chromium found (apt-get install chromium): this benchmark drives the real page")
         self.root = root
-        env = dict(os.environ, MNIST_RUNS_DIR=str(root / "runs"), MNIST_CHECKPOINT_DIR=str(root / "checkpoints"))
-        self.port = free_port()
-        self.log = open(root / "streamlit.log", "wb")
-        self.server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
-             "--browser.gatherUsageStats", "false"],
-            cwd=REPO_ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
-        _wait_healthy(self.port, self.server, 120)
+        self.server = StreamlitServer(root, start_timeout=120).start()
         self.pw = sync_playwright().start()
-        self.browser = self.pw.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
-        self.page = self.browser.new_page(viewport={"width": 1400, "height": 1000})
+        self.browser = launch_chromium(self.pw)
+        self.page = self.browser.new_page(viewport=VIEWPORT)
         self.page.set_default_timeout(60_000)
-        self.page.goto(f"http://127.0.0.1:{self.port}/train")
+        self.page.goto(f"{self.server.url}/train")
         self.page.get_by_role("heading", name="Train", exact=True).wait_for()
         self._select("Preset", preset)
         if threads:
@@ -128,9 +113,7 @@ class AppSide:
     def close(self) -> None:
         self.browser.close()
         self.pw.stop()
-        os.killpg(self.server.pid, 15)
-        self.server.wait(timeout=30)
-        self.log.close()
+        self.server.stop()
 
 
 def ui_cpu_seconds(server_pid: int) -> dict:

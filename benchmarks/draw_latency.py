@@ -1,8 +1,8 @@
 """Draw page latency: from lifting the mouse at the end of a stroke to the updated prediction on screen.
 
-Starts `streamlit run app.py` on a free port (MNIST_RUNS_DIR in a temporary folder), opens the Draw
-page in headless Chromium (the system's, or $E2E_CHROMIUM) and repeats: Clear, wait until the
-prediction reads "–", draw a digit-like stroke with the mouse, and time, inside the page, from the
+Starts `streamlit run app.py` on a free port with its registry in a temporary folder, opens the Draw
+page in headless Chromium (the system's, or $E2E_CHROMIUM; both through harness/) and repeats: Clear,
+wait until the prediction reads "–", draw a digit-like stroke with the mouse, and time, inside the page, from the
 pointerup event to the moment the Prediction metric shows a digit (a MutationObserver on the page,
 performance.now() at both ends: no Playwright round trip is counted). p50 and p95 over the strokes,
 after a few warm-up strokes that are not counted. The server and the browser share the machine, so
@@ -21,21 +21,16 @@ which the project no longer installs.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 from benchmarks._common import (REPO_ROOT, LoadMonitor, machine_info, percentile, print_table, result_line,
                                 wait_for_quiet, write_result)
+from harness import VIEWPORT, StreamlitServer, launch_chromium
 
 CANVAS = "[data-testid=drawCanvas], canvas.upper-canvas"  # ours; streamlit-drawable-canvas's (an older page)
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 
 # Resolves window.__seen (performance.now()) the first time the Prediction metric shows a digit.
 WATCH_PREDICTION = """() => {
@@ -59,14 +54,6 @@ RECORD_POINTERUP = """() => { if (!window.__upHooked) { window.__upHooked = true
   window.addEventListener('mouseup', () => { if (window.__up === null) window.__up = performance.now(); }, true); } }"""
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def app_tree(draw_page: Path | None, tmp: Path) -> Path:
     """The folder to run app.py from: the repository, or a copy whose app_pages/draw.py is draw_page."""
     if draw_page is None:
@@ -80,43 +67,20 @@ def app_tree(draw_page: Path | None, tmp: Path) -> Path:
     return root
 
 
-def start_server(cwd: Path, tmp: Path, timeout: float) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "MNIST_RUNS_DIR": str(tmp / "runs"), "MNIST_CHECKPOINT_DIR": str(tmp / "checkpoints"),
-           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
-    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-           "--server.address", "127.0.0.1", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
-    log = open(tmp / "server.log", "wb")
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}: {(tmp / 'server.log').read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc, f"http://127.0.0.1:{port}"
-        except OSError:
-            pass
-        time.sleep(0.25)
-    proc.terminate()
-    raise TimeoutError(f"the server did not answer within {timeout:.0f} s")
-
-
 def stroke(k: int) -> list[tuple[float, float]]:
     """A vertical stroke (a 1), a little further right each time, in the canvas's own 280-pixel space."""
     x = 110 + 6 * (k % 10)
     return [(x, 40 + 10 * i) for i in range(21)]
 
 
-def measure(base_url: str, strokes: int, warmup: int, chromium: str, timeout_ms: float) -> list[float]:
+def measure(base_url: str, strokes: int, warmup: int, timeout_ms: float) -> list[float]:
     from playwright.sync_api import expect, sync_playwright
 
     latencies: list[float] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        browser = launch_chromium(pw)
         try:
-            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            page = browser.new_context(viewport=VIEWPORT).new_page()
             page.set_default_timeout(timeout_ms)
             expect.set_options(timeout=timeout_ms)
             page.goto(f"{base_url}/draw")
@@ -162,21 +126,13 @@ def main() -> None:
     ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
                     help="wait up to S seconds for the other processes to leave the cores idle first")
     args = ap.parse_args()
-    chromium = os.environ.get("E2E_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 
     quiet = wait_for_quiet(args.wait_quiet)
     with tempfile.TemporaryDirectory(prefix="mnist-draw-latency-") as tmp_name:
         tmp = Path(tmp_name)
-        proc, url = start_server(app_tree(args.draw_page, tmp), tmp, args.timeout)
-        try:
+        with StreamlitServer(tmp, app_dir=app_tree(args.draw_page, tmp), start_timeout=args.timeout) as server:
             with LoadMonitor() as load:
-                latencies = measure(url, args.strokes, args.warmup, chromium, 60_000)
-        finally:
-            os.killpg(proc.pid, 15)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
+                latencies = measure(server.url, args.strokes, args.warmup, 60_000)
 
     summary = {"strokes": len(latencies), "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
                "min_ms": min(latencies), "max_ms": max(latencies), "mean_ms": statistics.fmean(latencies)}

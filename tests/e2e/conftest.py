@@ -19,26 +19,18 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from harness import VIEWPORT, ServerError, StreamlitServer, find_chromium, launch_chromium, log_tail
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCS = REPO_ROOT / "docs"
 FAILURE_SHOTS = REPO_ROOT / "test-results" / "e2e"
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync"]
-VIEWPORT = {"width": 1400, "height": 1000}
 TIMEOUT_MS = 30_000          # default for every Playwright wait and expect
-SERVER_START_S = 90          # streamlit imports torch & co. on a busy machine
 
 
 def page_title(nav_label: str) -> str:
@@ -51,14 +43,6 @@ _state: dict = {}  # server log and runs folder, for the failure report
 
 # --- skip or fail: is there a browser? -------------------------------------------------------------
 
-def _find_chromium() -> str | None:
-    for candidate in (os.environ.get("E2E_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium",
-                      shutil.which("chromium-browser")):
-        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 def _unavailable(reason: str):
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason} (CI=true: the browser tests must run in CI)", pytrace=False)
@@ -67,116 +51,20 @@ def _unavailable(reason: str):
 
 @pytest.fixture(scope="session")
 def chromium_executable() -> str:
-    path = _find_chromium()
+    path = find_chromium()
     if path is None:
         _unavailable("no Chromium found (looked for `chromium` on PATH and /usr/bin/chromium): "
                      "install it, e.g. `apt-get install chromium`, to run the browser tests")
     return path
 
 
-# --- the Streamlit server --------------------------------------------------------------------------
+# --- the Streamlit server (harness/live_app.py) ------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _log_tail(path: Path | None, lines: int = 150) -> str:
-    if path is None or not path.exists():
-        return "(no log)"
-    text = path.read_text(errors="replace").splitlines()
-    return "\n".join(text[-lines:]) or "(empty)"
-
-
-def _stop_workers(runs_dir: Path) -> None:
-    """Cancel, then end, any training worker still live in the test registry (they run in their own sessions)."""
+def _started(server: StreamlitServer) -> StreamlitServer:
     try:
-        from mnist_core import runs
-        live = [r for r in runs.list_runs(root=runs_dir) if r.is_live]
-    except Exception:  # noqa: BLE001 - best effort at teardown
-        return
-    for r in live:
-        try:
-            runs.request_cancel(r.id, root=runs_dir)
-        except Exception:  # noqa: BLE001
-            pass
-    deadline = time.monotonic() + 15
-    for r in live:
-        if not r.pid:
-            continue
-        try:
-            cmdline = Path(f"/proc/{r.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue  # already gone
-        if "mnist_core" not in cmdline or r.id not in cmdline:
-            continue  # the pid was reused by something that is not ours
-        while time.monotonic() < deadline and Path(f"/proc/{r.pid}").exists():
-            time.sleep(0.2)
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if not Path(f"/proc/{r.pid}").exists():
-                break
-            try:
-                os.kill(r.pid, sig)
-            except ProcessLookupError:
-                break
-            time.sleep(2)
-
-
-class StreamlitServer:
-    """`streamlit run app.py` headless on a free port, its own registry and checkpoint folders, its log in a file."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.runs_dir, self.ckpt_dir = root / "runs", root / "checkpoints"
-        self.log_path = root / "streamlit.log"
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-        self._log = None
-
-    def start(self) -> "StreamlitServer":
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, MNIST_RUNS_DIR=str(self.runs_dir), MNIST_CHECKPOINT_DIR=str(self.ckpt_dir),
-                   PYTHONUNBUFFERED="1")
-        cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port),
-               "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
-               "--browser.gatherUsageStats", "false"]
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if self.proc.poll() is not None:
-                self.stop()
-                pytest.fail(f"streamlit exited with {self.proc.returncode} before it was up:\n"
-                            f"{_log_tail(self.log_path)}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=5) as resp:
-                    if resp.status == 200:
-                        return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"streamlit did not answer /_stcore/health within {SERVER_START_S} s:\n"
-                            f"{_log_tail(self.log_path)}")
-            time.sleep(0.25)
-
-    def stop(self) -> None:
-        """End the training workers it launched, then the server itself."""
-        _stop_workers(self.runs_dir)
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=15)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        return server.start()
+    except ServerError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -190,7 +78,7 @@ def app_server(chromium_executable, e2e_browser, tmp_path_factory):
     """
     server = StreamlitServer(tmp_path_factory.mktemp("e2e"))
     _state.update(log=server.log_path, runs=server.runs_dir)
-    server.start()
+    _started(server)
     try:
         context = e2e_browser.new_context(viewport=VIEWPORT)
         try:
@@ -212,7 +100,7 @@ def server_runs_dir(app_server) -> Path:
 def fresh_server(chromium_executable, tmp_path):
     """A second server, never visited yet; stopped after the test. Yields its base URL."""
     server = StreamlitServer(tmp_path / "fresh")
-    server.start()
+    _started(server)
     try:
         yield server.url
     finally:
@@ -231,7 +119,7 @@ def e2e_playwright(chromium_executable):
 
 @pytest.fixture(scope="session")
 def e2e_browser(e2e_playwright, chromium_executable):
-    browser = e2e_playwright.chromium.launch(executable_path=chromium_executable, args=CHROMIUM_ARGS, headless=True)
+    browser = launch_chromium(e2e_playwright, chromium_executable)
     yield browser
     browser.close()
 
@@ -449,12 +337,12 @@ def pytest_runtest_makereport(item, call):
     report = yield
     setattr(item, f"rep_{report.when}", report)
     if report.failed and "log" in _state:
-        report.sections.append(("streamlit server log (tail)", _log_tail(_state["log"])))
+        report.sections.append(("streamlit server log (tail)", log_tail(_state["log"])))
         console = getattr(item, "_e2e_console", None)
         if console:
             report.sections.append(("browser console errors and warnings", "\n".join(console[-60:])))
         worker_logs = sorted(_state["runs"].glob("*.log"), key=lambda p: p.stat().st_mtime)
         if worker_logs:
             report.sections.append((f"training worker log {worker_logs[-1].name} (tail)",
-                                    _log_tail(worker_logs[-1], 40)))
+                                    log_tail(worker_logs[-1], 40)))
     return report
