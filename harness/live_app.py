@@ -131,8 +131,9 @@ class StreamlitServer:
             time.sleep(0.25)
 
     def stop(self) -> None:
-        """End the training workers it launched, then the server and its process group."""
+        """End the training workers and runners it launched, then the server and its process group."""
         stop_workers(self.runs_dir)
+        stop_runners(self.runs_dir)
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
@@ -183,3 +184,22 @@ def stop_workers(runs_dir: Path) -> None:
             except ProcessLookupError:
                 break
             time.sleep(2)
+
+
+def stop_runners(runs_dir: Path) -> None:
+    """End the local runners serving this registry (mnist_core.runner: each in its own session, the
+    workers it forks in its process group), which would otherwise wait for work long after the server.
+    Only processes whose MNIST_RUNS_DIR is this folder are touched."""
+    wanted = str(Path(runs_dir).resolve())
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone, or not ours to read
+        if b"mnist_core.runner" not in cmdline or f"MNIST_RUNS_DIR={wanted}".encode() not in environ:
+            continue
+        try:
+            os.killpg(os.getpgid(int(pid)), signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
