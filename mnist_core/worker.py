@@ -124,7 +124,7 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
     from .snapshots import FRAMES_PER_RUN, Recorder
     snapshots = Recorder(run_id, root, data_root)  # kernels and a probe's feature maps, for the replay
 
-    saved = None
+    saved = not_stored = None
     try:
         try:
             result = train(config, on_event=handle, should_stop=should_stop, data_root=data_root,
@@ -146,7 +146,7 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
             try:
                 artifacts.store_checkpoint(run_id, saved, root=root)  # for a web host that shares no disk with this one
             except MnistLabError as exc:
-                print(f"run {run_id}: the checkpoint is saved in {saved} but not in the registry: {exc}", file=sys.stderr)
+                not_stored = exc  # said once the run is recorded; a registry that is down says so itself below
     except BaseException as exc:  # record every failure, KeyboardInterrupt included, then let it propagate
         _record_failure(run_id, root, writer, exc)
         raise
@@ -171,6 +171,8 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
             raise
         raise RunError(f"the trained model is saved in {saved}, but the run could not be recorded: {exc}") \
             from None
+    if not_stored is not None:
+        print(f"run {run_id}: the checkpoint is saved in {saved} but not in the registry: {not_stored}", file=sys.stderr)
     ended = runs.get_run(run_id, root=root)
     if not recorded:  # given up on between the check above and now
         print(f"run {run_id} was given up on as it ended ({ended.error})" +
