@@ -31,7 +31,8 @@ from app_pages._common import show_error, visitor_token
 
 POLL_SECONDS = 2.0
 NONE = "(none)"
-VARYABLE = [f.name for f in TrainConfig.fields() if f.name not in ("seed", "device", "backend", "threads")]
+FIELDS = {f.name: f for f in TrainConfig.fields()}
+VARYABLE = [name for name in FIELDS if name not in ("seed", "device", "backend", "threads")]
 DEFAULTS = [("lr", "0.001, 0.01, 0.1")]  # a first sweep worth looking at, within a visitor's default queue room
 STATUS_WORDS = {"queued": "queued", "running": "running", "completed": "done", "failed": "failed",
                 "cancelled": "cancelled"}
@@ -40,9 +41,8 @@ STATUS_WORDS = {"queued": "queued", "running": "running", "completed": "done", "
 def _base_config() -> dict:
     """The One run form's values (the Train page keeps them under cfg_<field>), else its first-run
     values: every run of the sweep starts from them."""
-    names = [f.name for f in TrainConfig.fields()]
-    if all(f"cfg_{n}" in st.session_state for n in names):
-        return {n: st.session_state[f"cfg_{n}"] for n in names}
+    if all(f"cfg_{n}" in st.session_state for n in FIELDS):
+        return {n: st.session_state[f"cfg_{n}"] for n in FIELDS}
     return dict(st.session_state.get("train_form") or form.FIRST_RUN)
 
 
@@ -57,11 +57,11 @@ def _param_row(i: int) -> sweeps.Param | None:
                              format_func=lambda n: n if n == NONE else form.label(n))
     if name == NONE:
         return None
-    choices = TrainConfig.fields()[[f.name for f in TrainConfig.fields()].index(name)].metadata["choices"]
-    if choices is not None:
-        picked = cols[2].multiselect(f"Values of {form.noun(name)}", list(form.choices(name)),
-                                     default=[c for c in form.choices(name)][:2], key=f"sweep_pick_{i}_{name}")
-        return sweeps.Param(name, values=tuple(picked)) if picked else sweeps.Param(name, values=())
+    if FIELDS[name].metadata["choices"] is not None:  # optimizer, model...: pick among the allowed values
+        offered = list(form.choices(name))
+        picked = cols[2].multiselect(f"Values of {form.noun(name)}", offered, default=offered[:2],
+                                     key=f"sweep_pick_{i}_{name}")
+        return sweeps.Param(name, values=tuple(picked))  # none picked: ConfigError "give at least one value"
     how = cols[1].radio("as", ["list", "range"], key=f"sweep_how_{i}", horizontal=True,
                         help="A list of values, or a range spaced evenly (on a log scale for the learning rate, "
                              "weight decay and batch size).")

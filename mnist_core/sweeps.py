@@ -28,7 +28,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from itertools import product
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from . import form, limits
 from .errors import ConfigError, MnistLabError, RunError

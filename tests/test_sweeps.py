@@ -3,14 +3,13 @@ the analysis a page draws and its plain-words summary, and the CLI's `sweep` wit
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
 import pytest
 
 from mnist_core import sweeps
 from mnist_core.errors import ConfigError
-from mnist_core.sweeps import Param, SweepSpec
+from mnist_core.sweeps import SweepSpec
 
 BASE = dict(model="mlp-128-64", train_size=1000, val_size=500, epochs=1, batch_size=100, threads=1, device="cpu")
 
