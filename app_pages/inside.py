@@ -172,7 +172,7 @@ if inspect.is_convnet(model):
             view = st.selectbox(f"{name}: {out * cin:,} kernels; show", [None, *range(cin)], key=f"inside_view_{name}",
                                 format_func=lambda v: "the mean over input channels" if v is None
                                 else f"input channel {v}")
-        fig, what = kernel_figure(w, view=view)
+        fig, _ = kernel_figure(w, view=view)
         if cin > 1 and out * cin <= FULL_GRID_MAX:
             st.caption("A row per output channel, a column per input channel.")
         st.plotly_chart(fig, config={"displayModeBar": False})

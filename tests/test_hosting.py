@@ -26,14 +26,12 @@ from mnist_core.training import TrainConfig, admit
 
 
 @pytest.fixture
-def launched():
-    """Collects the worker processes a test starts through worker.start_queued, and ends them."""
+def launched(isolated_dirs):
+    """Ends the runners (and the workers they fork) that a test's submits start on this host."""
+    from harness.live_app import stop_runners
+
     yield
-    for proc in list(worker._children):
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
-    worker._children.clear()
+    stop_runners(isolated_dirs["runs"])
 
 
 # --- the queue ---------------------------------------------------------------------------------------
@@ -42,12 +40,10 @@ def test_runs_beyond_the_cap_wait_in_line_and_start_by_themselves(mnist, tiny_co
     monkeypatch.setenv("MNIST_MAX_CONCURRENT", "1")
     first = worker.submit(tiny_config(), owner="alice")
     second = worker.submit(tiny_config(), owner="bob")
-    assert runs.get_run(first).pid is not None
-    waiting = runs.get_run(second)
-    assert waiting.status == "queued" and waiting.pid is None
-    assert runs.queue_positions(runs.list_runs()) == {second: 1}
-    # The first worker, as it finishes, starts the second: nobody has to poll.
-    wait_for(lambda: runs.get_run(second).status == "completed", 120, what="the queued run to complete")
+    assert runs.get_run(second).status == "queued"
+    assert second in runs.queue_positions(runs.list_runs())  # in line behind the first
+    # The first worker, as it finishes, lets the second start: nobody has to poll.
+    wait_for(lambda: runs.get_run(second).status == "completed", 180, what="the queued run to complete")
     assert runs.get_run(first).status == "completed"
     assert runs.get_run(second).started_at >= runs.get_run(first).finished_at - 1
 
