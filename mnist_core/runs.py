@@ -257,8 +257,13 @@ def _engine(where: _Where) -> Engine:
 
 
 def _sqlite_engine(path: Path) -> Engine:
-    """SQLite without a pool: opening the file is cheap, and a fresh open per transaction is what lets a
-    registry deleted or replaced under us be noticed (a pooled connection would go on using the old file)."""
+    """SQLite with a small pool of open connections, all dropped whenever the file changes under them.
+
+    Pooled, because opening the file for every transaction cost more than the transaction (and a WAL
+    database whose last connection closes is checkpointed, with an fsync, on every close). Dropped
+    on a change (see _same_sqlite_file), because open connections trust what they have: within one
+    process they share the file's WAL index, so while any is open, a new one would go on reading a
+    file that was overwritten, or deleted and replaced, as it was."""
 
     def open_file() -> sqlite3.Connection:
         # mode=rw once this process knows the registry: one deleted since is not recreated by the open.
@@ -266,7 +271,8 @@ def _sqlite_engine(path: Path) -> Engine:
         uri = f"file:{urllib.parse.quote(str(path))}?mode={mode}"
         return sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
 
-    engine = sa.create_engine("sqlite://", creator=open_file, poolclass=sa.pool.NullPool)
+    engine = sa.create_engine("sqlite://", creator=open_file, poolclass=sa.pool.QueuePool, pool_size=4,
+                              max_overflow=16)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
@@ -279,6 +285,21 @@ def _sqlite_engine(path: Path) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("registry_write") else "BEGIN")
 
     return engine
+
+
+_files_seen: dict[str, tuple] = {}  # SQLite registry key -> its file as last seen (device, inode, size, mtime)
+
+
+def _same_sqlite_file(where: _Where, engine: Engine) -> None:
+    """Drop the pooled connections of a SQLite registry whose file changed since the last transaction:
+    replaced, overwritten, or checkpointed (WAL writes leave the main file alone, so that is rare and
+    only costs a reopen). The next connection opens the file now at the path and finds the registry
+    there as it should be, corrupt, or not the one this process knew ("gone")."""
+    st = where.path.stat()
+    now = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if _files_seen.get(where.key) != now:
+        engine.dispose()
+        _files_seen[where.key] = now
 
 
 def _postgres_engine(url: sa.URL) -> Engine:
@@ -353,6 +374,8 @@ def _connection(where: _Where, engine: Engine, write: bool, lock: Optional[int] 
                 raise gone
             if not exists:
                 where.path.parent.mkdir(parents=True, exist_ok=True)
+            else:
+                _same_sqlite_file(where, engine)
         except OSError as exc:
             raise RunError(f"cannot open {where.name}: {exc.strerror or type(exc).__name__}") from None
     try:
@@ -753,20 +776,25 @@ def get_run(run_id: str, root: Optional[os.PathLike] = None) -> Run:
     return _row_to_run(rows[0])
 
 
+# Built once (the live view asks for new rows every second or so): each call only binds its values.
 _SPLIT_ORDER = sa.case({"train": 0, "val": 1, "test": 2}, value=METRICS.c.split, else_=3)
+_METRIC_ROWS = sa.select(METRICS.c.step, METRICS.c.epoch, METRICS.c.split, METRICS.c.loss, METRICS.c.accuracy,
+                         METRICS.c.images_per_s, METRICS.c.time) \
+    .where(METRICS.c.run_id == sa.bindparam("run_id"), METRICS.c.step > sa.bindparam("after_step"))
+_METRIC_ROWS_OF_ALL = _METRIC_ROWS.order_by(METRICS.c.step, _SPLIT_ORDER, METRICS.c.time)
+_METRIC_ROWS_OF_SPLIT = _METRIC_ROWS.where(METRICS.c.split == sa.bindparam("split")) \
+    .order_by(METRICS.c.step, _SPLIT_ORDER, METRICS.c.time)
 
 
 def get_metrics(run_id: str, split: Optional[str] = None, root: Optional[os.PathLike] = None,
                 after_step: int = -1) -> list[MetricRow]:
     """Metric rows of a run (optionally one split, optionally only those after a step), in step order
     (at one step: the training step, then the validation after it, then the test)."""
-    query = sa.select(METRICS.c.step, METRICS.c.epoch, METRICS.c.split, METRICS.c.loss, METRICS.c.accuracy,
-                      METRICS.c.images_per_s, METRICS.c.time) \
-        .where(METRICS.c.run_id == run_id, METRICS.c.step > after_step)
+    query, values = _METRIC_ROWS_OF_ALL, {"run_id": run_id, "after_step": after_step}
     if split:
-        query = query.where(METRICS.c.split == split)
+        query, values = _METRIC_ROWS_OF_SPLIT, {**values, "split": split}
     with _transaction(root) as conn:
-        rows = conn.execute(query.order_by(METRICS.c.step, _SPLIT_ORDER, METRICS.c.time)).all()
+        rows = conn.execute(query, values).all()
     return [dict(r._mapping) for r in rows]
 
 
