@@ -9,6 +9,7 @@ import time
 
 from streamlit.testing.v1 import AppTest
 
+from apptest_util import open_page
 from mnist_core import runs
 from mnist_core.records import RunStatus
 
@@ -113,3 +114,12 @@ def test_a_learning_rate_range_is_offered_as_log_spaced_points(monkeypatch):
     assert not at.error and at.info[0].value.startswith("3 runs × ~")
     at.radio(key="sweep_mode").set_value("random").run()
     assert at.error[0].value.startswith("this sweep is 8 runs")  # 8 random points: beyond a visitor's 3
+
+
+def test_the_train_pages_sweep_tab_starts_from_the_one_run_form(mnist):
+    at = open_page("app_pages/train.py")
+    assert [t.label for t in at.tabs] == ["One run", "Sweep"]
+    at.number_input(key="cfg_epochs").set_value(2).run()
+    caption = next(c.value for c in at.caption if c.value.startswith("Each run starts from the One run form's values"))
+    assert "model lenet5" in caption and "epochs 2" in caption
+    assert not at.exception
