@@ -4,13 +4,15 @@ A run id is generated here (date, time and 6 random hex digits) and checked here
 part of any path: ids are never user text, so no path can hide in one. Every file a run owns is
 named here:
 
-    runs/registry.sqlite                the registry, shared by every run (runs.py)
+    runs/registry.sqlite                the registry, shared by every run (runs.py), unless
+                                        MNIST_REGISTRY_URL names another database
     runs/RUN_ID.log                     the worker's output (worker.launch)
     runs/snapshots/RUN_ID.npz           the kernels and feature maps for the replay (snapshots.py)
     checkpoints/MODEL-RUN_ID.safetensors (+ .json)  the checkpoint, unless the run was told another path
 
-(runs/ and checkpoints/ move with MNIST_RUNS_DIR and MNIST_CHECKPOINT_DIR.) Deleting a run removes
-all of them. A checkpoint the run wrote somewhere it was told to (`train --checkpoint PATH`: the
+(runs/ and checkpoints/ move with MNIST_RUNS_DIR and MNIST_CHECKPOINT_DIR.) A run's files kept in the
+registry itself (runs.put_artifact: for hosts that share no disk) are rows there, not files here.
+Deleting a run removes all of them. A checkpoint the run wrote somewhere it was told to (`train --checkpoint PATH`: the
 committed defaults are made that way) is the operator's file, not the run's, and stays.
 """
 
