@@ -65,7 +65,7 @@ def launch_runner(root=None) -> int:
     stops it), its output in <runs dir>/runners/runner.log; return its pid."""
     folder = Path(root or runs_dir()).resolve()
     (folder / "runners").mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", MNIST_RUNS_DIR=str(folder))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", MNIST_RUNS_DIR=str(folder), MNIST_RUNNER_PARENT=str(os.getpid()))
     with open(folder / "runners" / "runner.log", "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "mnist_core.runner"], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, cwd=REPO_ROOT, start_new_session=True)

@@ -18,7 +18,8 @@ when a slot is free (executors.LocalExecutor); a runner that finds none free exi
 claim (runs.claim_next) keeps the cap across every host that shares the registry.
 
 A runner waits for work, polling the registry every POLL_SECONDS, for MNIST_RUNNER_IDLE_SECONDS
-(default 600) after its last run, then exits; it also exits when its runs folder disappears.
+(default 600) after its last run, then exits. It leaves as soon as nothing waits once the process
+that started it (the web server, a CLI `submit`) has ended, and when its runs folder disappears.
 """
 
 from __future__ import annotations
@@ -72,6 +73,19 @@ def free_slots(root=None, slots: Optional[int] = None) -> int:
     for f in held:
         f.close()
     return len(held)
+
+
+def _launcher_alive() -> bool:
+    """Whether the process that started this runner (MNIST_RUNNER_PARENT) still runs."""
+    try:
+        os.kill(int(os.environ.get("MNIST_RUNNER_PARENT", "")), 0)
+    except ValueError:
+        return True  # started by hand: only the idle time ends it
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _work(run_id: str, root: Optional[str]) -> None:
@@ -137,6 +151,8 @@ def serve(root: Optional[str] = None) -> int:
             print(f"runner: {exc}", file=sys.stderr)
             run_id = None
         if run_id is None:
+            if not _launcher_alive():
+                break  # the server (or CLI) that started this runner is gone and nothing waits: leave now
             time.sleep(POLL_SECONDS)
             continue
         run_one(context, run_id, root)

@@ -3,9 +3,11 @@ and nothing but a submit (or a runner finishing a run) moves the queue."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-import time
+import subprocess
+import sys
 
 import pytest
 
@@ -86,3 +88,20 @@ def test_no_runner_starts_while_every_slot_is_held_and_one_does_when_a_slot_free
     assert runner.free_slots() == 1
     held.pop().close()
     assert runner.free_slots() == 2
+
+
+def test_a_runner_whose_launcher_ended_finishes_the_queue_then_leaves(mnist, tiny_config, wait_for, monkeypatch,
+                                                                       isolated_dirs, cli):
+    """`submit` from the command line returns at once; its runner trains the run, then leaves at once
+    (not after MNIST_RUNNER_IDLE_SECONDS: nobody is left to submit to it)."""
+    monkeypatch.setenv("MNIST_RUNNER_IDLE_SECONDS", "600")
+    launcher = subprocess.run([sys.executable, "-c", "import json, sys\nfrom mnist_core import worker\n"
+                               "print(worker.submit(json.loads(sys.argv[1])))", json.dumps(tiny_config())],
+                              capture_output=True, text=True, timeout=120, env=os.environ.copy())
+    run_id = launcher.stdout.strip()
+    assert launcher.returncode == 0, launcher.stderr
+    wait_for(lambda: runs.get_run(run_id).status == RunStatus.COMPLETED, 180, what="the run to complete")
+    log = isolated_dirs["runs"] / "runners" / "runner.log"
+    pid = int(log.read_text().split("runner ")[1].split()[0])
+    wait_for(lambda: not runs.pid_alive(pid), 60, what="the runner to leave")
+    assert runner.free_slots() == 1
