@@ -116,30 +116,29 @@ RUN_OPTION = "run:"  # a chooser option "run:<id>" (as the sweep view's "use thi
 
 
 def _stored_runs() -> dict[str, str]:
-    """{run id: label} of the registry's stored models that no checkpoint file here stands for.
+    """{run id: "run ID · lenet5 · 99.1%"} for the completed runs whose checkpoint the registry keeps
+    (mnist_core.artifacts.stored_models); {} when the registry cannot say, and the chooser offers the
+    files alone.
 
-    mnist_core.artifacts arrived with the registry-held checkpoints: without it (or with a registry
-    that cannot answer) the chooser offers the files alone.
+    The registry is asked about each completed run's artifacts, so the answer is kept per set of
+    completed runs (and per registry): a rerun does not ask again, a run that completes does.
     """
     try:
-        stored = list(importlib.import_module("mnist_core.artifacts").stored_models())
+        completed = tuple(r.id for r in runs.list_runs() if r.status == "completed")
+        if not completed:
+            return {}
+        return _stored_labels(completed, os.environ.get("MNIST_REGISTRY_URL", ""), os.environ.get("MNIST_RUNS_DIR", ""))
     except (ImportError, AttributeError, MnistLabError, OSError):
         return {}
-    labels = {}
-    for item in stored:
-        run_id = getattr(item, "run_id", None) or getattr(item, "id", None) or (item if isinstance(item, str) else None)
-        if run_id:
-            labels[str(run_id)] = _run_label(item, str(run_id))
-    return labels
 
 
-def _run_label(item, run_id: str) -> str:
-    """'run <id> · lenet5 · 99.1%' from whatever the registry says about the run."""
-    config = getattr(item, "config", None) or {}
-    arch = getattr(item, "architecture", None) or (config.get("model") if isinstance(config, dict) else None)
-    accuracy = getattr(item, "test_accuracy", None)
-    return " · ".join([f"run {run_id}", *([arch] if arch else []),
-                       *([f"{accuracy:.1%}"] if isinstance(accuracy, float) else [])])
+@st.cache_data(show_spinner=False, max_entries=8)
+def _stored_labels(completed: tuple, registry_url: str, runs_dir: str) -> dict[str, str]:
+    """The labels of the stored models while `completed` are the registry's completed runs (errors are not kept)."""
+    stored = importlib.import_module("mnist_core.artifacts").stored_models()
+    return {r.id: " · ".join([f"run {r.id}", str((r.config or {}).get("model", "?")),
+                              *([f"{r.test_accuracy:.1%}"] if r.test_accuracy is not None else [])])
+            for r in stored}
 
 
 @st.cache_resource(show_spinner="Loading the run's model from the registry...", max_entries=16)
