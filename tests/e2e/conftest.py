@@ -1,7 +1,7 @@
 """Browser end-to-end tests: a real `streamlit run app.py` driven by Chromium through Playwright.
 
-One Streamlit server per session, on a free port, with MNIST_RUNS_DIR and MNIST_CHECKPOINT_DIR
-pointed at temporary folders (the committed default checkpoints in checkpoints/ are still found;
+One Streamlit server per session (harness/live_app.py, shared with the benchmarks that drive the
+app), on a free port, with MNIST_RUNS_DIR and MNIST_CHECKPOINT_DIR pointed at temporary folders (the committed default checkpoints in checkpoints/ are still found;
 MNIST_DATA_DIR is left alone, so the tests use the real data). Each test gets a fresh browser
 context (a fresh Streamlit session) and an `app` driver with the few gestures the tests need.
 
