@@ -54,6 +54,19 @@ def test_lenet5_feature_maps_and_kernels_for_a_test_image(env):
     assert at.session_state["inspect_source"] == {"kind": "dataset", "split": "test", "index": 0}
 
 
+def test_use_this_model_elsewhere_opens_inside_on_it_and_the_visitors_next_pick_stays(env):
+    at = open_page("app_pages/home.py")
+    at.session_state["mnist_default_model"] = "test-cnn-small.safetensors"  # the sweep view's "use this model"
+    at.switch_page("app_pages/inside.py").run()
+    assert not at.exception, messages(at)
+    picker = at.selectbox(key="inside_checkpoint")
+    assert picker.value == "test-cnn-small.safetensors"
+    picker.set_value("lenet5.safetensors").run()
+    at.switch_page("app_pages/home.py").run()
+    at.switch_page("app_pages/inside.py").run()
+    assert at.selectbox(key="inside_checkpoint").value == "lenet5.safetensors"
+
+
 def test_follows_the_image_sent_by_the_dataset_page(env):
     at = open_page("app_pages/home.py")
     at.session_state["inspect_source"] = {"kind": "dataset", "split": "train", "index": 123}
