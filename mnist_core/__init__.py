@@ -3,16 +3,25 @@
 read models (what pages show, computed once)
     live         a run's progress line, chart maths, which run to watch, how a run ended
     form         the Train form's fields in the reader's words, and its problems
+    sweeps       a sweep's runs from a spec (grid, random, seeds, caps), its estimate and analysis
+    classes      a class's code, names, leaderboard and CSV (the teacher's view)
     evaluate     test-set predictions, confusion matrix, model cards, runs compared
     inspect      feature maps, kernels, first-layer templates
     explain      attribution maps, embedding maps
     snapshots    kernels and a probe's feature maps through a run, for the replay
-runs and workers
-    runs         the run registry (SQLite): runs, their status and metric rows, liveness
-    worker       executes a queued run (the CLI and the dashboard both), launches workers
+    loaded       LoadedModel: a model a page picked, with its metadata, name and cache key
+runs, workers, executors
+    runs         the run registry (SQLAlchemy: SQLite, or PostgreSQL when shared): runs, status,
+                 metric rows, claims, a run's small files, liveness (pid here, heartbeat lease elsewhere)
+    artifacts    a run's checkpoint and replay kept in the registry, for hosts that share no disk
+    worker       executes a queued run wherever it trains; submit and cancel
+    executors    who starts a queued run: local runners, or Ray Jobs (MNIST_RAY_ADDRESS)
+    runner       a local executor's slot: claims runs, trains each in a worker forked from warm
+    warm         what a worker needs before its first step, preloaded into the runner's forkserver
+    ray_executor each run as a Ray Job; cancel's backstop; the node a run ran on
     runfiles     run ids and every file a run owns (log, snapshots, default checkpoint)
     records      what crosses processes: RunStatus, MetricRow
-    limits       a hosted server's bounds (queue, time, the demo's bounds on a config)
+    limits       a hosted server's bounds (queue, time, the demo's bounds on a config, sweeps)
 training
     training/    config and presets; admission; one loop; the torch and NumPy engines
     scratch/     the tutorials' from-scratch NumPy layers, each backward checked against autograd
