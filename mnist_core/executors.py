@@ -88,7 +88,10 @@ def current() -> Executor:
 
 def prepare(root=None) -> None:
     """The server started: the configured executor gets ready (if it has anything to do) so that a first
-    Start trains at once. The local one warms a runner; a cluster is ready by itself."""
+    Start trains at once. The local one warms a runner; a cluster is ready by itself. MNIST_WARM_RUNNER=0
+    turns this off (no runner waits before the first submit)."""
+    if os.environ.get("MNIST_WARM_RUNNER", "1").lower() in ("0", "false", "no", "off"):
+        return  # the operator saves the waiting runner's memory; the first Start pays a cold start
     executor = current()
     if hasattr(executor, "prepare"):
         executor.prepare(root)

@@ -37,6 +37,7 @@ def isolated_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_RUNS_DIR", str(runs))
     monkeypatch.setenv("MNIST_CHECKPOINT_DIR", str(checkpoints))
     monkeypatch.setenv("MNIST_RUNNER_IDLE_SECONDS", "2")  # a test's runners leave soon after its queue empties
+    monkeypatch.setenv("MNIST_WARM_RUNNER", "0")  # an AppTest of app.py starts no runner of its own
     return {"runs": runs, "checkpoints": checkpoints}
 
 
