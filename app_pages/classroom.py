@@ -24,8 +24,10 @@ from mnist_core.errors import MnistLabError
 from app_pages import _class, _run_charts
 from app_pages._common import show_error, visitor_token
 
-POLL_SECONDS = 2.0
-MAX_STUDENTS_OVERLAID = 8  # more curves than this on one chart are a tangle, and each is read from the registry
+POLL_SECONDS = 2.0       # while a run of the class is live
+IDLE_POLL_SECONDS = 5.0  # while none is: only to notice a new run
+MAX_STUDENTS_OVERLAID = 8  # more students than this on one chart are a tangle
+CURVES_PER_STUDENT = 5     # each student's newest runs: every curve is read from the registry on each redraw
 
 st.title("Class")
 token = visitor_token()
@@ -49,18 +51,18 @@ if code is None:
     st.caption("A teacher gives the class a code and shares this page's link with it; everyone who opens the "
                "link is in the class and sees its runs and leaderboard. No account, no email: students pick a "
                "display name that only their class sees.")
-    with st.container(border=True):
+    with st.form("join_class"):
         c1, c2 = st.columns(2)
         c1.text_input("Class code", key="join_code", max_chars=classes.CODE_MAX, placeholder="period-3",
                       help="3 to 32 letters, digits and dashes. Anyone who knows the code sees the class.")
         c2.text_input("Your display name (students)", key="join_name", max_chars=classes.NAME_MAX,
                       help="Shown only inside this class. A teacher may leave it empty.")
         b1, b2 = st.columns(2)
-        b1.button("Join the class", type="primary", icon=":material/login:", on_click=_join)
-        b2.button("New class code", icon=":material/casino:", on_click=_suggest_code,
-                  help="A code with a random part, so nobody outside the class guesses it.")
-        if problem := st.session_state.pop("join_problem", None):
-            st.error(problem)
+        b1.form_submit_button("Join the class", type="primary", icon=":material/login:", on_click=_join)
+        b2.form_submit_button("New class code", icon=":material/casino:", on_click=_suggest_code,
+                              help="A code with a random part, so nobody outside the class guesses it.")
+    if problem := st.session_state.pop("join_problem", None):
+        st.error(problem)
     st.stop()
 
 
@@ -89,9 +91,9 @@ with head[1]:
     if name:
         st.markdown(f"You are **{_class.as_markdown(name)}** in this class.")
     with st.popover("Change your name" if name else "Choose your display name", icon=":material/badge:"):
-        st.session_state.setdefault("class_name_field", name or "")
-        st.text_input("Display name", key="class_name_field", max_chars=classes.NAME_MAX)
-        st.button("Save", key="save_name", on_click=_set_name)
+        with st.form("class_name_form", border=False):
+            st.text_input("Display name", key="class_name_field", max_chars=classes.NAME_MAX, value=name or "")
+            st.form_submit_button("Save", key="save_name", on_click=_set_name)
     st.button("Leave the class", icon=":material/logout:", on_click=_class.leave)
 if not name:
     st.info("Choose a display name before you train: your runs are shown under it on the leaderboard "
@@ -135,21 +137,29 @@ except MnistLabError as exc:
 st.subheader("In progress")
 
 
-@st.fragment(run_every=POLL_SECONDS if any(r.is_live for r in class_runs) else None)
-def live_panel(was_live: frozenset) -> None:
-    """Redraws itself while any run of the class is live; the whole page once the set of live runs
-    changes (a run started or ended: the leaderboard and tables follow, and polling stops when none is)."""
+def _shape(class_runs: list[runs.Run]) -> tuple:
+    """What the page as a whole shows of the runs' states: which runs there are and which are live."""
+    return tuple((r.id, r.is_live) for r in class_runs)
+
+
+@st.fragment(run_every=POLL_SECONDS if any(r.is_live for r in class_runs) else IDLE_POLL_SECONDS)
+def live_panel(drawn: tuple) -> None:
+    """Redraws itself every couple of seconds while a run of the class is live, and checks for new runs
+    less often while none is (a teacher's page waits for the students' first runs). The whole page is
+    drawn again when a run is added, starts or ends: the leaderboard and the tables follow."""
     try:
         now = classes.class_runs(code)
     except MnistLabError as exc:
         show_error(exc)
         return
     draw_live(now)
-    if frozenset(r.id for r in now if r.is_live) != was_live:
+    if problem := st.session_state.pop("class_action_problem", None):  # a Cancel pressed here, refused
+        st.error(problem)
+    if _shape(now) != drawn:
         st.rerun()
 
 
-live_panel(frozenset(r.id for r in class_runs if r.is_live))
+live_panel(_shape(class_runs))
 if problem := st.session_state.pop("class_action_problem", None):
     st.error(problem)
 
@@ -164,23 +174,26 @@ SETTING_COLUMNS = {name: form.LABELS[name] for name in classes.KEY_SETTINGS}
 
 st.subheader("Leaderboard")
 board = classes.leaderboard(class_runs)
+leaderboard_place = st.container(key="class_leaderboard")
 if not board:
     st.caption("Nobody in this class has started a run yet. Runs started on the Train page while you are in the "
                "class appear here.")
 else:
-    st.dataframe(pd.DataFrame([{
-        "rank": row["rank"] or "", "student": row["student"], "test accuracy": _percent(row["test_accuracy"]),
-        **{label: row.get(name, "") for name, label in SETTING_COLUMNS.items()}, "runs": row["runs"],
-        "best run": row["run"] or "",
-    } for row in board]), hide_index=True, key="leaderboard")
+    ranked = pd.DataFrame([{
+        "rank": row["rank"], "student": row["student"], "test accuracy": _percent(row["test_accuracy"]),
+        **{label: row.get(name) for name, label in SETTING_COLUMNS.items()}, "runs": row["runs"],
+        "best run": row["run"],
+    } for row in board]).astype({"rank": "Int64"})  # whole places, empty for a student with no finished run
+    leaderboard_place.dataframe(ranked, hide_index=True, key="leaderboard")
 
 
 # --- curves and the chart of every run ------------------------------------------------------------
 
 def student_curves(chosen: dict[str, list[runs.Run]]) -> None:
-    """Every run of the chosen students, loss and validation accuracy, a colour per student."""
+    """The chosen students' newest runs, loss and validation accuracy, a colour per student."""
     series = [{"label": f"{student} · run {r.id}", "rows": runs.get_metrics(r.id), "value": student}
-              for student, theirs in chosen.items() for r in theirs if r.status != "queued"]
+              for student, theirs in chosen.items()
+              for r in [r for r in theirs if r.status != "queued"][-CURVES_PER_STUDENT:]]
     if not series:
         st.caption("No curves yet: their runs have not started.")
         return
