@@ -13,8 +13,6 @@ student=)). Nothing here grants anything: cancelling or deleting still takes the
 
 from __future__ import annotations
 
-import json
-import urllib.parse
 from typing import Optional
 
 import streamlit as st
@@ -71,15 +69,9 @@ def _restore() -> None:
     st.session_state[_RESTORED] = True
     sent = st.context.cookies.get(CLASS_COOKIE)
     st.session_state[_COOKIE_SENT] = sent or ""
-    code, name = None, None
-    try:
-        saved = json.loads(urllib.parse.unquote(sent)) if isinstance(sent, str) and sent else {}
-        code = classes.check_code(saved.get("code"))
-        name = classes.clean_name(saved["name"]) if saved.get("name") else None
-    except (ValueError, TypeError, AttributeError, MnistLabError):
-        pass  # a bad cookie is no membership (code) or no name yet
+    code, name = classes.read_membership_cookie(sent)
     st.session_state.setdefault(_CODE, code)
-    st.session_state.setdefault(_NAME, name if code else None)
+    st.session_state.setdefault(_NAME, name)
 
 
 def _from_link() -> None:
@@ -97,18 +89,14 @@ def _from_link() -> None:
         st.session_state.pop(_LINK_ERROR, None)
 
 
-def _cookie_value(code: Optional[str], name: Optional[str]) -> str:
-    return urllib.parse.quote(json.dumps({"code": code, "name": name}), safe="") if code else ""
-
-
 def _remember(code: Optional[str], name: Optional[str]) -> None:
     """Have the browser keep (or forget) the membership when it differs from what the cookie holds."""
-    value = _cookie_value(code, name)
+    value = classes.membership_cookie(code, name)
     if value == st.session_state.get(_COOKIE_SENT):
         return
     st.session_state[_COOKIE_SENT] = value
     # st.context.cookies is read-only: the browser sets the cookie itself. The value is percent-encoded
-    # JSON (only letters, digits, % and a few marks), so it cannot break out of the script's string.
+    # (classes.membership_cookie), so it cannot break out of the script's string.
     age = CLASS_COOKIE_DAYS * 86400 if value else 0
     st.html(f"""<script>
 document.cookie = "{CLASS_COOKIE}={value}; Path=/; Max-Age={age}; SameSite=Lax"

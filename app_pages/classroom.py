@@ -14,6 +14,7 @@ code is the class's only secret: "New class code" makes one nobody guesses.
 
 from __future__ import annotations
 
+import html
 import urllib.parse
 
 import pandas as pd
@@ -121,11 +122,12 @@ def draw_live(class_runs: list[runs.Run]) -> None:
     for r in in_progress:
         row = st.columns([5, 1], vertical_alignment="center")
         p = live.short_progress(r, everyone)
-        row[0].progress(p.fraction, text=f"{classes.student_of(r)} · {p.text}")
+        who = _class.as_markdown(classes.student_of(r))  # progress text and tooltips are Markdown
+        row[0].progress(p.fraction, text=f"{who} · {p.text}")
         mine = live.can_change(r, token)
         row[1].button("Cancel", key=f"class-cancel-{r.id}", icon=":material/stop:", disabled=not mine,
                       on_click=_cancel, args=(r.id,),
-                      help=None if mine else f"Only {classes.student_of(r)}'s browser can cancel this run.")
+                      help=None if mine else f"Only {who}'s browser can cancel this run.")
 
 
 try:
@@ -191,7 +193,9 @@ else:
 
 def student_curves(chosen: dict[str, list[runs.Run]]) -> None:
     """The chosen students' newest runs, loss and validation accuracy, a colour per student."""
-    series = [{"label": f"{student} · run {r.id}", "rows": runs.get_metrics(r.id), "value": student}
+    # Plotly reads tags in trace names and tick labels (<a href>, <b>): a name is escaped to show as typed.
+    series = [{"label": f"{html.escape(student)} · run {r.id}", "rows": runs.get_metrics(r.id),
+               "value": html.escape(student)}
               for student, theirs in chosen.items()
               for r in [r for r in theirs if r.status != "queued"][-CURVES_PER_STUDENT:]]
     if not series:
@@ -216,6 +220,7 @@ if by_student:
         st.subheader("Every finished run on one chart")
         st.caption("One line per run, coloured by its test accuracy. Drag along an axis to keep only the runs "
                    "that pass through that range.")
+        chart_rows = [{**row, "student": html.escape(row["student"])} for row in chart_rows]
         st.plotly_chart(_run_charts.parallel_coordinates(chart_rows, axes), key="class_parallel",
                         config=_run_charts.CHART_CONFIG)
 

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import secrets
 import unicodedata
+import urllib.parse
 from typing import Optional
 
 from .errors import MnistLabError
@@ -69,6 +71,27 @@ def clean_name(text: object) -> str:
     if not name:
         raise ClassError(f"Choose a display name (up to {NAME_MAX} characters; no email or account needed).")
     return name
+
+
+def membership_cookie(code: Optional[str], name: Optional[str]) -> str:
+    """A browser's class membership as a cookie value: percent-encoded JSON (letters, digits, % and a
+    few marks only, so it is safe inside a script string and a Set-Cookie header); "" outside a class."""
+    return urllib.parse.quote(json.dumps({"code": code, "name": name}), safe="") if code else ""
+
+
+def read_membership_cookie(value: object) -> tuple[Optional[str], Optional[str]]:
+    """(code, name) from a cookie a browser sent back: untrusted, so each part is checked like typed
+    input and dropped when it fails (a bad code: no class; a bad name: no name yet)."""
+    try:
+        saved = json.loads(urllib.parse.unquote(value)) if isinstance(value, str) and value else {}
+        code = check_code(saved.get("code"))
+    except (ValueError, TypeError, AttributeError, MnistLabError):
+        return None, None
+    try:
+        name = clean_name(saved.get("name")) if saved.get("name") else None
+    except MnistLabError:
+        name = None
+    return code, name
 
 
 # --- the class's runs -----------------------------------------------------------------------------

@@ -107,3 +107,14 @@ def test_the_class_chart_has_an_axis_per_setting_students_varied_and_a_line_per_
     assert fields == ["student", "optimizer", "lr"]
     assert rows == [{"student": "Ada", "optimizer": "adamw", "lr": 0.01, "test accuracy": 0.95, "run": ada},
                     {"student": "Bob", "optimizer": "sgd", "lr": 0.001, "test accuracy": 0.9, "run": bob}]
+
+
+def test_a_browser_remembers_its_class_and_name_and_a_forged_cookie_is_no_membership():
+    value = classes.membership_cookie("period-3", "Zoë \"<b>\"; x=1")
+    assert all(ch.isalnum() or ch in "%-._~" for ch in value)  # nothing that ends a cookie or a script string
+    assert classes.read_membership_cookie(value) == ("period-3", "Zoë \"<b>\"; x=1")
+    assert classes.membership_cookie(None, "Ada") == ""
+    forged = [None, "", "not json", "%7B%7D", "%5B1%5D", classes.membership_cookie("../etc", "Ada"),
+              '{"code": "period-3\\nSet-Cookie"}']
+    assert [classes.read_membership_cookie(v) for v in forged] == [(None, None)] * len(forged)
+    assert classes.read_membership_cookie(classes.membership_cookie("period-3", "\u200b")) == ("period-3", None)
