@@ -210,9 +210,13 @@ def student_curves(chosen: dict[str, list[runs.Run]]) -> None:
 by_student = classes.students(class_runs)
 if by_student:
     st.subheader("Curves")
+    # Until the visitor picks, the two best students are shown (kept up to date as the leaderboard changes:
+    # a widget's `default` would be fixed by the first draw, often before any run had finished).
+    if not st.session_state.get("class_students_picked"):
+        st.session_state["class_students"] = [row["student"] for row in board[:2] if row["test_accuracy"] is not None]
     picked = st.multiselect("Students to compare", list(by_student), key="class_students",
                             max_selections=MAX_STUDENTS_OVERLAID, placeholder="Choose students",
-                            default=[row["student"] for row in board[:2] if row["test_accuracy"] is not None])
+                            on_change=lambda: st.session_state.update(class_students_picked=True))
     if picked:
         student_curves({student: by_student[student] for student in picked if student in by_student})
     axes, chart_rows = classes.parallel_rows(class_runs)

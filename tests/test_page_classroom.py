@@ -117,17 +117,37 @@ def test_a_student_outside_the_class_sees_none_of_its_runs(tiny_config):
     assert any("Nobody in this class has started a run yet" in c.value for c in at.caption)
 
 
-def test_the_teacher_sees_the_best_students_curves_and_every_finished_run_on_one_chart(tiny_config):
-    for student, owner, lr, acc in (("Ada", ME, 0.01, 0.95), ("Bob", OTHER, 0.001, 0.9)):
-        run_id = _tagged(tiny_config, "period-3", student, owner, accuracy=acc, lr=lr)
-        runs.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 10, "loss": 2.0 / s, "accuracy": 0.5}
-                                  for s in range(1, 11)] + [{"split": "val", "step": 10, "epoch": 1.0,
-                                                              "loss": 0.3, "accuracy": acc}])
-    at = open_class({"class": "period-3"}, token="t" * 32)  # the teacher: in the class, no runs, no name
-    assert at.multiselect(key="class_students").value == ["Ada", "Bob"]  # the two best, to begin with
+def _curves(run_id: str, accuracy: float) -> None:
+    runs.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 10, "loss": 2.0 / s, "accuracy": 0.5}
+                              for s in range(1, 11)] + [{"split": "val", "step": 10, "epoch": 1.0, "loss": 0.3,
+                                                         "accuracy": accuracy}])
+
+
+def test_the_teacher_sees_the_best_students_curves_and_every_finished_run_on_one_chart(tiny_config, stop_live):
+    at = open_class({"class": "period-3"}, token="t" * 32)  # the teacher, before any run: no runs, no name
+    started = [(_tagged(tiny_config, "period-3", student, owner, running=True, lr=lr), acc)
+               for student, owner, lr, acc in (("Ada", ME, 0.01, 0.95), ("Bob", OTHER, 0.001, 0.9))]
+    at.run()  # the page follows the class (its fragment reruns it when runs appear, start or end)
+    assert at.multiselect(key="class_students").value == []  # nobody has finished yet
+    for run_id, acc in started:
+        _curves(run_id, acc)
+        runs.finish_run(run_id, "completed", test_accuracy=acc, best_val_accuracy=acc)
+    at.run()
+    assert not at.exception, messages(at)
+    assert at.multiselect(key="class_students").value == ["Ada", "Bob"]  # the two best, until the teacher picks
     figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     loss, accuracy, parallel = figures
     assert sorted(t["name"] for t in loss["data"]) == ["student Ada", "student Bob"]
     assert [t["y"] for t in accuracy["data"]] == [[0.95], [0.9]]
     axes = [d["label"] for d in parallel["data"][0]["dimensions"]]
     assert axes == ["student", "learning rate (log)", "test accuracy"]
+
+
+def test_the_students_the_teacher_picks_stay_picked(tiny_config):
+    for student, owner, acc in (("Ada", ME, 0.95), ("Bob", OTHER, 0.9), ("Cy", "c" * 32, 0.8)):
+        _curves(_tagged(tiny_config, "period-3", student, owner, accuracy=acc), acc)
+    at = open_class({"class": "period-3"}, token="t" * 32)
+    at.multiselect(key="class_students").set_value(["Cy"]).run()
+    at.run()
+    assert at.multiselect(key="class_students").value == ["Cy"]
+    assert [t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]] == ["student Cy"]

@@ -77,3 +77,4 @@ def test_two_students_run_the_teacher_sees_both_and_neither_can_cancel_the_other
     teacher.wait_for(ada_ranked, f"Ada's run {ada_run} ranked on the teacher's leaderboard", 240)
     for app in (teacher, ada, bob):
         app.assert_no_exception()
+    teacher.screenshot("class")
