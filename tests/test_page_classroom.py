@@ -151,3 +151,14 @@ def test_the_students_the_teacher_picks_stay_picked(tiny_config):
     at.run()
     assert at.multiselect(key="class_students").value == ["Cy"]
     assert [t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]] == ["student Cy"]
+
+
+def test_a_student_can_delete_only_their_own_finished_runs(tiny_config):
+    mine = _tagged(tiny_config, "period-3", "Ada", ME, accuracy=0.9)
+    theirs = _tagged(tiny_config, "period-3", "Bob", OTHER, accuracy=0.8)
+    at = open_class({"class": "period-3"})
+    assert at.selectbox(key="class_delete_pick").options == [mine]  # Bob's run is not offered
+    at.button(key="class_delete").click().run()
+    assert not at.exception and not at.error, messages(at)
+    assert [r.id for r in runs.list_runs()] == [theirs]
+    assert list(at.dataframe[0].value["student"]) == ["Bob"]
