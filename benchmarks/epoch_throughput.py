@@ -180,10 +180,12 @@ def main() -> None:
     payload = {"machine": machine_info(), "load": load.summary(), "threads": threads, "rounds": args.rounds,
                "wall_s": round(wall, 1), "kernels": kernels.status(), "goal": "ratio >= 4",
                "ours_seconds": ours_s, "theirs_seconds": theirs_s, "ratio": theirs_s / ours_s,
-               "ratios_per_round": ratios, "ratio_cpu": ratio_cpu, "ours_phases": ours_phases, "their_phases": their_phases,
+               "ratios_per_round": ratios, "ratio_cpu": ratio_cpu, "ours_phases": ours_phases,
+               "their_phases": their_phases,
                "warm_up": warm, "ours_runs": ours_runs, "their_runs": their_runs, "wait_for_quiet": quiet}
     write_result("epoch_throughput", payload, variant=f"threads{args.threads}" if args.threads else "")
-    result_line(ours_s=round(ours_s, 3), theirs_s=round(theirs_s, 3), ratio=round(theirs_s / ours_s, 2), ratio_cpu=round(ratio_cpu, 2),
+    result_line(ours_s=round(ours_s, 3), theirs_s=round(theirs_s, 3), ratio=round(theirs_s / ours_s, 2),
+                ratio_cpu=round(ratio_cpu, 2),
                 warm_up_s=round(warm["seconds"], 3), threads=threads, load=load.summary()["mean_1min"])
 
 
