@@ -52,7 +52,7 @@ def _timed_train_once(config: TrainConfig, wait_quiet: float) -> dict:
     with OthersShare() as others:
         result = train(config)
     cpu = time.process_time() - cpu
-    val = [e["accuracy"] for e in result.history if e["kind"] == "val"]
+    val = [e["accuracy"] for e in result.history if e["split"] == "val"]
     return {"seed": config.seed, "seconds": result.seconds, "cpu_seconds": cpu, "test_accuracy": result.test_accuracy,
             "best_val_accuracy": result.best_val_accuracy, "val_accuracies": val, "steps": result.steps,
             "threads": torch.get_num_threads(), "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
