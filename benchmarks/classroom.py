@@ -8,8 +8,10 @@ reads what happened from the registry (and, on Ray, from the Jobs API):
     queue wait        submit -> the worker marked the run running (on Ray this includes the job's
                       scheduling, its runtime env and the worker's imports: all before mark_running)
     first step        submit -> the run's first training step (its first "train" metric row)
-    slot time         how long a run held its slot: started -> ended locally; the job's own
-                      start -> end on Ray (process start, imports and data included)
+    run time          the worker's own time: marked running -> ended (Ray's job times are not
+                      used: a job's start_time is its submission, its wait for a node included)
+    busy per run      slots x (last run ended - first run started) / runs: what a slot spends per
+                      run, everything between runs (a worker's start, a job's scheduling) included
 
 for each executor asked for: the local executor with MNIST_MAX_CONCURRENT = 1 and 2 (runners on
 this host), and a Ray cluster of --nodes nodes of one CPU each, started here (benchmarks/ray_local.py;
@@ -102,13 +104,7 @@ def _wait_jobs(address: str, run_ids: list[str], timeout: float = 120) -> None:
         time.sleep(1.0)
 
 
-def _ray_slot_seconds(address: str, job_id: str) -> float:
-    with urllib.request.urlopen(f"{address}/api/jobs/{job_id}", timeout=30) as response:
-        job = json.loads(response.read())
-    return (job["end_time"] - job["start_time"]) / 1000 if job.get("end_time") and job.get("start_time") else math.nan
-
-
-def _measure(run_ids: list[str], ray_address: str = "") -> dict:
+def _measure(run_ids: list[str]) -> dict:
     from mnist_core import runs
 
     rows = []
@@ -116,8 +112,7 @@ def _measure(run_ids: list[str], ray_address: str = "") -> dict:
         run = runs.get_run(run_id)
         steps = runs.get_metrics(run_id, split="train")
         first = min((r["time"] for r in steps), default=math.nan)
-        slot = (_ray_slot_seconds(ray_address, run.job_id) if ray_address and run.job_id
-                else (run.finished_at or math.nan) - (run.started_at or math.nan))
+        slot = (run.finished_at or math.nan) - (run.started_at or math.nan)
         rows.append(dict(status=str(run.status), node=run.node or run.host, created=run.created_at,
                          started=run.started_at or math.nan, wait=(run.started_at or math.nan) - run.created_at,
                          first_step=first - run.created_at, slot=slot, finished=run.finished_at or math.nan))
@@ -131,7 +126,7 @@ def _measure(run_ids: list[str], ray_address: str = "") -> dict:
         "queue_wait_p50_s": round(percentile(waits, 50), 2), "queue_wait_p95_s": round(percentile(waits, 95), 2),
         "first_step_p50_s": round(percentile(firsts, 50), 2), "first_step_p95_s": round(percentile(firsts, 95), 2),
         "first_step_min_s": round(min(firsts, default=math.nan), 2),
-        "slot_mean_s": round(statistics.fmean(slots), 2) if slots else math.nan,
+        "run_mean_s": round(statistics.fmean(slots), 2) if slots else math.nan,
         # What a slot spends per run, everything between runs included: slots x (last end - first start) / runs.
         "busy_per_run_s": round((max(r["finished"] for r in done) - min(r["started"] for r in done)) / len(done), 2)
         if done else math.nan,
@@ -181,7 +176,7 @@ def run_ray(config: dict, args) -> dict:
             ids = _class_submits(config, args.students, args.window, args.seed)
             _wait_all(ids, args.timeout)
             _wait_jobs(cluster.address, ids)   # a job ends a moment after its worker recorded the run
-            result = _measure(ids, cluster.address)
+            result = _measure(ids)
         result["busy_per_run_s"] = round(result["busy_per_run_s"] * args.nodes, 2)
         return {"executor": f"Ray, {args.nodes} nodes x 1 CPU", "slots": args.nodes, **result,
                 "cluster_up_s": up_s, "node_up_s": cluster.timings, "node_rss_idle_mb": idle_rss}
@@ -217,7 +212,7 @@ def main(argv=None) -> int:
             print(json.dumps(results[-1]), flush=True)
 
     print_table(results, ["executor", "completed", "makespan_s", "queue_wait_p50_s", "queue_wait_p95_s",
-                          "first_step_p50_s", "first_step_p95_s", "slot_mean_s", "busy_per_run_s"], title="measured")
+                          "first_step_p50_s", "first_step_p95_s", "run_mean_s", "busy_per_run_s"], title="measured")
     projection = []
     on_ray = [r for r in results if r["executor"].startswith("Ray")]
     for r in on_ray or results:  # the first run's start-up, then the runs in waves of N at the measured cost per run
