@@ -500,7 +500,7 @@ def create_run(config: dict, root: Optional[os.PathLike] = None, owner: Optional
 
 
 def claim_next(pid: int, root: Optional[os.PathLike] = None, max_concurrent: Optional[int] = None) -> Optional[str]:
-    """Take the oldest queued run that no worker has claimed, for the process `pid`; None when there is
+    """Take the oldest queued run that no worker or Ray job has claimed, for the process `pid`; None when there is
     none or `max_concurrent` runs (default: MNIST_MAX_CONCURRENT) are already active (running, or
     queued with a worker). Dead runs are reaped first, so they free their slots.
 
@@ -518,8 +518,8 @@ def claim_next(pid: int, root: Optional[os.PathLike] = None, max_concurrent: Opt
         _reap(conn)
         if conn.scalar(sa.select(sa.func.count()).where(_ACTIVE)) >= cap:
             return None
-        run_id = conn.scalar(sa.select(RUNS.c.id).where(_WAITING).order_by(RUNS.c.created_at, RUNS.c.id)
-                             .limit(1).with_for_update(skip_locked=True))
+        run_id = conn.scalar(sa.select(RUNS.c.id).where(_WAITING, RUNS.c.job_id.is_(None))  # a Ray job's run is Ray's
+                             .order_by(RUNS.c.created_at, RUNS.c.id).limit(1).with_for_update(skip_locked=True))
         if run_id is not None:
             conn.execute(RUNS.update().where(RUNS.c.id == run_id)
                          .values(pid=pid, host=socket.gethostname(), heartbeat=time.time()))

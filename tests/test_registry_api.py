@@ -256,3 +256,12 @@ def test_a_forked_runner_gets_connections_of_its_own_and_leaves_its_parents_alon
     os.waitpid(child, 0)
     assert int(listed) == 1 and int(childs) != parents
     assert _backend() == parents  # the parent's own connection was neither used nor closed by the child
+
+
+def test_claim_next_leaves_a_run_that_a_ray_job_will_train(registry, tiny_config):
+    ray_run = runs.create_run(tiny_config())
+    runs.set_job(ray_run, f"mnist-{ray_run}")
+    local_run = runs.create_run(tiny_config())
+    assert runs.claim_next(os.getpid(), max_concurrent=2) == local_run
+    assert runs.claim_next(os.getpid(), max_concurrent=2) is None
+    assert runs.get_run(ray_run).pid is None
