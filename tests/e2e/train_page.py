@@ -90,7 +90,7 @@ def cancel(app, run_id: str) -> None:
 
 def progress_step(app) -> tuple[int, int] | None:
     """(step, total) from the live panel's progress text, or None while it shows none."""
-    texts = app.page.get_by_test_id("stMain").get_by_test_id("stProgress").all_inner_texts()
+    texts = app.page.locator(".st-key-live_panel").get_by_test_id("stProgress").all_inner_texts()
     for text in texts:
         m = re.search(r"step (\d+) / (\d+)", text)
         if m:
