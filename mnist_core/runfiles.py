@@ -6,7 +6,7 @@ named here:
 
     runs/registry.sqlite                the registry, shared by every run (runs.py), unless
                                         MNIST_REGISTRY_URL names another database
-    runs/RUN_ID.log                     the worker's output (worker.launch)
+    runs/RUN_ID.log                     the worker's output (runner.py points it there)
     runs/snapshots/RUN_ID.npz           the kernels and feature maps for the replay (snapshots.py)
     checkpoints/MODEL-RUN_ID.safetensors (+ .json)  the checkpoint, unless the run was told another path
 
