@@ -38,7 +38,7 @@ class LocalExecutor:
     """Runners on this host: starting one when a slot is free is all a submit needs."""
 
     def start(self, run_id: str, config: dict, root=None) -> None:
-        ensure_runners(root)
+        ensure_runners(root, wanted=1)  # one run, at most one more runner: a cold start costs a core for seconds
 
     def cancel(self, run_id: str, root=None) -> None:
         pass  # the worker reads the flag at its next heartbeat, within a second
