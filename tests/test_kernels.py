@@ -315,6 +315,34 @@ def test_the_engine_trains_lenet5_on_the_kernels_and_hands_back_the_zoo_model(mn
 
 
 @needs_kernels
+@pytest.mark.parametrize("lanes", [8, 16])
+def test_both_vector_widths_give_the_stock_results(fresh_kernels, monkeypatch, lanes):
+    """lenet5.c picks 16-float vectors with AVX-512 and 8 otherwise; each width is built here (the one
+    this CPU does not pick still compiles and runs, GCC splitting its vectors), NaN included."""
+    monkeypatch.setenv("MNIST_KERNEL_CFLAGS", f"-DMNIST_LANES={lanes}")
+    assert kernels.available(), kernels.status()
+    torch.set_num_threads(2)
+    try:
+        x1 = images(9, seed=lanes)
+        x1[3, 0, 10, 10] = float("nan")
+        w1, b1 = torch.randn(6, 1, 5, 5, requires_grad=True), torch.randn(6, requires_grad=True)
+        g1 = torch.randn(9, 6, 14, 14)
+        ours1, ref1 = kernels.conv_relu_maxpool(x1, w1, b1, MNIST_MEAN, MNIST_STD), stock_stage(x1, w1, b1)
+        torch.testing.assert_close(ours1, ref1, equal_nan=True, rtol=1e-5, atol=1e-5)
+        x1[3] = 0.0  # the gradients, without the NaN
+        ours1, ref1 = kernels.conv_relu_maxpool(x1, w1, b1, MNIST_MEAN, MNIST_STD), stock_stage(x1, w1, b1)
+        for a, r in zip(torch.autograd.grad(ours1, (w1, b1), g1), torch.autograd.grad(ref1, (w1, b1), g1)):
+            torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-4 * r.abs().max().item())
+        x2, w2, b2, g2 = stage2_inputs(9, "strided", seed=lanes)
+        ours2, ref2 = kernels.conv_relu_avgpool(x2, w2, b2), stock_stage2(x2, w2, b2)
+        torch.testing.assert_close(ours2, ref2, rtol=1e-5, atol=1e-5)
+        for a, r in zip(torch.autograd.grad(ours2, (x2, w2, b2), g2), torch.autograd.grad(ref2, (x2, w2, b2), g2)):
+            torch.testing.assert_close(a, r, rtol=1e-4, atol=1e-4 * r.abs().max().item())
+    finally:
+        torch.set_num_threads(1)
+
+
+@needs_kernels
 @pytest.mark.parametrize("threads", [3, 4])
 def test_more_threads_than_cores_give_the_stock_results_and_the_same_bits_every_time(threads):
     """OpenMP regions sized by torch's thread count, above the 2 cores CI has: each thread sums its own
