@@ -318,8 +318,9 @@ def test_the_engine_trains_lenet5_on_the_kernels_and_hands_back_the_zoo_model(mn
 @pytest.mark.parametrize("lanes", [8, 16])
 def test_both_vector_widths_give_the_stock_results(fresh_kernels, monkeypatch, lanes):
     """lenet5.c picks 16-float vectors with AVX-512 and 8 otherwise; each width is built here (the one
-    this CPU does not pick still compiles and runs, GCC splitting its vectors), NaN included."""
-    monkeypatch.setenv("MNIST_KERNEL_CFLAGS", f"-DMNIST_LANES={lanes}")
+    this CPU does not pick still compiles and runs, GCC splitting its vectors), NaN included; under
+    `make kernels-asan` with the sanitizers too."""
+    monkeypatch.setenv("MNIST_KERNEL_CFLAGS", f"{os.environ.get('MNIST_KERNEL_CFLAGS', '')} -DMNIST_LANES={lanes}")
     assert kernels.available(), kernels.status()
     torch.set_num_threads(2)
     try:

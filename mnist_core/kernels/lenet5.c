@@ -191,7 +191,7 @@ int c1s2_backward(const float *x, int n, int c, float mean, float std, const flo
                     float ov[16] __attribute__((aligned(64))), gv[16] __attribute__((aligned(64)));
                     read16(out + o, ostride[3], P, ov);
                     read16(grad + gbase + pi * gstride[2], gstride[3], P, gv);
-                    int am[16];
+                    int am[16] __attribute__((aligned(64)));
                     for (int pj = 0; pj < 16; pj++) am[pj] = pj < P ? arg[o + pj * ostride[3]] : 4;
                     for (int h = 0; h < NV; h++) {
                         vec gh = keep(load(gv + h * VW), load(ov + h * VW) > 0.f);  /* lanes 14, 15: out is 0 */
