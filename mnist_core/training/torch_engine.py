@@ -58,8 +58,8 @@ def make_optimizer(config: TrainConfig, params, capturable: bool = False) -> tor
     so the scheduler's updates reach a captured step, and Adam's step count on the device."""
     wd = config.weight_decay
     params = list(params)
-    # The fused kernels update every tensor in one pass: measured 3x faster optimizer steps on CPU for
-    # Adam/AdamW (0.6 -> 0.2 ms a step for LeNet-5), 2.4x for SGD with momentum (benchmarks/, BENCHMARKS.md).
+    # The fused kernels update every tensor in one pass: faster optimizer steps on CPU and CUDA
+    # (BENCHMARKS.md, "What helped": fused optimizers).
     fused = {"fused": True} if params and all(p.device.type in ("cpu", "cuda") for p in params) else {}
     lr = torch.tensor(config.lr, device=params[0].device) if capturable else config.lr
     adam = {"capturable": True} if capturable else {}
@@ -158,9 +158,9 @@ class CudaGraphStep:
     """One whole training step (batch gather, forward, loss, backward, optimizer update) captured once
     as a CUDA graph and replayed for every full batch.
 
-    A small net on a big GPU is bound by kernel launches, not arithmetic: eager LeNet-5 steps cost
-    about 2.5 ms on an H100 whatever the batch size, nearly all of it Python and launch overhead
-    (benchmarks/gpu.py, BENCHMARKS.md). A replay is one launch. Capturing needs a few warm-up steps
+    A small net on a big GPU is bound by kernel launches, not arithmetic: an eager LeNet-5 step costs
+    the same whatever the batch size, nearly all of it Python and launch overhead (benchmarks/gpu.py,
+    BENCHMARKS.md section 5). A replay is one launch. Capturing needs a few warm-up steps
     on a side stream; they run on a throwaway batch, so the weights, buffers and optimizer state are
     put back afterwards and the run starts exactly where an eager one would.
     """
