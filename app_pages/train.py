@@ -72,6 +72,12 @@ def _apply_preset() -> None:
 if "cfg_model" not in st.session_state:
     _set_fields(st.session_state.get("train_form", form.FIRST_RUN))
     st.session_state["preset"] = st.session_state.get("train_form_preset", CUSTOM)
+# ... and every run writes them again before the widgets are drawn, so that each run tells the browser
+# each field's value. A widget only carries its value to the browser in a run that wrote it; when the
+# browser dropped that run (another page's polling fragment fired across the page switch and a second
+# run replaced it), the form came up blank (model mlp-50, learning rate 0, Start disabled).
+for _key in [f"cfg_{name}" for name in FIELDS] + ["preset"]:
+    st.session_state[_key] = st.session_state[_key]
 
 
 def _field_widget(name: str, problem: str | None) -> None:
