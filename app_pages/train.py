@@ -21,7 +21,7 @@ from mnist_core.errors import MnistLabError
 from mnist_core.models import count_parameters, create_model, layer_table, model_info
 from mnist_core.training import PRESETS, TrainConfig
 from app_pages import _class, _sweep_ui
-from app_pages._common import require_data, show_error, visitor_token
+from app_pages._common import hold, require_data, show_error, visitor_token
 from app_pages._explain_ui import replay_section
 
 POLL_SECONDS = 1.0   # the live panel (status, progress) while a run trains
@@ -72,12 +72,7 @@ def _apply_preset() -> None:
 if "cfg_model" not in st.session_state:
     _set_fields(st.session_state.get("train_form", form.FIRST_RUN))
     st.session_state["preset"] = st.session_state.get("train_form_preset", CUSTOM)
-# ... and every run writes them again before the widgets are drawn, so that each run tells the browser
-# each field's value. A widget only carries its value to the browser in a run that wrote it; when the
-# browser dropped that run (another page's polling fragment fired across the page switch and a second
-# run replaced it), the form came up blank (model mlp-50, learning rate 0, Start disabled).
-for _key in [f"cfg_{name}" for name in FIELDS] + ["preset"]:
-    st.session_state[_key] = st.session_state[_key]
+hold(*[f"cfg_{name}" for name in FIELDS], "preset")  # else a first run cut short left the form blank
 
 
 def _field_widget(name: str, problem: str | None) -> None:
