@@ -142,21 +142,6 @@ def _stored_labels(completed: tuple, registry_url: str, runs_dir: str) -> dict[s
 
 
 @st.cache_resource(show_spinner="Loading the run's model from the registry...", max_entries=16)
-def hold(*keys: str) -> None:
-    """Write these widgets' values again (those set), before the widgets are drawn, so that this run
-    sends each value to the browser.
-
-    A widget carries a value that code put in st.session_state to the browser only in the run that
-    put it there. When the browser dropped that run because a second one replaced it before it had
-    drawn the widget (a polling fragment's rerun crossing a page switch does that), the browser drew
-    the widget at its blank default while the page went on using the value: a Train form of zeros, a
-    checkpoint picker naming another model than the one answering. Streamlit's documented cure for
-    keeping widget state across pages, applied every run."""
-    for key in keys:
-        if key in st.session_state:
-            st.session_state[key] = st.session_state[key]
-
-
 def _load_run_model(run_id: str):
     return importlib.import_module("mnist_core.artifacts").load_run_model(run_id)
 
@@ -174,7 +159,6 @@ def _picked_option(key: str, options: list[str], default: str) -> None:
         ss[f"{key}_default_applied"] = wanted
     if ss.get(key) not in options:
         ss[key] = default if default in options else options[0]
-    hold(key)
 
 
 def model_chooser(key: str, label: str = "Checkpoint", default: str = "lenet5.safetensors",
@@ -198,7 +182,8 @@ def model_chooser(key: str, label: str = "Checkpoint", default: str = "lenet5.sa
     picked = None
     if options:
         _picked_option(key, options, default)
-        picked = st.selectbox(label, options, key=key,
+        # its default is the pick: a browser that missed the run which set it falls back to the default
+        picked = st.selectbox(label, options, index=options.index(st.session_state[key]), key=key,
                               format_func=lambda o: runs_held.get(o) or o.removesuffix(".safetensors"))
     else:
         st.warning("No checkpoints yet: train one on the Train page, or run `make pretrained`.")

@@ -18,7 +18,7 @@ from PIL import Image
 
 from mnist_core import inspect
 from mnist_core.data import MNIST_MEAN, MNIST_STD, SPLIT_SIZES
-from app_pages._common import digit_heatmap, hold, load_split, require_data, tiles_heatmap
+from app_pages._common import digit_heatmap, load_split, require_data, tiles_heatmap
 
 PER_PAGE = 100
 COLS = 10
@@ -114,7 +114,6 @@ ss = st.session_state
 ss.setdefault("ds_split", "train")
 ss.setdefault("ds_page", 1)
 ss.setdefault("ds_index", 0)
-hold("ds_split", "ds_label", "ds_page")
 
 
 def current_order() -> np.ndarray:

@@ -15,7 +15,7 @@ from mnist_core import evaluate as ev
 from mnist_core import runs
 from mnist_core.checkpoints import default_checkpoint, list_checkpoints
 from mnist_core.errors import MnistLabError
-from app_pages._common import checkpoint_picker, hold, load_model, load_split, require_data, show_error
+from app_pages._common import checkpoint_picker, load_model, load_split, require_data, show_error
 
 GALLERY_SIZE = 40
 
@@ -103,10 +103,10 @@ def confusion_tab() -> None:
 
     st.session_state.setdefault("cm_true", worst[0])
     st.session_state.setdefault("cm_pred", worst[1])
-    hold("cm_true", "cm_pred")
     s1, s2, s3 = st.columns([1, 1, 3])
-    true = s1.selectbox("True label", range(10), key="cm_true")
-    pred = s2.selectbox("Predicted label", range(10), key="cm_pred")
+    # defaults = the values in use, which a browser that missed the run that set them falls back to
+    true = s1.selectbox("True label", range(10), index=st.session_state["cm_true"], key="cm_true")
+    pred = s2.selectbox("Predicted label", range(10), index=st.session_state["cm_pred"], key="cm_pred")
     every_mistake = s3.toggle("Every mistake instead of one cell", key="cm_every_mistake")
     if every_mistake:
         idx = wrong

@@ -14,8 +14,8 @@ import streamlit as st
 from mnist_core import inspect
 from mnist_core.data import SPLIT_SIZES
 from mnist_core.models import layer_table, model_info
-from app_pages._common import (digit_heatmap, hold, load_split, model_chooser, probability_bars, require_data,
-                                show_error, tiles_heatmap)
+from app_pages._common import (digit_heatmap, load_split, model_chooser, probability_bars, require_data, show_error,
+                           tiles_heatmap)
 from app_pages._explain_ui import attribution_section, export_buttons, replay_section
 from app_pages._network_figures import FULL_GRID_MAX, diverging, kernel_figure, map_figure
 
@@ -48,7 +48,6 @@ source = ss.get("inspect_source")
 if source is not None and (source != ss.get("_inside_applied") or "inside_kind" not in ss):
     apply_source(source)
 ss.setdefault("inside_kind", "dataset")
-hold("inside_kind", "inside_split", "inside_pick", "inside_label")
 
 
 # --- cached computations (keyed by the checkpoint's file and mtime, or an upload's digest) ---------

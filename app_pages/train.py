@@ -21,7 +21,7 @@ from mnist_core.errors import MnistLabError
 from mnist_core.models import count_parameters, create_model, layer_table, model_info
 from mnist_core.training import PRESETS, TrainConfig
 from app_pages import _class, _sweep_ui
-from app_pages._common import hold, require_data, show_error, visitor_token
+from app_pages._common import require_data, show_error, visitor_token
 from app_pages._explain_ui import replay_section
 
 POLL_SECONDS = 1.0   # the live panel (status, progress) while a run trains
@@ -72,22 +72,29 @@ def _apply_preset() -> None:
 if "cfg_model" not in st.session_state:
     _set_fields(st.session_state.get("train_form", form.FIRST_RUN))
     st.session_state["preset"] = st.session_state.get("train_form_preset", CUSTOM)
-hold(*[f"cfg_{name}" for name in FIELDS], "preset")  # else a first run cut short left the form blank
 
 
 def _field_widget(name: str, problem: str | None) -> None:
-    """One field: a widget that keeps whatever was typed (no min/max to clamp to), and its problem."""
+    """One field: a widget that keeps whatever was typed (no min/max to clamp to), and its problem.
+
+    Its default is the value it holds. The browser is told a value that code put in session state only
+    in the run that put it there; when a second run replaced that one before it drew the form (a
+    polling fragment's rerun crossing the page switch does), the browser drew each widget at its
+    default, which was blank (model mlp-50, learning rate 0, Start disabled) while the page held the
+    real values. (Streamlit logs that such a widget has both a default and a session-state value.)"""
     f, key = FIELDS[name], f"cfg_{name}"
+    value = st.session_state[key]
     common = dict(key=key, help=form.help_text(name), on_change=_remember)
     if f.metadata["choices"] is not None:
         options = list(form.choices(name))
-        if st.session_state[key] not in options:  # e.g. a device this server lacks: shown, and refused below
-            options.append(st.session_state[key])
-        st.selectbox(form.label(name), options, **common)
+        if value not in options:  # e.g. a device this server lacks: shown, and refused below
+            options.append(value)
+        st.selectbox(form.label(name), options, index=options.index(value), **common)
     elif isinstance(f.default, int):
-        st.number_input(form.label(name), step=1, **common)
-    else:
-        st.number_input(form.label(name), format="%g", step=None, **common)
+        st.number_input(form.label(name), step=1, value=None if value is None else int(value), **common)
+    else:  # a float widget even for a whole number (0 weight decay): its value's type sets the widget's
+        st.number_input(form.label(name), format="%g", step=None, value=None if value is None else float(value),
+                        **common)
     if problem:
         st.markdown(f":red[{problem}]")
 
@@ -112,7 +119,9 @@ tab_one, tab_sweep = st.tabs(["One run", "Sweep"])
 with tab_one, st.container(border=True):
     top = st.columns([2, 3])
     with top[0]:
-        st.selectbox("Preset", [CUSTOM, *PRESETS], key="preset", on_change=_apply_preset,
+        presets = [CUSTOM, *PRESETS]
+        st.selectbox("Preset", presets, index=presets.index(st.session_state["preset"]), key="preset",
+                     on_change=_apply_preset,
                      help="Each tutorial's recipe, plus fast and best. Choosing one fills in the form.")
     with top[1]:
         chosen = st.session_state["preset"]

@@ -198,6 +198,20 @@ class App:
         self.wait_idle()
         self.assert_no_exception()
 
+    def nav_while_rerunning(self, label: str) -> None:
+        """Click a sidebar link, then ask for a rerun (Streamlit's "r" key) about every 25 ms for a second:
+        the new page's first run is cut short by another, as when a polling fragment's rerun crosses the
+        page switch (the widgets' values must survive it: app_pages._common.hold)."""
+        link = self.nav_link(label)
+        href = link.get_attribute("href")
+        link.click()
+        self.expect(self.page).to_have_url(href)
+        for _ in range(40):
+            self.page.keyboard.press("r")
+            self.page.wait_for_timeout(25)
+        self.wait_idle()
+        self.assert_no_exception()
+
     # -- widgets
 
     def widget(self, testid: str, label: str):

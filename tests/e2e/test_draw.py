@@ -106,6 +106,16 @@ def test_draw_one_then_zero_and_clear(app):
     app.assert_no_exception()
 
 
+def test_the_model_named_is_the_model_answering_when_the_first_run_is_cut_short(app):
+    """The checkpoint picker starts on lenet5, which is not its first option. A first run cut short by
+    another (app.nav_while_rerunning) left the picker on its first option while lenet5 answered."""
+    app.goto("")
+    for _ in range(2):
+        app.nav_while_rerunning("Draw")
+        expect(app.widget("stSelectbox", "Model").locator("input")).to_have_value("lenet5")
+        app.nav("Home")
+
+
 def test_strokes_in_every_corner_and_the_top_right_reach_the_model(app):
     """Every pixel of the canvas takes ink: a short stroke in each corner, and one in the top-right band
     (x >= 140, y < 32) where the old toolbar's invisible box swallowed strokes, each gives a prediction."""

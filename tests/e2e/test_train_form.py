@@ -35,18 +35,10 @@ def test_the_form_shows_its_values_when_its_first_run_is_cut_short_by_another(ap
     """A page's first run can be replaced by a second before it has drawn the form: a polling
     fragment's rerun crossing the page switch does that (a student in a class arriving from the Class
     page saw it). The form must still show its values: it came up blank (model mlp-50, learning rate
-    0, Start disabled). Here the reruns are asked for by hand, with Streamlit's "r" key, right after
-    the switch."""
+    0, Start disabled)."""
     app.goto("")
     for _ in range(3):
-        link = app.nav_link("Train")
-        href = link.get_attribute("href")
-        link.click()
-        expect(app.page).to_have_url(href)
-        for _ in range(40):  # a rerun about every 25 ms for a second or so
-            app.page.keyboard.press("r")
-            app.page.wait_for_timeout(25)
-        app.wait_idle()
+        app.nav_while_rerunning("Train")
         expect(app.widget("stSelectbox", "model").locator("input")).to_have_value("lenet5")
         expect(app.widget("stNumberInput", "learning rate").locator("input")).to_have_value("0.003")
         expect(app.widget("stNumberInput", "batch size").locator("input")).to_have_value("32")
