@@ -26,7 +26,7 @@ from torch import nn
 
 from . import runs
 from .checkpoints import (MAX_SIDECAR_BYTES, MAX_UPLOAD_BYTES, load_checkpoint, load_uploaded_checkpoint,
-                          read_meta, sidecar_path, weights_path)
+                          read_capped, read_meta, sidecar_path, weights_path)
 from .errors import CheckpointError, MnistLabError, RunError
 from .records import RunStatus
 
@@ -43,13 +43,8 @@ def store_checkpoint(run_id: str, path: os.PathLike, root: Optional[os.PathLike]
     than an upload may be: the registry holds small models, not whatever a file grew to.
     """
     weights = weights_path(path)
-    try:
-        data, sidecar = weights.read_bytes(), sidecar_path(weights).read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"the checkpoint {weights.name} cannot be read to store it: "
-                              f"{exc.strerror or type(exc).__name__}") from None
-    if len(data) > MAX_UPLOAD_BYTES or len(sidecar) > MAX_SIDECAR_BYTES:
-        raise CheckpointError(f"the checkpoint {weights.name} is too large to keep in the run registry")
+    data = read_capped(weights, MAX_UPLOAD_BYTES)
+    sidecar = read_capped(sidecar_path(weights), MAX_SIDECAR_BYTES)
     runs.put_artifact(run_id, WEIGHTS, data, root=root)
     runs.put_artifact(run_id, SIDECAR, sidecar, root=root)
 

@@ -32,6 +32,10 @@ from .paths import REPO_ROOT, atomic_write, checkpoint_dir
 
 SUFFIX = ".safetensors"
 MAX_HEADER_BYTES = 10 << 20  # a real header of ours is a few KB
+# Every checkpoint is untrusted, wherever it lies: a file in the checkpoint folder, an upload or the
+# registry's copy is refused above these sizes before it is read (our largest is about 0.9 MB).
+MAX_UPLOAD_BYTES = 20 << 20
+MAX_SIDECAR_BYTES = 256 << 10
 
 
 def sidecar_path(path: os.PathLike) -> Path:
@@ -198,16 +202,27 @@ def check_meta(meta: dict, name: str = "sidecar") -> None:
             raise CheckpointError(f"{name}: {field} must be a plain name, not a path")
 
 
+def read_capped(path: Path, limit: int) -> bytes:
+    """A file's bytes, refused in one line (naming the file, never its folder) when it holds more than
+    `limit` bytes. Reads at most limit + 1 bytes, so a file that is sparse, growing or lying about its
+    size never costs more memory than the limit."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise CheckpointError(f"{path.name} cannot be read: {exc.strerror or type(exc).__name__}") from None
+    if len(data) > limit:
+        shown = f"{limit >> 20} MB" if limit >= 1 << 20 else f"{limit >> 10} KB"
+        raise CheckpointError(f"{path.name} is too large (the limit for this file is {shown})")
+    return data
+
+
 def read_meta(path: os.PathLike) -> dict:
     """The sidecar of a checkpoint, checked to be a JSON object naming a known architecture."""
     side = sidecar_path(weights_path(path))
     if not side.is_file():
         raise CheckpointError(f"{side.name} is missing: a checkpoint needs its JSON sidecar")
-    try:
-        text = side.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"{side.name} cannot be read: {exc.strerror or type(exc).__name__}") from None
-    return parse_meta(text, side.name)
+    return parse_meta(read_capped(side, MAX_SIDECAR_BYTES), side.name)
 
 
 def _check_safetensors_header(data: bytes, name: str) -> dict:
@@ -275,18 +290,10 @@ def load_checkpoint(path: os.PathLike) -> tuple[nn.Module, dict]:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path.name}")  # the file name, never the server's folder
     meta = read_meta(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"{path.name} cannot be read: {exc.strerror or type(exc).__name__}") from None
-    return model_from_bytes(data, meta, path.name), meta
+    return model_from_bytes(read_capped(path, MAX_UPLOAD_BYTES), meta, path.name), meta
 
 
 # --- uploads: untrusted bytes, checked and loaded in memory, never written ------------------------
-
-MAX_UPLOAD_BYTES = 20 << 20      # our largest checkpoint is about 0.6 MB
-MAX_SIDECAR_BYTES = 256 << 10
-
 
 def load_uploaded_checkpoint(weights: bytes, sidecar: bytes) -> tuple[nn.Module, dict]:
     """A checkpoint uploaded as its two files' bytes -> (model, meta), in memory; nothing is written."""

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .checkpoints import (MAX_SIDECAR_BYTES, MAX_UPLOAD_BYTES, _check_safetensors_header,
-                          _sidecar_json, model_from_bytes, parse_meta)
+                          _sidecar_json, model_from_bytes, parse_meta, read_capped)
 from .errors import CheckpointError
 from .paths import atomic_write
 
@@ -107,12 +107,7 @@ def load_bundle(source: os.PathLike | bytes) -> tuple[nn.Module, dict]:
     else:
         path = Path(source)
         name = path.name
-        try:
-            if path.stat().st_size > MAX_UPLOAD_BYTES:
-                raise CheckpointError(f"{name} is too large for a bundle ({path.stat().st_size / 2**20:.1f} MB)")
-            data = path.read_bytes()
-        except OSError as exc:
-            raise CheckpointError(f"{name} cannot be read: {exc.strerror or type(exc).__name__}") from None
+        data = read_capped(path, MAX_UPLOAD_BYTES)
     if len(data) > MAX_UPLOAD_BYTES:
         raise CheckpointError(f"{name} is too large ({len(data) / 2**20:.1f} MB; "
                               f"the limit is {MAX_UPLOAD_BYTES / 2**20:.0f} MB)")

@@ -398,3 +398,31 @@ def test_a_run_whose_loss_diverged_saves_it_as_unknown_and_still_loads(tmp_path)
     path = save_checkpoint(_model("mlp-50"), {"metrics": metrics}, tmp_path / "diverged.safetensors")
     _, meta = load_checkpoint(path)
     assert meta["metrics"] == {"test_accuracy": 0.1, "test_loss": None, "best_val_accuracy": None}
+
+
+@pytest.mark.parametrize("which", ["weights", "sidecar"])
+def test_a_sparse_oversized_file_in_the_checkpoint_folder_is_refused_without_reading_it(saved, which):
+    """A 64 MB sparse file (a 2 GB one made `evaluate` peak at 4.7 GB) costs no more than the limit."""
+    import tracemalloc
+
+    path, _ = saved
+    target = path if which == "weights" else checkpoints.sidecar_path(path)
+    with open(target, "r+b") as f:
+        f.truncate(64 << 20)  # sparse: no disk used, 64 MB to whoever reads it whole
+    tracemalloc.start()
+    try:
+        with pytest.raises(CheckpointError, match=r"^[^\n/]* is too large \(the limit for this file is \d+ [MK]B\)$"):
+            load_checkpoint(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < checkpoints.MAX_UPLOAD_BYTES + (4 << 20)
+
+
+def test_evaluate_refuses_an_oversized_checkpoint_in_one_line(saved, cli, mnist):
+    path, _ = saved
+    with open(path, "r+b") as f:
+        f.truncate(64 << 20)
+    result = cli("evaluate", str(path))
+    assert result.returncode != 0
+    assert result.stderr.strip() == f"error: {path.name} is too large (the limit for this file is 20 MB)"
