@@ -67,7 +67,8 @@ def _param_row(i: int) -> sweeps.Param | None:
                              "weight decay and batch size).")
     if how == "list":
         text = cols[2].text_input(f"Values of {form.noun(name)}", value=default_values if name == default_name else "",
-                                  key=f"sweep_values_{i}_{name}", placeholder="e.g. 0.001, 0.01, 0.1")
+                                  key=f"sweep_values_{i}_{name}", placeholder="e.g. 0.001, 0.01, 0.1",
+                                  max_chars=sweeps.MAX_PARAM_TEXT - len(name) - 1)  # parse_param refuses more
         return sweeps.parse_param(f"{name}={text}")
     low, high, points = cols[2].columns(3)
     lo = low.number_input("from", value=None, format="%g", key=f"sweep_low_{i}_{name}")

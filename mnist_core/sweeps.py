@@ -5,13 +5,19 @@ learning rate, weight decay and batch size on a log scale), grid or random (N sa
 seed), and "repeat each with k seeds" so the spread a seed alone causes is visible. Read in order:
 
     Param, parse_param        one varied field: "lr=0.001,0.003,0.01" or "lr=1e-4..1e-1:4"
-    SweepSpec, expand         the spec, and its points x seeds as validated, admitted TrainConfigs
-    plan                      expand + the caps (MNIST_MAX_SWEEP_RUNS, the visitor's queue room) + the estimate
+    SweepSpec, count, expand  the spec; how many runs it is (counted, nothing built); its points x seeds as
+                              validated, admitted TrainConfigs
+    plan                      the caps (MNIST_MAX_SWEEP_RUNS, the visitor's queue room) on the count, then
+                              expand, then the estimate
     estimate                  "N runs x ~T s ~= total" from the images/s earlier runs of each model reached
     submit, cancel            each run an ordinary run tagged with the sweep id (worker.submit), all or none
     analyse                   per run the varied values, test / best / last validation accuracy; per point the
                               mean and spread over seeds; a few plain-words sentences of what it showed
     cli                       `python -m mnist_core sweep ...`
+
+Everything here is bounded before it is built: a value list's text (MAX_PARAM_TEXT characters) and
+its values (MAX_VALUES) when it is parsed, the number of runs (points x seeds, a product of counts)
+before a single config is made, so a sweep far over the cap costs a multiplication, not its expansion.
 
 A sweep's spec is not stored anywhere: its runs carry the sweep id, and the fields that were varied
 are the ones whose values differ between its runs (`varied_fields`). So a sweep launched from the
@@ -37,6 +43,8 @@ from .training import TrainConfig, admit
 MAX_PARAMS = 3
 LOG_FIELDS = ("lr", "weight_decay", "batch_size")  # spaced and sampled on a log scale
 DEFAULT_RANGE_POINTS = 3                           # grid points of a range given without ":N"
+MAX_VALUES = 50                 # values one field may list (a range's grid points are bounded alike)
+MAX_PARAM_TEXT = 1000           # characters of one "NAME=V1,V2,..." (a form's text box can be forged)
 FALLBACK_IMAGES_PER_S = 3000.0  # a cautious guess for a small CPU host, used until a model has a finished run
 WORKER_START_SECONDS = 1.0      # an allowance for starting each run (BENCHMARKS.md measures it)
 EVAL_SHARE = 1 / 3              # a validation or test image costs about a third of a training one (forward only)
@@ -67,10 +75,12 @@ class Param:
                 raise ConfigError(f"{self.name}: a range needs low < high, got {self.low:g}..{self.high:g}")
             if self.log and self.low <= 0:
                 raise ConfigError(f"{self.name}: a range on a log scale must start above 0")
-            if not 2 <= self.points <= 50:
-                raise ConfigError(f"{self.name}: a range takes 2 to 50 grid points, got {self.points}")
+            if not 2 <= self.points <= MAX_VALUES:
+                raise ConfigError(f"{self.name}: a range takes 2 to {MAX_VALUES} grid points, got {self.points}")
         elif not self.values:
             raise ConfigError(f"{self.name}: give at least one value")
+        elif len(self.values) > MAX_VALUES:
+            raise ConfigError(f"{self.name}: at most {MAX_VALUES} values, got {len(self.values)}")
 
     @property
     def is_range(self) -> bool:
@@ -117,7 +127,10 @@ def _value(name: str, text: str):
 
 
 def parse_param(text: str) -> Param:
-    """`NAME=V1,V2,...` (a list) or `NAME=LOW..HIGH[:POINTS]` (a range) as a Param; ConfigError otherwise."""
+    """`NAME=V1,V2,...` (a list) or `NAME=LOW..HIGH[:POINTS]` (a range) as a Param; ConfigError otherwise
+    (a text over MAX_PARAM_TEXT characters before it is read at all)."""
+    if len(text) > MAX_PARAM_TEXT:
+        raise ConfigError(f"--param: at most {MAX_PARAM_TEXT} characters, got {len(text):,}")
     name, sep, rest = text.partition("=")
     name = name.strip().replace("-", "_")
     if not sep or not rest.strip():
@@ -164,8 +177,7 @@ def fmt_value(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def points(spec: SweepSpec) -> list[dict]:
-    """The sweep's points: every combination (grid) or `random` seeded draws, each {field: value}."""
+def _check_shape(spec: SweepSpec) -> None:
     if not 1 <= len(spec.params) <= MAX_PARAMS:
         raise ConfigError(f"a sweep varies 1 to {MAX_PARAMS} fields, got {len(spec.params)}")
     names = [p.name for p in spec.params]
@@ -173,9 +185,23 @@ def points(spec: SweepSpec) -> list[dict]:
         raise ConfigError(f"{next(n for n in names if names.count(n) > 1)}: varied twice")
     if not 1 <= spec.seeds <= 20:
         raise ConfigError(f"seeds: repeat each run 1 to 20 times, got {spec.seeds}")
+    if spec.random and not 1 <= spec.random <= 10_000:
+        raise ConfigError(f"random: draw 1 to 10000 samples, got {spec.random}")
+
+
+def count(spec: SweepSpec) -> int:
+    """How many runs the sweep is, points x seeds, from the counts alone: the product of each field's
+    number of values (grid) or the number of samples (random). No point or config is built."""
+    _check_shape(spec)
+    n_points = spec.random or math.prod(len(p.grid()) for p in spec.params)
+    return n_points * spec.seeds
+
+
+def points(spec: SweepSpec) -> list[dict]:
+    """The sweep's points: every combination (grid) or `random` seeded draws, each {field: value}."""
+    _check_shape(spec)
+    names = [p.name for p in spec.params]
     if spec.random:
-        if not 1 <= spec.random <= 10_000:
-            raise ConfigError(f"random: draw 1 to 10000 samples, got {spec.random}")
         rng = _random.Random(spec.sample_seed)
         return [{p.name: p.sample(rng) for p in spec.params} for _ in range(spec.random)]
     grids = [p.grid() for p in spec.params]
@@ -186,7 +212,9 @@ def points(spec: SweepSpec) -> list[dict]:
 
 def expand(spec: SweepSpec) -> list[PlannedRun]:
     """Every run of the sweep as a validated, admitted TrainConfig; the first bad one is a one-line
-    ConfigError that says which values made it ("learning rate 20: ...")."""
+    ConfigError that says which values made it ("learning rate 20: ..."). A sweep over
+    MNIST_MAX_SWEEP_RUNS is refused by its count before anything is built."""
+    check_size(count(spec), None, ())
     base = TrainConfig.from_dict(spec.base)  # a bad base is said once, not once per point
     planned = []
     for point in points(spec):
@@ -297,9 +325,10 @@ class Plan:
 
 
 def plan(spec: SweepSpec, owner: Optional[str] = None, all_runs: Sequence = ()) -> Plan:
-    """The sweep's runs, checked (each admitted, the caps) and estimated; ConfigError in one line."""
+    """The sweep's runs, checked (the caps on its count first, then each run admitted) and estimated;
+    ConfigError in one line."""
+    check_size(count(spec), owner, all_runs)
     planned = expand(spec)
-    check_size(len(planned), owner, all_runs)
     return Plan(planned, estimate(planned, all_runs))
 
 

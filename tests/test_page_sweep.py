@@ -51,6 +51,28 @@ def test_a_sweep_above_the_cap_is_refused_in_one_line_and_cannot_launch(monkeypa
     assert not _launch_button(at).disabled
 
 
+def test_a_sweep_of_48510_runs_is_refused_in_one_line_without_building_a_run(monkeypatch):
+    from mnist_core import sweeps
+
+    admitted = []
+    real_admit = sweeps.admit
+    monkeypatch.setattr(sweeps, "admit", lambda config: admitted.append(config) or real_admit(config))
+    at = _open(monkeypatch)
+    for i, name in enumerate(("lr", "weight_decay", "epochs")):
+        at.selectbox(key=f"sweep_field_{i}").set_value(name)
+    at.run()
+    at.text_input(key="sweep_values_0_lr").set_value(",".join(f"{0.0001 * (k + 1):g}" for k in range(22)))
+    at.text_input(key="sweep_values_1_weight_decay").set_value(",".join(f"{0.001 * (k + 1):g}" for k in range(21)))
+    at.text_input(key="sweep_values_2_epochs").set_value(",".join(str(k + 1) for k in range(21)))
+    at.number_input(key="sweep_seeds").set_value(5)
+    admitted.clear()
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["this sweep is 48510 runs; at most 64 are allowed here (fewer values, "
+                                           "samples or seeds)"]
+    assert admitted == [] and _launch_button(at).disabled
+
+
 def test_a_visitors_sweep_beyond_their_queue_room_is_refused_in_one_line(monkeypatch):
     at = _open(monkeypatch, MNIST_MAX_QUEUED_PER_OWNER="2")
     assert [e.value for e in at.error] == ["this sweep is 3 runs; you may have at most 2 queued or running (fewer "

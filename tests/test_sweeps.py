@@ -92,6 +92,41 @@ def test_a_sweep_above_the_sweep_cap_is_refused(monkeypatch):
         sweeps.plan(_spec("lr=0.001,0.01,0.1", "batch_size=64,128"))
 
 
+HUGE = ("lr=" + ",".join(f"{0.0001 * (k + 1):g}" for k in range(22)),          # 22 values
+        "weight_decay=" + ",".join(f"{0.001 * (k + 1):g}" for k in range(21)),  # x 21
+        "epochs=" + ",".join(str(k + 1) for k in range(21)))                    # x 21, x 5 seeds = 48,510 runs
+
+
+def test_a_sweep_far_over_the_cap_is_refused_by_its_count_before_any_config_is_built(monkeypatch):
+    built = []
+
+    def no_config(*args, **kwargs):
+        built.append(args)
+        raise AssertionError("a config was built for a sweep its count refuses")
+
+    monkeypatch.setattr(sweeps.TrainConfig, "from_dict", no_config)
+    monkeypatch.setattr(sweeps, "admit", no_config)
+    spec = _spec(*HUGE, seeds=5)
+    for refuse in (sweeps.plan, sweeps.expand):
+        with pytest.raises(ConfigError) as err:
+            refuse(spec)
+        assert str(err.value) == "this sweep is 48510 runs; at most 64 are allowed here (fewer values, samples or seeds)"
+    assert built == [] and sweeps.count(spec) == 48_510
+
+
+def test_a_random_sweep_is_counted_as_its_samples_times_its_seeds():
+    assert sweeps.count(_spec("lr=1e-4..1e-1", "optimizer=sgd,adam", random=200, seeds=3)) == 600
+
+
+def test_a_value_list_is_bounded_in_values_and_in_length_before_it_is_read():
+    with pytest.raises(ConfigError, match="lr: at most 50 values, got 51"):
+        sweeps.parse_param("lr=" + ",".join(f"{0.001 * (k + 1):g}" for k in range(51)))
+    forged = "lr=" + "0.1," * 1_000_000  # a widget value a hostile browser can send
+    with pytest.raises(ConfigError, match="at most 1000 characters, got 4,000,003") as err:
+        sweeps.parse_param(forged)
+    assert "\n" not in str(err.value)
+
+
 def test_a_visitors_sweep_must_fit_in_their_room_in_the_queue(monkeypatch):
     monkeypatch.setenv("MNIST_MAX_QUEUED_PER_OWNER", "4")
     theirs = [_run("r1", status="running", owner="me"), _run("r2", status="running", owner="someone")]
