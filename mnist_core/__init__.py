@@ -22,6 +22,7 @@ runs, workers, executors
     runfiles     run ids and every file a run owns (log, snapshots, default checkpoint)
     records      what crosses processes: RunStatus, MetricRow
     limits       a hosted server's bounds (queue, time, the demo's bounds on a config, sweeps)
+    retention    which finished runs a host removes (MNIST_KEEP_RUNS, MNIST_KEEP_RUN_DAYS), oldest first
 training
     training/    config and presets; admission; one loop; the torch and NumPy engines
     scratch/     the tutorials' from-scratch NumPy layers, each backward checked against autograd

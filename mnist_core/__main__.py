@@ -1,5 +1,5 @@
 """The command line: python -m mnist_core fetch-data | train | submit | sweep | evaluate CKPT|RUN_ID | export CKPT
-| runs [--json] | models | presets | kernels.
+| runs [--json] | runs prune [--dry-run] | models | presets | kernels.
 
 `train` takes every TrainConfig field as a flag (generated from the dataclass, so the flags, the
 Train page's form and the config are one list), or `--preset NAME` (flags then override the preset),
@@ -260,6 +260,30 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def cmd_prune(args) -> int:
+    from . import retention
+    from .errors import ConfigError
+
+    rules = retention.policy()
+    for flag, value in (("--keep-runs", args.keep_runs), ("--keep-days", args.keep_days)):
+        if value is not None and not value >= 0:
+            raise ConfigError(f"{flag} must be 0 (no limit) or more, got {value}")
+    rules = retention.Policy(keep_runs=rules.keep_runs if args.keep_runs is None else args.keep_runs,
+                             keep_days=rules.keep_days if args.keep_days is None else args.keep_days)
+    if not rules.active:
+        print("retention is off: set MNIST_KEEP_RUNS or MNIST_KEEP_RUN_DAYS (on by default under MNIST_DEMO), "
+              "or pass --keep-runs / --keep-days")
+        return 0
+    result = retention.prune(rules, limit=None, dry_run=args.dry_run)
+    for r in result.removed:
+        print(f"{'would remove' if args.dry_run else 'removed'} {r.id} {r.status:10} {r.config.get('model', '?')}")
+    for problem in result.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{rules.describe()}: {verb} {len(result.removed)} run(s)")
+    return 2 if result.problems else 0
+
+
 def cmd_models(args) -> int:
     from .models import count_parameters, create_model, list_models, model_info
 
@@ -353,6 +377,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line per run (id, status, config, "
                                                        "node, host, job_id, test_accuracy, error, sweep, class_code...)")
     p.set_defaults(func=cmd_runs)
+    pp = p.add_subparsers(dest="runs_action").add_parser(
+        "prune", help="remove the finished runs the retention policy says are due, oldest first (their rows, "
+                      "metrics, artifacts and files); the policy is MNIST_KEEP_RUNS and MNIST_KEEP_RUN_DAYS, "
+                      "on by default under MNIST_DEMO (500 runs, 7 days)")
+    pp.add_argument("--dry-run", action="store_true", help="only list the runs it would remove")
+    pp.add_argument("--keep-runs", type=int, metavar="N", help="keep the newest N finished runs (0 = no limit; "
+                                                               "default MNIST_KEEP_RUNS)")
+    pp.add_argument("--keep-days", type=float, metavar="D", help="remove finished runs D days after they ended "
+                                                                 "(0 = never; default MNIST_KEEP_RUN_DAYS)")
+    pp.set_defaults(func=cmd_prune)
     p = sub.add_parser("models", help="list the model zoo")
     p.set_defaults(func=cmd_models)
     p = sub.add_parser("presets", help="list the training presets")

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from . import limits, runfiles, runs
+from . import limits, retention, runfiles, runs
 from .paths import runs_dir
 from .errors import MnistLabError
 from .records import LIVE, RunStatus
@@ -143,6 +143,7 @@ def serve(root: Optional[str] = None) -> int:
     warmed.join()
     print(f"runner {os.getpid()} ready: {Path(slot.name).stem}", flush=True)
     folder = Path(root or runs_dir())
+    retention.prune_pass(root)  # the policy (MNIST_KEEP_RUNS, MNIST_KEEP_RUN_DAYS) applied, a bounded pass
     idle_since = time.monotonic()
     while folder.is_dir() and time.monotonic() - idle_since < idle_seconds():
         try:
@@ -156,6 +157,7 @@ def serve(root: Optional[str] = None) -> int:
             time.sleep(POLL_SECONDS)
             continue
         run_one(context, run_id, root)
+        retention.prune_pass(root)  # and after each run: one more finished run may be one too many
         idle_since = time.monotonic()
     slot.close()
     return 0

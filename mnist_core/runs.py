@@ -746,10 +746,14 @@ def _reap(conn: Connection, live: Optional[list[dict]] = None) -> None:
                          .values(status="failed", finished_at=now, error=reason))
 
 
-def _read_runs(root: Optional[os.PathLike], *where) -> list[sa.Row]:
-    """Runs matching `where`, oldest first, dead workers' runs read as failed. The common case is one
-    read transaction; only when a live run's worker is found dead is a write taken to record it."""
-    query = sa.select(RUNS).where(*where).order_by(RUNS.c.created_at, RUNS.c.id)
+def _read_runs(root: Optional[os.PathLike], *where, newest_first: bool = False, limit: Optional[int] = None,
+               offset: int = 0) -> list[sa.Row]:
+    """Runs matching `where`, oldest first (or newest first), at most `limit` of them after skipping
+    `offset` (SQL LIMIT and OFFSET: a page of 25 reads 25 rows, whatever the registry holds), dead
+    workers' runs read as failed. The common case is one read transaction; only when a live run's
+    worker is found dead is a write taken to record it."""
+    order = (RUNS.c.created_at.desc(), RUNS.c.id.desc()) if newest_first else (RUNS.c.created_at, RUNS.c.id)
+    query = sa.select(RUNS).where(*where).order_by(*order).limit(limit).offset(offset or None)
     with _transaction(root) as conn:
         rows = conn.execute(query).all()
     now = time.time()
@@ -760,12 +764,50 @@ def _read_runs(root: Optional[os.PathLike], *where) -> list[sa.Row]:
     return rows
 
 
-def list_runs(root: Optional[os.PathLike] = None, sweep: Optional[str] = None,
-              class_code: Optional[str] = None) -> list[Run]:
-    """Every run (or those of one sweep, one class), oldest first. Runs whose worker died read as failed."""
-    where = [RUNS.c.sweep == sweep] if sweep is not None else []
-    where += [RUNS.c.class_code == class_code] if class_code is not None else []
-    return [_row_to_run(r) for r in _read_runs(root, *where)]
+def _run_filter(sweep: Optional[str] = None, class_code: Optional[str] = None, status=None,
+                owner: Optional[str] = None, has_artifacts: Iterable[str] = (), where: Iterable = ()) -> list:
+    conditions = list(where)
+    conditions += [RUNS.c.sweep == sweep] if sweep is not None else []
+    conditions += [RUNS.c.class_code == class_code] if class_code is not None else []
+    if status is not None:
+        statuses = [status] if isinstance(status, str) else list(status)
+        conditions.append(RUNS.c.status.in_([str(s) for s in statuses]))
+    conditions += [RUNS.c.owner == owner] if owner is not None else []
+    conditions += [sa.exists().where(ARTIFACTS.c.run_id == RUNS.c.id, ARTIFACTS.c.name == name)
+                   for name in has_artifacts]
+    return conditions
+
+
+def list_runs(root: Optional[os.PathLike] = None, sweep: Optional[str] = None, class_code: Optional[str] = None,
+              *, status=None, owner: Optional[str] = None, has_artifacts: Iterable[str] = (), where: Iterable = (),
+              newest_first: bool = False, limit: Optional[int] = None, offset: int = 0) -> list[Run]:
+    """Every run (or those of one sweep, one class, with a status or several, of one owner, holding
+    the named artifacts, meeting further conditions `where` on RUNS' columns), oldest first. Runs
+    whose worker died read as failed.
+
+    A page never lists them all: `newest_first=True, limit=25, offset=50` is the third page of 25,
+    newest first, and count_runs says how many pages there are. The limit is the database's (SQL
+    LIMIT), so a registry of 10,000 runs costs a page what a registry of 25 does."""
+    conditions = _run_filter(sweep, class_code, status, owner, has_artifacts, where)
+    return [_row_to_run(r) for r in _read_runs(root, *conditions, newest_first=newest_first, limit=limit,
+                                               offset=offset)]
+
+
+def count_runs(root: Optional[os.PathLike] = None, sweep: Optional[str] = None, class_code: Optional[str] = None,
+               *, status=None, owner: Optional[str] = None, where: Iterable = ()) -> int:
+    """How many runs list_runs would list with the same filters (no limit), counted by the database."""
+    conditions = _run_filter(sweep, class_code, status, owner, where=where)
+    with _transaction(root) as conn:
+        return conn.scalar(sa.select(sa.func.count()).select_from(RUNS).where(*conditions))
+
+
+def recent_runs(limit: int = 200, root: Optional[os.PathLike] = None) -> list[Run]:
+    """What a page needs to place runs in line and pick one to watch, without reading the whole
+    registry: every live run (the queue caps bound them) and the newest `limit` runs, oldest first."""
+    newest = list_runs(root, newest_first=True, limit=limit)
+    known = {r.id for r in newest}
+    live = [r for r in list_runs(root, status=LIVE) if r.id not in known]
+    return sorted([*newest, *live], key=lambda r: (r.created_at, r.id))
 
 
 def get_run(run_id: str, root: Optional[os.PathLike] = None) -> Run:
