@@ -33,7 +33,6 @@ POLL_SECONDS = 2.0
 NONE = "(none)"
 FIELDS = {f.name: f for f in TrainConfig.fields()}
 VARYABLE = [name for name in FIELDS if name not in ("seed", "device", "backend", "threads")]
-DEFAULTS = [("lr", "0.001, 0.01, 0.1")]  # a first sweep worth looking at, within a visitor's default queue room
 STATUS_WORDS = {"queued": "queued", "running": "running", "completed": "done", "failed": "failed",
                 "cancelled": "cancelled"}
 
@@ -43,14 +42,16 @@ def _base_config() -> dict:
     values: every run of the sweep starts from them."""
     if all(f"cfg_{n}" in st.session_state for n in FIELDS):
         return {n: st.session_state[f"cfg_{n}"] for n in FIELDS}
-    return dict(st.session_state.get("train_form") or form.FIRST_RUN)
+    return dict(st.session_state.get("train_form") or form.first_run().values)
 
 
 # --- build -------------------------------------------------------------------------------------------
 
-def _param_row(i: int) -> sweeps.Param | None:
-    """One varied field's widgets; its Param, or None when the row varies nothing. Raises ConfigError."""
-    default_name, default_values = DEFAULTS[i] if i < len(DEFAULTS) else (NONE, "")
+def _param_row(i: int, default: form.SweepDefault) -> sweeps.Param | None:
+    """One varied field's widgets (the first row starts as the default sweep here); its Param, or None
+    when the row varies nothing. Raises ConfigError."""
+    default_name, default_values = ((default.name, ", ".join(f"{v:g}" for v in default.values)) if i == 0
+                                    else (NONE, ""))
     cols = st.columns([2, 1, 4])
     options = [NONE, *VARYABLE]
     name = cols[0].selectbox(f"Vary field {i + 1}", options, index=options.index(default_name), key=f"sweep_field_{i}",
@@ -82,9 +83,12 @@ def _param_row(i: int) -> sweeps.Param | None:
 def _build(token: str, all_runs: list) -> None:
     st.caption("Each run starts from the One run form's values: " + form.config_line(_base_config()))
     params, problem = [], None
+    default = form.sweep_default()  # as many values as a visitor may queue here
+    if default.note and st.session_state.get("sweep_field_0", default.name) == default.name:
+        st.caption(f"The first sweep here: {default.note}.")
     for i in range(sweeps.MAX_PARAMS):
         try:
-            param = _param_row(i)
+            param = _param_row(i, default)
         except MnistLabError as exc:
             problem = problem or live_words(exc)
             continue

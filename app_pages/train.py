@@ -55,8 +55,7 @@ def _form_values() -> dict:
 def _remember() -> None:
     values = _form_values()
     preset = st.session_state.get("preset", CUSTOM)
-    if preset != CUSTOM and values != {name: PRESETS[preset].overrides.get(name, f.default)
-                                       for name, f in FIELDS.items()}:
+    if preset != CUSTOM and values != form.preset(preset).values:
         st.session_state["preset"] = preset = CUSTOM  # the form is no longer that recipe: don't name it so
     st.session_state["train_form"] = values
     st.session_state["train_form_preset"] = preset
@@ -65,13 +64,18 @@ def _remember() -> None:
 def _apply_preset() -> None:
     name = st.session_state["preset"]
     if name != CUSTOM:
-        _set_fields(PRESETS[name].overrides)
+        _set_fields(form.preset(name).values)  # the recipe fitted to this host's bounds
     _remember()
 
 
+# The starting values and the presets as this host admits them (fitted to its bounds, or unavailable).
+first_run = form.first_run()
+offers = {name: form.preset(name) for name in PRESETS}
 if "cfg_model" not in st.session_state:
-    _set_fields(st.session_state.get("train_form", form.FIRST_RUN))
+    _set_fields(st.session_state.get("train_form", first_run.values))
     st.session_state["preset"] = st.session_state.get("train_form_preset", CUSTOM)
+if st.session_state["preset"] != CUSTOM and offers[st.session_state["preset"]].unavailable:
+    st.session_state["preset"] = CUSTOM  # chosen under other bounds: not offered here now
 
 
 def _field_widget(name: str, problem: str | None) -> None:
@@ -119,7 +123,7 @@ tab_one, tab_sweep = st.tabs(["One run", "Sweep"])
 with tab_one, st.container(border=True):
     top = st.columns([2, 3])
     with top[0]:
-        presets = [CUSTOM, *PRESETS]
+        presets = [CUSTOM, *(name for name, o in offers.items() if not o.unavailable)]
         st.selectbox("Preset", presets, index=presets.index(st.session_state["preset"]), key="preset",
                      on_change=_apply_preset,
                      help="Each tutorial's recipe, plus fast and best. Choosing one fills in the form.")
@@ -127,9 +131,14 @@ with tab_one, st.container(border=True):
         chosen = st.session_state["preset"]
         if chosen != CUSTOM:
             p = PRESETS[chosen]
-            st.caption(p.description + (f" **Article's result:** {p.reported}." if p.reported else ""))
+            st.caption(p.description + (f" **Article's result:** {p.reported}." if p.reported else "")
+                       + (f" *{offers[chosen].fitted_text()}.*" if offers[chosen].notes else ""))
         elif not any(r.owner == token for r in all_runs):
-            st.caption(form.FIRST_RUN_TIP)
+            st.caption(form.first_run_tip(first_run.values)
+                       + (f" *{first_run.fitted_text()}.*" if first_run.notes else ""))
+        unavailable = [f"{name} ({o.unavailable})" for name, o in offers.items() if o.unavailable]
+        if unavailable:
+            st.caption("Not on this server: " + "; ".join(unavailable) + ".")
     # One row of the fields that matter most: on a phone the columns stack in this order.
     for col, name in zip(st.columns(len(form.PRIMARY)), form.PRIMARY):
         with col:

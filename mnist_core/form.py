@@ -12,17 +12,23 @@ module holds what the page needs beyond the field metadata, so the page stays a 
   what the form shows;
 - `plain(message)`: a ConfigError's text with config names turned into the reader's words;
 - `config_line(config)`: a run's config in the same words, for the live panel;
-- `FIRST_RUN`: the form's starting values, a run long enough to watch the curves move.
+- `FIRST_RUN`: the form's starting values, a run long enough to watch the curves move;
+- `first_run()`, `preset(name)`, `sweep_default()`: what the form and the Sweep tab start from on
+  *this* host: fitted to its bounds (limits.fit) with a note saying what changed, or, for a preset
+  no fitting can admit (a model the demo does not allow), unavailable with the reason, so a host's
+  own settings never meet a visitor with a refusal; `first_run_tip(values)` describes the values.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
+from . import limits
 from .errors import ConfigError
-from .training import TrainConfig, admit, available_devices
+from .training import PRESETS, TrainConfig, admit, available_devices
 
 _FIELDS = {f.name: f for f in TrainConfig.fields()}
 
@@ -56,12 +62,14 @@ ADVANCED = tuple(name for name in _FIELDS if name not in PRIMARY)
 # validating every 50 steps draws the validation curve as it goes. One thread leaves the other cores
 # to the web server and the browser drawing the live charts (on a busy 2-core host, two threads were
 # several times slower, not faster: BENCHMARKS.md). It stays inside the public demo's bounds
-# (limits.py), so a first visit to a hosted demo sees no refusal.
+# (limits.py), so a first visit to a hosted demo sees no refusal: a host with tighter bounds gets
+# them fitted (first_run()).
 FIRST_RUN = {"model": "lenet5", "batch_size": 32, "epochs": 4, "train_size": 20_000, "val_size": 2_000,
              "eval_every": 50, "threads": 1}
-FIRST_RUN_TIP = ("First time here? The starting values train LeNet-5 on 20,000 images in small batches (32 "
-                 "images a step) and validate every 50 steps: watch the loss fall and the accuracy climb. "
-                 "More epochs or a smaller batch make a longer run; a preset fills in a tutorial's recipe.")
+# The Sweep tab's first sweep: the learning rate over three decades (the last one too high for AdamW,
+# which is worth seeing), as many of them as a visitor may queue here.
+SWEEP_DEFAULT = ("lr", (0.001, 0.01, 0.1))
+MODEL_NAMES = {"lenet5": "LeNet-5"}  # how a sentence names a model, where it has a usual name
 
 
 def noun(name: str) -> str:
@@ -89,6 +97,10 @@ def choices(name: str) -> tuple:
     if name == "device":
         here = available_devices()
         return tuple(d for d in allowed if d in here)
+    if name == "model":
+        bounds = limits.current()
+        if bounds.demo:  # the models this demo admits, in the zoo's order
+            return tuple(m for m in allowed if m in bounds.allowed_models)
     return tuple(allowed)
 
 
@@ -169,3 +181,88 @@ def config_line(config: dict[str, Any]) -> str:
         return f"{noun(name)} {value if isinstance(value, str) else _number(value)}"
 
     return " · ".join(words(name, config[name]) for name in (*PRIMARY, *ADVANCED) if name in config)
+
+
+# --- what the form starts from on this host ------------------------------------------------------
+
+@dataclass(frozen=True)
+class Offer:
+    """Every field's value for the form to start from here, fitted to this host's bounds: `notes` says
+    what the fitting changed, in the form's words; `unavailable` why no fitting lets it run here."""
+    values: dict
+    notes: tuple = ()
+    unavailable: str | None = None
+
+    def fitted_text(self) -> str:
+        """"Fitted to this server: epochs 3 (this demo allows at most 3) · ...", or "" when nothing changed."""
+        if not self.notes:
+            return ""
+        return "Fitted to this server: " + " · ".join(
+            "{} ({})".format(*note.split(": ", 1)) if ": " in note else note for note in self.notes)
+
+
+def offer(values: dict[str, Any]) -> Offer:
+    """`values` (any fields; the rest take their defaults) fitted to this host's bounds (limits.fit) and
+    admitted as a submit would admit them; a refusal that remains makes the offer unavailable."""
+    config = TrainConfig.from_dict({**TrainConfig().to_dict(), **values})
+    config, notes = limits.fit(config)
+    try:
+        admit(config)
+    except ConfigError as exc:
+        message = str(exc)
+        name, _, why = message.partition(": ")
+        if name in _FIELDS:  # the value too: "model cnn-strong: this demo allows lenet5, ..."
+            message = f"{name} {getattr(config, name)}: {why}"
+        return Offer(config.to_dict(), tuple(plain(n) for n in notes), plain(message))
+    return Offer(config.to_dict(), tuple(plain(n) for n in notes))
+
+
+def first_run() -> Offer:
+    """The form's starting values (FIRST_RUN) on this host."""
+    return offer(FIRST_RUN)
+
+
+def preset(name: str) -> Offer:
+    """A preset's recipe on this host: fitted to its bounds, or unavailable with the reason."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return offer(PRESETS[name].overrides)
+
+
+def first_run_tip(values: dict[str, Any]) -> str:
+    """The first-run tip, telling the starting values as they are on this host."""
+    images = values["train_size"] or limits.TRAIN_IMAGES - values["val_size"]
+    model = MODEL_NAMES.get(values["model"], values["model"])
+    epochs = f"{values['epochs']} epoch{'s' * (values['epochs'] != 1)}"
+    validate = (f"validate every {values['eval_every']} steps" if values["eval_every"] else "validate once per epoch")
+    return (f"First time here? The starting values train {model} on {_number(images)} images for {epochs} in small "
+            f"batches ({values['batch_size']} images a step) and {validate}: watch the loss fall and the accuracy "
+            "climb. More epochs or a smaller batch make a longer run; a preset fills in a tutorial's recipe.")
+
+
+@dataclass(frozen=True)
+class SweepDefault:
+    """The Sweep tab's first sweep here: the field it varies, its values, and a note when the host's
+    caps left fewer values than SWEEP_DEFAULT has ("" otherwise)."""
+    name: str
+    values: tuple
+    note: str = ""
+
+
+def sweep_default() -> SweepDefault:
+    """SWEEP_DEFAULT with as many values as one visitor's sweep may have runs here (MNIST_MAX_SWEEP_RUNS,
+    MNIST_MAX_QUEUED_PER_OWNER, MNIST_MAX_QUEUED), spread over its range: the first and last of them
+    when only two fit."""
+    name, values = SWEEP_DEFAULT
+    bounds = limits.current()
+    room, why = min((bounds.max_sweep_runs, f"a sweep may have at most {bounds.max_sweep_runs} runs here"),
+                    (bounds.max_queued_per_owner, f"you may have at most {bounds.max_queued_per_owner} runs queued "
+                                                  "or running here"),
+                    (bounds.max_queued, f"the training queue holds at most {bounds.max_queued} runs here"))
+    if room >= len(values):
+        return SweepDefault(name, values)
+    if room == 1:
+        kept = (values[len(values) // 2],)
+    else:
+        kept = tuple(values[round(i * (len(values) - 1) / (room - 1))] for i in range(room))
+    return SweepDefault(name, kept, f"{noun(name)} {', '.join(f'{v:g}' for v in kept)}: {why}")

@@ -10,6 +10,8 @@ Read from the environment each time (so a test or an operator can change them wi
     MNIST_MAX_RUN_SECONDS       wall-clock limit of one run, in seconds: past it the worker stops and the
                                 run ends failed ("time limit 10 min reached") with no checkpoint.
                                 Default 600 under MNIST_DEMO, none otherwise; 0 = none
+    MNIST_TIME_LIMIT_GRACE_SECONDS  how long past that limit a worker that has not stopped itself
+                                (stopped, hung) is given before it is killed from outside (default 30)
     MNIST_DEMO=1                turn on the public-demo bounds below (off by default)
     MNIST_MAX_EPOCHS            demo bound on epochs (default 5)
     MNIST_MAX_TRAIN_IMAGES      demo bound on train_size; 0 = all is refused under it (default 20000)
@@ -28,11 +30,17 @@ means one per core).
 The bounds on a config are checked by admission (training.admit, through check_demo_bounds), where a
 run is asked for (the Train page's submit, the CLI) and again where a worker starts it; a config is
 valid whatever they say, so runs recorded under other bounds still display. The queue limits are
-checked when a run is created (runs.create_run), the time limit by the worker.
+checked when a run is created (runs.create_run), the time limit by the worker and, past the
+grace, from outside: by the runner that forked it, or for a Ray job by the executor's reconcile.
+
+`fit(config)` is the other side of the same bounds: what a form, a preset or a sweep starts from is
+brought inside them before anyone sees it (fewer epochs, fewer images...), with one note per change,
+so a host's own settings never greet a visitor with a refusal.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -66,8 +74,29 @@ class Limits:
 
     def time_limit_text(self) -> str:
         """The time limit in words, as a run stopped by it reports it: "time limit 10 min"."""
-        s = self.max_run_seconds
-        return f"time limit {s // 60} min" if s >= 60 and s % 60 == 0 else f"time limit {s} s"
+        return time_limit_text(self.max_run_seconds)
+
+
+def time_limit_text(seconds: int) -> str:
+    """A time limit in words: "time limit 10 min", "time limit 90 s"."""
+    return f"time limit {seconds // 60} min" if seconds >= 60 and seconds % 60 == 0 else f"time limit {seconds} s"
+
+
+TIME_LIMIT_GRACE_SECONDS = 30  # past the limit, for a worker to stop itself before it is killed from outside
+
+
+def max_run_seconds() -> int:
+    """MNIST_MAX_RUN_SECONDS alone (0 = none): what a runner enforces, without importing the model zoo."""
+    return max(0, _int("MNIST_MAX_RUN_SECONDS", 600 if _demo() else 0))
+
+
+def time_limit_grace() -> int:
+    """MNIST_TIME_LIMIT_GRACE_SECONDS (default TIME_LIMIT_GRACE_SECONDS)."""
+    return max(0, _int("MNIST_TIME_LIMIT_GRACE_SECONDS", TIME_LIMIT_GRACE_SECONDS))
+
+
+def _demo() -> bool:
+    return os.environ.get("MNIST_DEMO", "").lower() in ("1", "true", "yes", "on")
 
 
 def max_concurrent() -> int:
@@ -81,12 +110,12 @@ def current() -> Limits:
     allowed = os.environ.get("MNIST_ALLOWED_MODELS")
     models = tuple(m.strip() for m in allowed.split(",") if m.strip()) if allowed else \
         tuple(m for m in list_models() if m != "cnn-strong")
-    demo = os.environ.get("MNIST_DEMO", "").lower() in ("1", "true", "yes", "on")
+    demo = _demo()
     return Limits(
         max_concurrent=max_concurrent(),
         max_queued=max(1, _int("MNIST_MAX_QUEUED", 20)),
         max_queued_per_owner=max(1, _int("MNIST_MAX_QUEUED_PER_OWNER", 3)),
-        max_run_seconds=max(0, _int("MNIST_MAX_RUN_SECONDS", 600 if demo else 0)),
+        max_run_seconds=max_run_seconds(),
         demo=demo,
         max_epochs=_int("MNIST_MAX_EPOCHS", 5),
         max_train_images=_int("MNIST_MAX_TRAIN_IMAGES", 20_000),
@@ -142,3 +171,51 @@ def check_demo_bounds(config) -> None:
         raise ConfigError(f"val_size: {config.val_size} images at each of {val_images // config.val_size} "
                           f"validations is {val_images} validation images; this demo allows at most "
                           f"{limits.max_val_images} (a smaller val_size or a larger eval_every)")
+
+
+def fit(config):
+    """`config` brought inside this host's bounds where fewer of something can do it, and one note
+    per change in the words of the refusal it avoids ("epochs 3: this demo allows at most 3").
+
+    Threads above the host's cores come down to them, demo or not; under MNIST_DEMO, epochs,
+    training images and batch size come down to their bounds, then epochs (or, when one epoch is
+    already too many steps, a larger batch) to the step bound, and val_size to the validation bound.
+    A model the demo does not allow cannot be fitted: it is left as it is, for admission to refuse.
+    """
+    notes = []
+
+    def change(name: str, value: int, why: str) -> None:
+        nonlocal config
+        config = dataclasses.replace(config, **{name: value})
+        notes.append(f"{name} {value}: {why}")
+
+    cores = host_cores()
+    if config.threads > cores:
+        change("threads", cores, f"this machine has {cores} core(s)")
+    bounds = current()
+    if not bounds.demo:
+        return config, notes
+    if config.epochs > bounds.max_epochs >= 1:
+        change("epochs", bounds.max_epochs, f"this demo allows at most {bounds.max_epochs}")
+    if (config.train_size == 0 or config.train_size > bounds.max_train_images) and bounds.max_train_images >= 1:
+        change("train_size", min(bounds.max_train_images, TRAIN_IMAGES - config.val_size),
+               f"this demo allows at most {bounds.max_train_images}" + (", not all" if not config.train_size else ""))
+    if config.batch_size > bounds.max_batch_size >= 1:
+        change("batch_size", bounds.max_batch_size, f"this demo allows at most {bounds.max_batch_size}")
+    steps, _ = planned_work(config)
+    if steps > bounds.max_steps >= 1:
+        per_epoch = steps // config.epochs
+        why = f"this demo allows at most {bounds.max_steps} steps a run"
+        if per_epoch <= bounds.max_steps:
+            change("epochs", bounds.max_steps // per_epoch, f"{per_epoch} steps an epoch; {why}")
+        else:
+            if config.epochs > 1:
+                change("epochs", 1, f"one epoch is {per_epoch} steps; {why}")
+            images = config.train_size or TRAIN_IMAGES - config.val_size
+            change("batch_size", math.ceil(images / bounds.max_steps), why)
+    steps, val_images = planned_work(config)
+    if val_images > bounds.max_val_images and config.val_size:
+        validations = val_images // config.val_size
+        change("val_size", bounds.max_val_images // validations,
+               f"{validations} validations; this demo allows at most {bounds.max_val_images} validation images a run")
+    return config, notes

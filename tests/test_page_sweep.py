@@ -42,7 +42,8 @@ def _charts(at: AppTest) -> list[dict]:
 
 def test_a_sweep_above_the_cap_is_refused_in_one_line_and_cannot_launch(monkeypatch):
     at = _open(monkeypatch, MNIST_MAX_SWEEP_RUNS="2")
-    # the first sweep offered: 3 learning rates
+    assert not at.error  # the first sweep offered fits the cap (form.sweep_default): 2 of its 3 learning rates
+    at.text_input(key="sweep_values_0_lr").set_value("0.001, 0.01, 0.1").run()
     assert [e.value for e in at.error] == ["this sweep is 3 runs; at most 2 are allowed here (fewer values, samples "
                                            "or seeds)"]
     assert _launch_button(at).disabled
@@ -75,6 +76,9 @@ def test_a_sweep_of_48510_runs_is_refused_in_one_line_without_building_a_run(mon
 
 def test_a_visitors_sweep_beyond_their_queue_room_is_refused_in_one_line(monkeypatch):
     at = _open(monkeypatch, MNIST_MAX_QUEUED_PER_OWNER="2")
+    assert not at.error  # the first sweep offered fits the visitor's room (form.sweep_default)
+    assert any("you may have at most 2 runs queued or running here" in c.value for c in at.caption)
+    at.text_input(key="sweep_values_0_lr").set_value("0.001, 0.01, 0.1").run()
     assert [e.value for e in at.error] == ["this sweep is 3 runs; you may have at most 2 queued or running (fewer "
                                            "values, samples or seeds)"]
     assert _launch_button(at).disabled
