@@ -24,7 +24,8 @@ runs, workers, executors
     limits       a hosted server's bounds (queue, time, the demo's bounds on a config, sweeps)
     retention    which finished runs a host removes (MNIST_KEEP_RUNS, MNIST_KEEP_RUN_DAYS), oldest first
 training
-    training/    config and presets; admission; one loop; the torch and NumPy engines
+    training/    config and presets; admission; one loop; the torch and NumPy engines; cpu: threads
+                 from the cores other processes leave free
     scratch/     the tutorials' from-scratch NumPy layers, each backward checked against autograd
 models and data
     models       the zoo (a registry of named architectures, plain PyTorch)

@@ -328,3 +328,10 @@ def test_the_workers_checkpoint_of_a_numpy_run_loads_and_predicts(mnist):
     accuracy = (probabilities.argmax(1) == labels[:500].numpy()).mean()
     assert accuracy > 0.6
     assert len(runs.get_metrics(run.id, split="train")) == math.ceil(1000 / 50)
+
+
+@pytest.mark.parametrize("name", ["tutorial-numpy-2layer", "tutorial-numpy-mlp90"])
+def test_the_numpy_tutorial_presets_run_on_the_numpy_engine_they_reproduce(name):
+    from mnist_core.training import admit, preset_config
+
+    assert admit(preset_config(name)).backend == "numpy"

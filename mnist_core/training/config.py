@@ -53,7 +53,7 @@ class TrainConfig:
     val_size: int = _field(DEFAULT_VAL_SIZE, "validation images carved from the training set", low=0, high=30_000)
     eval_every: int = _field(0, "validate every N steps (0 = once per epoch)", low=0, high=1_000_000)
     seed: int = _field(0, "random seed (same seed, same run on CPU)", low=0, high=2**31 - 1)
-    threads: int = _field(0, "CPU threads (0 = one per core)", low=0, high=256)
+    threads: int = _field(0, "CPU threads (0 = one per core that other processes leave free)", low=0, high=256)
     device: str = _field("auto", "device: auto picks cuda, then mps, then cpu", choices=DEVICES)
     backend: str = _field("torch", "training engine: torch, or numpy (the tutorials' from-scratch MLPs)",
                           choices=BACKENDS)
@@ -124,7 +124,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "Tutorial 1: 784-50-10 net, plain SGD, batch 100, 5 epochs (= 5 x 600 iterations). The article's lr "
            "0.001 was for raw 0-255 pixels; our models normalize inputs, so the rate is rescaled to 0.06 (measured "
            "to reproduce the article's figure).",
-           dict(model="mlp-50", optimizer="sgd", lr=0.06, batch_size=100, epochs=5, schedule="none"),
+           dict(model="mlp-50", optimizer="sgd", lr=0.06, batch_size=100, epochs=5, schedule="none", backend="numpy"),
            "96.23% test accuracy"),
     Preset("tutorial-mlp-mse",
            "Tutorial 2: 784-256-64-10 MLP trained with MSE between its raw outputs and one-hot labels (no "
@@ -138,7 +138,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "validation. The article's lr 10^-0.35 was for pixels / 255; with normalized inputs and a loss averaged "
            "over the 10 outputs too (F.mse_loss), the rate that reproduces its figure is 1.0 (measured).",
            dict(model="mlp-90", optimizer="sgd", lr=1.0, batch_size=100, epochs=6,
-                loss="mse-onehot", schedule="none", val_size=10_000),
+                loss="mse-onehot", schedule="none", val_size=10_000, backend="numpy"),
            "97.62% train, 96.84% validation, 96.71% test"),
     Preset("tutorial-lenet5",
            "Tutorial 4: LeNet-5, SGD lr 0.2, batch 64, 6 epochs on a 3,000-image subset (2,600 train, 200 dev), "
@@ -152,8 +152,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in [
            "test accuracy printed after training (no figure in the text)"),
     Preset("fast",
            "LeNet-5 to 99% as fast as we can: AdamW (lr 0.02, weight decay 0.05) with a one-cycle schedule, "
-           "3 epochs of batch 192 over all 60,000 training images (no validation split). About 99.2% test "
-           "accuracy in seconds on 2 CPU cores (the time in BENCHMARKS.md).",
+           "3 epochs of batch 192 over all 60,000 training images (no validation split). Measured on this "
+           "project's quiet 2-core AMD EPYC: 99.1-99.3% test accuracy, 9.1 s median (BENCHMARKS.md).",
            dict(model="lenet5", optimizer="adamw", lr=0.02, weight_decay=0.05, batch_size=192, epochs=3,
                 schedule="onecycle", val_size=0)),
     Preset("best",

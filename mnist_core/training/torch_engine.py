@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import os
 from typing import Optional
 
 import torch
@@ -23,8 +22,10 @@ from torch import nn
 
 from .. import kernels
 from ..errors import ConfigError
+from ..limits import host_cores
 from ..models import create_model
 from .config import TrainConfig
+from .cpu import FreeCores, free_now
 from .loop import select_data
 
 
@@ -222,6 +223,9 @@ class TorchEngine:
         if device.type == "cpu":
             kernels.fuse(model)  # LeNet-5's fused CPU kernels, where they are built (kernels/__init__.py)
         self.channels_last = uses_channels_last(model, device)
+        # threads = 0 on the CPU: follow the cores other processes leave free (cpu.py)
+        self.free_cores = FreeCores(host_cores(), torch.get_num_threads(), torch.set_num_threads) \
+            if config.threads == 0 and device.type == "cpu" else None
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = self.snapshot_model = model
@@ -238,9 +242,10 @@ class TorchEngine:
     @staticmethod
     @contextlib.contextmanager
     def threads(config: TrainConfig):
-        """`threads` CPU threads for torch (0: one per core), the previous count restored after."""
+        """`threads` CPU threads for torch (0: one per free core, see cpu.py), the previous count
+        restored after."""
         previous = torch.get_num_threads()
-        torch.set_num_threads(config.threads or os.cpu_count() or 1)
+        torch.set_num_threads(config.threads or free_now(host_cores()))
         try:
             yield
         finally:
@@ -251,6 +256,8 @@ class TorchEngine:
 
     def train_step(self, idx: torch.Tensor, step: int) -> tuple[float, float]:
         config = self.config
+        if self.free_cores is not None:
+            self.free_cores.check()
         if self.graphed is not None and len(idx) == config.batch_size:
             result = self.graphed(idx)
         else:
