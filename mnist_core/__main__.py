@@ -17,6 +17,9 @@ import os
 import sys
 
 from .errors import MnistLabError
+from .runfiles import RUN_ID
+
+EXAMPLE_RUN_ID = "20250131-142501-3fa9c2"  # what runfiles.new_run_id makes: date, time, 6 hex digits
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -57,7 +60,10 @@ def cmd_train(args) -> int:
     from .worker import execute_run
 
     fields = {f.name for f in TrainConfig.fields()}
-    if args.run_id:
+    if args.run_id is not None:  # given, even empty: never a default training instead
+        if not RUN_ID.match(args.run_id):
+            raise MnistLabError(f"--run-id {args.run_id[:40]!r} is not a run id: one looks like "
+                                f"{EXAMPLE_RUN_ID} (see `runs`)")
         if args.preset or any(vars(args).get(k) is not None for k in fields):
             raise MnistLabError("--run-id runs a queued run as it was configured: give no other config flags")
         run_id = args.run_id
@@ -159,7 +165,7 @@ def follow(run_id: str, quiet: bool = False, poll_seconds: float = 0.5) -> int:
     if run.status == RunStatus.COMPLETED:
         print(f"run {run_id} completed: test accuracy {run.test_accuracy:.4f}")
         return 0
-    print(f"run {run_id} {run.status}" + (f": {run.error}" if run.error else ""))
+    print(f"run {run_id} {run.status}" + (f": {one_line(run.error)}" if run.error else ""))
     return 1
 
 
@@ -213,7 +219,6 @@ def cmd_export(args) -> int:
 def cmd_evaluate(args) -> int:
     from .checkpoints import load_checkpoint
     from .data import load_mnist
-    from .runfiles import RUN_ID
     from .training import evaluate
 
     if RUN_ID.match(args.checkpoint):  # a run id: its checkpoint wherever it lives (a file here, or the registry)
@@ -230,6 +235,16 @@ def cmd_evaluate(args) -> int:
 
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
+
+
+ERROR_WIDTH = 200  # the runs table's error column: a reason is one short line (runs --json has the text whole)
+
+
+def one_line(text: str) -> str:
+    """A run's error as a table shows it: its first line that says something (a carriage return ends a
+    line too, as in a progress bar's redraws), cut to ERROR_WIDTH characters."""
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return line if len(line) <= ERROR_WIDTH else line[:ERROR_WIDTH - 1] + "…"
 
 
 RUN_JSON_FIELDS = ("id", "status", "config", "node", "host", "job_id", "created_at", "started_at", "finished_at",
@@ -256,7 +271,7 @@ def cmd_runs(args) -> int:
     for r in rows:
         node = getattr(r, "node", None) or r.host or "-"
         print(f"{r.id:24} {r.status:10} {r.config.get('model', '?'):11} {_fmt(r.best_val_accuracy, '8.4f')} "
-              f"{_fmt(r.test_accuracy, '8.4f')} {_fmt(r.duration, '6.0f')}s  {node:16} {r.error or ''}")
+              f"{_fmt(r.test_accuracy, '8.4f')} {_fmt(r.duration, '6.0f')}s  {node:16} {one_line(r.error or '')}")
     return 0
 
 

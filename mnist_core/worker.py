@@ -10,7 +10,8 @@ atomically (and into the registry, for a web host that shares no disk with this 
 leaves the run completed, cancelled or failed, with a one-line error text when it fails. `submit`
 admits a visitor's config before it queues anything, then hands the run to the configured executor.
 
-Three things stop a run early: a cancel request or SIGTERM (it ends cancelled), the time limit
+Three things stop a run early: a cancel request or SIGTERM (it ends cancelled; after SIGTERM with the
+one-line reason "stopped by SIGTERM"), the time limit
 MNIST_MAX_RUN_SECONDS (it ends failed, "time limit 10 min reached", with no checkpoint: a run cut
 short does not pass for a finished one), and the registry giving up on it (its heartbeat says the
 run is no longer running: the worker stops and leaves the record as the registry wrote it).
@@ -38,6 +39,7 @@ from .records import MetricRow, RunStatus
 from .training import TrainConfig, admit, train
 
 FLUSH_SECONDS = 0.5   # metrics reach the registry at most this late
+SIGTERM_REASON = "stopped by SIGTERM"  # a cancelled run's error when the signal, not a cancel request, stopped it
 HEARTBEAT_SECONDS = 1.0
 
 
@@ -88,7 +90,7 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
     stop = threading.Event()  # set by a cancel request, SIGTERM, the registry giving up, the time limit
     done = threading.Event()
     deadline = time.monotonic() + bounds.max_run_seconds if bounds.max_run_seconds else math.inf
-    state = {"steps": 0, "timed_out": False}
+    state = {"steps": 0, "timed_out": False, "sigterm": False}
 
     def beat() -> None:
         while not done.wait(HEARTBEAT_SECONDS):
@@ -106,10 +108,15 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
 
     heart = threading.Thread(target=beat, name=f"heartbeat-{run_id}", daemon=True)
     heart.start()
+
+    def on_sigterm(*_) -> None:
+        state["sigterm"] = state["sigterm"] or not stop.is_set()  # what stopped the run, unless it was stopping
+        stop.set()
+
     previous_sigterm = None
     if threading.current_thread() is threading.main_thread():
         # SIGTERM (e.g. the hosting platform stopping us) ends the run as cancelled, not half-written.
-        previous_sigterm = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm)
 
     writer = _RegistryWriter(run_id, root)
 
@@ -162,7 +169,7 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
     elif state["timed_out"]:
         outcome = dict(status=RunStatus.FAILED, error=f"{bounds.time_limit_text()} reached")
     else:
-        outcome = dict(status=RunStatus.CANCELLED)
+        outcome = dict(status=RunStatus.CANCELLED, error=SIGTERM_REASON if state["sigterm"] else None)
     try:
         writer.flush()
         recorded = runs.finish_run(run_id, root=root, best_val_accuracy=result.best_val_accuracy, **outcome)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from mnist_core import data, runs
 from mnist_core.__main__ import main
 from mnist_core.models import list_models
 from mnist_core.training import PRESETS, TrainConfig
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _flag(field_name: str) -> str:
@@ -47,6 +55,60 @@ def test_runs_on_an_empty_registry(cli, isolated_dirs):
     assert result.returncode == 0, result.stderr
     assert "no runs yet" in result.stdout
     assert not (isolated_dirs["runs"] / "registry.sqlite").exists() or runs.list_runs() == []
+
+
+@pytest.mark.subprocess
+def test_train_with_an_empty_run_id_is_refused_in_one_line_and_trains_nothing(cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "no-data"))  # a default training would stop here, not hang
+    for run_id in ("", "../etc", "20250131-142501-3FA9C2x"):
+        result = cli("train", "--run-id", run_id, "--quiet")
+        assert result.returncode == 2, result.stdout
+        assert _one_error_line(result.stderr) == (f"error: --run-id {run_id!r} is not a run id: one looks like "
+                                                  "20250131-142501-3fa9c2 (see `runs`)")
+        assert result.stdout == ""
+    assert runs.list_runs() == []  # no run was registered, let alone trained
+
+
+@pytest.mark.subprocess
+def test_a_run_stopped_by_sigterm_records_its_reason_in_one_line_not_its_progress_bars(mnist, cli, wait_for,
+                                                                                          tmp_path):
+    # 40,000 steps of one image, with the progress bar on (no --quiet): SIGTERM stops it long before the end.
+    flags = ["--model", "mlp-50", "--train-size", "2000", "--val-size", "500", "--batch-size", "1", "--epochs", "20",
+             "--threads", "1", "--device", "cpu"]
+    bars = tmp_path / "stderr.txt"
+    with open(bars, "w") as err:  # a file, not a pipe: tqdm's redraws must never block the worker
+        proc = subprocess.Popen([sys.executable, "-m", "mnist_core", "train", *flags], cwd=REPO_ROOT,
+                                env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            # Steps recorded: the SIGTERM handler is installed and the progress bar is drawing.
+            run = wait_for(lambda: next((r for r in runs.list_runs() if r.status == "running" and r.steps), None),
+                           timeout=120, interval=0.1, what="the run's first recorded steps")
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 1  # a run that did not complete
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+    assert "step/s" in bars.read_text()  # the progress bar did run, on stderr
+    ended = runs.get_run(run.id)
+    assert (ended.status, ended.error) == ("cancelled", "stopped by SIGTERM")
+    table = cli("runs")
+    assert table.returncode == 0, table.stderr
+    header, row = table.stdout.splitlines()  # one line per run
+    assert row.startswith(run.id) and row.split(maxsplit=7)[-1] == "stopped by SIGTERM"  # the last column
+
+
+@pytest.mark.subprocess
+def test_runs_prints_one_line_per_run_whatever_text_its_error_holds(cli):
+    run_id = runs.create_run(TrainConfig(epochs=1).to_dict())
+    redraws = "\r".join(f"{p}%|{'#' * (p // 10)}| {p * 60}/6000 [00:0{p // 20}<00:05, 1206.45step/s]"
+                        for p in range(0, 101, 2))
+    runs.finish_run(run_id, "failed", error=f"{redraws}\nTraceback (most recent call last):\n  ...")
+    table = cli("runs")
+    assert table.returncode == 0, table.stderr
+    header, row = table.stdout.splitlines()  # one line per run
+    error = row.split(maxsplit=7)[-1]  # the last column
+    assert error == "0%|| 0/6000 [00:00<00:05, 1206.45step/s]" and "Traceback" not in table.stdout
 
 
 # --- in-process ------------------------------------------------------------------------------------------
