@@ -11,7 +11,8 @@ Both are told about a run after the registry has it ("queued") and about a cance
 registry's flag is set: the flag is what a worker obeys, wherever it runs; an executor may add a
 backstop (Ray stops the job if the worker does not end in time). The queue moves when a run is
 submitted (start) and when a worker ends (the runner takes the next run): never because a page was
-drawn.
+drawn. The server's start (prepare) also records what workers on this host finished but could not
+record (outcomes.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Protocol
 
+from . import outcomes
+from .errors import MnistLabError
 from .paths import runs_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -87,9 +90,16 @@ def current() -> Executor:
 
 
 def prepare(root=None) -> None:
-    """The server started: the configured executor gets ready (if it has anything to do) so that a first
-    Start trains at once. The local one warms a runner; a cluster is ready by itself. MNIST_WARM_RUNNER=0
-    turns this off (no runner waits before the first submit)."""
+    """The server started: outcomes that workers here could not record are recorded (outcomes.py), and
+    the configured executor gets ready (if it has anything to do) so that a first Start trains at once.
+    The local one warms a runner; a cluster is ready by itself. MNIST_WARM_RUNNER=0 turns the warming
+    off (no runner waits before the first submit)."""
+    try:
+        outcomes.reconcile(root)
+    except MnistLabError as exc:
+        print(f"outcomes left by workers still wait: {exc}", file=sys.stderr)
+        if isinstance(current(), LocalExecutor):
+            ensure_runners(root, wanted=1)  # a runner keeps trying while they wait
     if os.environ.get("MNIST_WARM_RUNNER", "1").lower() in ("0", "false", "no", "off"):
         return  # the operator saves the waiting runner's memory; the first Start pays a cold start
     executor = current()

@@ -25,6 +25,12 @@ environment `ray start` ran in). A node without MNIST fetches and MD5-verifies i
 Cancel: the registry's flag first (the worker stops at its next heartbeat and records the run
 cancelled); `stop_job` is the backstop, at once for a job that has not started its run, else after
 CANCEL_GRACE_SECONDS if the job has not ended by then.
+
+The time limit: the worker stops itself at MNIST_MAX_RUN_SECONDS. No process on the node watches it
+from outside (a local runner does); reconcile (which the CLI's `runs` and `submit --wait` call) fails
+a run still running past its limit plus the grace (limits.time_limit_grace) whose heartbeat has
+stopped (a stopped or hung worker on this host; the registry gives up on one elsewhere by its lease),
+with the worker's own words, then stops its job.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ import time
 import urllib.request
 from typing import Optional
 
-from . import runs
+from . import limits, outcomes, runs
 from .errors import RunError
 from .paths import REPO_ROOT
 from .records import LIVE, RunStatus
@@ -150,6 +156,22 @@ class RayExecutor:
             time.sleep(0.5)
         self._stop(job_id)
 
+    def _fail_overdue(self, running: list, root) -> list[str]:
+        """Fail the runs past their time limit and its grace (counted from when they started) whose
+        heartbeat has stopped, in the worker's words; then stop their jobs."""
+        limit, now = limits.max_run_seconds(), time.time()
+        if not limit:
+            return []
+        overdue = [r for r in running if r.started_at and now - r.started_at > limit + limits.time_limit_grace()
+                   and now - (r.heartbeat or r.started_at) > runs.HEARTBEAT_TIMEOUT]
+        failed = []
+        for run in overdue:
+            # First the record, then the job: a worker that wakes finds its run given up and records nothing.
+            if runs.finish_run(run.id, RunStatus.FAILED, root=root, error=f"{limits.time_limit_text(limit)} reached"):
+                failed.append(run.id)
+            self._stop(run.job_id)
+        return failed
+
     def _stop(self, job_id: str) -> None:
         try:
             self._client().stop_job(job_id)
@@ -158,10 +180,15 @@ class RayExecutor:
 
     def reconcile(self, root=None) -> list[str]:
         """Fail the queued runs whose job ended before its worker could start the run (the entrypoint
-        could not run, the runtime env failed, the job was stopped); return their ids. A running run's
-        worker keeps its own lease: the registry judges that one."""
+        could not run, the runtime env failed, the job was stopped), and the running ones past their
+        time limit and its grace whose heartbeat stopped (their job is stopped); return their ids.
+        Other running runs' workers keep their own lease: the registry judges those. Outcomes that
+        workers on this host could not record are recorded first (outcomes.py)."""
+        outcomes.reconcile(root)
         ended = []
-        waiting = [r for r in runs.list_runs(root=root) if r.status == RunStatus.QUEUED and r.job_id]
+        every = runs.list_runs(root=root)
+        ended += self._fail_overdue([r for r in every if r.status == RunStatus.RUNNING and r.job_id], root)
+        waiting = [r for r in every if r.status == RunStatus.QUEUED and r.job_id]
         if not waiting:
             return ended
         client = self._client()

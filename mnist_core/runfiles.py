@@ -8,6 +8,7 @@ named here:
                                         MNIST_REGISTRY_URL names another database
     runs/RUN_ID.log                     the worker's output (runner.py points it there)
     runs/snapshots/RUN_ID.npz           the kernels and feature maps for the replay (snapshots.py)
+    runs/outcomes/RUN_ID.json           how the run ended, while the registry could not take it (outcomes.py)
     checkpoints/MODEL-RUN_ID.safetensors (+ .json)  the checkpoint, unless the run was told another path
 
 (runs/ and checkpoints/ move with MNIST_RUNS_DIR and MNIST_CHECKPOINT_DIR.) A run's files kept in the
@@ -54,15 +55,24 @@ def snapshot_path(run_id: str, root: Optional[os.PathLike] = None) -> Path:
     return Path(root or runs_dir()) / "snapshots" / f"{check_run_id(run_id)}.npz"
 
 
+def outcome_path(run_id: str, root: Optional[os.PathLike] = None) -> Path:
+    return outcomes_dir(root) / f"{check_run_id(run_id)}.json"
+
+
+def outcomes_dir(root: Optional[os.PathLike] = None) -> Path:
+    return Path(root or runs_dir()) / "outcomes"
+
+
 def default_checkpoint_path(model: str, run_id: str) -> Path:
     """Where a run's checkpoint goes unless it was told another path: MODEL-RUN_ID.safetensors."""
     return checkpoint_dir() / f"{model}-{check_run_id(run_id)}.safetensors"
 
 
 def remove_run_files(run_id: str, root: Optional[os.PathLike] = None, checkpoint: Optional[str] = None) -> None:
-    """Delete every file the run owns: its log, its snapshots and, when `checkpoint` (the run's recorded
-    one) is its own default-named file, that checkpoint and its sidecar. Missing files are fine."""
-    paths = [log_path(run_id, root), snapshot_path(run_id, root)]
+    """Delete every file the run owns: its log, its snapshots, an outcome left waiting and, when
+    `checkpoint` (the run's recorded one) is its own default-named file, that checkpoint and its
+    sidecar. Missing files are fine."""
+    paths = [log_path(run_id, root), snapshot_path(run_id, root), outcome_path(run_id, root)]
     if checkpoint:
         own = Path(checkpoint)
         if own.name.endswith(f"-{check_run_id(run_id)}.safetensors") and own.parent.resolve() == checkpoint_dir():

@@ -12,14 +12,25 @@ native code, the OOM killer, a SIGKILL) takes only that worker. The runner sees 
 the run failed at once ("the worker was killed by SIGKILL") if the worker could not, and claims the
 next run: the queue moves on without any page asking it to.
 
+The runner also enforces the time limit from outside. The worker stops itself at MNIST_MAX_RUN_SECONDS,
+but one that is stopped (SIGSTOP) or hung never looks at its clock: once the limit plus a grace
+(MNIST_TIME_LIMIT_GRACE_SECONDS, default 30) has passed since the worker started, the runner kills it
+with SIGKILL (a stopped process does not act on SIGTERM until it is continued) and fails the run with
+the worker's own words, "time limit 10 min reached"; then it takes the next run.
+
+A worker that finished but could not record how (the registry down, gone, full) leaves its outcome in
+a file (outcomes.py). The runner records it once the worker has exited, and while it waits for work,
+and never fails that run as "the worker died": the finished model is not lost.
+
 Slots: a runner holds one of MNIST_MAX_CONCURRENT lock files in <runs dir>/runners/ for its life
 (flock: the kernel releases it when the process dies, however it dies). A submit starts a runner
 when a slot is free (executors.LocalExecutor); a runner that finds none free exits. The registry's
 claim (runs.claim_next) keeps the cap across every host that shares the registry.
 
 A runner waits for work, polling the registry every POLL_SECONDS, for MNIST_RUNNER_IDLE_SECONDS
-(default 600) after its last run, then exits. It leaves as soon as nothing waits once the process
-that started it (the web server, a CLI `submit`) has ended, and when its runs folder disappears.
+(default 600) after its last run (or while an outcome waits to be recorded), then exits. It leaves
+as soon as nothing waits once the process that started it (the web server, a CLI `submit`) has
+ended, and when its runs folder disappears.
 """
 
 from __future__ import annotations
@@ -33,12 +44,13 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from . import limits, retention, runfiles, runs
+from . import limits, outcomes, retention, runfiles, runs
 from .paths import runs_dir
 from .errors import MnistLabError
-from .records import LIVE, RunStatus
+from .records import RunStatus
 
 POLL_SECONDS = 0.2
+OUTCOME_RETRY_SECONDS = 5.0  # how often a waiting runner tries again to record outcomes left in files
 
 
 def idle_seconds() -> float:
@@ -113,19 +125,42 @@ def _ended_how(exitcode: Optional[int]) -> str:
 
 
 def run_one(context, run_id: str, root: Optional[str]) -> None:
-    """Train one claimed run in a forked worker and make sure the registry says how it ended."""
+    """Train one claimed run in a forked worker, within its time limit, and make sure the registry
+    says how it ended."""
     worker = context.Process(target=_work, args=(run_id, root), name=f"worker-{run_id}", daemon=False)
     try:
         worker.start()
     except Exception as exc:  # noqa: BLE001 - a worker that cannot start fails its run, not the runner
         runs.finish_run(run_id, RunStatus.FAILED, root=root, error=f"the worker could not be started: {exc}")
         return
-    worker.join()
+    limit = limits.max_run_seconds()
+    worker.join(limit + limits.time_limit_grace() if limit else None)
+    timed_out = worker.is_alive()
+    if timed_out:  # stopped, hung, or still trying to record: it cannot be left holding the queue
+        worker.kill()
+        worker.join()
+        print(f"runner: run {run_id}: its worker outlived its {limits.time_limit_text(limit)} and the "
+              f"{limits.time_limit_grace()} s grace: killed", file=sys.stderr, flush=True)
     try:
-        if runs.get_run(run_id, root=root).status in LIVE:
-            runs.finish_run(run_id, RunStatus.FAILED, root=root, error=_ended_how(worker.exitcode))
+        if runfiles.outcome_path(run_id, root).exists():  # it finished, but could not record how
+            outcomes.reconcile_one(run_id, root)
+        else:  # finish_run changes only a run still live: one the worker recorded stays as it said
+            error = f"{limits.time_limit_text(limit)} reached" if timed_out else _ended_how(worker.exitcode)
+            runs.finish_run(run_id, RunStatus.FAILED, root=root, error=error)
     except MnistLabError as exc:
-        print(f"runner: run {run_id} could not be checked: {exc}", file=sys.stderr)
+        print(f"runner: run {run_id} could not be recorded: {exc}", file=sys.stderr, flush=True)
+
+
+def _record_outcomes(root: Optional[str]) -> bool:
+    """Record the outcomes workers here left in files (outcomes.py); True while some still wait."""
+    if not outcomes.waiting(root):
+        return False
+    try:
+        for run_id in outcomes.reconcile(root):
+            print(f"runner: run {run_id} recorded from the outcome its worker left", flush=True)
+    except MnistLabError as exc:
+        print(f"runner: outcomes still wait: {exc}", file=sys.stderr, flush=True)
+    return bool(outcomes.waiting(root))
 
 
 def serve(root: Optional[str] = None) -> int:
@@ -144,7 +179,7 @@ def serve(root: Optional[str] = None) -> int:
     print(f"runner {os.getpid()} ready: {Path(slot.name).stem}", flush=True)
     folder = Path(root or runs_dir())
     retention.prune_pass(root)  # the policy (MNIST_KEEP_RUNS, MNIST_KEEP_RUN_DAYS) applied, a bounded pass
-    idle_since = time.monotonic()
+    idle_since = next_outcome_try = time.monotonic()
     while folder.is_dir() and time.monotonic() - idle_since < idle_seconds():
         try:
             run_id = runs.claim_next(os.getpid(), root=root, max_concurrent=limits.max_concurrent())
@@ -154,6 +189,10 @@ def serve(root: Optional[str] = None) -> int:
         if run_id is None:
             if not _launcher_alive():
                 break  # the server (or CLI) that started this runner is gone and nothing waits: leave now
+            if time.monotonic() >= next_outcome_try:
+                if _record_outcomes(root):
+                    idle_since = time.monotonic()  # not idle: a run's outcome waits for the registry
+                next_outcome_try = time.monotonic() + OUTCOME_RETRY_SECONDS
             time.sleep(POLL_SECONDS)
             continue
         run_one(context, run_id, root)

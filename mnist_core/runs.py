@@ -13,9 +13,12 @@ differs is how each database makes a write atomic:
 
 - SQLite (WAL mode, so readers read while the writer writes): a write transaction starts with
   `BEGIN IMMEDIATE`, taking the file's write lock before its first read, so a count followed by an
-  insert (the queue limits, the claim) is one step; every connection waits (busy timeout) rather
-  than failing with "database is locked". SQLAlchemy's pysqlite recipe: the driver's own BEGIN is
-  turned off and an event listener emits ours.
+  insert (the queue limits, the claim) is one step; a transaction that finds the file locked waits
+  (busy timeout) rather than failing with "database is locked": a page's for PAGE_WAIT_SECONDS, so a
+  broken or stuck registry costs a page one line within seconds, never a minute; a worker's or a
+  runner's writes for WORKER_WAIT_SECONDS, since nobody waits on them and they must not lose a
+  record to a moment's contention. SQLAlchemy's pysqlite recipe: the driver's own BEGIN is turned
+  off and an event listener emits ours.
 - PostgreSQL (READ COMMITTED): a write that counts before it acts (create_run's queue limits, the
   claim's cap) first takes a transaction-level advisory lock, which serializes exactly those writes
   and is released by COMMIT or ROLLBACK whatever happens; row locks alone cannot stop two claimers
@@ -26,9 +29,10 @@ differs is how each database makes a write atomic:
 A run whose worker died is never left reading "running": reads check live runs' workers and mark
 dead ones failed. On this host the process answers for itself (its pid alive, not a zombie, and
 started before the worker last wrote), so a worker that is only late (paused, swapped out, busy) is
-never given up on; a worker on another host is judged by its heartbeat lease (none for
-HEARTBEAT_TIMEOUT seconds). A worker whose run was given up on learns it from its next heartbeat and
-stops without touching the record.
+never given up on, nor one that ended leaving an outcome the registry could not take (outcomes.py:
+its runner or the next start records it); a worker on another host is judged by its heartbeat
+lease (none for HEARTBEAT_TIMEOUT seconds). A worker whose run was given up on learns it from its
+next heartbeat and stops without touching the record.
 
 Every fault is a one-line RunError that names the registry as a visitor may see it, "the run
 registry (registry.sqlite)" or "the run registry (PostgreSQL at host:port)", never a server path or
@@ -50,6 +54,7 @@ import threading
 import time
 import urllib.parse
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
@@ -62,10 +67,12 @@ from sqlalchemy.engine import Connection, Engine
 
 from .errors import RunError
 from .records import ENDED, LIVE, MetricRow, RunStatus
-from .runfiles import check_run_id, new_run_id, registry_path, remove_run_files
+from .runfiles import check_run_id, new_run_id, outcome_path, registry_path, remove_run_files
 
 HEARTBEAT_TIMEOUT = 10.0  # seconds without a heartbeat before a live run's worker counts as dead
 MAX_ARTIFACT_BYTES = 32 * 1024 * 1024  # a run's small files (an MNIST checkpoint is under 2 MB)
+PAGE_WAIT_SECONDS = 3.0     # how long a page's transaction waits for a locked (or unreachable) registry
+WORKER_WAIT_SECONDS = 30.0  # ... and a worker's or a runner's write, which nobody waits on
 
 # --- the schema -----------------------------------------------------------------------------------
 
@@ -269,7 +276,7 @@ def _sqlite_engine(path: Path) -> Engine:
         # mode=rw once this process knows the registry: one deleted since is not recreated by the open.
         mode = "rw" if _sqlite_where(path).key in _known else "rwc"
         uri = f"file:{urllib.parse.quote(str(path))}?mode={mode}"
-        return sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
+        return sqlite3.connect(uri, uri=True, timeout=_wait.get(), isolation_level=None, check_same_thread=False)
 
     engine = sa.create_engine("sqlite://", creator=open_file, poolclass=sa.pool.QueuePool, pool_size=4,
                               max_overflow=16)
@@ -277,11 +284,16 @@ def _sqlite_engine(path: Path) -> Engine:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
         dbapi_connection.isolation_level = None  # the driver emits no BEGIN of its own: _on_begin does
-        for pragma in ("busy_timeout = 30000", "synchronous = NORMAL", "foreign_keys = ON", "journal_mode = WAL"):
+        for pragma in (f"busy_timeout = {_wait.get() * 1000:.0f}", "synchronous = NORMAL", "foreign_keys = ON",
+                       "journal_mode = WAL"):
             dbapi_connection.execute(f"PRAGMA {pragma}")
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
+        wait_ms = round(_wait.get() * 1000)  # a pooled connection keeps the last caller's wait: set this one's
+        if conn.info.get("busy_timeout") != wait_ms:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {wait_ms}")
+            conn.info["busy_timeout"] = wait_ms
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("registry_write") else "BEGIN")
 
     return engine
@@ -304,8 +316,13 @@ def _same_sqlite_file(where: _Where, engine: Engine) -> None:
 
 def _postgres_engine(url: sa.URL) -> Engine:
     # pre_ping: a pooled connection that a server restart closed is replaced, not handed out.
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8, hide_parameters=True,
-                            connect_args={"connect_timeout": 10})
+    engine = sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8, hide_parameters=True)
+
+    @event.listens_for(engine, "do_connect")
+    def _connect_timeout(_dialect, _record, _args, params):
+        params["connect_timeout"] = max(1, round(min(_wait.get(), 10)))  # a page's PAGE_WAIT_SECONDS, else 10 s
+
+    return engine
 
 
 def close_connections() -> None:
@@ -426,16 +443,25 @@ def _reason(exc: BaseException) -> str:
     return line.rsplit("failed: ", 1)[-1].strip() or line
 
 
+_wait: ContextVar[float] = ContextVar("registry_wait", default=PAGE_WAIT_SECONDS)  # this transaction's
+
+
 @contextmanager
-def _transaction(root: Optional[os.PathLike] = None, write: bool = False,
-                 lock: Optional[int] = None) -> Iterator[Connection]:
+def _transaction(root: Optional[os.PathLike] = None, write: bool = False, lock: Optional[int] = None,
+                 patient: bool = False) -> Iterator[Connection]:
+    """One transaction on the registry; `patient` for a worker's or a runner's (WORKER_WAIT_SECONDS for a
+    locked or unreachable registry, instead of a page's PAGE_WAIT_SECONDS)."""
     where = _where(root)
+    token = _wait.set(WORKER_WAIT_SECONDS if patient else PAGE_WAIT_SECONDS)
     try:
-        engine = _engine(where)
-    except sa.exc.SQLAlchemyError as exc:  # pragma: no cover - _connection turns these into RunError
-        raise RunError(f"{where.name} cannot be used: {_first_line(exc)}") from None
-    with _connection(where, engine, write=write, lock=lock) as conn:
-        yield conn
+        try:
+            engine = _engine(where)
+        except sa.exc.SQLAlchemyError as exc:  # pragma: no cover - _connection turns these into RunError
+            raise RunError(f"{where.name} cannot be used: {_first_line(exc)}") from None
+        with _connection(where, engine, write=write, lock=lock) as conn:
+            yield conn
+    finally:
+        _wait.reset(token)
 
 
 @contextmanager
@@ -514,8 +540,8 @@ def claim_next(pid: int, root: Optional[os.PathLike] = None, max_concurrent: Opt
     with _transaction(root) as conn:
         if conn.scalar(sa.select(RUNS.c.id).where(_WAITING).limit(1)) is None:
             return None  # the common case, without taking the write lock
-    with _transaction(root, write=True, lock=_QUEUE_LOCK) as conn:
-        _reap(conn)
+    with _transaction(root, write=True, lock=_QUEUE_LOCK, patient=True) as conn:
+        _reap(conn, root=root)
         if conn.scalar(sa.select(sa.func.count()).where(_ACTIVE)) >= cap:
             return None
         run_id = conn.scalar(sa.select(RUNS.c.id).where(_WAITING, RUNS.c.job_id.is_(None))  # a Ray job's run is Ray's
@@ -540,8 +566,8 @@ def claim_queued(launch, root: Optional[os.PathLike] = None, max_concurrent: Opt
     with _transaction(root) as conn:
         if conn.scalar(sa.select(RUNS.c.id).where(_WAITING).limit(1)) is None:
             return started  # the common case, without taking the write lock
-    with _transaction(root, write=True, lock=_QUEUE_LOCK) as conn:
-        _reap(conn)
+    with _transaction(root, write=True, lock=_QUEUE_LOCK, patient=True) as conn:
+        _reap(conn, root=root)
         active = conn.scalar(sa.select(sa.func.count()).where(_ACTIVE))
         waiting = conn.scalars(sa.select(RUNS.c.id).where(_WAITING).order_by(RUNS.c.created_at, RUNS.c.id)
                                .limit(max(0, cap - active)).with_for_update(skip_locked=True)).all()
@@ -569,7 +595,7 @@ def queue_positions(all_runs: list["Run"]) -> dict[str, int]:
 def set_worker(run_id: str, pid: int, root: Optional[os.PathLike] = None) -> None:
     """Record the worker process launched for a queued run (so a dead launch is noticed)."""
     check_run_id(run_id)
-    with _transaction(root, write=True) as conn:
+    with _transaction(root, write=True, patient=True) as conn:
         conn.execute(RUNS.update().where(RUNS.c.id == run_id)
                      .values(pid=pid, host=socket.gethostname(), heartbeat=time.time()))
 
@@ -586,7 +612,7 @@ def mark_running(run_id: str, total_steps: Optional[int] = None, root: Optional[
     """The worker (this process) starts the queued run; `node` says where, as the worker knows it
     (a Ray node; by default this host's name)."""
     now = time.time()
-    with _transaction(root, write=True) as conn:
+    with _transaction(root, write=True, patient=True) as conn:
         cur = conn.execute(
             RUNS.update().where(RUNS.c.id == run_id, RUNS.c.status == "queued").values(
                 status="running", started_at=now, pid=os.getpid(), host=socket.gethostname(), heartbeat=now,
@@ -599,7 +625,7 @@ def mark_running(run_id: str, total_steps: Optional[int] = None, root: Optional[
 def heartbeat(run_id: str, root: Optional[os.PathLike] = None, steps: Optional[int] = None) -> bool:
     """Refresh a running run's heartbeat; True when its worker should stop: a cancel was requested,
     or the run is no longer running (the registry gave up on it, or it was deleted)."""
-    with _transaction(root, write=True) as conn:
+    with _transaction(root, write=True, patient=True) as conn:
         conn.execute(RUNS.update().where(RUNS.c.id == run_id, RUNS.c.status == "running")
                      .values(heartbeat=time.time(), steps=sa.func.coalesce(steps, RUNS.c.steps)))
         row = conn.execute(sa.select(RUNS.c.status, RUNS.c.cancel_requested).where(RUNS.c.id == run_id)).first()
@@ -616,7 +642,7 @@ def add_metrics(run_id: str, rows: Iterable[MetricRow], root: Optional[os.PathLi
     if not values:
         return
     top = max(v["step"] for v in values)
-    with _transaction(root, write=True) as conn:
+    with _transaction(root, write=True, patient=True) as conn:
         conn.execute(METRICS.insert(), values)
         steps_so_far = sa.func.coalesce(RUNS.c.steps, 0)
         conn.execute(RUNS.update().where(RUNS.c.id == run_id).values(
@@ -629,7 +655,7 @@ def finish_run(run_id: str, status: RunStatus, root: Optional[os.PathLike] = Non
     """Record how a live run ended; False when it had already ended (then nothing is changed)."""
     if status not in ENDED:
         raise RunError(f"a run cannot finish as {status!r}")
-    with _transaction(root, write=True) as conn:
+    with _transaction(root, write=True, patient=True) as conn:
         cur = conn.execute(RUNS.update().where(RUNS.c.id == run_id, RUNS.c.status.in_(_LIVE)).values(
             status=str(status), finished_at=time.time(), error=error,
             checkpoint=sa.func.coalesce(checkpoint, RUNS.c.checkpoint),
@@ -713,7 +739,7 @@ def process_started_at(pid: int) -> Optional[float]:
         return None
 
 
-def _dead_reason(row: dict, now: float) -> Optional[str]:
+def _dead_reason(row: dict, now: float, root: Optional[os.PathLike] = None) -> Optional[str]:
     if row["status"] not in LIVE:
         return None
     if row["pid"] is not None and row["host"] == socket.gethostname():
@@ -722,11 +748,15 @@ def _dead_reason(row: dict, now: float) -> Optional[str]:
         # process that started after the worker last wrote (a reboot, a recycled pid): the worker
         # was started before it was recorded, so that one cannot be it.
         if not pid_alive(row["pid"]):
-            return f"the worker process (pid {row['pid']}) died"
-        started = process_started_at(row["pid"])
-        if started is not None and started > (row["heartbeat"] or row["created_at"]) + 2.0:
-            return f"the worker process (pid {row['pid']}) is gone: its pid now belongs to another process"
-        return None
+            reason = f"the worker process (pid {row['pid']}) died"
+        elif (started := process_started_at(row["pid"])) is not None and \
+                started > (row["heartbeat"] or row["created_at"]) + 2.0:
+            reason = f"the worker process (pid {row['pid']}) is gone: its pid now belongs to another process"
+        else:
+            return None
+        # A worker that ended with an outcome the registry could not take left it in a file: the
+        # runner or the next start records it (outcomes.py); failing the run would lose its model.
+        return None if outcome_path(row["id"], root).exists() else reason
     if row["status"] == RunStatus.RUNNING and row["heartbeat"] and now - row["heartbeat"] > HEARTBEAT_TIMEOUT:
         return f"the worker stopped responding (no heartbeat for {now - row['heartbeat']:.0f} s)"
     return None
@@ -734,13 +764,13 @@ def _dead_reason(row: dict, now: float) -> Optional[str]:
 
 
 
-def _reap(conn: Connection, live: Optional[list[dict]] = None) -> None:
+def _reap(conn: Connection, live: Optional[list[dict]] = None, root: Optional[os.PathLike] = None) -> None:
     """Mark failed, in this write transaction, every live run whose worker is dead."""
     now = time.time()
     if live is None:
         live = [dict(r._mapping) for r in conn.execute(sa.select(RUNS).where(RUNS.c.status.in_(_LIVE)))]
     for row in live:
-        reason = _dead_reason(row, now)
+        reason = _dead_reason(row, now, root)
         if reason:
             conn.execute(RUNS.update().where(RUNS.c.id == row["id"], RUNS.c.status.in_(_LIVE))
                          .values(status="failed", finished_at=now, error=reason))
@@ -757,9 +787,9 @@ def _read_runs(root: Optional[os.PathLike], *where, newest_first: bool = False, 
     with _transaction(root) as conn:
         rows = conn.execute(query).all()
     now = time.time()
-    if any(_dead_reason(dict(r._mapping), now) for r in rows):
+    if any(_dead_reason(dict(r._mapping), now, root) for r in rows):
         with _transaction(root, write=True) as conn:
-            _reap(conn)
+            _reap(conn, root=root)
             rows = conn.execute(query).all()
     return rows
 
@@ -810,6 +840,14 @@ def recent_runs(limit: int = 200, root: Optional[os.PathLike] = None) -> list[Ru
     return sorted([*newest, *live], key=lambda r: (r.created_at, r.id))
 
 
+def run_status(run_id: str, root: Optional[os.PathLike] = None) -> Optional[RunStatus]:
+    """A run's status as recorded (its worker not checked), or None when the registry has no such run."""
+    check_run_id(run_id)
+    with _transaction(root) as conn:
+        status = conn.scalar(sa.select(RUNS.c.status).where(RUNS.c.id == run_id))
+    return RunStatus(status) if status is not None else None
+
+
 def get_run(run_id: str, root: Optional[os.PathLike] = None) -> Run:
     check_run_id(run_id)
     rows = _read_runs(root, RUNS.c.id == run_id)
@@ -853,7 +891,7 @@ def put_artifact(run_id: str, name: str, data: bytes, root: Optional[os.PathLike
     if len(data) > MAX_ARTIFACT_BYTES:
         raise RunError(f"{name} is {len(data) / 2**20:.1f} MB, over the {MAX_ARTIFACT_BYTES / 2**20:g} MB a run's "
                        "file may take in the run registry")
-    with _transaction(root, write=True) as conn:
+    with _transaction(root, write=True, patient=True) as conn:
         if conn.scalar(sa.select(RUNS.c.id).where(RUNS.c.id == run_id)) is None:
             raise RunError(f"no run {run_id}")
         # Both databases say "insert, or replace on a clash" the same way; each dialect builds it.

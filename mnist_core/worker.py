@@ -18,7 +18,11 @@ run is no longer running: the worker stops and leaves the record as the registry
 
 The trained model comes first: the checkpoint is saved before the run is recorded, and a registry
 that fails meanwhile (gone, corrupt, full) never ends the training; its rows wait for the next
-write. If the final record cannot be written, the checkpoint stays on disk and the error says where.
+write. The final record (the checkpoint into the registry, then the outcome) is tried again with
+growing waits for MNIST_RECORD_RETRY_SECONDS (default 300), the run's heartbeat kept meanwhile; from
+its first failure the outcome also waits in a file (outcomes.py), so that if this worker gives up or
+is killed, its runner or the next start records it: the run still ends completed, with its
+accuracy and checkpoint, once the registry is back. The error says where the checkpoint is.
 """
 
 from __future__ import annotations
@@ -32,15 +36,27 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import artifacts, executors, limits, ray_executor, runfiles, runs
+from . import executors, limits, outcomes, ray_executor, runfiles, runs
 from .checkpoints import save_checkpoint
-from .errors import MnistLabError, RunError
+from .errors import ConfigError, MnistLabError, RunError
+from .paths import shown
 from .records import MetricRow, RunStatus
 from .training import TrainConfig, admit, train
 
 FLUSH_SECONDS = 0.5   # metrics reach the registry at most this late
 SIGTERM_REASON = "stopped by SIGTERM"  # a cancelled run's error when the signal, not a cancel request, stopped it
 HEARTBEAT_SECONDS = 1.0
+RECORD_RETRY_SECONDS = 300  # how long the final record is tried (MNIST_RECORD_RETRY_SECONDS)
+RECORD_FIRST_WAIT = 1.0     # seconds before its second try; each wait doubles, up to RECORD_LONGEST_WAIT
+RECORD_LONGEST_WAIT = 30.0
+
+
+def record_retry_seconds() -> float:
+    """MNIST_RECORD_RETRY_SECONDS: how long a worker keeps trying its final record (0: once)."""
+    try:
+        return max(0.0, float(os.environ.get("MNIST_RECORD_RETRY_SECONDS", RECORD_RETRY_SECONDS)))
+    except ValueError:
+        raise ConfigError("MNIST_RECORD_RETRY_SECONDS must be a number of seconds") from None
 
 
 class _RegistryWriter:
@@ -75,12 +91,15 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
     """Run a queued run to its end and return its final registry record.
 
     What ended a run early (a bad config, missing data, any exception) is recorded, then raised. A
-    trained model the registry could not record raises a RunError that names its checkpoint file.
+    trained model the registry could not record (in MNIST_RECORD_RETRY_SECONDS) raises a RunError
+    that names its checkpoint file; its outcome waits in a file for the runner or the next start.
     """
+    _record_waiting_outcomes(root)  # what an earlier worker here could not record (a Ray node has no runner)
     run = runs.get_run(run_id, root=root)
     try:
         config = admit(TrainConfig.from_dict(run.config))  # the host or the bounds may have changed since submit
         bounds = limits.current()
+        retry_seconds = record_retry_seconds()
     except MnistLabError as exc:
         runs.finish_run(run_id, RunStatus.FAILED, root=root, error=str(exc))
         raise
@@ -131,7 +150,7 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
     from .snapshots import FRAMES_PER_RUN, Recorder
     snapshots = Recorder(run_id, root, data_root)  # kernels and a probe's feature maps, for the replay
 
-    saved = not_stored = None
+    saved = None
     try:
         try:
             result = train(config, on_event=handle, should_stop=should_stop, data_root=data_root,
@@ -150,10 +169,6 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
                                 "best_val_accuracy": result.best_val_accuracy, "steps": result.steps,
                                 "train_seconds": round(result.seconds, 2)}}
             saved = save_checkpoint(result.model, meta, path)  # first: whatever happens next, the model is kept
-            try:
-                artifacts.store_checkpoint(run_id, saved, root=root)  # for a web host that shares no disk with this one
-            except MnistLabError as exc:
-                not_stored = exc  # said once the run is recorded; a registry that is down says so itself below
     except BaseException as exc:  # record every failure, KeyboardInterrupt included, then let it propagate
         _record_failure(run_id, root, writer, exc)
         raise
@@ -163,28 +178,86 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
         print(f"run {run_id} was given up on while it ran ({ended.error}): this worker stopped and "
               "recorded nothing", file=sys.stderr)
         return ended
-    if saved is not None:
+    if saved is not None:  # `store`: into the registry too, for a web host that shares no disk with this one
         outcome = dict(status=RunStatus.COMPLETED, checkpoint=str(saved), test_accuracy=result.test_accuracy,
-                       test_loss=result.test_loss)
+                       test_loss=result.test_loss, store=True)
     elif state["timed_out"]:
         outcome = dict(status=RunStatus.FAILED, error=f"{bounds.time_limit_text()} reached")
     else:
         outcome = dict(status=RunStatus.CANCELLED, error=SIGTERM_REASON if state["sigterm"] else None)
-    try:
-        writer.flush()
-        recorded = runs.finish_run(run_id, root=root, best_val_accuracy=result.best_val_accuracy, **outcome)
-    except MnistLabError as exc:
-        if saved is None:
-            raise
-        raise RunError(f"the trained model is saved in {saved}, but the run could not be recorded: {exc}") \
-            from None
-    if not_stored is not None:
-        print(f"run {run_id}: the checkpoint is saved in {saved} but not in the registry: {not_stored}", file=sys.stderr)
+    recorded = _final_record(run_id, root, writer, dict(outcome, best_val_accuracy=result.best_val_accuracy),
+                             retry_seconds)
     ended = runs.get_run(run_id, root=root)
     if not recorded:  # given up on between the check above and now
         print(f"run {run_id} was given up on as it ended ({ended.error})" +
               (f"; its trained model is saved in {saved}" if saved else ""), file=sys.stderr)
     return ended
+
+
+def _final_record(run_id: str, root, writer: _RegistryWriter, outcome: dict, retry_seconds: float) -> bool:
+    """Record how a run ended: its last metric rows, its checkpoint into the registry (`store`), its
+    outcome. True when recorded; False when the run had already ended (the registry gave up on it).
+
+    A registry that cannot take it (down, gone, full) is tried again, with waits that double, for
+    `retry_seconds`; the run's heartbeat is kept meanwhile, so that no host takes this worker for
+    dead. From the first failure on, the outcome also waits in a file (outcomes.py): if this worker
+    gives up, or is killed, its runner or the next start records it. Giving up raises a RunError that
+    names the checkpoint and that file.
+    """
+    deadline = time.monotonic() + retry_seconds
+    wait, left = RECORD_FIRST_WAIT, None
+    while True:
+        try:
+            writer.flush()
+            recorded = outcomes.record(run_id, outcome, root)
+        except RunError as exc:
+            if left is None:
+                left = _leave_outcome(run_id, outcome, root)
+            if time.monotonic() + wait > deadline:
+                where = f"; how it ended waits in {shown(left)}" if left else ""
+                if outcome.get("checkpoint"):
+                    raise RunError(f"the trained model is saved in {outcome['checkpoint']}, but the run could not "
+                                   f"be recorded: {exc}{where}") from None
+                raise RunError(f"run {run_id} could not be recorded as {outcome['status']}: {exc}{where}") from None
+            print(f"run {run_id} could not be recorded yet ({exc}): trying again in {wait:g} s", file=sys.stderr)
+            _wait_beating(run_id, root, wait)
+            wait = min(2 * wait, RECORD_LONGEST_WAIT)
+            continue
+        if left:
+            outcomes.discard(run_id, root)
+        return recorded
+
+
+def _leave_outcome(run_id: str, outcome: dict, root):
+    """The outcome in its file (outcomes.leave); False, said on stderr, when even that cannot be written."""
+    try:
+        return outcomes.leave(run_id, outcome, root)
+    except OSError as exc:
+        print(f"run {run_id}: how it ended could not be left in a file either ({exc.strerror or exc})",
+              file=sys.stderr)
+        return False
+
+
+def _wait_beating(run_id: str, root, seconds: float) -> None:
+    """Wait `seconds`, refreshing the run's heartbeat: a host that judges this worker by its lease (it
+    runs elsewhere) must not give up on it while it waits for the registry."""
+    until = time.monotonic() + seconds
+    while (left := until - time.monotonic()) > 0:
+        time.sleep(min(HEARTBEAT_SECONDS, left))
+        try:
+            runs.heartbeat(run_id, root=root)
+        except MnistLabError:
+            pass  # still down: the lease is refreshed as soon as it is back
+
+
+def _record_waiting_outcomes(root) -> None:
+    """Record the outcomes earlier workers on this host left in files (outcomes.reconcile); a registry
+    that still cannot take them leaves them for later, said on stderr."""
+    if outcomes.waiting(root):
+        try:
+            outcomes.reconcile(root)
+        except MnistLabError as exc:
+            print(f"outcomes left by earlier runs still wait: {exc}", file=sys.stderr)
 
 
 def _given_up(run_id: str, root) -> bool:

@@ -38,6 +38,7 @@ def isolated_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_CHECKPOINT_DIR", str(checkpoints))
     monkeypatch.setenv("MNIST_RUNNER_IDLE_SECONDS", "2")  # a test's runners leave soon after its queue empties
     monkeypatch.setenv("MNIST_WARM_RUNNER", "0")  # an AppTest of app.py starts no runner of its own
+    monkeypatch.setenv("MNIST_RECORD_RETRY_SECONDS", "0")  # a registry broken at a run's end: one try, not minutes
     return {"runs": runs, "checkpoints": checkpoints}
 
 
@@ -146,6 +147,30 @@ class SqliteRegistry:
         finally:
             conn.close()
 
+    def refuse_finished_runs(self) -> None:
+        """The registry refuses a run's last writes, as a full disk does: a checkpoint stored, a run
+        marked completed ("database or disk is full"); everything else still works."""
+        self.execute_script(
+            "CREATE TRIGGER refuse_completed BEFORE UPDATE OF status ON runs WHEN NEW.status = 'completed' "
+            "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;"
+            "CREATE TRIGGER refuse_checkpoint BEFORE INSERT ON artifacts WHEN NEW.name LIKE 'checkpoint%' "
+            "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;")
+
+    def accept_finished_runs(self) -> None:
+        self.execute_script("DROP TRIGGER refuse_completed; DROP TRIGGER refuse_checkpoint;")
+
+    def go_away(self) -> None:
+        """The registry file is moved away (an operator's mistake, a volume unmounted)..."""
+        for name in ("registry.sqlite", "registry.sqlite-wal", "registry.sqlite-shm"):
+            if (self.path.parent / name).exists():
+                (self.path.parent / name).rename(self.path.parent / f"away-{name}")
+
+    def come_back(self) -> None:
+        """... and put back as it was."""
+        for name in ("registry.sqlite", "registry.sqlite-wal", "registry.sqlite-shm"):
+            if (self.path.parent / f"away-{name}").exists():
+                (self.path.parent / f"away-{name}").rename(self.path.parent / name)
+
 
 class PostgresRegistry:
     """The run registry on a PostgreSQL server: a fresh database of the session's test server."""
@@ -166,6 +191,36 @@ class PostgresRegistry:
 
         with psycopg.connect(self.url) as conn:
             return conn.execute("SELECT version FROM schema_version").fetchone()[0]
+
+    def refuse_finished_runs(self) -> None:
+        """The server refuses a run's last writes, as a full disk does: a checkpoint stored, a run marked
+        completed ("could not extend file: No space left on device"); everything else still works."""
+        self.execute_script(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device'; END $$;"
+            "CREATE TRIGGER refuse_completed BEFORE UPDATE ON runs FOR EACH ROW "
+            "WHEN (NEW.status = 'completed') EXECUTE FUNCTION refuse();"
+            "CREATE TRIGGER refuse_checkpoint BEFORE INSERT ON artifacts FOR EACH ROW "
+            "WHEN (NEW.name LIKE 'checkpoint%') EXECUTE FUNCTION refuse();")
+
+    def accept_finished_runs(self) -> None:
+        self.execute_script("DROP TRIGGER refuse_completed ON runs; DROP TRIGGER refuse_checkpoint ON artifacts;")
+
+    def _admin(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+            conn.execute(sql)
+
+    def go_away(self) -> None:
+        """The database stops taking connections and drops the ones it has (a server going down)..."""
+        name = self.url.rsplit("/", 1)[1]
+        self._admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+        self._admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+
+    def come_back(self) -> None:
+        """... and takes them again."""
+        self._admin(f"ALTER DATABASE {self.url.rsplit('/', 1)[1]} ALLOW_CONNECTIONS true")
 
 
 @pytest.fixture(scope="session")

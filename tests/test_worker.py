@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_core import runfiles, runs, worker
+from mnist_core import artifacts, outcomes, runfiles, runs, worker
 from mnist_core.checkpoints import load_checkpoint
 from mnist_core.data import load_mnist
 from mnist_core.errors import ConfigError, DataError, RunError
@@ -255,3 +256,42 @@ def test_deleting_a_run_keeps_a_checkpoint_written_where_the_operator_said(mnist
     run = worker.execute_run(run_id, checkpoint_path=tmp_path / "keep.safetensors")
     runs.delete_run(run_id)
     assert Path(run.checkpoint).is_file() and (tmp_path / "keep.json").is_file()
+
+
+# --- a final record that fails ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fault", ["full", "gone"])
+def test_a_final_record_that_fails_is_tried_again_and_the_run_ends_completed_with_its_model(
+        mnist, tiny_config, registry, monkeypatch, fault):
+    """Right after the checkpoint is saved the registry refuses the run's last writes (a full disk) or
+    goes away (a deleted file, a server down); it is back after the first try. The worker tries again:
+    the run ends completed, its checkpoint in the registry too, and the outcome file it left is gone."""
+    monkeypatch.setenv("MNIST_RECORD_RETRY_SECONDS", "300")
+    monkeypatch.setattr(worker, "RECORD_FIRST_WAIT", 0.01)
+    breaks, mends = {"full": (registry.refuse_finished_runs, registry.accept_finished_runs),
+                     "gone": (registry.go_away, registry.come_back)}[fault]
+    real_save, real_leave = worker.save_checkpoint, outcomes.leave
+    left = []
+
+    def save_then_break_the_registry(*args, **kwargs):
+        saved = real_save(*args, **kwargs)
+        breaks()
+        return saved
+
+    def leave_the_outcome_then_mend_the_registry(run_id, outcome, root=None):
+        path = real_leave(run_id, outcome, root)
+        left.append(json.loads(path.read_text()))
+        mends()
+        return path
+
+    monkeypatch.setattr(worker, "save_checkpoint", save_then_break_the_registry)
+    monkeypatch.setattr(outcomes, "leave", leave_the_outcome_then_mend_the_registry)
+    run_id = runs.create_run(tiny_config())
+    run = worker.execute_run(run_id)
+
+    assert [o["status"] for o in left] == ["completed"], "the first try did not fail"
+    assert left[0]["checkpoint"] == run.checkpoint and left[0]["test_accuracy"] == run.test_accuracy
+    assert run.status == "completed" and run.error is None and run.test_accuracy > 0.3
+    assert load_checkpoint(run.checkpoint)[1]["run_id"] == run_id
+    assert {artifacts.WEIGHTS, artifacts.SIDECAR} <= set(runs.artifact_names(run_id))
+    assert not runfiles.outcome_path(run_id).exists()
