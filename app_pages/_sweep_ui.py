@@ -174,6 +174,8 @@ def _open_run(result: sweeps.RunResult) -> None:
         st.markdown(f"**Run {result.run_id}** · {sweeps.describe(result.values) or 'the base config'} · seed "
                     f"{result.seed} · {STATUS_WORDS.get(result.status, result.status)}"
                     + (f" · test accuracy {result.test_accuracy:.2%}" if result.test_accuracy is not None else ""))
+        if result.collapse:  # its accuracy is a model saved before the collapse: say so, not just the number
+            st.warning(result.collapse.text(), icon=":material/warning:")
         cols = st.columns(2)
         if cols[0].button("Watch it in the live panel", icon=":material/monitoring:", key="sweep_watch_run"):
             st.session_state["watch_run"] = result.run_id

@@ -175,7 +175,11 @@ def _percent(x) -> str:
 SETTING_COLUMNS = {name: form.LABELS[name] for name in classes.KEY_SETTINGS}
 
 st.subheader("Leaderboard")
-board = classes.leaderboard(class_runs)
+try:  # each best run's validation rows: a run whose training collapsed is marked
+    board = classes.leaderboard(class_runs, metrics=lambda run_id: runs.get_metrics(run_id, split="val"))
+except MnistLabError as exc:
+    show_error(exc)
+    st.stop()
 leaderboard_place = st.container(key="class_leaderboard")
 if not board:
     st.caption("Nobody in this class has started a run yet. Runs started on the Train page while you are in the "
@@ -184,7 +188,7 @@ else:
     ranked = pd.DataFrame([{
         "rank": row["rank"], "student": row["student"], "test accuracy": _percent(row["test_accuracy"]),
         **{label: row.get(name) for name, label in SETTING_COLUMNS.items()}, "runs": row["runs"],
-        "best run": row["run"],
+        "best run": row["run"], "note": row["note"],  # a best run whose training collapsed says so
     } for row in board]).astype({"rank": "Int64"})  # whole places, empty for a student with no finished run
     leaderboard_place.dataframe(ranked, hide_index=True, key="leaderboard")
 

@@ -22,9 +22,10 @@ import re
 import secrets
 import unicodedata
 import urllib.parse
-from typing import Optional
+from typing import Callable, Optional
 
 from .errors import MnistLabError
+from .live import collapse
 from .runs import Run, list_runs
 
 CODE_MIN, CODE_MAX = 3, 32
@@ -126,17 +127,22 @@ def students(class_runs: list[Run]) -> dict[str, list[Run]]:
     return shown
 
 
-def leaderboard(class_runs: list[Run]) -> list[dict]:
+def leaderboard(class_runs: list[Run], metrics: Optional[Callable[[str], list[dict]]] = None) -> list[dict]:
     """One row per student, best test accuracy first: the student's best completed run (ties: the
     earlier run) with its key settings and how many runs they made. Students with no completed run
-    yet are listed last, without a rank or an accuracy."""
+    yet are listed last, without a rank or an accuracy.
+
+    With `metrics(run_id)` (its metric rows; the validation rows are enough), a best run whose training
+    collapsed (live.collapse) keeps its place, since its model was saved before the collapse, and its
+    "note" says so; every other row's note is empty."""
     rows = []
     for name, mine in students(class_runs).items():
         scored = [r for r in mine if r.status == "completed" and r.test_accuracy is not None]
         best = max(scored, key=lambda r: (r.test_accuracy, -r.created_at)) if scored else None
+        fell = collapse(metrics(best.id)) if best and metrics else None
         rows.append({"student": name, "test_accuracy": best.test_accuracy if best else None,
                      "run": best.id if best else None, "runs": len(mine), **(_settings(best) if best else {}),
-                     "_created": (best or mine[-1]).created_at})
+                     "note": fell.note() if fell else "", "_created": (best or mine[-1]).created_at})
     rows.sort(key=lambda row: (row["test_accuracy"] is None, -(row["test_accuracy"] or 0.0), row["_created"]))
     for rank, row in enumerate(rows, start=1):
         del row["_created"]

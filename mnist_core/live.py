@@ -13,6 +13,10 @@ the pages only draw.
 - `health(run, metrics)` and `outcome(run, metrics)`: a run that diverged or stayed near chance ends
   with a warning, never with a green success box; the box shows a checkpoint's file name, never a
   server path.
+- `collapse(metrics)`: a run that learned, then collapsed. The loop keeps the weights that did best
+  on validation (training/loop.py), so such a run's checkpoint and test accuracy can look fine while
+  the training itself ended broken: its box is a warning that says when it collapsed and which step
+  the saved model is from; the sweep summary and the class leaderboard mark it too.
 - `for_visitor(text)`: text from a run (its error) in the form's words, with server paths cut to
   file names.
 """
@@ -31,6 +35,8 @@ from .limits import max_concurrent as concurrent_cap
 from .runs import Run, queue_positions
 
 CHANCE_ACCURACY = 0.2  # guessing gets 10% on MNIST; below 20% a network has not learned to read digits
+COLLAPSE_DROP = 0.2    # validation this far (20 points) below its best, to the end: training collapsed
+GUESS_LOSS = math.log(10)  # the cross-entropy of a network that gives every digit the same odds
 
 
 # --- chart maths ----------------------------------------------------------------------------------
@@ -211,6 +217,62 @@ def health(run: Run, metrics: list[dict]) -> Optional[str]:
     return None
 
 
+@dataclass(frozen=True)
+class Collapse:
+    """A run whose validation accuracy fell more than COLLAPSE_DROP below its best and stayed there to
+    its last validation. Its saved model is the best validation's (the loop keeps those weights)."""
+
+    best_step: int                # the validation the saved model is from
+    best_accuracy: float
+    step: int                     # the first validation of the low stretch that lasts to the end
+    accuracy: float               # that validation's accuracy
+    last_accuracy: float          # the last validation's
+    end_step: int                 # the run's last step
+    stuck_loss: Optional[float]   # the median training loss from `step` on, when it sat at GUESS_LOSS
+
+    def text(self) -> str:
+        """What happened, in full sentences (the Train page's box)."""
+        share = (self.end_step - self.step) / self.end_step if self.end_step else 0.0
+        said = (f"Training collapsed by step {self.step:,}: validation accuracy, {self.best_accuracy:.2%} at step "
+                f"{self.best_step:,}, fell to {self.accuracy:.2%} and stayed far below it to the end (last "
+                f"validation {self.last_accuracy:.2%}; {share:.0%} of the run was after the collapse).")
+        if self.stuck_loss is not None:
+            said += f" The training loss sat at {self.stuck_loss:.2f} (ln 10): it gave every digit the same odds."
+        return said + (f" The saved model is from step {self.best_step:,}, the best validation, not from the end (a "
+                       "smaller learning rate usually avoids a collapse).")
+
+    def note(self) -> str:
+        """The same, short, for a table's cell."""
+        return (f"collapsed by step {self.step:,} (validation {self.best_accuracy:.1%} → {self.last_accuracy:.1%}); "
+                f"model from step {self.best_step:,}")
+
+
+def collapse(metrics: Sequence[dict]) -> Optional[Collapse]:
+    """The run's collapse, or None. Collapsed: its last validation accuracy is more than COLLAPSE_DROP
+    below its best, and so is every validation between the first low one after the best and the end (a
+    dip it recovered from is not a collapse; neither is noise of a few points). Validation rows alone
+    decide (a run without two has none); training rows, when given, say where the run ended and
+    whether its loss sat at GUESS_LOSS."""
+    val = [m for m in metrics if m.get("split") == "val" and m.get("accuracy") is not None]
+    if len(val) < 2:
+        return None
+    best = max(range(len(val)), key=lambda i: val[i]["accuracy"])  # the first best, as the loop keeps it
+    floor = val[best]["accuracy"] - COLLAPSE_DROP
+    start = len(val)
+    while start > best + 1 and val[start - 1]["accuracy"] < floor:
+        start -= 1
+    if start == len(val):
+        return None  # the last validation is within COLLAPSE_DROP of the best
+    low = val[start]["step"]
+    losses = sorted(m["loss"] for m in metrics if m.get("split") == "train" and m["step"] >= low
+                    and m.get("loss") is not None and math.isfinite(m["loss"]))
+    median = losses[len(losses) // 2] if losses else None
+    return Collapse(best_step=val[best]["step"], best_accuracy=val[best]["accuracy"], step=low,
+                    accuracy=val[start]["accuracy"], last_accuracy=val[-1]["accuracy"],
+                    end_step=max(m["step"] for m in metrics),
+                    stuck_loss=median if median is not None and abs(median - GUESS_LOSS) < 0.05 else None)
+
+
 def outcome(run: Run, metrics: list[dict]) -> Optional[tuple[str, str]]:
     """(kind, text) for the box under a finished run: "success", "warning" or "error"; None while live."""
     if run.is_live:
@@ -218,7 +280,7 @@ def outcome(run: Run, metrics: list[dict]) -> Optional[tuple[str, str]]:
     if run.status == "failed":
         return "error", f"This run failed: {for_visitor(run.error or 'no reason was recorded')}"
     if run.status == "cancelled":
-        return "warning", "This run was cancelled." + (f" {for_visitor(run.error)}" if run.error else "")
+        return "warning", "This run was cancelled" + (f": {for_visitor(run.error)}" if run.error else ".")
     accuracy = f"{run.test_accuracy:.2%}" if run.test_accuracy is not None else "–"
     text = f"Test accuracy **{accuracy}**"
     if run.best_val_accuracy is not None:
@@ -229,6 +291,9 @@ def outcome(run: Run, metrics: list[dict]) -> Optional[tuple[str, str]]:
     problem = health(run, metrics)
     if problem:
         return "warning", f"{problem} {text}"
+    fell = collapse(metrics)
+    if fell:
+        return "warning", f"{fell.text()} {text}"
     return "success", text
 
 

@@ -34,11 +34,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from itertools import product
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 from . import form, limits
 from .errors import ConfigError, MnistLabError, RunError
 from .training import TrainConfig, admit
+
+if TYPE_CHECKING:  # for an annotation only: analyse() imports live where it uses it
+    from .live import Collapse
 
 MAX_PARAMS = 3
 LOG_FIELDS = ("lr", "weight_decay", "batch_size")  # spaced and sampled on a log scale
@@ -406,8 +409,9 @@ class RunResult:
     test_accuracy: Optional[float]
     best_val_accuracy: Optional[float]   # the best validation (the weights it kept)
     last_val_accuracy: Optional[float]   # the last validation (where training ended)
-    problem: Optional[str]           # why not to trust it (diverged, near chance, failed), one line
+    problem: Optional[str]           # why not to trust it (diverged, near chance, failed, collapsed), one line
     diverged: bool
+    collapse: Optional[Collapse] = None  # it learned, then collapsed (its model is from before): live.collapse
 
 
 @dataclass
@@ -454,9 +458,11 @@ def analyse(sweep_runs: Sequence, metrics: Callable[[str], list[dict]]) -> Analy
         if r.status == "failed":
             problem = live.for_visitor(r.error or "failed")
         diverged = bool(problem) and ("diverged" in problem or "guessing" in problem)
+        fell = live.collapse(rows) if r.status == "completed" and not problem else None
         values = {f: r.config.get(f) for f in fields}
         results.append(RunResult(r.id, str(r.status), values, r.config.get("seed", 0), r.test_accuracy,
-                                 r.best_val_accuracy, vals[-1] if vals else None, problem, diverged))
+                                 r.best_val_accuracy, vals[-1] if vals else None,
+                                 problem or (fell.note() if fell else None), diverged, fell))
         key = repr(sorted(values.items()))
         g = groups.setdefault(key, Group(values, [], [], 0))
         g.run_ids.append(r.id)
@@ -488,11 +494,35 @@ def summarise(a: Analysis) -> list[str]:
         sentences += _field_sentences(name, a.groups, seed_spread)
     if seed_spread is not None:
         sentences.append(f"The seed alone moves test accuracy by up to ±{seed_spread:.1%} (one standard deviation).")
+    collapsed = [r for r in a.results if r.collapse]
+    sentences += _collapse_sentences(collapsed)
     if finished:
         best = max(finished, key=lambda g: g.mean)
         sentences.append(f"Best: {describe(best.values)}, {_pct(best.mean)} test accuracy"
-                         + (f" (mean of {len(best.accuracies)} seeds)." if len(best.accuracies) > 1 else "."))
+                         + (f" (mean of {len(best.accuracies)} seeds)" if len(best.accuracies) > 1 else "")
+                         + (", from a run that collapsed: its model was saved before the collapse."
+                            if any(r.run_id in best.run_ids for r in collapsed) else "."))
     return sentences
+
+
+MAX_COLLAPSE_SENTENCES = 3
+
+
+def _collapse_sentences(collapsed: Sequence[RunResult]) -> list[str]:
+    """A sentence per run that learned, then collapsed (live.collapse): its test accuracy is its best
+    validation's model, saved before the collapse, so the accuracy alone would not tell."""
+    out = []
+    for r in collapsed[:MAX_COLLAPSE_SENTENCES]:
+        c = r.collapse
+        where = describe(r.values) or f"run {r.run_id}"
+        out.append(f"Training collapsed at {where} (seed {r.seed}): validation accuracy fell from "
+                   f"{_pct(c.best_accuracy)} at step {c.best_step:,} to {_pct(c.accuracy)} by step {c.step:,} "
+                   "and stayed low; its test accuracy"
+                   + (f" ({_pct(r.test_accuracy)})" if r.test_accuracy is not None else "")
+                   + f" is its saved model's, from step {c.best_step:,}.")
+    if len(collapsed) > MAX_COLLAPSE_SENTENCES:
+        out.append(f"{len(collapsed) - MAX_COLLAPSE_SENTENCES} more runs collapsed (see the note column).")
+    return out
 
 
 def by_value(groups: Sequence[Group], name: str) -> list[Group]:
