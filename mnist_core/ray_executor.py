@@ -35,6 +35,7 @@ with the worker's own words, then stops its job.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shlex
@@ -51,6 +52,7 @@ from .paths import REPO_ROOT
 from .records import LIVE, RunStatus
 from .runfiles import check_run_id, registry_path
 
+NOT_INSTALLED = "Ray is not installed: pip install 'mnist-lab[cluster]'"
 JOB_PREFIX = "mnist-"
 CANCEL_GRACE_SECONDS = 15.0   # a worker sees the flag within a heartbeat (1 s); this is for one that cannot
 EXCLUDES = [".git", ".venv", "data", "runs", "build", "test-results", "tests/e2e", "*.log"]
@@ -110,6 +112,8 @@ class RayExecutor:
         self.address = address or os.environ.get("MNIST_RAY_ADDRESS", "")
         if not self.address:
             raise RunError("no Ray cluster is configured (set MNIST_RAY_ADDRESS, e.g. http://head:8265)")
+        if importlib.util.find_spec("ray") is None:  # Ray is the `cluster` extra, not the base install
+            raise RunError(f"MNIST_RAY_ADDRESS is set, but {NOT_INSTALLED}")
 
     def _client(self):
         from ray.job_submission import JobSubmissionClient

@@ -45,6 +45,7 @@ is created at SCHEMA_VERSION, an older one is upgraded in place on first use, it
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import secrets
@@ -315,6 +316,11 @@ def _same_sqlite_file(where: _Where, engine: Engine) -> None:
 
 
 def _postgres_engine(url: sa.URL) -> Engine:
+    # psycopg is the `cluster` extra, not the base install: SQLAlchemy's dialect imports it here, and
+    # without it would fail with a traceback naming neither the option nor the fix.
+    if importlib.util.find_spec("psycopg") is None:
+        raise RunError("MNIST_REGISTRY_URL names PostgreSQL, but its driver psycopg is not installed: "
+                       "pip install 'mnist-lab[cluster]'")
     # pre_ping: a pooled connection that a server restart closed is replaced, not handed out.
     engine = sa.create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8, hide_parameters=True)
 
