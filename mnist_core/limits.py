@@ -187,7 +187,7 @@ def fit(config):
     def change(name: str, value: int, why: str) -> None:
         nonlocal config
         config = dataclasses.replace(config, **{name: value})
-        notes.append(f"{name} {value}: {why}")
+        notes.append(f"{name} {value:,}: {why}")
 
     cores = host_cores()
     if config.threads > cores:
@@ -196,26 +196,26 @@ def fit(config):
     if not bounds.demo:
         return config, notes
     if config.epochs > bounds.max_epochs >= 1:
-        change("epochs", bounds.max_epochs, f"this demo allows at most {bounds.max_epochs}")
+        change("epochs", bounds.max_epochs, f"this demo allows at most {bounds.max_epochs:,}")
     if (config.train_size == 0 or config.train_size > bounds.max_train_images) and bounds.max_train_images >= 1:
         change("train_size", min(bounds.max_train_images, TRAIN_IMAGES - config.val_size),
-               f"this demo allows at most {bounds.max_train_images}" + (", not all" if not config.train_size else ""))
+               f"this demo allows at most {bounds.max_train_images:,}" + (", not all" if not config.train_size else ""))
     if config.batch_size > bounds.max_batch_size >= 1:
-        change("batch_size", bounds.max_batch_size, f"this demo allows at most {bounds.max_batch_size}")
+        change("batch_size", bounds.max_batch_size, f"this demo allows at most {bounds.max_batch_size:,}")
     steps, _ = planned_work(config)
     if steps > bounds.max_steps >= 1:
         per_epoch = steps // config.epochs
-        why = f"this demo allows at most {bounds.max_steps} steps a run"
+        why = f"this demo allows at most {bounds.max_steps:,} steps a run"
         if per_epoch <= bounds.max_steps:
-            change("epochs", bounds.max_steps // per_epoch, f"{per_epoch} steps an epoch; {why}")
+            change("epochs", bounds.max_steps // per_epoch, f"{per_epoch:,} steps an epoch; {why}")
         else:
             if config.epochs > 1:
-                change("epochs", 1, f"one epoch is {per_epoch} steps; {why}")
+                change("epochs", 1, f"one epoch is {per_epoch:,} steps; {why}")
             images = config.train_size or TRAIN_IMAGES - config.val_size
             change("batch_size", math.ceil(images / bounds.max_steps), why)
     steps, val_images = planned_work(config)
     if val_images > bounds.max_val_images and config.val_size:
         validations = val_images // config.val_size
         change("val_size", bounds.max_val_images // validations,
-               f"{validations} validations; this demo allows at most {bounds.max_val_images} validation images a run")
+               f"{validations} validations; this demo allows at most {bounds.max_val_images:,} validation images a run")
     return config, notes

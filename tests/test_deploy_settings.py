@@ -50,7 +50,7 @@ def test_the_starting_values_are_admitted_and_say_what_was_fitted(deployed):
     assert first.values["epochs"] <= bounds.max_epochs and 0 < first.values["train_size"] <= bounds.max_train_images
     for name in ("epochs", "train_size"):  # each value the bounds changed is said, next to its bound
         if first.values[name] != form.FIRST_RUN[name]:
-            assert any(note.startswith(f"{form.noun(name)} {first.values[name]}: this demo allows at most")
+            assert any(note.startswith(f"{form.noun(name)} {first.values[name]:,}: this demo allows at most")
                        for note in first.notes), first.notes
 
 
@@ -119,5 +119,5 @@ def test_tighter_bounds_than_deploys_are_fitted_with_a_word_too(deployed, monkey
     first = form.first_run()  # batches of 32: 313 steps, more than 100 in one epoch; 2 validations of 2,000
     assert first.unavailable is None
     assert (first.values["epochs"], first.values["batch_size"], first.values["val_size"]) == (1, 100, 1500)
-    assert "validation images 1500 (2 validations; this demo allows at most 3000" in first.fitted_text()
+    assert "validation images 1,500 (2 validations; this demo allows at most 3,000" in first.fitted_text()
     admit(TrainConfig.from_dict(first.values))
