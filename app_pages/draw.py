@@ -18,6 +18,11 @@ from app_pages._common import digit_heatmap, load_model, model_chooser, probabil
 from app_pages._explain_ui import attribution_section, export_buttons
 
 PLOT_CONFIG = {"displayModeBar": False}  # small fixed charts: Plotly's toolbar only covers them
+# The picture uploader's file types, as MIME types: the browser's file picker offers only these. Not file
+# name extensions: Streamlit checks those on the server, and a forged upload whose name has another one
+# (`digit.tiff`) raised an exception before the page ran, which no page can catch. load_image reads
+# the format from the file's bytes, whatever its name, and refuses any other in one line.
+PICTURE_TYPES = ["image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp"]
 
 st.title("Draw")
 st.caption("Draw a digit with the mouse or a finger: the prediction follows every stroke.")
@@ -59,8 +64,9 @@ def drawing_and_answer(chosen: LoadedModel | None) -> None:
             show_error(exc)
             rgba = None
         notice, prediction = st.container(), st.container()  # fixed places, whatever comes and goes
-    upload = st.file_uploader("...or upload a picture of a digit", type=["png", "jpg", "jpeg", "gif", "bmp", "webp"],
-                              key=_picture_key(), help="Used instead of the canvas until you draw or go back")
+    upload = st.file_uploader("...or upload a picture of a digit", type=PICTURE_TYPES, key=_picture_key(),
+                              help="A PNG, JPEG, GIF, BMP or WebP picture; used instead of the canvas until you draw "
+                                   "or go back")
     if upload is not None:
         with notice:
             st.info(f"Predicting: your uploaded picture {upload.name[:60]}", icon=":material/image:")

@@ -20,11 +20,13 @@ import binascii
 import io
 import struct
 import sys
+import threading
 import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from .errors import ImageError
 
@@ -32,7 +34,20 @@ INK_THRESHOLD = 0.1   # ink below this (after background removal) counts as back
 BOX = 20              # MNIST's digit box
 SIZE = 28
 MAX_UPLOAD_BYTES = 10 << 20     # 10 MB
-MAX_PIXELS = 4096 * 4096        # larger images are refused before they are decoded
+MAX_PIXELS = 4096 * 4096        # larger JPEGs are refused before they are decoded (a JPEG decodes reduced)
+MAX_FULL_DECODE_PIXELS = 3840 * 2160  # the same for the formats that decode at full size (a 4K screen)
+# What an uploaded picture may be, read from its header (Pillow's format names; the README names these).
+# A phone camera's JPEG with a second picture in it (MPO) opens through the JPEG plugin.
+ACCEPTED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
+_ACCEPTED_NAMES = "PNG, JPEG, GIF, BMP or WebP"
+WORK_SIDE = 1024                # an uploaded picture is reduced to at most this many pixels a side as it is decoded
+MAX_CONCURRENT_DECODES = 2      # pictures decoding at once in one server, whoever sent them
+DECODE_WAIT_SECONDS = 5.0       # how long a visitor past that bound waits for a turn before being told to retry
+_decode_slots = threading.BoundedSemaphore(MAX_CONCURRENT_DECODES)
+# EXIF orientation -> the transpose that puts the picture upright (as PIL.ImageOps.exif_transpose does).
+_EXIF_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                   4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+                   6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
 CANVAS_SIZE = 280               # the Draw page's canvas, in its own pixels (square)
 # A 280x280 RGBA PNG that does not compress at all is 280 * (280 * 4 + 1) bytes of pixels plus a few
 # hundred of chunk overhead; real drawings (white strokes on black) are a few kilobytes.
@@ -140,15 +155,22 @@ def canvas_to_mnist(rgba: np.ndarray) -> np.ndarray:
 
 
 def load_image(data: bytes) -> np.ndarray:
-    """An uploaded image file -> RGBA uint8 [H,W,4], or ImageError with a one-line reason.
+    """An uploaded image file -> RGBA uint8 [H,W,4] at most WORK_SIDE pixels a side, or ImageError (one line).
 
-    Safe on hostile input: the byte size and the pixel count are checked before anything is
-    decoded (no decompression bombs), truncated and non-image files are refused. 16-bit images are
-    scaled to 8 bits, palettes and greyscale expanded, EXIF rotation applied, and of an animated
-    image the first frame is used.
+    Safe on hostile input, and cheap whatever the file declares:
+    - the byte size, then the format and the pixel count are checked before anything is decoded. The
+      format is read from the bytes' header, never from the file's name, and only the ones the README
+      names are opened (PNG, JPEG, GIF, BMP, WebP): a TIFF named `.png` is refused like any other file
+      we do not read, and no other Pillow plugin ever sees the bytes;
+    - a JPEG (up to MAX_PIXELS) decodes already reduced (libjpeg's 1/2, 1/4 or 1/8 scale, Pillow's
+      `draft`); the other formats decode at full size, so they are held to MAX_FULL_DECODE_PIXELS, and
+      are box-averaged down to WORK_SIDE at once (a 28x28 digit needs no more). 16-bit images are
+      scaled to 8 bits by their own range after that reduction, not before;
+    - at most MAX_CONCURRENT_DECODES pictures decode at once in this server; a visitor past that waits
+      up to DECODE_WAIT_SECONDS for a turn, then is told to try again.
+    Palettes and greyscale are expanded, EXIF rotation applied, and of an animated image the first
+    frame is used. BENCHMARKS.md gives the memory this costs (benchmarks/upload_memory.py).
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ImageError("expected the bytes of an image file")
     if len(data) == 0:
@@ -156,28 +178,49 @@ def load_image(data: bytes) -> np.ndarray:
     if len(data) > MAX_UPLOAD_BYTES:
         raise ImageError(f"the file is too large ({len(data) / 2**20:.1f} MB; the limit is "
                          f"{MAX_UPLOAD_BYTES / 2**20:.0f} MB)")
+    if not _decode_slots.acquire(timeout=DECODE_WAIT_SECONDS):
+        raise ImageError("the server is reading other visitors' pictures right now; try again in a few seconds")
+    try:
+        return _decode_reduced(data)
+    finally:
+        _decode_slots.release()
+
+
+def _decode_reduced(data) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(bytes(data)))
+            # The plugins' own header checks pick the format, and only among ACCEPTED_FORMATS. An
+            # animated image opens on its first frame, the one load() decodes.
+            img = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
             width, height = img.size
-            if width < 1 or height < 1 or width * height > MAX_PIXELS:
-                raise ImageError(f"the image is {width}x{height} pixels; at most {MAX_PIXELS:,} pixels are accepted")
-            if getattr(img, "n_frames", 1) > 1:
-                img.seek(0)
+            limit = MAX_PIXELS if img.format in ("JPEG", "MPO") else MAX_FULL_DECODE_PIXELS
+            if width < 1 or height < 1 or width * height > limit:
+                raise ImageError(f"the image is {width}x{height} pixels; at most {limit:,} pixels are accepted "
+                                 f"in a {img.format} file ({MAX_PIXELS:,} in a JPEG)")
+            orientation = img.getexif().get(ExifTags.Base.Orientation)  # read before the reduced copy drops it
+            scale = min(1.0, WORK_SIDE / max(width, height))
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            img.draft(None, size)  # JPEG only: decode at the smallest libjpeg scale still at least `size`
             img.load()
-            img = ImageOps.exif_transpose(img)
+            if img.mode in ("1", "P", "PA"):  # no averaging on a palette: expand it first
+                img = img.convert("RGBA" if img.mode == "PA" or "transparency" in img.info else
+                                  "L" if img.mode == "1" else "RGB")
+            if img.size != size:
+                img = img.resize(size, Image.Resampling.BOX)
             if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
                 # 16-bit and 32-bit greyscale: scale to 8 bits by the image's own range.
                 arr = np.asarray(img, dtype=np.float64)
                 lo, hi = float(arr.min()), float(arr.max())
                 grey = np.zeros(arr.shape, np.uint8) if hi <= lo else np.rint((arr - lo) / (hi - lo) * 255).astype(np.uint8)
                 img = Image.fromarray(grey, mode="L")
+            if orientation in _EXIF_TRANSPOSE:
+                img = img.transpose(_EXIF_TRANSPOSE[orientation])
             rgba = np.asarray(img.convert("RGBA"), dtype=np.uint8)
     except ImageError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError("the file is not an image we can read (PNG, JPEG, GIF, BMP or WebP)") from None
+        raise ImageError(f"the file is not an image we can read ({_ACCEPTED_NAMES})") from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
         raise ImageError(f"the image could not be decoded: {str(exc).splitlines()[0] if str(exc) else 'truncated'}") from None
     return np.ascontiguousarray(rgba)
@@ -213,8 +256,6 @@ def decode_canvas(value, size: int = CANVAS_SIZE) -> np.ndarray | None:
         raise ImageError(f"the drawing sent by the browser is {width}x{height} pixels; the canvas is {size}x{size}")
     if depth != 8 or colour not in (0, 2, 4, 6):  # 8-bit grey, RGB, grey+alpha, RGBA: what a canvas writes
         raise ImageError(refuse)
-
-    from PIL import Image
 
     try:
         with Image.open(io.BytesIO(png), formats=["PNG"]) as img:
