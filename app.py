@@ -7,6 +7,9 @@ Pages are thin: they call mnist_core and draw.
 
 import streamlit as st
 
+from app_pages._widget_states import guard
+
+guard()  # widget states no browser sends (a forged request) are dropped before Streamlit keeps them
 st.set_page_config(page_title="MNIST Lab", page_icon="✍️", layout="wide")
 
 # The default page is served at "/", so its own url_path would be no address at all: "/home" (a link,

@@ -55,7 +55,7 @@ def _form_values() -> dict:
 def _remember() -> None:
     values = _form_values()
     preset = st.session_state.get("preset", CUSTOM)
-    if preset != CUSTOM and values != form.preset(preset).values:
+    if preset != CUSTOM and (preset not in PRESETS or values != form.preset(preset).values):
         st.session_state["preset"] = preset = CUSTOM  # the form is no longer that recipe: don't name it so
     st.session_state["train_form"] = values
     st.session_state["train_form_preset"] = preset
@@ -63,6 +63,8 @@ def _remember() -> None:
 
 def _apply_preset() -> None:
     name = st.session_state["preset"]
+    if name not in PRESETS:  # not a recipe's name (a forged request): the form stays as it is
+        st.session_state["preset"] = name = CUSTOM
     if name != CUSTOM:
         _set_fields(form.preset(name).values)  # the recipe fitted to this host's bounds
     _remember()
@@ -74,8 +76,9 @@ offers = {name: form.preset(name) for name in PRESETS}
 if "cfg_model" not in st.session_state:
     _set_fields(st.session_state.get("train_form", first_run.values))
     st.session_state["preset"] = st.session_state.get("train_form_preset", CUSTOM)
-if st.session_state["preset"] != CUSTOM and offers[st.session_state["preset"]].unavailable:
-    st.session_state["preset"] = CUSTOM  # chosen under other bounds: not offered here now
+offer = offers.get(st.session_state["preset"])
+if st.session_state["preset"] != CUSTOM and (offer is None or offer.unavailable):
+    st.session_state["preset"] = CUSTOM  # chosen under other bounds, or never offered (forged): not offered now
 
 
 def _field_widget(name: str, problem: str | None) -> None:
