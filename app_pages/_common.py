@@ -20,13 +20,14 @@ import streamlit as st
 
 from mnist_core import data, runs
 from mnist_core import live as live_view
-from mnist_core.checkpoints import list_checkpoints, load_checkpoint, load_uploaded_checkpoint
+from mnist_core.checkpoints import find_checkpoints, load_checkpoint, load_uploaded_checkpoint
 from mnist_core.errors import MnistLabError
 from mnist_core.export import load_bundle
 from mnist_core.loaded import LoadedModel
 
 
 @st.cache_resource(show_spinner="Loading MNIST...")
+from mnist_core.records import LIVE
 def load_split(split: str):
     """(uint8 images [N,28,28], int64 labels [N]) as numpy, shared by every session."""
     images, labels = data.load_mnist(split)
@@ -70,18 +71,42 @@ def load_model(path: str | Path):
 
 
 def checkpoint_picker(label: str = "Checkpoint", key: str = "checkpoint", default: str = "lenet5.safetensors"):
-    """A selectbox over every checkpoint; returns the chosen Path, or None (with a message) if none exist."""
-    paths = list_checkpoints()
+    """A selectbox over the offered checkpoints (offered_checkpoints) with its search box; returns the
+    chosen Path, or None (with a message) if none exist."""
+    paths, total = offered_checkpoints(key, keep=[st.session_state.get(key)])
+# --- choosing among many checkpoints: a bounded list, and a box to find the others -----------------
+
+PICKER_LIMIT = 30  # checkpoints (and registry-held models) a picker offers at once: a host with thousands of
+                   # runs would otherwise send thousands of options to every browser on every rerun
+
+
+def offered_checkpoints(key: str, keep=()) -> tuple[list[Path], int]:
+    """The checkpoints a picker under `key` offers now (mnist_core.checkpoints.find_checkpoints: what
+    `keep` names, the defaults, the newest, filtered by the picker's search box), and how many match."""
+    search = st.session_state.get(f"{key}_search")
+    return find_checkpoints(search if isinstance(search, str) else "", PICKER_LIMIT, [k for k in keep if k])
+
+
+def checkpoint_search(key: str, shown: int, total: int) -> None:
+    """The search box under a picker, when it does not list them all (or a search is on)."""
+    if total > shown or st.session_state.get(f"{key}_search"):
+        st.text_input("Find a checkpoint", key=f"{key}_search", max_chars=80, placeholder="lenet5, 20250611...",
+                       help=f"The list shows {shown} of {total:,}: the defaults and the newest. Type part of a name "
+                            "(a model, a run's date) to list others.")
+
+
     if not paths:
         st.warning("No checkpoints yet: train one on the Train page, or run `make pretrained`.")
         return None
     names = [p.name for p in paths]
-    index = names.index(default) if default in names else 0
-    name = st.selectbox(label, names, index=index, key=key,
+    if st.session_state.get(key) not in names:
+        st.session_state[key] = default if default in names else names[0]
+    name = st.selectbox(label, names, index=names.index(st.session_state[key]), key=key,
                         format_func=lambda n: n.removesuffix(".safetensors"))
     return paths[names.index(name)]
 
 
+    checkpoint_search(key, len(names), total)
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _load_upload(digest: str, weights: bytes, sidecar: bytes | None):
     if sidecar is None:  # one file: a bundle (`python -m mnist_core export --format bundle`)
@@ -115,27 +140,17 @@ def uploaded_checkpoint(files) -> LoadedModel | None:
 RUN_OPTION = "run:"  # a chooser option "run:<id>" (as the sweep view's "use this model" sets it) names such a run
 
 
-def _stored_runs() -> dict[str, str]:
-    """{run id: "run ID · lenet5 · 99.1%"} for the completed runs whose checkpoint the registry keeps
-    (mnist_core.artifacts.stored_models); {} when the registry cannot say, and the chooser offers the
-    files alone.
-
-    The registry is asked about each completed run's artifacts, so the answer is kept per set of
-    completed runs (and per registry): a rerun does not ask again, a run that completes does.
-    """
+def _stored_runs(keep: str | None = None) -> dict[str, str]:
+    """{run id: "run ID · lenet5 · 99.1%"} for the newest PICKER_LIMIT completed runs whose checkpoint
+    the registry keeps (mnist_core.artifacts.stored_models: one query with a LIMIT), and the run `keep`
+    when it is one; {} when the registry cannot say, and the chooser offers the files alone."""
     try:
-        completed = tuple(r.id for r in runs.list_runs() if r.status == "completed")
-        if not completed:
-            return {}
-        return _stored_labels(completed, os.environ.get("MNIST_REGISTRY_URL", ""), os.environ.get("MNIST_RUNS_DIR", ""))
+        stored = importlib.import_module("mnist_core.artifacts").stored_models(limit=PICKER_LIMIT)
+        if keep and keep not in {r.id for r in stored}:
+            stored += runs.list_runs(where=[runs.RUNS.c.id == keep], status="completed",
+                                     has_artifacts=("checkpoint.safetensors", "checkpoint.json"))
     except (ImportError, AttributeError, MnistLabError, OSError):
         return {}
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def _stored_labels(completed: tuple, registry_url: str, runs_dir: str) -> dict[str, str]:
-    """The labels of the stored models while `completed` are the registry's completed runs (errors are not kept)."""
-    stored = importlib.import_module("mnist_core.artifacts").stored_models()
     return {r.id: " · ".join([f"run {r.id}", str((r.config or {}).get("model", "?")),
                               *([f"{r.test_accuracy:.1%}"] if r.test_accuracy is not None else [])])
             for r in stored}
@@ -175,8 +190,14 @@ def model_chooser(key: str, label: str = "Checkpoint", default: str = "lenet5.sa
     """
     version_key = f"{key}_upload_version"
     version = st.session_state.get(version_key, 0)
-    paths = {p.name: p for p in list_checkpoints()}
-    runs_held = {f"{RUN_OPTION}{run_id}": text for run_id, text in _stored_runs().items()
+    picks = [st.session_state.get(key), st.session_state.get("mnist_default_model")]
+    wanted_runs = [p.removeprefix(RUN_OPTION) for p in picks if isinstance(p, str) and p.startswith(RUN_OPTION)]
+    # a run's checkpoint that is a file here is offered as that file: MODEL-RUN_ID.safetensors (mnist_core.runfiles)
+    keep = [p for p in picks if isinstance(p, str) and not p.startswith(RUN_OPTION)] + \
+        [p.name for run_id in wanted_runs for p in find_checkpoints(f"-{run_id}.", limit=1)[0]]
+    found, total = offered_checkpoints(key, keep)
+    paths = {p.name: p for p in found}
+    runs_held = {f"{RUN_OPTION}{run_id}": text for run_id, text in _stored_runs(next(iter(wanted_runs), None)).items()
                  if not any(name.endswith(f"-{run_id}.safetensors") for name in paths)}  # here as a file
     options = [*paths, *runs_held]
     picked = None
@@ -188,6 +209,7 @@ def model_chooser(key: str, label: str = "Checkpoint", default: str = "lenet5.sa
     else:
         st.warning("No checkpoints yet: train one on the Train page, or run `make pretrained`.")
     picked_name = None if picked is None else (runs_held.get(picked) or picked.removesuffix(".safetensors"))
+        checkpoint_search(key, len(paths), total)
     notice = st.container()  # always here, so what follows keeps its place when the notice comes or goes
     with upload_place or st.container(), st.expander("Upload a checkpoint", icon=":material/upload:"):
         files = st.file_uploader("The .safetensors weights and the .json sidecar, or one .bundle.safetensors file",
@@ -272,7 +294,7 @@ def sidebar_status() -> None:
         if not data_ready():
             st.warning("MNIST not downloaded", icon=":material/cloud_off:")
         try:
-            any_live = any(r.is_live for r in runs.list_runs())
+            any_live = bool(runs.list_runs(status=LIVE, limit=1))
         except MnistLabError as exc:
             st.error(live_view.for_visitor(str(exc)))
             return
@@ -290,13 +312,12 @@ def _sidebar_runs(polling: bool) -> None:
     @st.fragment(run_every=SIDEBAR_POLL_SECONDS if polling else None)
     def bars() -> None:
         try:
-            all_runs = runs.list_runs()
+            live = runs.list_runs(status=LIVE)  # all a place in line needs: the queue caps bound them
         except MnistLabError as exc:
             st.error(live_view.for_visitor(str(exc)))
             return
-        live = [r for r in all_runs if r.is_live]
         for r in live:
-            p = live_view.short_progress(r, all_runs)
+            p = live_view.short_progress(r, live)
             st.progress(p.fraction, text=p.text)
         if polling and not live:
             st.rerun()

@@ -118,7 +118,8 @@ def draw_live(class_runs: list[runs.Run]) -> None:
     if not in_progress:
         st.caption("No run in progress in this class.")
         return
-    everyone = runs.list_runs() if any(r.status == "queued" for r in in_progress) else in_progress  # place in line
+    everyone = runs.list_runs(status=("queued", "running")) if any(r.status == "queued" for r in in_progress) \
+        else in_progress  # a place in line counts the live runs of everyone
     for r in in_progress:
         row = st.columns([5, 1], vertical_alignment="center")
         p = live.short_progress(r, everyone)

@@ -5,19 +5,24 @@ downloads or the sidebar. An uploaded picture or checkpoint is used only while t
 with a button back to the canvas or to the listed model.
 """
 
+from pathlib import Path
+
 import numpy as np
 import streamlit as st
 
-from mnist_core.checkpoints import list_checkpoints
+from mnist_core.checkpoints import default_checkpoint
 from mnist_core.errors import ImageError
 from mnist_core.loaded import LoadedModel
+from mnist_core.models import list_models
 from mnist_core.predict import predict_proba
 from mnist_core.preprocess import canvas_to_mnist, load_image
 from app_pages._canvas import drawing_canvas
-from app_pages._common import digit_heatmap, load_model, model_chooser, probability_bars, show_error
+from app_pages._common import (checkpoint_search, digit_heatmap, load_model, model_chooser, offered_checkpoints,
+                                probability_bars, show_error)
 from app_pages._explain_ui import attribution_section, export_buttons
 
 PLOT_CONFIG = {"displayModeBar": False}  # small fixed charts: Plotly's toolbar only covers them
+COMPARE_MAX = 8  # models compared on one drawing: each is a prediction and a chart on every stroke
 # The picture uploader's file types, as MIME types: the browser's file picker offers only these. Not file
 # name extensions: Streamlit checks those on the server, and a forged upload whose name has another one
 # (`digit.tiff`) raised an exception before the page ran, which no page can catch. load_image reads
@@ -106,9 +111,27 @@ def drawing_and_answer(chosen: LoadedModel | None) -> None:
     if st.toggle("Why this answer? What each pixel contributed", key="draw_explain"):
         attribution_section(chosen, image, probs, key="draw_attr")
 
-    # --- every model on the same drawing -----------------------------------------------------------
-    if st.toggle("Compare models: every checkpoint on this drawing", key="draw_compare"):
-        paths = list_checkpoints()
+    # --- several models on the same drawing --------------------------------------------------------
+    if st.toggle("Compare models on this drawing", key="draw_compare"):
+        compare_models(chosen, image)
+
+
+def compare_models(chosen: LoadedModel, image: np.ndarray) -> None:
+    """Chosen checkpoints' answers to the same drawing, side by side: the committed ones and the model in
+    use unless the visitor picks others, COMPARE_MAX at most, from a bounded list with a search box (a host
+    with thousands of runs has thousands of checkpoints: comparing them all took minutes a stroke)."""
+    key = "draw_compare_pick"
+    in_use = [Path(chosen.key[1]).name] if chosen.key[0] == "file" else []
+    first = list(dict.fromkeys([f"{m}.safetensors" for m in list_models() if default_checkpoint(m)] + in_use))
+    held = st.session_state.get(key)
+    paths, total = offered_checkpoints(key, keep=[*first[:COMPARE_MAX], *(held if isinstance(held, list) else [])])
+    by_name = {p.name: p for p in paths}
+    picked = st.multiselect("Models to compare", list(by_name), [n for n in first if n in by_name][:COMPARE_MAX],
+                            key=key, max_selections=COMPARE_MAX, format_func=lambda n: n.removesuffix(".safetensors"),
+                            help=f"Up to {COMPARE_MAX} checkpoints, each answering this drawing.")
+    checkpoint_search(key, len(by_name), total)
+    paths = [by_name[n] for n in picked[:COMPARE_MAX] if n in by_name]
+    if paths:
         cols = st.columns(min(4, len(paths)))
         for k, p in enumerate(paths):
             with cols[k % len(cols)]:

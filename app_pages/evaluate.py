@@ -13,11 +13,13 @@ import streamlit as st
 
 from mnist_core import evaluate as ev
 from mnist_core import runs
-from mnist_core.checkpoints import default_checkpoint, list_checkpoints
+from mnist_core.checkpoints import default_checkpoint, find_checkpoints
 from mnist_core.errors import MnistLabError
 from app_pages._common import checkpoint_picker, load_model, load_split, require_data, show_error
 
 GALLERY_SIZE = 40
+CARDS_LIMIT = 12      # checkpoints measured for the model cards: the defaults, then the newest
+COMPARE_RUNS = 100    # completed runs offered to compare: the newest, read with SQL LIMIT
 
 st.title("Evaluate")
 st.caption("How good is a model, and where does it go wrong? Click a cell of the confusion matrix to see "
@@ -160,7 +162,10 @@ def cards_tab() -> None:
     st.caption("Every architecture (untrained) and every checkpoint: test accuracy, parameters, FLOPs per image "
                "(torch.utils.flop_counter), single-image CPU latency (median, one thread), and for the tutorial "
                "architectures what the article reports; then the layers with their output shapes.")
-    paths = [str(p) for p in list_checkpoints()]
+    found, how_many = find_checkpoints(limit=CARDS_LIMIT)
+    if how_many > len(found):
+        st.caption(f"Measured: the defaults and the newest checkpoints, {len(found)} of {how_many:,}.")
+    paths = [str(p) for p in found]
     cards = model_cards(tuple(paths), tuple(Path(p).stat().st_mtime for p in paths))
     st.dataframe(cards_table(cards), hide_index=True, column_config={
         "name": st.column_config.TextColumn(pinned=True),
@@ -221,10 +226,13 @@ def comparison_table(rows: list[dict], baseline_id: str) -> pd.DataFrame:
 def runs_tab() -> None:
     """Completed runs against a baseline run, with a CSV download."""
     try:
-        finished = [r for r in runs.list_runs() if r.status == "completed"]
+        finished = runs.list_runs(status="completed", newest_first=True, limit=COMPARE_RUNS)[::-1]  # oldest first
+        how_many = runs.count_runs(status="completed") if len(finished) == COMPARE_RUNS else len(finished)
     except MnistLabError as exc:
         show_error(exc)
-        finished = []
+        finished, how_many = [], 0
+    if how_many > len(finished):
+        st.caption(f"The newest {len(finished)} of {how_many:,} completed runs.")
     if len(finished) < 2:
         st.info("Compare needs at least two completed runs: start some on the Train page.")
     else:

@@ -4,8 +4,9 @@ any is), the way in to every page, and a field to join a teacher's class by its 
 import streamlit as st
 
 from mnist_core import classes, data, live, runs
-from mnist_core.checkpoints import list_checkpoints, read_meta
+from mnist_core.checkpoints import find_checkpoints, read_meta
 from mnist_core.errors import MnistLabError
+from mnist_core.records import LIVE
 from app_pages import _class
 from app_pages._common import show_error
 
@@ -36,16 +37,16 @@ with c_data:
                 st.rerun()
 
 with c_models:
-    checkpoints = list_checkpoints()
+    checkpoints, how_many = find_checkpoints(limit=8)  # the defaults, then the newest
     if checkpoints:
         lines = []
-        for p in checkpoints[:8]:
+        for p in checkpoints:
             try:
                 acc = read_meta(p).get("metrics", {}).get("test_accuracy")
             except MnistLabError:
                 continue
             lines.append(f"- **{p.stem}**" + (f": {acc:.2%} test accuracy" if acc else ""))
-        st.success(f"{len(checkpoints)} checkpoint(s) ready.", icon=":material/check_circle:")
+        st.success(f"{how_many:,} checkpoint(s) ready.", icon=":material/check_circle:")
         st.markdown("\n".join(lines))
     else:
         st.warning("No checkpoints yet: train one, or run `make pretrained`.", icon=":material/warning:")
@@ -60,18 +61,18 @@ def runs_in_progress(polling: bool) -> None:
     @st.fragment(run_every=RUNS_POLL_SECONDS if polling else None)
     def panel() -> None:
         try:
-            all_runs = runs.list_runs()
+            in_progress = runs.list_runs(status=LIVE)  # all a place in line needs; the rest is counted
+            so_far = 0 if in_progress else runs.count_runs()
         except MnistLabError as exc:
             show_error(exc)
             return
-        in_progress = [r for r in all_runs if r.is_live]
         if in_progress:
             st.info(f"{len(in_progress)} run(s) in progress.", icon=":material/model_training:")
             for r in in_progress:
-                p = live.short_progress(r, all_runs)
+                p = live.short_progress(r, in_progress)
                 st.progress(p.fraction, text=p.text)
         else:
-            st.info(f"No run in progress ({len(all_runs)} run(s) so far).", icon=":material/model_training:")
+            st.info(f"No run in progress ({so_far:,} run(s) so far).", icon=":material/model_training:")
         if polling and not in_progress:
             st.rerun()
 
@@ -80,7 +81,7 @@ def runs_in_progress(polling: bool) -> None:
 
 with c_runs:
     try:
-        any_live = any(r.is_live for r in runs.list_runs())
+        any_live = bool(runs.list_runs(status=LIVE, limit=1))
     except MnistLabError as exc:
         show_error(exc)
         any_live = False

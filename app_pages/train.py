@@ -19,6 +19,7 @@ import streamlit as st
 from mnist_core import form, kernels, limits, live, runs, worker
 from mnist_core.errors import MnistLabError
 from mnist_core.models import count_parameters, create_model, layer_table, model_info
+from mnist_core.records import LIVE
 from mnist_core.training import PRESETS, TrainConfig
 from app_pages import _class, _sweep_ui
 from app_pages._common import require_data, show_error, visitor_token
@@ -369,11 +370,33 @@ def _percent(x: float | None) -> str:
     return f"{x:.2%}" if x is not None else "–"
 
 
+RUNS_PAGE = 25  # rows of the runs table: a page at a time, read with SQL LIMIT/OFFSET
+
+
+def runs_page() -> tuple[list[runs.Run], int, int]:
+    """(this page's runs newest first, the page's first row's number, how many runs in all)."""
+    total = runs.count_runs()
+    pages = max(1, -(-total // RUNS_PAGE))
+    page = 1
+    if pages > 1:
+        page = st.number_input("Page", min_value=1, max_value=pages, step=1, key="runs_page",
+                               help=f"{RUNS_PAGE} runs a page, newest first")
+        page = min(max(1, int(page or 1)), pages)
+    return runs.list_runs(newest_first=True, limit=RUNS_PAGE, offset=(page - 1) * RUNS_PAGE), \
+        (page - 1) * RUNS_PAGE + 1, total
+
+
 st.subheader("Runs")
-if not all_runs:
+try:
+    ordered, first_row, total_runs = runs_page()
+except MnistLabError as exc:
+    show_error(exc)
+    ordered, first_row, total_runs = [], 1, 0
+if not ordered:
     st.caption("Runs you start appear here.")
 else:
-    ordered = list(reversed(all_runs))  # newest first
+    if total_runs > len(ordered):
+        st.caption(f"Runs {first_row:,}-{first_row + len(ordered) - 1:,} of {total_runs:,}, newest first.")
     table = pd.DataFrame([{
         "run": r.id, "status": r.status, "model": r.config.get("model") or "–",
         "config": _summary(r.config),
@@ -383,7 +406,8 @@ else:
         "error": live.for_visitor(r.error),
     } for r in ordered])
     st.caption("Select runs (tick the rows) to overlay their curves.")
-    event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table")
+    event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row",
+                         key=f"runs_table_{first_row}")  # a selection belongs to its page's rows
     picked = [ordered[i] for i in event.selection.rows] if event and event.selection else []
     if picked:
         loss_fig, acc_fig = go.Figure(), go.Figure()

@@ -85,14 +85,12 @@ def load_run_model(run_id: str, root: Optional[os.PathLike] = None) -> tuple[nn.
     return model, meta
 
 
-def stored_models(root: Optional[os.PathLike] = None) -> list[runs.Run]:
-    """The completed runs whose checkpoint is in the registry, oldest first (the app's model
-    choosers and the CLI list these beside the checkpoint files)."""
-    found = []
-    for run in runs.list_runs(root=root):
-        if run.status == RunStatus.COMPLETED and {WEIGHTS, SIDECAR} <= set(runs.artifact_names(run.id, root=root)):
-            found.append(run)
-    return found
+def stored_models(root: Optional[os.PathLike] = None, limit: Optional[int] = None) -> list[runs.Run]:
+    """The completed runs whose checkpoint is in the registry, oldest first; with `limit`, the newest
+    `limit` of them (the app's model choosers offer these beside the checkpoint files). One query."""
+    found = runs.list_runs(root=root, status=RunStatus.COMPLETED, has_artifacts=(WEIGHTS, SIDECAR),
+                           newest_first=limit is not None, limit=limit)
+    return found if limit is None else found[::-1]
 
 
 def store_snapshots(run_id: str, data: bytes, root: Optional[os.PathLike] = None) -> None:

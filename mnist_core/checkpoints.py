@@ -20,7 +20,7 @@ import os
 import struct
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import torch
 from torch import nn
@@ -29,6 +29,7 @@ from . import __version__
 from .errors import CheckpointError
 from .models import create_model, list_models
 from .paths import REPO_ROOT, atomic_write, checkpoint_dir
+from .runfiles import RUN_ID
 
 SUFFIX = ".safetensors"
 MAX_HEADER_BYTES = 10 << 20  # a real header of ours is a few KB
@@ -322,6 +323,38 @@ def list_checkpoints() -> list[Path]:
                 found[p.name] = p
     order = {f"{name}{SUFFIX}": i for i, name in enumerate(list_models())}
     return sorted(found.values(), key=lambda p: (order.get(p.name, len(order)), p.name))
+
+
+def find_checkpoints(search: str = "", limit: int = 30, keep: Iterable[str] = ()) -> tuple[list[Path], int]:
+    """A bounded choice of checkpoints for a picker, and how many match: the files named in `keep` (a
+    picker's current choice), the defaults in zoo order, then the newest others (by the run id in a
+    run's file name, MODEL-RUN_ID; other names after, by name), `limit` in all at most; all but `keep`
+    only when their name contains `search` (any case). The count is of the weights files whose name
+    contains `search`. The folders are listed by name; only the offered files are checked for a
+    sidecar, so a host with ten thousand runs' checkpoints costs a picker one directory listing."""
+    names: dict[str, Path] = {}
+    for folder in checkpoint_dirs():
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.endswith(SUFFIX) and entry.name not in names:
+                        names[entry.name] = Path(folder) / entry.name
+        except OSError:
+            continue  # a folder not made yet
+    wanted = search.strip().lower()
+    matching = [n for n in names if wanted in n.lower()]
+    defaults = [f"{name}{SUFFIX}" for name in list_models()]
+    run_id = {n: n.removesuffix(SUFFIX)[-22:] for n in matching}  # MODEL-YYYYMMDD-HHMMSS-xxxxxx
+    runs_newest_first = sorted((n for n in matching if RUN_ID.match(run_id[n])), key=run_id.get, reverse=True)
+    shown: list[Path] = []
+    ordered = [*keep, *(n for n in defaults if n in matching), *runs_newest_first, *sorted(matching)]
+    for name in dict.fromkeys(ordered):
+        if len(shown) >= limit:
+            break
+        path = names.get(name)
+        if path is not None and sidecar_path(path).is_file():
+            shown.append(path)
+    return shown, len(matching)
 
 
 def default_checkpoint(name: str = "lenet5") -> Optional[Path]:

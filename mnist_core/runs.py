@@ -837,7 +837,7 @@ def count_runs(root: Optional[os.PathLike] = None, sweep: Optional[str] = None, 
         return conn.scalar(sa.select(sa.func.count()).select_from(RUNS).where(*conditions))
 
 
-def recent_runs(limit: int = 200, root: Optional[os.PathLike] = None) -> list[Run]:
+def recent_runs(limit: int = 100, root: Optional[os.PathLike] = None) -> list[Run]:
     """What a page needs to place runs in line and pick one to watch, without reading the whole
     registry: every live run (the queue caps bound them) and the newest `limit` runs, oldest first."""
     newest = list_runs(root, newest_first=True, limit=limit)
