@@ -24,10 +24,10 @@ from mnist_core.checkpoints import find_checkpoints, load_checkpoint, load_uploa
 from mnist_core.errors import MnistLabError
 from mnist_core.export import load_bundle
 from mnist_core.loaded import LoadedModel
+from mnist_core.records import LIVE
 
 
 @st.cache_resource(show_spinner="Loading MNIST...")
-from mnist_core.records import LIVE
 def load_split(split: str):
     """(uint8 images [N,28,28], int64 labels [N]) as numpy, shared by every session."""
     images, labels = data.load_mnist(split)
@@ -70,10 +70,6 @@ def load_model(path: str | Path):
     return _load_model(str(p), p.stat().st_mtime if p.exists() else 0.0)
 
 
-def checkpoint_picker(label: str = "Checkpoint", key: str = "checkpoint", default: str = "lenet5.safetensors"):
-    """A selectbox over the offered checkpoints (offered_checkpoints) with its search box; returns the
-    chosen Path, or None (with a message) if none exist."""
-    paths, total = offered_checkpoints(key, keep=[st.session_state.get(key)])
 # --- choosing among many checkpoints: a bounded list, and a box to find the others -----------------
 
 PICKER_LIMIT = 30  # checkpoints (and registry-held models) a picker offers at once: a host with thousands of
@@ -95,6 +91,10 @@ def checkpoint_search(key: str, shown: int, total: int) -> None:
                             "(a model, a run's date) to list others.")
 
 
+def checkpoint_picker(label: str = "Checkpoint", key: str = "checkpoint", default: str = "lenet5.safetensors"):
+    """A selectbox over the offered checkpoints (offered_checkpoints) with its search box; returns the
+    chosen Path, or None (with a message) if none exist."""
+    paths, total = offered_checkpoints(key, keep=[st.session_state.get(key)])
     if not paths:
         st.warning("No checkpoints yet: train one on the Train page, or run `make pretrained`.")
         return None
@@ -103,10 +103,10 @@ def checkpoint_search(key: str, shown: int, total: int) -> None:
         st.session_state[key] = default if default in names else names[0]
     name = st.selectbox(label, names, index=names.index(st.session_state[key]), key=key,
                         format_func=lambda n: n.removesuffix(".safetensors"))
+    checkpoint_search(key, len(names), total)
     return paths[names.index(name)]
 
 
-    checkpoint_search(key, len(names), total)
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _load_upload(digest: str, weights: bytes, sidecar: bytes | None):
     if sidecar is None:  # one file: a bundle (`python -m mnist_core export --format bundle`)
@@ -206,10 +206,10 @@ def model_chooser(key: str, label: str = "Checkpoint", default: str = "lenet5.sa
         # its default is the pick: a browser that missed the run which set it falls back to the default
         picked = st.selectbox(label, options, index=options.index(st.session_state[key]), key=key,
                               format_func=lambda o: runs_held.get(o) or o.removesuffix(".safetensors"))
+        checkpoint_search(key, len(paths), total)
     else:
         st.warning("No checkpoints yet: train one on the Train page, or run `make pretrained`.")
     picked_name = None if picked is None else (runs_held.get(picked) or picked.removesuffix(".safetensors"))
-        checkpoint_search(key, len(paths), total)
     notice = st.container()  # always here, so what follows keeps its place when the notice comes or goes
     with upload_place or st.container(), st.expander("Upload a checkpoint", icon=":material/upload:"):
         files = st.file_uploader("The .safetensors weights and the .json sidecar, or one .bundle.safetensors file",

@@ -115,7 +115,7 @@ def architecture_table(name: str) -> tuple[pd.DataFrame, int, bool]:
 
 
 try:
-    all_runs = runs.list_runs()
+    all_runs = runs.recent_runs()  # the live ones and the newest: never the whole registry
 except MnistLabError as exc:
     show_error(exc)
     all_runs = []
@@ -181,7 +181,7 @@ if start:  # (a disabled Start never reports a click: the values here passed for
         class_code, student = _class.membership()  # a run started inside a class shows on its page
         run_id = worker.submit(TrainConfig.from_dict(_form_values()).to_dict(), owner=token, class_code=class_code,
                                student=student)
-        all_runs = runs.list_runs()
+        all_runs = runs.recent_runs()
     except MnistLabError as exc:
         st.error(live.for_visitor(str(exc)))
     else:
@@ -340,7 +340,7 @@ with st.container(key="live_panel"):
         @st.fragment(run_every=POLL_SECONDS if polling else None)
         def live_panel(run_id: str, was_status: str) -> None:
             try:
-                everything = runs.list_runs()
+                everything = runs.list_runs(status=LIVE)  # all a place in line needs
                 run = next((r for r in everything if r.id == run_id), None) or runs.get_run(run_id)
                 draw_run(run, everything)
             except MnistLabError as exc:
