@@ -237,7 +237,7 @@ class Collapse:
                 f"{self.best_step:,}, fell to {self.accuracy:.2%} and stayed far below it to the end (last "
                 f"validation {self.last_accuracy:.2%}; {share:.0%} of the run was after the collapse).")
         if self.stuck_loss is not None:
-            said += f" The training loss sat at {self.stuck_loss:.2f} (ln 10): it gave every digit the same odds."
+            said += f" The training loss sat at {self.stuck_loss:.2f}, about ln 10: it gave every digit the same odds."
         return said + (f" The saved model is from step {self.best_step:,}, the best validation, not from the end (a "
                        "smaller learning rate usually avoids a collapse).")
 

@@ -47,7 +47,7 @@ def test_a_run_that_fell_to_chance_after_its_best_validation_collapsed_and_says_
     assert fell.stuck_loss == math.log(10)
     text = fell.text()
     assert "collapsed by step 300" in text and "93.10% at step 150" in text and "82% of the run" in text
-    assert "The saved model is from step 150" in text and "2.30 (ln 10)" in text
+    assert "The saved model is from step 150" in text and "sat at 2.30, about ln 10" in text
     assert fell.note() == "collapsed by step 300 (validation 93.1% → 11.3%); model from step 150"
 
 
