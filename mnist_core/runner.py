@@ -30,7 +30,8 @@ claim (runs.claim_next) keeps the cap across every host that shares the registry
 A runner waits for work, polling the registry every POLL_SECONDS, for MNIST_RUNNER_IDLE_SECONDS
 (default 600) after its last run (or while an outcome waits to be recorded), then exits. It leaves
 as soon as nothing waits once the process that started it (the web server, a CLI `submit`) has
-ended, and when its runs folder disappears.
+ended, and when its runs folder disappears. When it starts and after each run it applies the
+retention policy (retention.py: MNIST_KEEP_RUNS, MNIST_KEEP_RUN_DAYS), one bounded pass.
 """
 
 from __future__ import annotations

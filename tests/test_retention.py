@@ -155,3 +155,13 @@ def test_runs_prune_on_the_command_line(cli, tiny_config, monkeypatch):
     assert done.stdout.splitlines()[-1] == "keep the newest 1 finished runs: removed 2 run(s)"
     assert [r.id for r in runs.list_runs()] == ids[2:]
     assert not any(p.exists() for run_id in ids[:2] for p in its_files(run_id, "mlp-128-64"))
+
+
+def test_deploy_md_suggests_the_demo_retention_policy(monkeypatch):
+    from test_deploy_settings import deploy_settings
+
+    settings = deploy_settings()
+    for name in ("MNIST_DEMO", "MNIST_KEEP_RUNS", "MNIST_KEEP_RUN_DAYS"):
+        monkeypatch.setenv(name, settings[name])
+    assert retention.policy() == retention.Policy(keep_runs=retention.DEMO_KEEP_RUNS,
+                                                  keep_days=retention.DEMO_KEEP_RUN_DAYS)
