@@ -379,6 +379,9 @@ def runs_page() -> tuple[list[runs.Run], int, int]:
     pages = max(1, -(-total // RUNS_PAGE))
     page = 1
     if pages > 1:
+        held = st.session_state.get("runs_page", 1)
+        if not isinstance(held, int) or not 1 <= held <= pages:
+            st.session_state["runs_page"] = min(max(1, held), pages) if isinstance(held, int) else 1  # runs removed
         page = st.number_input("Page", min_value=1, max_value=pages, step=1, key="runs_page",
                                help=f"{RUNS_PAGE} runs a page, newest first")
         page = min(max(1, int(page or 1)), pages)

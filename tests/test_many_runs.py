@@ -128,3 +128,13 @@ def test_pages_read_as_many_runs_with_300_in_the_registry_as_with_150(page, runs
     if page == "app_pages/train.py":
         assert len(at.dataframe[-1].value) == 25  # the runs table: a page of them
         assert any("of 300, newest first" in c.value for c in at.caption)
+
+
+def test_trains_runs_table_pages_through_every_run_newest_first():
+    ids = add_completed_runs(60)
+    at = open_page("app_pages/train.py")
+    assert list(at.dataframe[-1].value["run"]) == ids[::-1][:25]
+    at.number_input(key="runs_page").set_value(3).run()
+    assert not at.exception, messages(at)
+    assert list(at.dataframe[-1].value["run"]) == ids[::-1][50:]  # the oldest ten
+    assert any("Runs 51-60 of 60, newest first." == c.value for c in at.caption)
