@@ -22,6 +22,7 @@ import struct
 import sys
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -35,7 +36,9 @@ BOX = 20              # MNIST's digit box
 SIZE = 28
 MAX_UPLOAD_BYTES = 10 << 20     # 10 MB
 MAX_PIXELS = 4096 * 4096        # larger JPEGs are refused before they are decoded (a JPEG decodes reduced)
-MAX_FULL_DECODE_PIXELS = 3840 * 2160  # the same for the formats that decode at full size (a 4K screen)
+# The same for the formats that decode at full size: a 2560x1600 screen. A WebP costs ~4.5 bytes of memory
+# per byte of its RGBA pixels while it decodes (+75 MB at this size), a PNG ~2.5 (tests/test_upload_bounds.py).
+MAX_FULL_DECODE_PIXELS = 2560 * 1600
 # What an uploaded picture may be, read from its header (Pillow's format names; the README names these).
 # A phone camera's JPEG with a second picture in it (MPO) opens through the JPEG plugin.
 ACCEPTED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
@@ -44,6 +47,10 @@ WORK_SIDE = 1024                # an uploaded picture is reduced to at most this
 MAX_CONCURRENT_DECODES = 2      # pictures decoding at once in one server, whoever sent them
 DECODE_WAIT_SECONDS = 5.0       # how long a visitor past that bound waits for a turn before being told to retry
 _decode_slots = threading.BoundedSemaphore(MAX_CONCURRENT_DECODES)
+# The decodes run on these long-lived threads, not on the visitors' own (Streamlit starts a thread for
+# each script run): glibc gives each concurrent thread a malloc arena of its own and keeps some of what
+# a decode freed there, so decodes spread over many visitors' threads left memory behind in each.
+_decoders = ThreadPoolExecutor(MAX_CONCURRENT_DECODES, thread_name_prefix="picture-decode")
 # EXIF orientation -> the transpose that puts the picture upright (as PIL.ImageOps.exif_transpose does).
 _EXIF_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
                    4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
@@ -166,8 +173,8 @@ def load_image(data: bytes) -> np.ndarray:
       `draft`); the other formats decode at full size, so they are held to MAX_FULL_DECODE_PIXELS, and
       are box-averaged down to WORK_SIDE at once (a 28x28 digit needs no more). 16-bit images are
       scaled to 8 bits by their own range after that reduction, not before;
-    - at most MAX_CONCURRENT_DECODES pictures decode at once in this server; a visitor past that waits
-      up to DECODE_WAIT_SECONDS for a turn, then is told to try again.
+    - at most MAX_CONCURRENT_DECODES pictures decode at once in this server, on as many threads kept
+      for it; a visitor past that waits up to DECODE_WAIT_SECONDS for a turn, then is told to try again.
     Palettes and greyscale are expanded, EXIF rotation applied, and of an animated image the first
     frame is used. BENCHMARKS.md gives the memory this costs (benchmarks/upload_memory.py).
     """
@@ -181,7 +188,7 @@ def load_image(data: bytes) -> np.ndarray:
     if not _decode_slots.acquire(timeout=DECODE_WAIT_SECONDS):
         raise ImageError("the server is reading other visitors' pictures right now; try again in a few seconds")
     try:
-        return _decode_reduced(data)
+        return _decoders.submit(_decode_reduced, data).result()
     finally:
         _decode_slots.release()
 

@@ -39,9 +39,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PICTURE_UPLOADER = "draw_image_upload_0"  # the Draw page's picture uploader, before any "Use the canvas"
 
 # The most one decode of an accepted picture may add to a process's peak memory. The costliest
-# accepted file is a lossless WebP of MAX_FULL_DECODE_PIXELS (libwebp's canvas, the frame's bytes,
-# Pillow's image and its premultiplied copy: ~4x its 33 MB of RGBA pixels); BENCHMARKS.md has each.
-DECODE_PEAK_MB = 170
+# accepted file is a WebP of MAX_FULL_DECODE_PIXELS (libwebp's canvas, the frame's bytes, Pillow's
+# image and its premultiplied copy: ~4x its 16 MB of RGBA pixels, +75 MB measured).
+DECODE_PEAK_MB = 100
 
 # A fresh interpreter (numpy, Pillow and the package imported first) decodes one file and reports how
 # far its peak resident memory rose: ru_maxrss is the high-water mark, so after - before is the decode's.
@@ -86,7 +86,7 @@ def the_largest_allowed(fmt: str) -> bytes:
         return encoded(Image.fromarray(a_one(4096, 4096)).convert("RGB"), "JPEG", quality=90)
     if fmt == "progressive JPEG":
         return encoded(Image.fromarray(a_one(4096, 4096)).convert("RGB"), "JPEG", quality=90, progressive=True)
-    height, width = 2160, 3840
+    height, width = 1600, 2560
     assert height * width == MAX_FULL_DECODE_PIXELS
     if fmt == "16-bit PNG":
         return encoded(Image.fromarray(a_one(height, width, np.uint16, 65535)), "PNG")
@@ -235,8 +235,9 @@ def test_a_visitor_past_the_decode_bound_is_told_to_try_again_in_one_line(decode
     assert load_image(picture).shape == (120, 90, 4)  # and the next one is served
 
 
-def test_visitors_past_the_bound_wait_their_turn_and_are_served(decoders_held_inside):
+def test_visitors_past_the_bound_wait_their_turn_and_are_served(decoders_held_inside, monkeypatch):
     entered, let_go = decoders_held_inside
+    monkeypatch.setattr(preprocess, "DECODE_WAIT_SECONDS", 120)  # however busy the machine
     picture = encoded(Image.fromarray(a_one(120, 90)), "PNG")
     results: list = []
     visitors = [_visitor(picture, results) for _ in range(MAX_CONCURRENT_DECODES)]
