@@ -13,6 +13,11 @@ pen; `touch-action: none`, so a finger draws instead of scrolling). Undo and Cle
 the drawing area. When a stroke ends it sends the drawing at once as `data:image/png;base64,...` (None
 once it is empty). That value is still whatever the browser chooses to send: `drawing_canvas` hands
 it to mnist_core.preprocess.decode_canvas, which checks it before it decodes it.
+
+Streamlit drops a widget's state when its page is left, and the browser drops the canvas with it. So
+the last drawing that passed that check is also kept under a key no widget owns, and a canvas mounted
+again (the visitor came back to the page) starts from it: it is the component's default, and the
+canvas paints it under any new strokes (Undo takes it away in one step, as Clear does).
 """
 
 from __future__ import annotations
@@ -61,12 +66,15 @@ function mount(parent) {
   root.append(canvas, tools);
   parent.appendChild(root);
 
-  const self = { root, canvas, strokes: [], current: null, send: () => {}, size: 0, width: 1 };
+  // base: the drawing the canvas was mounted with (kept by the server while the page was left), under the strokes
+  const self = { root, canvas, strokes: [], current: null, send: () => {}, size: 0, width: 1, base: null,
+                 mounted: false };
   const ctx = canvas.getContext('2d');
 
   const paint = () => {  // the whole drawing, from its strokes
     ctx.fillStyle = '#000';
     ctx.fillRect(0, 0, canvas.width, canvas.height);
+    if (self.base) ctx.drawImage(self.base, 0, 0, canvas.width, canvas.height);
     ctx.strokeStyle = ctx.fillStyle = '#fff';
     ctx.lineWidth = self.width; ctx.lineCap = 'round'; ctx.lineJoin = 'round';
     for (const s of self.strokes) {
@@ -76,9 +84,11 @@ function mount(parent) {
       ctx.stroke();
     }
   };
+  const drawn = () => self.strokes.length > 0 || self.base !== null;
+  const enableTools = () => { undo.disabled = clear.disabled = !drawn(); };
   const changed = () => {
-    undo.disabled = clear.disabled = self.strokes.length === 0;
-    self.send(self.strokes.length ? canvas.toDataURL('image/png') : null);
+    enableTools();
+    self.send(drawn() ? canvas.toDataURL('image/png') : null);
   };
   const at = (e) => {  // a pointer event -> canvas pixels, whatever size the canvas is shown at
     const r = canvas.getBoundingClientRect();
@@ -111,8 +121,11 @@ function mount(parent) {
   canvas.addEventListener('pointerup', end);
   canvas.addEventListener('pointercancel', end);
   canvas.addEventListener('lostpointercapture', end);
-  undo.addEventListener('click', () => { self.strokes.pop(); paint(); changed(); });
-  clear.addEventListener('click', () => { self.strokes = []; paint(); changed(); });
+  undo.addEventListener('click', () => {
+    if (self.strokes.length) self.strokes.pop(); else self.base = null;
+    paint(); changed();
+  });
+  clear.addEventListener('click', () => { self.strokes = []; self.base = null; paint(); changed(); });
 
   self.configure = (data) => {
     self.root.style.setProperty('--mc-max', data.max_display_px + 'px');
@@ -120,7 +133,15 @@ function mount(parent) {
       self.size = data.size; self.width = data.stroke_px;
       canvas.width = canvas.height = data.size;
       paint();
-      undo.disabled = clear.disabled = self.strokes.length === 0;
+      enableTools();
+    }
+    if (!self.mounted) {  // the drawing kept while the page was left: the server has it already, nothing is sent
+      self.mounted = true;
+      if (typeof data.drawing === 'string' && data.drawing.startsWith('data:image/png;base64,')) {
+        const image = new Image();
+        image.onload = () => { self.base = image; paint(); enableTools(); };
+        image.src = data.drawing;
+      }
     }
   };
   return self;
@@ -150,7 +171,18 @@ def drawing_canvas(key: str, on_change: Callable[[], None] | None = None) -> np.
 
     Raises mnist_core.errors.ImageError (one line) when the browser sent something that is not this
     canvas's PNG. `on_change` runs (as a Streamlit callback) when a stroke ends, on Undo and on Clear.
+    The drawing is kept for the session under f"{key}_kept" (only a value decode_canvas accepted), and a
+    canvas drawn after its page was left starts from it.
     """
-    result = _component(key=key, data={"size": CANVAS_SIZE, "stroke_px": STROKE_PX, "max_display_px": MAX_DISPLAY_PX},
-                        default={"drawing": None}, on_drawing_change=on_change or (lambda: None))
-    return decode_canvas(result.get("drawing"))
+    kept_key = f"{key}_kept"
+    kept = st.session_state.get(kept_key)
+    result = _component(key=key, data={"size": CANVAS_SIZE, "stroke_px": STROKE_PX, "max_display_px": MAX_DISPLAY_PX,
+                                       "drawing": kept},
+                        default={"drawing": kept}, on_drawing_change=on_change or (lambda: None))
+    value = result.get("drawing")
+    rgba = decode_canvas(value)
+    if rgba is None:
+        st.session_state.pop(kept_key, None)
+    else:
+        st.session_state[kept_key] = value
+    return rgba

@@ -20,6 +20,9 @@ from app_pages._explain_ui import attribution_section, export_buttons, replay_se
 from app_pages._network_figures import FULL_GRID_MAX, diverging, kernel_figure, map_figure
 
 KINDS = {"dataset": "Dataset image", "drawing": "My drawing"}
+# Streamlit forgets a widget's value when its page is left; these keep theirs for the session, so a visit
+# to another page comes back to the same input, picked the same way.
+KEEP = dict(persist_state="session")
 
 st.title("Inside the network")
 st.caption("Feed one image through a trained network: see its kernels, what each layer makes of the image, "
@@ -43,7 +46,8 @@ def apply_source(source) -> None:
         ss["inside_index"] = int(source["index"])
 
 
-# A new source from another page, or a fresh visit (this page's widget state is gone): follow it.
+# A new source from another page, or the first visit: follow it. (Coming back from a page that sent
+# nothing finds the input widgets as they were left: they keep their values, KEEP.)
 source = ss.get("inspect_source")
 if source is not None and (source != ss.get("_inside_applied") or "inside_kind" not in ss):
     apply_source(source)
@@ -78,26 +82,26 @@ def roll_random_nth(count: int) -> None:
 c_ckpt, c_kind, c_pick = st.columns([1, 1, 2.4], vertical_alignment="bottom")
 with c_ckpt:
     chosen = model_chooser("inside_checkpoint")
-kind = c_kind.radio("Input", list(KINDS), key="inside_kind", format_func=KINDS.get, horizontal=True)
+kind = c_kind.radio("Input", list(KINDS), key="inside_kind", format_func=KINDS.get, horizontal=True, **KEEP)
 
 truth = None
 if kind == "dataset":
     require_data()
     with c_pick:
         p_split, p_pick, p_which, p_more = st.columns([1.1, 1.1, 1, 1], vertical_alignment="bottom")
-        split = p_split.radio("Split", ["test", "train"], key="inside_split", horizontal=True)
+        split = p_split.radio("Split", ["test", "train"], key="inside_split", horizontal=True, **KEEP)
         images, labels = load_split(split)
         pick = p_pick.radio("Pick", ["index", "label"], key="inside_pick", horizontal=True,
-                            format_func=lambda p: f"by {p}")
+                            format_func=lambda p: f"by {p}", **KEEP)
         if pick == "index":
             ss["inside_index"] = min(ss.get("inside_index", 0), len(images) - 1)
-            index = int(p_which.number_input("Index", min_value=0, max_value=len(images) - 1, key="inside_index"))
+            index = int(p_which.number_input("Index", min_value=0, max_value=len(images) - 1, key="inside_index", **KEEP))
         else:
-            label = p_which.selectbox("Label", range(10), key="inside_label")
+            label = p_which.selectbox("Label", range(10), key="inside_label", **KEEP)
             members = np.flatnonzero(labels == label)
             ss["inside_nth"] = min(max(1, ss.get("inside_nth", 1)), len(members))
             nth = p_more.number_input(f"n-th of {len(members):,}", min_value=1, max_value=len(members),
-                                      key="inside_nth", help="1 = the first image with this label in the split")
+                                      key="inside_nth", help="1 = the first image with this label in the split", **KEEP)
             st.button("Random image of this label", icon=":material/casino:", key="inside_random",
                       on_click=roll_random_nth, args=(len(members),))
             index = int(members[nth - 1])
@@ -171,7 +175,7 @@ if inspect.is_convnet(model):
         if out * cin > FULL_GRID_MAX:
             view = st.selectbox(f"{name}: {out * cin:,} kernels; show", [None, *range(cin)], key=f"inside_view_{name}",
                                 format_func=lambda v: "the mean over input channels" if v is None
-                                else f"input channel {v}")
+                                else f"input channel {v}", **KEEP)
         fig, _ = kernel_figure(w, view=view)
         if cin > 1 and out * cin <= FULL_GRID_MAX:
             st.caption("A row per output channel, a column per input channel.")
@@ -197,10 +201,10 @@ else:
     c_count, c_order = st.columns([1, 2])
     counts = [n for n in (16, 32, 64, 128, 256, 512) if n < hidden] + [hidden]
     count = c_count.select_slider("Units to show", counts, value=min(64, hidden) if 64 in counts else hidden,
-                                  key="inside_units")
+                                  key="inside_units", **KEEP)
     order_by = c_order.radio("Order", ["active", "number"], key="inside_units_order", horizontal=True,
                              format_func=lambda o: "most active for this input first" if o == "active"
-                             else "by unit number")
+                             else "by unit number", **KEEP)
     units = np.argsort(-first, kind="stable")[:count] if order_by == "active" else np.arange(count)
     st.plotly_chart(tiles_heatmap(templates[units], 16, hover="unit %{customdata[0]}", tile_ids=units[:, None],
                                   max_height=900, **diverging(templates, 99.5)), config={"displayModeBar": False})

@@ -200,3 +200,22 @@ def test_a_run_kept_only_in_the_registry_is_offered_and_predicts(tmp_path):
     assert picker.value == f"run:{run_id}"
     assert f"run {run_id} · lenet5 · 99.1%" in picker.options
     assert at.metric[0].value == "1"
+
+
+def test_the_drawing_and_my_drawing_on_inside_survive_going_back_and_forth(tmp_path, monkeypatch):
+    """Draw, look at it Inside the network, come back to Draw, and back Inside: the same drawing all along."""
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path))
+    at = open_page("app_pages/draw.py")
+    at.session_state[CANVAS] = canvas_state(drawn("one"))
+    at.run()
+    next(b for b in at.button if b.label == "Open in Inside the network").click()
+    at.run()
+    assert at.radio(key="inside_kind").value == "drawing"
+    at.switch_page("app_pages/draw.py").run()
+    assert not at.exception, messages(at)
+    assert at.metric[0].value == "1"  # the canvas came back with the drawing, and answers for it
+    at.switch_page("app_pages/inside.py").run()
+    assert not at.exception, messages(at)
+    assert at.radio(key="inside_kind").value == "drawing"
+    assert not at.info, messages(at) | {"info": [i.value for i in at.info]}  # not "No drawing yet"
+    assert any(m.value.startswith("Predicts **1**") for m in at.markdown)

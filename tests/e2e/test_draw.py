@@ -255,3 +255,25 @@ def test_on_a_phone_a_finger_draws_and_the_answer_is_on_the_first_screen_with_th
     app.wait_idle()
     app.assert_no_exception()
     app.page.screenshot(path=str(DOCS / "draw-phone.png"), animations="disabled")  # the first screen, as on a phone
+
+
+def test_the_drawing_is_on_the_canvas_again_after_a_look_inside_the_network(app):
+    """Streamlit forgets a page's widgets when it is left: the canvas came back empty, and Inside the
+    network's "My drawing" had nothing to show. Now the canvas is drawn again as it was left."""
+    app.goto("draw")
+    prediction = app.metric_value("Prediction")
+    app.draw(one())
+    expect(prediction).to_have_text("1")
+    app.wait_idle()
+    drawn = ink(app)
+    app.button("Open in Inside the network").click()
+    expect(app.title("Inside the network")).to_be_visible(timeout=60_000)
+    expect(app.page.get_by_text("Predicts 1 with")).to_be_visible(timeout=60_000)
+    app.nav("Draw")
+    expect(prediction).to_have_text("1")
+    app.wait_for(lambda: ink(app) == drawn, "the drawing back on the canvas, pixel for pixel")
+    app.button("Undo").click()  # the drawing it came back with goes in one step
+    expect(prediction).to_have_text("–")
+    assert ink(app) == 0
+    app.wait_idle()
+    app.assert_no_exception()
