@@ -95,7 +95,8 @@ if kind == "dataset":
                             format_func=lambda p: f"by {p}", **KEEP)
         if pick == "index":
             ss["inside_index"] = min(ss.get("inside_index", 0), len(images) - 1)
-            index = int(p_which.number_input("Index", min_value=0, max_value=len(images) - 1, key="inside_index", **KEEP))
+            index = int(p_which.number_input("Index", min_value=0, max_value=len(images) - 1, key="inside_index",
+                                             **KEEP))
         else:
             label = p_which.selectbox("Label", range(10), key="inside_label", **KEEP)
             members = np.flatnonzero(labels == label)
