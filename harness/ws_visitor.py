@@ -38,7 +38,7 @@ from streamlit.proto.WidgetStates_pb2 import WidgetState
 
 TIMEOUT_S = 120.0
 DONE = {"FINISHED_SUCCESSFULLY", "FINISHED_FRAGMENT_RUN_SUCCESSFULLY", "FINISHED_WITH_COMPILE_ERROR"}
-TEXT_ELEMENTS = ("markdown", "heading", "alert", "exception", "toast", "text", "code", "empty")
+TEXT_ELEMENTS = ("markdown", "heading", "alert", "exception", "toast", "text", "code")
 
 
 @dataclass
@@ -58,7 +58,7 @@ class PageView:
     status: str = ""
     deltas: int = 0
     bytes: int = 0
-    exceptions: list[str] = field(default_factory=list)       # "KeyError: 'cfg_lr'", one per exception box
+    exceptions: list[str] = field(default_factory=list)       # "KeyError: <message>", one per exception box
     alerts: list[tuple[str, str]] = field(default_factory=list)  # (ERROR/WARNING/INFO/SUCCESS, body)
     texts: list[str] = field(default_factory=list)            # markdown, headings, captions, alerts, toasts
     widgets: dict[str, Widget] = field(default_factory=dict)  # by id
@@ -156,7 +156,9 @@ class Visitor:
         state.context_info.url, state.context_info.timezone, state.context_info.locale = url, "UTC", "en-US"
         if omit_widgets:
             return state
-        sent = {wid: w.state for wid, w in self.widgets.items() if w.state is not None and page == self.page}
+        # Every widget drawn last, even on a page switch (the browser sends the page it leaves; Streamlit
+        # drops what the new page does not draw).
+        sent = {wid: w.state for wid, w in self.widgets.items() if w.state is not None}
         for name, value in (forged or {}).items():
             if isinstance(value, WidgetState):  # sent as it is: any id, any field
                 sent[value.id] = value
