@@ -15,6 +15,7 @@ runs, workers, executors
                  metric rows, claims, a run's small files, liveness (pid here, heartbeat lease elsewhere)
     artifacts    a run's checkpoint and replay kept in the registry, for hosts that share no disk
     worker       executes a queued run wherever it trains; submit and cancel
+    outcomes     how a run ended, kept in a file while the registry cannot take it, recorded later
     executors    who starts a queued run: local runners, or Ray Jobs (MNIST_RAY_ADDRESS)
     runner       a local executor's slot: claims runs, trains each in a worker forked from warm
     warm         what a worker needs before its first step, preloaded into the runner's forkserver

@@ -41,6 +41,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -52,6 +53,7 @@ from .records import RunStatus
 
 POLL_SECONDS = 0.2
 OUTCOME_RETRY_SECONDS = 5.0  # how often a waiting runner tries again to record outcomes left in files
+FAIL_BEFORE_KILL_SECONDS = 5.0  # how long a run past its time limit may take to be failed before its worker dies
 
 
 def idle_seconds() -> float:
@@ -136,10 +138,25 @@ def run_one(context, run_id: str, root: Optional[str]) -> None:
         return
     limit = limits.max_run_seconds()
     worker.join(limit + limits.time_limit_grace() if limit else None)
-    timed_out = worker.is_alive()
-    if timed_out:  # stopped, hung, or still trying to record: it cannot be left holding the queue
+    timed_out = False
+    if worker.is_alive():  # stopped, hung, or still trying to record: it cannot be left holding the queue
+        try:
+            os.kill(worker.pid, signal.SIGSTOP)  # frozen first: nothing it writes can cross what follows
+        except ProcessLookupError:
+            pass  # it has just ended
+        timed_out = not runfiles.outcome_path(run_id, root).exists()  # else it finished: its outcome is kept
+        # The run is failed before the worker is killed, so that no reader takes the dead worker's run for
+        # another death; from a thread, because the frozen worker may hold the registry's lock, which only
+        # its death lets go.
+        why = f"{limits.time_limit_text(limit)} reached"
+        failing = threading.Thread(target=_fail_quietly, args=(run_id, root, why), daemon=True) if timed_out else None
+        if failing:
+            failing.start()
+            failing.join(timeout=FAIL_BEFORE_KILL_SECONDS)
         worker.kill()
         worker.join()
+        if failing:
+            failing.join()
         print(f"runner: run {run_id}: its worker outlived its {limits.time_limit_text(limit)} and the "
               f"{limits.time_limit_grace()} s grace: killed", file=sys.stderr, flush=True)
     try:
@@ -150,6 +167,13 @@ def run_one(context, run_id: str, root: Optional[str]) -> None:
             runs.finish_run(run_id, RunStatus.FAILED, root=root, error=error)
     except MnistLabError as exc:
         print(f"runner: run {run_id} could not be recorded: {exc}", file=sys.stderr, flush=True)
+
+
+def _fail_quietly(run_id: str, root: Optional[str], error: str) -> None:
+    try:
+        runs.finish_run(run_id, RunStatus.FAILED, root=root, error=error)
+    except MnistLabError:
+        pass  # run_one tries again once the worker is dead
 
 
 def _record_outcomes(root: Optional[str]) -> bool:

@@ -471,10 +471,11 @@ def _transaction(root: Optional[os.PathLike] = None, write: bool = False, lock: 
 
 
 @contextmanager
-def connect(root: Optional[os.PathLike] = None) -> Iterator[Connection]:
+def connect(root: Optional[os.PathLike] = None, patient: bool = False) -> Iterator[Connection]:
     """A write transaction on the registry (a SQLAlchemy Connection; use the tables above): commits on
-    success, rolls back on an exception. Each call has its own: safe across threads."""
-    with _transaction(root, write=True) as conn:
+    success, rolls back on an exception. Each call has its own: safe across threads. `patient`: it
+    waits for a locked registry as a worker does (WORKER_WAIT_SECONDS), not as a page (PAGE_WAIT_SECONDS)."""
+    with _transaction(root, write=True, patient=patient) as conn:
         yield conn
 
 

@@ -3,6 +3,9 @@ cannot be reached. tests/test_ray_cluster.py runs real jobs on a real two-node c
 
 from __future__ import annotations
 
+import socket
+import time
+
 import pytest
 
 from mnist_core import ray_executor, runs, worker
@@ -69,3 +72,34 @@ def test_no_address_no_ray_executor(monkeypatch):
     monkeypatch.delenv("MNIST_RAY_ADDRESS", raising=False)
     with pytest.raises(RunError, match="set MNIST_RAY_ADDRESS"):
         ray_executor.RayExecutor()
+
+
+def test_reconcile_fails_a_run_past_its_time_limit_whose_heartbeat_stopped_and_stops_its_job(tiny_config,
+                                                                                            monkeypatch):
+    """A stopped worker on this host (a one-machine cluster): its process lives, its heartbeat is old.
+    Past the limit and the grace since it started, reconcile fails the run in the worker's words and
+    stops its job; a run still within them is left alone."""
+    monkeypatch.setenv("MNIST_MAX_RUN_SECONDS", "60")
+    monkeypatch.setenv("MNIST_TIME_LIMIT_GRACE_SECONDS", "30")
+    stopped = []
+
+    class Cluster:  # as much of Ray's JobSubmissionClient as reconcile needs here
+        def stop_job(self, job_id):
+            stopped.append(job_id)
+            return True
+
+    executor = ray_executor.RayExecutor("http://head:8265")
+    monkeypatch.setattr(executor, "_client", Cluster)
+    overdue, within = runs.create_run(tiny_config()), runs.create_run(tiny_config())
+    now = time.time()
+    with runs.connect() as conn:
+        for run_id, started in ((overdue, now - 100), (within, now - 80)):
+            # pid 1 lives and started before the heartbeat: the registry itself never gives up on it
+            conn.execute(runs.RUNS.update().where(runs.RUNS.c.id == run_id).values(
+                status="running", started_at=started, heartbeat=started + 5, pid=1, host=socket.gethostname(),
+                job_id=ray_executor.job_id_for(run_id)))
+
+    assert executor.reconcile() == [overdue]
+    assert runs.get_run(overdue).status == "failed" and runs.get_run(overdue).error == "time limit 1 min reached"
+    assert stopped == [ray_executor.job_id_for(overdue)]
+    assert runs.get_run(within).status == "running"

@@ -5,16 +5,18 @@ pages and the CLI as a one-line RunError that names "the run registry" and no se
 PostgreSQL registry that cannot be reached, without its password. A registry that this process has
 used and that then disappears is an error, never a fresh empty one.
 A worker saves its checkpoint before it records the run, so a registry that fails at the very end
-leaves the trained model on disk and says where.
+leaves the trained model on disk and says where, and its outcome in a file that the next start
+records once the registry is back. A page never waits on a locked registry more than a few seconds.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 
 import pytest
 
-from mnist_core import runs, worker
+from mnist_core import artifacts, executors, runfiles, runs, worker
 from mnist_core.__main__ import main
 from mnist_core.checkpoints import load_checkpoint
 from mnist_core.errors import RunError
@@ -60,6 +62,31 @@ def test_a_visitor_on_a_corrupt_registry_sees_one_line_without_paths(tiny_config
         call()
     _assert_one_clean_line(str(excinfo.value), tmp_path)
     assert "not a database" in str(excinfo.value)
+
+
+def test_a_page_waits_seconds_for_a_locked_registry_and_a_worker_waits_longer(tiny_config, tmp_path):
+    """Another process holds the registry file's lock: a page's read gives up after PAGE_WAIT_SECONDS
+    (a few seconds), in one line; a worker's write waits WORKER_WAIT_SECONDS for its turn."""
+    assert runs.PAGE_WAIT_SECONDS <= 5 < runs.WORKER_WAIT_SECONDS
+    with runs.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == runs.PAGE_WAIT_SECONDS * 1000
+    with runs.connect(patient=True) as conn:
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == runs.WORKER_WAIT_SECONDS * 1000
+
+    run_id = runs.create_run(tiny_config())
+    runs.close_connections()  # this process's own pooled connections would share the lock with it
+    holder = sqlite3.connect(runs.registry_path(), isolation_level=None)
+    try:
+        holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+        holder.execute("BEGIN EXCLUSIVE")
+        holder.execute("UPDATE runs SET error = NULL")
+        for call in (runs.list_runs, lambda: runs.get_run(run_id), lambda: runs.get_metrics(run_id)):
+            with pytest.raises(RunError, match="database is locked") as excinfo:
+                call()
+            _assert_one_clean_line(str(excinfo.value), tmp_path)
+    finally:
+        holder.close()
+    assert runs.get_run(run_id).status == "queued"  # the lock let go, the registry is whole
 
 
 def test_a_fresh_registry_file_that_is_not_a_database_is_a_run_error(tmp_path):
@@ -141,6 +168,32 @@ def test_a_registry_that_vanishes_during_training_does_not_end_the_run(mnist, ti
     (saved,) = isolated_dirs["checkpoints"].glob("*.safetensors")
     assert str(saved) in str(excinfo.value)
     assert load_checkpoint(saved)[1]["metrics"]["steps"] == 10
+
+
+@pytest.mark.subprocess
+def test_a_run_whose_final_record_failed_shows_its_model_once_the_registry_is_back(mnist, tiny_config, registry,
+                                                                                    start_worker, tmp_path):
+    """The registry refuses a run's last writes (a full disk) through all its worker's tries: the
+    worker exits, its outcome left in a file. Meanwhile the run is not read as failed ("the worker
+    died"); the next start (executors.prepare, which the app calls) records it completed, with its
+    accuracy and checkpoint, and its model loads wherever the registry is reached."""
+    run_id = runs.create_run(tiny_config())
+    registry.refuse_finished_runs()
+    proc = start_worker(run_id)
+    assert proc.wait(timeout=180) != 0
+    assert "could not be recorded" in proc.stderr.read()
+    waiting = runs.get_run(run_id)
+    assert waiting.status == "running" and not runs.pid_alive(waiting.pid), waiting.error
+    assert runfiles.outcome_path(run_id).is_file()
+
+    registry.accept_finished_runs()
+    executors.prepare()
+    run = runs.get_run(run_id)
+    assert run.status == "completed" and run.error is None and run.test_accuracy > 0.3
+    assert not runfiles.outcome_path(run_id).exists()
+    model, meta = artifacts.load_run_model(run_id)
+    assert meta["run_id"] == run_id and meta["metrics"]["test_accuracy"] == run.test_accuracy
+    assert {artifacts.WEIGHTS, artifacts.SIDECAR} <= set(runs.artifact_names(run_id))
 
 
 @pytest.mark.parametrize("page", ["app_pages/home.py", "app_pages/train.py", "app_pages/evaluate.py"])

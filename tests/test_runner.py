@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from mnist_core import executors, runner, runs, worker
+from mnist_core import artifacts, executors, runfiles, runner, runs, worker
 from mnist_core.records import RunStatus
 
 pytestmark = pytest.mark.subprocess
@@ -105,3 +105,58 @@ def test_a_runner_whose_launcher_ended_finishes_the_queue_then_leaves(mnist, tin
     pid = int(log.read_text().split("runner ")[1].split()[0])
     wait_for(lambda: not runs.pid_alive(pid), 60, what="the runner to leave")
     assert runner.free_slots() == 1
+
+
+def test_a_sigstopped_worker_fails_at_its_time_limit_and_the_next_queued_run_then_trains(
+        mnist, tiny_config, wait_for, monkeypatch, isolated_dirs):
+    """A stopped worker never looks at its own clock: its runner kills it once the limit and the grace
+    have passed, fails the run in the worker's words, and takes the next run."""
+    monkeypatch.setenv("MNIST_MAX_CONCURRENT", "1")
+    monkeypatch.setenv("MNIST_MAX_RUN_SECONDS", "5")
+    monkeypatch.setenv("MNIST_TIME_LIMIT_GRACE_SECONDS", "1")
+    stopped = worker.submit(_long(tiny_config), owner="alice")
+    after = worker.submit(tiny_config(), owner="bob")
+    running = wait_for(lambda: (r := runs.get_run(stopped)).status != RunStatus.QUEUED and r, 180,
+                       what="the first run to start")
+    os.kill(running.pid, signal.SIGSTOP)
+    try:
+        assert runs.get_run(stopped).status == RunStatus.RUNNING, "the worker ended before it could be stopped"
+        ended = wait_for(lambda: (r := runs.get_run(stopped)).status != RunStatus.RUNNING and r, 120,
+                         what="the runner to end the stopped run")
+    finally:
+        if runs.pid_alive(running.pid):
+            os.kill(running.pid, signal.SIGCONT)
+    assert ended.status == RunStatus.FAILED and ended.error == "time limit 5 s reached"
+    log = isolated_dirs["runs"] / "runners" / "runner.log"
+    wait_for(lambda: f"run {stopped}: its worker outlived its time limit 5 s" in log.read_text(), 60,
+             what="the runner to say it killed the worker")  # the runner ended the run, not the worker's clock
+    assert not runs.pid_alive(running.pid)
+    done = wait_for(lambda: (r := runs.get_run(after)).status not in (RunStatus.QUEUED, RunStatus.RUNNING) and r,
+                    180, what="the queued run to train")
+    assert done.status == RunStatus.COMPLETED, done.error
+
+
+def test_a_run_whose_final_record_fails_is_recorded_completed_by_its_runner_once_the_registry_is_back(
+        mnist, tiny_config, wait_for, monkeypatch, isolated_dirs, registry):
+    """The registry refuses a run's last writes (a full disk) through every try of its worker. The
+    worker exits, leaving its outcome in a file; the runner does not fail the run as "the worker
+    died", and records it, completed with its accuracy and checkpoint, once the registry takes writes."""
+    monkeypatch.setenv("MNIST_RUNNER_IDLE_SECONDS", "600")  # it stays while this test (its launcher) lives
+    runs.list_runs()  # the registry exists
+    registry.refuse_finished_runs()
+    run_id = worker.submit(tiny_config(), owner="alice")
+    log = isolated_dirs["runs"] / "runners" / "runner.log"
+    wait_for(lambda: log.exists() and f"run {run_id} could not be recorded" in log.read_text(), 180,
+             what="the runner to find the worker's outcome unrecorded")
+    waiting = runs.get_run(run_id)  # what a page reads meanwhile
+    assert waiting.status == RunStatus.RUNNING and not runs.pid_alive(waiting.pid), waiting.error
+    assert runfiles.outcome_path(run_id).is_file()
+
+    registry.accept_finished_runs()
+    run = wait_for(lambda: (r := runs.get_run(run_id)).status != RunStatus.RUNNING and r, 120,
+                   what="the runner to record the waiting outcome")
+    assert run.status == RunStatus.COMPLETED and run.error is None and run.test_accuracy > 0.3
+    assert not runfiles.outcome_path(run_id).exists()
+    model, meta = artifacts.load_run_model(run_id)
+    assert meta["run_id"] == run_id and meta["metrics"]["test_accuracy"] == run.test_accuracy
+    assert {artifacts.WEIGHTS, artifacts.SIDECAR} <= set(runs.artifact_names(run_id))  # other hosts see it too
