@@ -17,8 +17,11 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+# The check every st call makes for a stop or rerun request, without drawing anything (Streamlit's own
+# cache waits with it): a heavy job's wait polls it, so a closed tab stops the job at once.
+from streamlit.runtime.scriptrunner_utils.script_run_context import get_run_yield_check
 
-from mnist_core import data, runs
+from mnist_core import data, heavy, runs
 from mnist_core import live as live_view
 from mnist_core.checkpoints import find_checkpoints, load_checkpoint, load_uploaded_checkpoint
 from mnist_core.errors import MnistLabError
@@ -360,6 +363,14 @@ def _remember_visitor(token: str) -> None:
 document.cookie = "{VISITOR_COOKIE}={token}; Path=/; Max-Age={VISITOR_COOKIE_DAYS * 86400}; SameSite=Lax"
   + (location.protocol === "https:" ? "; Secure" : "");
 </script>""", unsafe_allow_javascript=True)
+
+
+def run_heavy(fn, *args, **kwargs):
+    """fn(*args, **kwargs) as this visitor's heavy computation (mnist_core.heavy): in a child process,
+    at most one of theirs and MNIST_MAX_HEAVY on the server at once; BusyError, one line, over either.
+    The wait checks for Streamlit's stop or rerun request, so when the visitor leaves or reruns the
+    page the child is killed then and there (safe inside st.cache_data: nothing is drawn)."""
+    return heavy.run(visitor_token(), fn, *args, poll=get_run_yield_check() or (lambda: None), **kwargs)
 
 
 def tiles_heatmap(tiles: np.ndarray, cols: int, *, hover: str = "tile %{customdata[0]}",

@@ -2,7 +2,7 @@
 
 - `attribution_section`: why the model gave its answer for one image: gradient saliency, Integrated
   Gradients and occlusion (mnist_core.explain, through captum) drawn over the 28x28 input, for the
-  predicted digit or any other.
+  predicted digit or any other. The three maps are one bounded heavy job (run_heavy).
 - `export_buttons`: download the model as ONNX (prepared behind a button, with a spinner) or as a
   one-file bundle (mnist_core.export).
 - `replay_section`: a run's training snapshots (mnist_core.snapshots), with a slider and Play: the
@@ -22,7 +22,7 @@ from mnist_core import explain, export
 from mnist_core.errors import MnistLabError
 from mnist_core.loaded import LoadedModel
 from mnist_core.snapshots import find_snapshots, read_snapshots
-from app_pages._common import show_error
+from app_pages._common import run_heavy, show_error
 from app_pages._network_figures import diverging, kernel_figure, map_figure
 
 METHOD_NOTES = {
@@ -37,8 +37,8 @@ METHOD_NOTES = {
 # --- attribution ------------------------------------------------------------------------------
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _attribution(_model, model_key: tuple, image: np.ndarray, method: str, target: int | None):
-    return explain.attribute(_model, image, method, target)
+def _attributions(_model, model_key: tuple, image: np.ndarray, target: int | None) -> dict:
+    return run_heavy(explain.attributions, _model, image, target)
 
 
 def attribution_figure(image: np.ndarray, values: np.ndarray, signed: bool, height: int = 300) -> go.Figure:
@@ -77,14 +77,15 @@ def attribution_section(loaded: LoadedModel, image: np.ndarray, probs: np.ndarra
                           format_func=lambda d: f"{top} (the prediction)" if d is None else f"{d} ({probs[d]:.1%})")
     st.caption("Each map explains the chosen digit's score (its logit, before softmax), computed with captum. "
                "Hover a pixel for its value.")
+    try:
+        results = _attributions(loaded.model, loaded.key, np.asarray(image, np.float32), target)
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+        show_error(exc)
+        return
     cols = st.columns(len(explain.METHODS))
     for col, (method, title) in zip(cols, explain.METHODS.items()):
         with col:
-            try:
-                result = _attribution(loaded.model, loaded.key, np.asarray(image, np.float32), method, target)
-            except Exception as exc:  # noqa: BLE001 - one line, never a traceback
-                show_error(exc)
-                continue
+            result = results[method]
             st.markdown(f"**{title}** · digit {result.target}")
             st.plotly_chart(attribution_figure(image, result.values, signed=method != "saliency"),
                             key=f"{key}_{method}", config={"displayModeBar": False})

@@ -15,7 +15,7 @@ from mnist_core import evaluate as ev
 from mnist_core import runs
 from mnist_core.checkpoints import default_checkpoint, find_checkpoints
 from mnist_core.errors import MnistLabError
-from app_pages._common import checkpoint_picker, load_model, load_split, require_data, show_error
+from app_pages._common import checkpoint_picker, load_model, load_split, require_data, run_heavy, show_error
 
 GALLERY_SIZE = 40
 CARDS_LIMIT = 12      # checkpoints measured for the model cards: the defaults, then the newest
@@ -31,7 +31,7 @@ require_data()
 def test_predictions(path: str, mtime: float) -> ev.Predictions:
     model, _ = load_model(path)
     images, labels = load_split("test")
-    return ev.predictions(model, images, labels)
+    return run_heavy(ev.predictions, model, images, labels)  # bounded, and dropped if the visitor leaves
 
 
 @st.cache_data(show_spinner="Measuring every model...")

@@ -1,6 +1,7 @@
 """Explain: how a model arranges the test set. Its last hidden representation of a sample of test
 images, projected to 2-D (PCA or t-SNE), coloured by true label with the mistakes ringed. Hover a
-point for the digit and the prediction; select points (click, box or lasso) to see those images."""
+point for the digit and the prediction; select points (click, box or lasso) to see those images.
+The network's pass over the sample and the projection are bounded heavy jobs (run_heavy)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mnist_core import explain
-from app_pages._common import load_split, model_chooser, require_data, show_error
+from app_pages._common import load_split, model_chooser, require_data, run_heavy, show_error
 
-SIZES = [250, 500, 1000, 2000, 5000]
 SEED = 0
 GALLERY = 48
 # Ten distinct colours (Plotly's D3 palette), one per digit.
@@ -30,14 +30,15 @@ require_data()
 def sample_features(_model, model_key: tuple, size: int):
     images, _ = load_split("test")
     idx = explain.sample_indices(len(images), size, SEED)
-    return explain.penultimate(_model, images[idx])
+    return run_heavy(explain.penultimate, _model, images[idx])
 
 
-@st.cache_data(show_spinner="Projecting to 2-D (t-SNE on 2,000 points takes about half a minute)...", max_entries=32)
+@st.cache_data(show_spinner="Projecting to 2-D (t-SNE takes longest, more so the more images)...", max_entries=32)
 def embedding(_model, model_key: tuple, size: int, method: str) -> explain.EmbeddingMap:
-    images, labels = load_split("test")
-    return explain.embedding_map(_model, images, labels, method, size, SEED,
-                                 features=sample_features(_model, model_key, size))
+    _, labels = load_split("test")
+    features = sample_features(_model, model_key, size)
+    # the features stand in for the images (not sent to the job): the network does not run again
+    return run_heavy(explain.embedding_map, None, None, labels, method, size, SEED, features=features)
 
 
 def traces(emap: explain.EmbeddingMap) -> list[tuple[str, np.ndarray]]:
@@ -98,8 +99,15 @@ method = chosen_cols[1].radio("Projection", list(explain.PROJECTIONS), format_fu
                               help="PCA: the two directions of largest variance (linear, instant). t-SNE: keeps "
                                    "neighbours together (non-linear; clusters are meaningful, distances between "
                                    "them are not).")
-size = chosen_cols[2].select_slider("Test images", SIZES, value=explain.DEFAULT_SAMPLE, key="explain_size",
+sizes = explain.map_sizes(method)  # t-SNE on a demo server: only samples it maps in seconds
+if st.session_state.get("explain_size", explain.DEFAULT_SAMPLE) not in sizes:
+    st.session_state["explain_size"] = min(explain.DEFAULT_SAMPLE, sizes[-1])
+size = chosen_cols[2].select_slider("Test images", sizes, key="explain_size",
+                                    value=st.session_state.get("explain_size", explain.DEFAULT_SAMPLE),
                                     help="A fixed random sample of the 10,000 test images")
+if sizes[-1] < explain.MAP_SIZES[-1]:
+    st.caption(f"t-SNE maps at most {sizes[-1]:,} images on this server, so the map comes in seconds; PCA maps "
+               f"up to {explain.MAP_SIZES[-1]:,}.")
 if chosen is None:
     st.stop()
 model, model_name, model_key = chosen.model, chosen.name, chosen.key

@@ -8,6 +8,8 @@ read models (what pages show, computed once)
     evaluate     test-set predictions, confusion matrix, model cards, runs compared
     inspect      feature maps, kernels, first-layer templates
     explain      attribution maps, embedding maps
+    heavy        heavy page work (t-SNE, attribution, a model over the test set) in bounded child
+                 processes: a few at once, one per visitor, killed when the visitor leaves
     snapshots    kernels and a probe's feature maps through a run, for the replay
     loaded       LoadedModel: a model a page picked, with its metadata, name and cache key
 runs, workers, executors

@@ -27,3 +27,7 @@ class RunError(MnistLabError):
 
 class ImageError(MnistLabError):
     """An uploaded file is not an image we can read safely."""
+
+
+class BusyError(MnistLabError):
+    """Heavy work refused for now: the server, or this visitor, is at its bound (mnist_core.heavy)."""

@@ -11,7 +11,8 @@ Attribution (captum does the work; nothing here re-implements it):
     "occlusion"             how much the logit drops when a 4x4 patch is blacked out (Zeiler and
                             Fergus, 2014), sliding by 2 pixels.
   All three explain the class's logit (the score before softmax): gradients of a saturated softmax
-  probability are close to zero and explain nothing.
+  probability are close to zero and explain nothing. `attributions` makes all three in one call (a
+  page runs it as one bounded heavy job, mnist_core.heavy).
 
 Embedding map:
 
@@ -19,6 +20,8 @@ Embedding map:
   representation), caught with a forward pre-hook on it, so the model's own forward runs unchanged.
 - `embedding_map(model, images, labels, method)`: those features projected to 2-D with PCA or t-SNE
   (scikit-learn), with each image's prediction, for a scatter plot coloured by label.
+- `map_sizes(method)`: the sample sizes a page offers: t-SNE's cost grows fastest with the sample,
+  so under MNIST_DEMO it maps at most DEMO_TSNE_POINTS images.
 
 Everything returns plain NumPy, so the pages only draw. The server shares one model object between
 every visitor's session, so hooks and mode switches happen on a private copy (models.private_copy),
@@ -33,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import limits
 from .models import private_copy
 from .predict import as_batch
 
@@ -46,6 +50,8 @@ IG_STEPS = 64            # Gauss-Legendre steps: the completeness gap is ~1e-3 o
 OCCLUSION_WINDOW = 4     # pixels; about a pen stroke's width in a 28x28 MNIST digit
 OCCLUSION_STRIDE = 2
 DEFAULT_SAMPLE = 2000    # test images on the embedding map
+MAP_SIZES = (250, 500, 1000, 2000, 5000)   # the samples a page offers
+DEMO_TSNE_POINTS = 1000  # t-SNE's largest sample under MNIST_DEMO: a map in seconds on one core (BENCHMARKS.md)
 
 
 @dataclass
@@ -102,7 +108,21 @@ def attribute(model: nn.Module, image, method: str = "saliency", target: int | N
                        values=values.detach()[0, 0].float().cpu().numpy(), probs=probs)
 
 
+def attributions(model: nn.Module, image, target: int | None = None,
+                 methods: tuple[str, ...] = tuple(METHODS)) -> dict[str, Attribution]:
+    """`attribute` by each of `methods`, for one image and one class: {method: Attribution}."""
+    return {method: attribute(model, image, method, target) for method in methods}
+
+
 # --- the embedding map --------------------------------------------------------------------------
+
+def map_sizes(method: str) -> list[int]:
+    """The sample sizes offered for a `method` map on this host: MAP_SIZES, and for t-SNE under
+    MNIST_DEMO only those up to DEMO_TSNE_POINTS."""
+    if method == "tsne" and limits.current().demo:
+        return [n for n in MAP_SIZES if n <= DEMO_TSNE_POINTS]
+    return list(MAP_SIZES)
+
 
 def sample_indices(count: int, size: int, seed: int = 0) -> np.ndarray:
     """`size` distinct indices of `count` items, ascending; the same seed gives the same sample."""
