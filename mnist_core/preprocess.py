@@ -43,7 +43,7 @@ MAX_FULL_DECODE_PIXELS = 2560 * 1600
 # A phone camera's JPEG with a second picture in it (MPO) opens through the JPEG plugin.
 ACCEPTED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 _ACCEPTED_NAMES = "PNG, JPEG, GIF, BMP or WebP"
-WORK_SIDE = 1024                # an uploaded picture is reduced to at most this many pixels a side as it is decoded
+WORK_SIDE = 512                 # an uploaded picture is reduced to at most this many pixels a side as it is decoded
 MAX_CONCURRENT_DECODES = 2      # pictures decoding at once in one server, whoever sent them
 DECODE_WAIT_SECONDS = 5.0       # how long a visitor past that bound waits for a turn before being told to retry
 _decode_slots = threading.BoundedSemaphore(MAX_CONCURRENT_DECODES)
