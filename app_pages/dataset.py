@@ -19,6 +19,7 @@ from PIL import Image
 from mnist_core import inspect
 from mnist_core.data import MNIST_MEAN, MNIST_STD, SPLIT_SIZES
 from app_pages._common import digit_heatmap, load_split, require_data, tiles_heatmap
+from app_pages._selectable import selectable_chart
 
 PER_PAGE = 100
 COLS = 10
@@ -189,8 +190,8 @@ with left:
     if len(order) == 0:
         st.info(f"The {split} split has no {what}.")
     else:
-        st.plotly_chart(grid_figure(split, shown, labels, ss["ds_index"]), key="ds_grid", on_select=on_grid_select,
-                        selection_mode="points", config={"displayModeBar": False})
+        selectable_chart(grid_figure(split, shown, labels, ss["ds_index"]), key="ds_grid", on_select=on_grid_select,
+                         config={"displayModeBar": False})
         with st.expander("Labels on this page, row by row"):
             st.code("\n".join(" ".join(str(labels[i]) for i in shown[r:r + COLS])
                               for r in range(0, len(shown), COLS)), language=None)

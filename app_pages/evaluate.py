@@ -16,6 +16,7 @@ from mnist_core import runs
 from mnist_core.checkpoints import default_checkpoint, find_checkpoints
 from mnist_core.errors import MnistLabError
 from app_pages._common import checkpoint_picker, load_model, load_split, require_data, run_heavy, show_error
+from app_pages._selectable import selectable_chart
 
 GALLERY_SIZE = 40
 CARDS_LIMIT = 12      # checkpoints measured for the model cards: the defaults, then the newest
@@ -87,8 +88,7 @@ def confusion_tab() -> None:
 
     left, right = st.columns([1.1, 1])
     with left:
-        event = st.plotly_chart(confusion_figure(cm), key="confusion", on_select="rerun",
-                                selection_mode="points")
+        event = selectable_chart(confusion_figure(cm), key="confusion")
         points = (event or {}).get("selection", {}).get("points", [])
         if points:
             clicked = (int(round(points[0]["y"])), int(round(points[0]["x"])))

@@ -13,6 +13,7 @@ import streamlit as st
 
 from mnist_core import explain
 from app_pages._common import load_split, model_chooser, require_data, run_heavy, show_error
+from app_pages._selectable import selectable_chart
 
 SEED = 0
 GALLERY = 48
@@ -129,9 +130,8 @@ m3.metric("Features per image", f"{sample_features(model, model_key, size)[0].sh
 # The chart's key names the map, so a new checkpoint, projection or sample starts with nothing selected
 # (a selection is a list of places in the traces, which mean other images on another map).
 with st.container(key="explain_map"):
-    event = st.plotly_chart(scatter(emap, f"{model_name} · {explain.PROJECTIONS[method]} of the last hidden layer"),
-                            key=map_key(model_key, method, size), on_select="rerun",
-                            selection_mode=("points", "box", "lasso"))
+    event = selectable_chart(scatter(emap, f"{model_name} · {explain.PROJECTIONS[method]} of the last hidden layer"),
+                             key=map_key(model_key, method, size), selection_mode=("points", "box", "lasso"))
 chosen = selected_positions(event, emap)
 if not chosen:
     st.info("Select points on the map to see those test images here: click a point, or pick *Box Select* or "
