@@ -90,6 +90,7 @@ def checkpoint_search(key: str, shown: int, total: int) -> None:
     """The search box under a picker, when it does not list them all (or a search is on)."""
     if total > shown or st.session_state.get(f"{key}_search"):
         st.text_input("Find a checkpoint", key=f"{key}_search", max_chars=80, placeholder="lenet5, 20250611...",
+                      persist_state="session",
                        help=f"The list shows {shown} of {total:,}: the defaults and the newest. Type part of a name "
                             "(a model, a run's date) to list others.")
 
@@ -104,7 +105,7 @@ def checkpoint_picker(label: str = "Checkpoint", key: str = "checkpoint", defaul
     names = [p.name for p in paths]
     if st.session_state.get(key) not in names:
         st.session_state[key] = default if default in names else names[0]
-    name = st.selectbox(label, names, index=names.index(st.session_state[key]), key=key,
+    name = st.selectbox(label, names, index=names.index(st.session_state[key]), key=key, persist_state="session",
                         format_func=lambda n: n.removesuffix(".safetensors"))
     checkpoint_search(key, len(names), total)
     return paths[names.index(name)]
@@ -206,8 +207,10 @@ def model_chooser(key: str, label: str = "Checkpoint", default: str = "lenet5.sa
     picked = None
     if options:
         _picked_option(key, options, default)
-        # its default is the pick: a browser that missed the run which set it falls back to the default
+        # its default is the pick: a browser that missed the run which set it falls back to the default;
+        # kept for the session (persist_state): Streamlit drops a widget's value when its page is left
         picked = st.selectbox(label, options, index=options.index(st.session_state[key]), key=key,
+                              persist_state="session",
                               format_func=lambda o: runs_held.get(o) or o.removesuffix(".safetensors"))
         checkpoint_search(key, len(paths), total)
     else:

@@ -146,3 +146,19 @@ def test_how_it_learned_replays_the_default_checkpoints_training(tmp_path, monke
     assert slider.options[0].startswith("step 0 · ") and slider.options[-1].startswith(f"step {steps:,} · ")
     assert slider.value == len(slider.options) - 1  # the trained network first
     assert "Play" in [b.label for b in at.button]
+
+
+def test_a_visit_to_draw_leaves_the_model_and_the_by_label_pick_as_they_were(env):
+    at = open_page("app_pages/inside.py")
+    at.selectbox(key="inside_checkpoint").select("test-cnn-small.safetensors").run()
+    at.radio(key="inside_pick").set_value("label").run()
+    at.selectbox(key="inside_label").select(3).run()
+    at.number_input(key="inside_nth").set_value(5).run()
+    shown = at.session_state["inspect_source"]
+    at.switch_page("app_pages/draw.py").run()
+    at.switch_page("app_pages/inside.py").run()
+    assert not at.exception, messages(at)
+    assert at.selectbox(key="inside_checkpoint").value == "test-cnn-small.safetensors"
+    assert at.radio(key="inside_pick").value == "label"
+    assert (at.selectbox(key="inside_label").value, at.number_input(key="inside_nth").value) == (3, 5)
+    assert at.session_state["inspect_source"] == shown
