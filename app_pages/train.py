@@ -98,11 +98,11 @@ def _field_widget(name: str, problem: str | None) -> None:
         if value not in options:  # e.g. a device this server lacks: shown, and refused below
             options.append(value)
         st.selectbox(form.label(name), options, index=options.index(value), **common)
-    elif isinstance(f.default, int):
-        st.number_input(form.label(name), step=1, value=None if value is None else int(value), **common)
-    else:  # a float widget even for a whole number (0 weight decay): its value's type sets the widget's
-        st.number_input(form.label(name), format="%g", step=None, value=None if value is None else float(value),
-                        **common)
+    else:  # a float widget even for a whole number (0 weight decay): its value's type sets the widget's. For a
+        # whole-number field (epochs) too: an int widget made a typed 2.5 into 2 without a word, where this one
+        # keeps the 2.5 and form.problems says "epochs must be a whole number"
+        st.number_input(form.label(name), format="%g", step=1.0 if isinstance(f.default, int) else None,
+                        value=None if value is None else float(value), **common)
     if problem:
         st.markdown(f":red[{problem}]")
 

@@ -29,6 +29,7 @@ from typing import Any
 from . import limits
 from .errors import ConfigError
 from .training import PRESETS, TrainConfig, admit, available_devices
+from .training.config import number, out_of_range
 
 _FIELDS = {f.name: f for f in TrainConfig.fields()}
 
@@ -86,7 +87,7 @@ def help_text(name: str) -> str:
     meta = _FIELDS[name].metadata
     allowed = ""
     if meta["min"] is not None:
-        allowed = f" Allowed: {_number(meta['min'])} to {_number(meta['max'])}."
+        allowed = f" Allowed: {number(meta['min'])} to {number(meta['max'])}."
     return f"{meta['help'][0].upper()}{meta['help'][1:]}.{allowed} Config field `{name}`, CLI flag " \
            f"`--{name.replace('_', '-')}`."
 
@@ -104,12 +105,6 @@ def choices(name: str) -> tuple:
     return tuple(allowed)
 
 
-def _number(x) -> str:
-    if isinstance(x, int) and not isinstance(x, bool):
-        return f"{x:,}" if abs(x) >= 10_000 else str(x)
-    return f"{x:g}"
-
-
 def _field_problem(name: str, value: Any) -> str | None:
     f = _FIELDS[name]
     meta, words = f.metadata, noun(name)
@@ -125,21 +120,20 @@ def _field_problem(name: str, value: Any) -> str | None:
         return f"{words} must be a number"
     if isinstance(f.default, int) and not float(value).is_integer():
         return f"{words} must be a whole number"
-    low, high = meta["min"], meta["max"]
-    if low is not None and value < low:
-        if low > 0 and value <= 0 and isinstance(f.default, float):
-            return f"{words} must be above 0"
-        return f"{words} must be at least {_number(low)}"
-    if high is not None and value > high:
-        return f"{words} must be at most {_number(high)}"
-    return None
+    problem = out_of_range(f, value)
+    return f"{words} {problem}" if problem else None
 
 
 _NAME = re.compile(r"\b(" + "|".join(sorted(_FIELDS, key=len, reverse=True)) + r")\b")
+_LEADING_NAME = re.compile(r"(" + "|".join(sorted(_FIELDS, key=len, reverse=True)) + r")(?=[: ])")
 
 
 def plain(message: str) -> str:
-    """A config error in the reader's words: config names (train_size) become the form's (training images)."""
+    """A config error in the reader's words: config names become the form's, the one a message starts with
+    ("seed must be at least 0, not -1" -> "random seed ...") and any written like code (train_size, lr)
+    inside it. Every config message a visitor meets (the form's, the Sweep tab's, a run's error) passes here."""
+    if m := _LEADING_NAME.match(message):
+        message = noun(m.group(1)) + message[m.end():]
     return _NAME.sub(lambda m: noun(m.group(1)) if "_" in m.group(1) or m.group(1) == "lr" else m.group(1), message)
 
 
@@ -164,10 +158,7 @@ def problems(values: dict[str, Any]) -> dict[str, str]:
     except ConfigError as exc:
         message = str(exc)
         m = _NAME.search(message)
-        name = m.group(1) if m else ""
-        if name and message.startswith(f"{name}: "):
-            message = f"{noun(name)}: {message[len(name) + 2:]}"
-        return {name: plain(message)}
+        return {m.group(1) if m else "": plain(message)}
     return {}
 
 
@@ -175,10 +166,10 @@ def config_line(config: dict[str, Any]) -> str:
     """A run's whole config in the form's words and order, e.g. "model lenet5 · learning rate 0.003 · ..."."""
     def words(name: str, value: Any) -> str:
         if name == "eval_every":
-            return f"validate every {_number(value)} steps" if value else "validate once per epoch"
+            return f"validate every {number(value)} steps" if value else "validate once per epoch"
         if name in ("train_size", "threads") and value == 0:
             return f"{noun(name)} all"
-        return f"{noun(name)} {value if isinstance(value, str) else _number(value)}"
+        return f"{noun(name)} {value if isinstance(value, str) else number(value)}"
 
     return " · ".join(words(name, config[name]) for name in (*PRIMARY, *ADVANCED) if name in config)
 
@@ -235,7 +226,7 @@ def first_run_tip(values: dict[str, Any]) -> str:
     model = MODEL_NAMES.get(values["model"], values["model"])
     epochs = f"{values['epochs']} epoch{'s' * (values['epochs'] != 1)}"
     validate = (f"validate every {values['eval_every']} steps" if values["eval_every"] else "validate once per epoch")
-    return (f"First time here? The starting values train {model} on {_number(images)} images for {epochs} in small "
+    return (f"First time here? The starting values train {model} on {number(images)} images for {epochs} in small "
             f"batches ({values['batch_size']} images a step) and {validate}: watch the loss fall and the accuracy "
             "climb. More epochs or a smaller batch make a longer run; a preset fills in a tutorial's recipe.")
 

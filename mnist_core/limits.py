@@ -156,21 +156,21 @@ def check_demo_bounds(config) -> None:
     if config.model not in limits.allowed_models:
         raise ConfigError(f"model: this demo allows {', '.join(limits.allowed_models)}")
     if config.epochs > limits.max_epochs:
-        raise ConfigError(f"epochs: this demo allows at most {limits.max_epochs}")
+        raise ConfigError(f"epochs: this demo allows at most {limits.max_epochs:,}")
     if config.train_size == 0 or config.train_size > limits.max_train_images:
-        raise ConfigError(f"train_size: this demo allows at most {limits.max_train_images} training images "
+        raise ConfigError(f"train_size: this demo allows at most {limits.max_train_images:,} training images "
                           "(0 = all is not allowed)")
     if config.batch_size > limits.max_batch_size:
-        raise ConfigError(f"batch_size: this demo allows at most {limits.max_batch_size}")
+        raise ConfigError(f"batch_size: this demo allows at most {limits.max_batch_size:,}")
     steps, val_images = planned_work(config)
     if steps > limits.max_steps:
-        raise ConfigError(f"batch_size: {config.train_size} images in batches of {config.batch_size} for "
-                          f"{config.epochs} epoch(s) is {steps} steps; this demo allows at most {limits.max_steps} "
-                          "steps (a larger batch_size, fewer epochs or fewer images)")
+        raise ConfigError(f"batch_size: {config.train_size:,} images in batches of {config.batch_size:,} for "
+                          f"{config.epochs} epoch(s) is {steps:,} steps; this demo allows at most "
+                          f"{limits.max_steps:,} steps (a larger batch_size, fewer epochs or fewer images)")
     if val_images > limits.max_val_images:
-        raise ConfigError(f"val_size: {config.val_size} images at each of {val_images // config.val_size} "
-                          f"validations is {val_images} validation images; this demo allows at most "
-                          f"{limits.max_val_images} (a smaller val_size or a larger eval_every)")
+        raise ConfigError(f"val_size: {config.val_size:,} images at each of {val_images // config.val_size:,} "
+                          f"validations is {val_images:,} validation images; this demo allows at most "
+                          f"{limits.max_val_images:,} (a smaller val_size or a larger eval_every)")
 
 
 def fit(config):

@@ -75,6 +75,11 @@ class Param:
             if _FIELDS[self.name].metadata["choices"] is not None:
                 raise ConfigError(f"{self.name}: give a list of values, not a range")
             if not self.low < self.high:
+            if isinstance(_FIELDS[self.name].default, int) and not (float(self.low).is_integer()
+                                                                    and float(self.high).is_integer()):
+                # its points are rounded to whole numbers: 2.5 must not quietly become 2
+                raise ConfigError(f"{self.name}: a range of whole numbers needs whole ends, not "
+                                  f"{self.low:g}..{self.high:g}")
                 raise ConfigError(f"{self.name}: a range needs low < high, got {self.low:g}..{self.high:g}")
             if self.log and self.low <= 0:
                 raise ConfigError(f"{self.name}: a range on a log scale must start above 0")
@@ -133,7 +138,7 @@ def parse_param(text: str) -> Param:
     """`NAME=V1,V2,...` (a list) or `NAME=LOW..HIGH[:POINTS]` (a range) as a Param; ConfigError otherwise
     (a text over MAX_PARAM_TEXT characters before it is read at all)."""
     if len(text) > MAX_PARAM_TEXT:
-        raise ConfigError(f"--param: at most {MAX_PARAM_TEXT} characters, got {len(text):,}")
+        raise ConfigError(f"--param: at most {MAX_PARAM_TEXT:,} characters, got {len(text):,}")
     name, sep, rest = text.partition("=")
     name = name.strip().replace("-", "_")
     if not sep or not rest.strip():
@@ -189,7 +194,7 @@ def _check_shape(spec: SweepSpec) -> None:
     if not 1 <= spec.seeds <= 20:
         raise ConfigError(f"seeds: repeat each run 1 to 20 times, got {spec.seeds}")
     if spec.random and not 1 <= spec.random <= 10_000:
-        raise ConfigError(f"random: draw 1 to 10000 samples, got {spec.random}")
+        raise ConfigError(f"random: draw 1 to 10,000 samples, got {spec.random:,}")
 
 
 def count(spec: SweepSpec) -> int:
@@ -239,18 +244,18 @@ def check_size(n_runs: int, owner: Optional[str], all_runs: Sequence) -> None:
     bounds = limits.current()
     fewer = "fewer values, samples or seeds"
     if n_runs > bounds.max_sweep_runs:
-        raise ConfigError(f"this sweep is {n_runs} runs; at most {bounds.max_sweep_runs} are allowed here ({fewer})")
+        raise ConfigError(f"this sweep is {n_runs:,} runs; at most {bounds.max_sweep_runs:,} are allowed here ({fewer})")
     if owner is None:
         return  # the operator's runs are never refused by the queue limits
     live = [r for r in all_runs if r.is_live]
     mine = sum(1 for r in live if r.owner == owner)
     if n_runs > bounds.max_queued_per_owner - mine:
         already = f", {mine} already" if mine else ""
-        raise ConfigError(f"this sweep is {n_runs} runs; you may have at most {bounds.max_queued_per_owner} queued "
+        raise ConfigError(f"this sweep is {n_runs:,} runs; you may have at most {bounds.max_queued_per_owner:,} queued "
                           f"or running{already} ({fewer})")
     if n_runs > bounds.max_queued - len(live):
-        raise ConfigError(f"this sweep is {n_runs} runs; the training queue has room for "
-                          f"{max(0, bounds.max_queued - len(live))} now (try again later, or {fewer})")
+        raise ConfigError(f"this sweep is {n_runs:,} runs; the training queue has room for "
+                          f"{max(0, bounds.max_queued - len(live)):,} now (try again later, or {fewer})")
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ its field before any run exists, and only what can run here is offered."""
 import pytest
 
 from mnist_core import form
+from mnist_core.errors import ConfigError
 from mnist_core.training import TrainConfig
 
 
@@ -36,7 +37,7 @@ def test_a_valid_form_has_no_problems():
 def test_cross_field_rules_are_told_in_the_readers_words():
     found = form.problems(good(train_size=58_000, val_size=5_000))
     assert list(found) == ["train_size"]
-    assert "training images + validation images must be at most 60000" in found["train_size"]
+    assert "training images + validation images must be at most 60,000" in found["train_size"]
     assert "_" not in found["train_size"]
 
 
@@ -67,8 +68,28 @@ def test_a_phone_sees_the_important_fields_first_and_every_field_once():
 def test_the_live_panels_config_line_uses_the_forms_words():
     line = form.config_line(good(lr=0.01))
     assert line.startswith("model lenet5 · learning rate 0.01 · epochs 3 · batch size 128 · ")
-    assert "training images all · validation images 5000 · validate once per epoch" in line
+    assert "training images all · validation images 5,000 · validate once per epoch" in line
     assert "validate every 100 steps" in form.config_line(good(eval_every=100))
+
+
+def test_every_count_is_written_with_thousands_separators_the_same_way():
+    """Seen: "validation images 2000" beside "training images 20,000" on the same line."""
+    line = form.config_line(good(train_size=20_000, val_size=2_000, eval_every=1_500))
+    assert "training images 20,000 · validation images 2,000 · validate every 1,500 steps" in line
+    assert "Allowed: 1 to 8,192." in form.help_text("batch_size")
+
+
+def test_an_out_of_range_sweep_value_is_told_in_the_forms_words_not_the_configs():
+    """Seen on the Sweep tab: "seed: -1 is outside the allowed range 0 to 2147483647". A config's range
+    error and the form's sentence are worded in one place: the form's words, then the value."""
+    with pytest.raises(ConfigError) as refused:
+        TrainConfig.from_dict(good(seed=-1))
+    said = form.plain(str(refused.value))
+    assert said == "random seed must be at least 0, not -1"
+    assert said.startswith(form.problems(good(seed=-1))["seed"])
+    with pytest.raises(ConfigError) as refused:
+        TrainConfig.from_dict(good(val_size=40_000))
+    assert form.plain(str(refused.value)) == "validation images must be at most 30,000, not 40,000"
 
 
 def test_the_starting_values_are_admitted_on_a_public_demo_too(monkeypatch):

@@ -145,9 +145,9 @@ def test_visitors_cannot_cancel_or_delete_a_run_started_from_the_cli(tiny_config
 
 @pytest.mark.parametrize("field, value, message", [
     ("epochs", 50, "epochs: this demo allows at most 5"),
-    ("train_size", 0, "train_size: this demo allows at most 20000"),
-    ("train_size", 30_000, "train_size: this demo allows at most 20000"),
-    ("batch_size", 4096, "batch_size: this demo allows at most 1024"),
+    ("train_size", 0, "train_size: this demo allows at most 20,000"),
+    ("train_size", 30_000, "train_size: this demo allows at most 20,000"),
+    ("batch_size", 4096, "batch_size: this demo allows at most 1,024"),
     ("model", "cnn-strong", "model: this demo allows"),
 ])
 def test_demo_bounds_are_enforced_by_admission(monkeypatch, field, value, message):
@@ -177,7 +177,7 @@ def test_demo_bounds_are_configurable(monkeypatch):
 def test_demo_refuses_a_run_of_too_many_steps(monkeypatch):
     """Batch size 1 over 20,000 images is 20,000 steps: the work, not the fields, is bounded."""
     monkeypatch.setenv("MNIST_DEMO", "1")
-    with pytest.raises(ConfigError, match=r"batch_size: .*20000 steps.*at most 3000 steps"):
+    with pytest.raises(ConfigError, match=r"batch_size: .*20,000 steps.*at most 3,000 steps"):
         _admit({"train_size": 20_000, "batch_size": 1, "epochs": 1})
     monkeypatch.setenv("MNIST_MAX_STEPS", "30000")
     _admit({"train_size": 20_000, "batch_size": 1, "epochs": 1})
@@ -189,7 +189,7 @@ def test_demo_refuses_a_run_of_too_many_steps(monkeypatch):
 def test_demo_refuses_a_run_that_validates_too_much(monkeypatch):
     """30,000 validation images at each of 20 steps is 600,000 images to evaluate."""
     monkeypatch.setenv("MNIST_DEMO", "1")
-    with pytest.raises(ConfigError, match=r"val_size: .*600000 validation images.*at most 100000"):
+    with pytest.raises(ConfigError, match=r"val_size: .*600,000 validation images.*at most 100,000"):
         _admit({"train_size": 2000, "batch_size": 100, "val_size": 30_000, "eval_every": 1, "epochs": 1})
     # Once per epoch over a few epochs is well within the bound.
     _admit({"train_size": 2000, "batch_size": 100, "val_size": 10_000, "epochs": 5})
@@ -213,7 +213,7 @@ def test_the_default_config_parses_on_a_public_demo(monkeypatch):
     monkeypatch.setenv("MNIST_DEMO", "1")
     config = TrainConfig()
     assert TrainConfig.from_dict({}) == config.validate()
-    with pytest.raises(ConfigError, match="^train_size: this demo allows at most 20000"):
+    with pytest.raises(ConfigError, match="^train_size: this demo allows at most 20,000"):
         admit(config)
 
 

@@ -69,7 +69,7 @@ def test_a_sweep_of_48510_runs_is_refused_in_one_line_without_building_a_run(mon
     admitted.clear()
     at.run()
     assert not at.exception
-    assert [e.value for e in at.error] == ["this sweep is 48510 runs; at most 64 are allowed here (fewer values, "
+    assert [e.value for e in at.error] == ["this sweep is 48,510 runs; at most 64 are allowed here (fewer values, "
                                            "samples or seeds)"]
     assert admitted == [] and _launch_button(at).disabled
 
@@ -149,3 +149,25 @@ def test_the_train_pages_sweep_tab_starts_from_the_one_run_form(mnist):
     caption = next(c.value for c in at.caption if c.value.startswith("Each run starts from the One run form's values"))
     assert "model lenet5" in caption and "epochs 2" in caption
     assert not at.exception
+
+
+def test_epochs_from_1_to_2_5_are_refused_not_rounded_to_whole_epochs(monkeypatch):
+    """Seen: a range's 2.5 epochs became 2 without a word (its points are rounded to whole numbers)."""
+    at = _open(monkeypatch)
+    at.selectbox(key="sweep_field_0").set_value("epochs").run()
+    at.radio(key="sweep_how_0").set_value("range").run()
+    at.number_input(key="sweep_low_0_epochs").set_value(1)
+    at.number_input(key="sweep_high_0_epochs").set_value(2.5).run()
+    assert [e.value for e in at.error] == ["epochs: a range of whole numbers needs whole ends, not 1..2.5"]
+    assert _launch_button(at).disabled
+
+
+def test_a_sweep_from_a_form_with_seed_minus_1_says_so_in_the_forms_words(monkeypatch):
+    """Seen: "seed: -1 is outside the allowed range 0 to 2147483647", in the config's jargon."""
+    monkeypatch.setenv("MNIST_MAX_SWEEP_RUNS", "3")
+    at = AppTest.from_function(_tab, default_timeout=60)
+    at.session_state["train_form"] = {**TINY, "seed": -1}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [e.value for e in at.error] == ["random seed must be at least 0, not -1"]
+    assert _launch_button(at).disabled

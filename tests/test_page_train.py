@@ -118,12 +118,24 @@ def test_an_out_of_range_value_stays_typed_says_why_and_blocks_start(registry, k
     assert start_button(at).disabled
 
 
+def test_epochs_typed_as_2_5_stay_2_5_and_are_refused_not_trained_as_2(registry):
+    """Seen: 2.5 typed in epochs became 2 without a word (an integer widget rounds what it is sent)."""
+    at = open_page("app_pages/train.py")
+    at.number_input(key="cfg_epochs").set_value(2.5)
+    start_button(at).click().run()
+    assert not at.exception, messages(at)
+    assert runs.list_runs() == []
+    assert at.number_input(key="cfg_epochs").value == 2.5
+    assert red_sentences(at) == [":red[epochs must be a whole number]"]
+    assert start_button(at).disabled
+
+
 def test_a_cross_field_problem_is_told_in_the_readers_words_and_starts_nothing(registry):
     at = open_page("app_pages/train.py")
     at.number_input(key="cfg_train_size").set_value(59_000).run()
     assert not at.exception, messages(at)
     (sentence,) = red_sentences(at)
-    assert "training images + validation images must be at most 60000" in sentence and "_" not in sentence
+    assert "training images + validation images must be at most 60,000" in sentence and "_" not in sentence
     assert start_button(at).disabled
     assert runs.list_runs() == []
 

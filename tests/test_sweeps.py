@@ -110,7 +110,7 @@ def test_a_sweep_far_over_the_cap_is_refused_by_its_count_before_any_config_is_b
     for refuse in (sweeps.plan, sweeps.expand):
         with pytest.raises(ConfigError) as err:
             refuse(spec)
-        assert str(err.value) == "this sweep is 48510 runs; at most 64 are allowed here (fewer values, samples or seeds)"
+        assert str(err.value) == "this sweep is 48,510 runs; at most 64 are allowed here (fewer values, samples or seeds)"
     assert built == [] and sweeps.count(spec) == 48_510
 
 
@@ -122,7 +122,7 @@ def test_a_value_list_is_bounded_in_values_and_in_length_before_it_is_read():
     with pytest.raises(ConfigError, match="lr: at most 50 values, got 51"):
         sweeps.parse_param("lr=" + ",".join(f"{0.001 * (k + 1):g}" for k in range(51)))
     forged = "lr=" + "0.1," * 1_000_000  # a widget value a hostile browser can send
-    with pytest.raises(ConfigError, match="at most 1000 characters, got 4,000,003") as err:
+    with pytest.raises(ConfigError, match="at most 1,000 characters, got 4,000,003") as err:
         sweeps.parse_param(forged)
     assert "\n" not in str(err.value)
 

@@ -33,6 +33,29 @@ def _field(default, help: str, choices=None, low=None, high=None):
     return field(default=default, metadata={"help": help, "choices": choices, "min": low, "max": high})
 
 
+def number(x) -> str:
+    """A config value as every message writes it: whole numbers with thousands separators (2,000 and
+    20,000 alike), other numbers as short as they read (0.003, 1e-06)."""
+    if isinstance(x, float) and x.is_integer() and abs(x) < 2**53:
+        x = int(x)
+    if isinstance(x, int) and not isinstance(x, bool):
+        return f"{x:,}"
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def out_of_range(f: dataclasses.Field, value) -> str | None:
+    """Why `value` lies outside field f's allowed range ("must be at least 1"), or None. The one wording
+    of a range problem: the form puts the field's label before it, validate() its name and the value."""
+    low, high = f.metadata["min"], f.metadata["max"]
+    if low is not None and value < low:
+        if low > 0 and value <= 0 and isinstance(f.default, float):
+            return "must be above 0"
+        return f"must be at least {number(low)}"
+    if high is not None and value > high:
+        return f"must be at most {number(high)}"
+    return None
+
+
 @dataclass
 class TrainConfig:
     # The defaults take LeNet-5 to about 99% test accuracy in a couple of minutes on 2 CPU cores.
@@ -94,10 +117,11 @@ class TrainConfig:
                 raise ConfigError(f"{f.name}: {value!r} is not one of {', '.join(map(str, meta['choices']))}")
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{f.name}: must be a finite number, got {value}")
-            if meta["min"] is not None and not (meta["min"] <= value <= meta["max"]):
-                raise ConfigError(f"{f.name}: {value} is outside the allowed range {meta['min']} to {meta['max']}")
+            if problem := out_of_range(f, value):
+                raise ConfigError(f"{f.name} {problem}, not {number(value)}")
         if self.val_size + max(self.train_size, 1) > 60_000:
-            raise ConfigError(f"train_size + val_size must be at most 60000, got {self.train_size} + {self.val_size}")
+            raise ConfigError(f"train_size + val_size must be at most 60,000, not {number(self.train_size)} + "
+                              f"{number(self.val_size)}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
