@@ -74,12 +74,12 @@ class Param:
         if self.is_range:
             if _FIELDS[self.name].metadata["choices"] is not None:
                 raise ConfigError(f"{self.name}: give a list of values, not a range")
-            if not self.low < self.high:
             if isinstance(_FIELDS[self.name].default, int) and not (float(self.low).is_integer()
                                                                     and float(self.high).is_integer()):
                 # its points are rounded to whole numbers: 2.5 must not quietly become 2
                 raise ConfigError(f"{self.name}: a range of whole numbers needs whole ends, not "
                                   f"{self.low:g}..{self.high:g}")
+            if not self.low < self.high:
                 raise ConfigError(f"{self.name}: a range needs low < high, got {self.low:g}..{self.high:g}")
             if self.log and self.low <= 0:
                 raise ConfigError(f"{self.name}: a range on a log scale must start above 0")
