@@ -137,8 +137,16 @@ def on_page_step(step: int) -> None:
 
 
 def on_index_change() -> None:
-    """Jump: show the page holding this index (if the filter lets it in) and select it."""
-    index = ss["ds_index"]
+    """Jump: show the page holding this index (if the filter lets it in) and select it. An index past
+    either end is brought to the nearest image, with a line saying so: the field has no bounds of its
+    own, which only turned it red in the browser, without a reason."""
+    split, last = ss["ds_split"], SPLIT_SIZES[ss["ds_split"]] - 1
+    index = ss["ds_index"] if ss["ds_index"] is not None else 0
+    if not 0 <= index <= last:
+        kept = min(max(index, 0), last)
+        ss["ds_index_note"] = (f"There is no {split} image {index:,}: the {split} split's indices go from 0 to "
+                               f"{last:,}. Showing image {kept:,}.")
+        index = ss["ds_index"] = kept
     position = np.flatnonzero(current_order() == index)
     if len(position):
         ss["ds_page"] = int(position[0]) // PER_PAGE + 1
@@ -164,9 +172,11 @@ seed = c_seed.number_input("Seed", min_value=0, max_value=2**31 - 1, key="ds_see
                            on_change=on_filter_change)
 
 images, labels = load_split(split)
-ss["ds_index"] = min(ss["ds_index"], len(images) - 1)  # the test split is shorter than train
-c_index.number_input("Index (jump to an image)", min_value=0, max_value=len(images) - 1, key="ds_index",
-                     on_change=on_index_change)
+ss["ds_index"] = min(ss["ds_index"] or 0, len(images) - 1)  # the test split is shorter than train
+c_index.number_input(f"Index (0 to {len(images) - 1:,})", key="ds_index", on_change=on_index_change, step=1,
+                     help=f"Jump to an image of the {split} split by its index, from 0 to {len(images) - 1:,}")
+if note := ss.pop("ds_index_note", None):
+    st.warning(note, icon=":material/info:")
 
 order = browse_order(split, label, int(seed) if shuffle else None)
 n_pages = max(1, math.ceil(len(order) / PER_PAGE))

@@ -90,6 +90,18 @@ def test_jumping_to_an_index_shows_it_large_on_its_page(at):
     assert at.session_state["inspect_source"] == {"kind": "dataset", "split": "train", "index": 250}
 
 
+@pytest.mark.parametrize("typed, kept", [(70_000, 59_999), (-5, 0)])
+def test_an_index_out_of_range_says_the_allowed_range_and_shows_the_nearest_image(at, typed, kept):
+    """Seen: 70000 typed in Index turned the field red with no reason."""
+    assert "0 to 59,999" in at.number_input(key="ds_index").label
+    at.number_input(key="ds_index").set_value(typed).run()
+    assert not at.exception, messages(at)
+    assert [w.value for w in at.warning] == [f"There is no train image {typed:,}: the train split's indices go "
+                                             f"from 0 to 59,999. Showing image {kept:,}."]
+    assert at.number_input(key="ds_index").value == kept
+    assert at.subheader[0].value.startswith(f"train image {kept:,} ·")
+
+
 def test_switching_to_the_shorter_test_split_keeps_the_index_in_range(at):
     at.number_input(key="ds_index").set_value(59_999).run()
     at.radio(key="ds_split").set_value("test").run()
