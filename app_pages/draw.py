@@ -72,16 +72,23 @@ def drawing_and_answer(chosen: LoadedModel | None) -> None:
     upload = st.file_uploader("...or upload a picture of a digit", type=PICTURE_TYPES, key=_picture_key(),
                               help="A PNG, JPEG, GIF, BMP or WebP picture; used instead of the canvas until you draw "
                                    "or go back")
+    refused = None
     if upload is not None:
-        with notice:
-            st.info(f"Predicting: your uploaded picture {upload.name[:60]}", icon=":material/image:")
-            st.button("Use the canvas instead", icon=":material/draw:", on_click=_use_the_canvas)
-            try:
-                rgba = load_image(upload.getvalue())
-            except ImageError as exc:
-                show_error(exc)
-                rgba = None
+        try:
+            rgba = load_image(upload.getvalue())
+        except ImageError as exc:
+            rgba, refused = None, exc
     image = canvas_to_mnist(rgba) if rgba is not None else np.zeros((28, 28), np.float32)
+    if upload is not None:  # one line about the picture: refused, blank, or the one predicted from
+        with notice:
+            if refused is not None:
+                show_error(refused)
+            elif not image.any():
+                st.warning(f"Your picture {upload.name[:60]} is blank: no digit stands out from its background. "
+                           "Upload a picture of a digit, or draw one.", icon=":material/image:")
+            else:
+                st.info(f"Predicting: your uploaded picture {upload.name[:60]}", icon=":material/image:")
+            st.button("Use the canvas instead", icon=":material/draw:", on_click=_use_the_canvas)
     if image.any():
         st.session_state["drawing"] = image  # Inside the network reads it
     else:
@@ -91,7 +98,9 @@ def drawing_and_answer(chosen: LoadedModel | None) -> None:
         return
     if not image.any():
         prediction.metric("Prediction", "–", help="Draw a digit on the black canvas")
-        answer_col.info("Draw a digit on the canvas: the prediction updates each time you lift the mouse or finger.")
+        if upload is None:  # an uploaded picture has had its line above
+            answer_col.info("Draw a digit on the canvas: the prediction updates each time you lift the mouse or "
+                            "finger.")
         return
     probs = predict_proba(chosen.model, image)[0]
     top = int(probs.argmax())

@@ -219,3 +219,45 @@ def test_the_drawing_and_my_drawing_on_inside_survive_going_back_and_forth(tmp_p
     assert at.radio(key="inside_kind").value == "drawing"
     assert not at.info, messages(at) | {"info": [i.value for i in at.info]}  # not "No drawing yet"
     assert any(m.value.startswith("Predicts **1**") for m in at.markdown)
+
+
+PICTURE_UPLOADER = "draw_image_upload_0"  # the picture uploader, before any "Use the canvas instead"
+
+
+def _upload(name: str, content: bytes):
+    at = open_page("app_pages/draw.py")
+    uploader = next(u for u in at.get("file_uploader") if u.key == PICTURE_UPLOADER)
+    uploader.set_value((name, content, "image/png")).run()
+    assert not at.exception, messages(at)
+    return at
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_a_file_that_is_not_a_picture_is_refused_alone_not_beside_predicting():
+    """Seen: "Predicting: your uploaded picture notes.png" beside the refusal of that very file."""
+    at = _upload("notes.png", b"these are my notes, not a picture")
+    assert [e.value for e in at.error] == ["the file is not an image we can read (PNG, JPEG, GIF, BMP or WebP)"]
+    assert not at.info and not at.warning, messages(at)
+    assert at.metric[0].value == "–"
+
+
+def test_a_blank_picture_is_said_to_be_blank():
+    """Seen: a blank picture showed "Predicting: your uploaded picture ..." and nothing more."""
+    at = _upload("blank.png", _png(np.full((120, 120, 3), 255, np.uint8)))
+    assert [w.value for w in at.warning] == ["Your picture blank.png is blank: no digit stands out from its "
+                                             "background. Upload a picture of a digit, or draw one."]
+    assert not at.info and not at.error, messages(at)
+    assert at.metric[0].value == "–"
+
+
+def test_an_uploaded_digit_is_said_to_be_the_one_predicted_from():
+    picture = np.zeros((120, 120, 3), np.uint8)
+    picture[20:100, 55:65] = 255  # a white "1" on black
+    at = _upload("one.png", _png(picture))
+    assert [i.value for i in at.info] == ["Predicting: your uploaded picture one.png"]
+    assert at.metric[0].value == "1"
