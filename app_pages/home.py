@@ -46,6 +46,9 @@ with c_models:
             except MnistLabError:
                 continue
             lines.append(f"- **{p.stem}**" + (f": {acc:.2%} test accuracy" if acc else ""))
+        if how_many > len(lines):
+            lines.append(f"- and {how_many - len(lines):,} more (Evaluate's model cards and every model picker "
+                         "list them)")
         st.success(f"{how_many:,} checkpoint(s) ready.", icon=":material/check_circle:")
         st.markdown("\n".join(lines))
     else:
@@ -97,6 +100,8 @@ links = [
      "Accuracy per digit, the confusion matrix and its images, model cards, runs compared."),
     ("app_pages/explain.py", "Explain", ":material/scatter_plot:",
      "Why the model answered: attribution maps and the embedding map of the test set."),
+    ("app_pages/classroom.py", "Class", ":material/groups:",
+     "A teacher's class: its leaderboard, its students' curves and every run, by a class code."),
 ]
 for row in range(0, len(links), 3):  # rows of three: on a phone they stack in this order
     for col, (page, label, icon, text) in zip(st.columns(3), links[row:row + 3]):

@@ -52,7 +52,27 @@ def test_where_to_go_links_every_other_page(tmp_path, monkeypatch):
     at = open_page("app_pages/home.py")
     assert not at.exception, messages(at)
     links = [e.proto.label for e in at.get("page_link")]
-    assert links == ["Dataset", "Train", "Inside the network", "Draw", "Evaluate", "Explain"]
+    assert links == ["Dataset", "Train", "Inside the network", "Draw", "Evaluate", "Explain", "Class"]
+
+
+def test_home_says_how_many_checkpoints_it_does_not_list(isolated_dirs):
+    """Seen: Home listed 8 of 18 checkpoints, and nothing said there were 10 more."""
+    import shutil
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parent.parent / "checkpoints"
+    isolated_dirs["checkpoints"].mkdir(parents=True, exist_ok=True)
+    for i in range(14):  # 14 runs' checkpoints beside the committed ones
+        for suffix in (".safetensors", ".json"):
+            shutil.copy(committed / f"lenet5{suffix}",
+                        isolated_dirs["checkpoints"] / f"lenet5-20260101-0000{i:02d}-abcdef{suffix}")
+    at = open_page("app_pages/home.py")
+    assert not at.exception, messages(at)
+    total = 14 + len(list(committed.glob("*.safetensors")))
+    assert any(s.value.startswith(f"{total:,} checkpoint(s) ready") for s in at.success), messages(at)
+    listing = next(m.value for m in at.markdown if m.value.startswith("- **"))
+    assert listing.count("- **") == 8
+    assert listing.endswith(f"- and {total - 8:,} more (Evaluate's model cards and every model picker list them)")
 
 
 def test_home_shows_each_runs_progress_and_a_waiting_runs_place_in_line(busy_slot):
