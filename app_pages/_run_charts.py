@@ -51,15 +51,16 @@ def parallel_coordinates(rows: Sequence[dict], fields: Sequence[str], color: str
                          height: int = 380) -> go.Figure:
     """One axis per field, then `color` (test accuracy), one line per row (a run); lines coloured by
     `color`. Rows without a value for `color` are drawn at the bottom of its axis, in grey."""
-    dimensions = []
+    dimensions, span = [], [0.0, 1.0]
     for name in [*fields, color]:
         values = [row.get(name) for row in rows]
         if name == color:
             known = [v for v in values if v is not None]
             floor, top = min(known, default=0.0), max(known, default=1.0)
             pad = max(0.002, (top - floor) * 0.1)  # a tight axis: brushing between 98% and 99% must be easy
+            span = [max(0.0, floor - pad), min(1.0, top + pad)]
             dimensions.append(dict(label=_words(name), values=[floor if v is None else v for v in values],
-                                   range=[max(0.0, floor - pad), min(1.0, top + pad)], tickformat=".1%"))
+                                   range=span, tickformat=".1%"))
         elif all(_is_number(v) for v in values):
             if _log_ok(name, values):
                 ticks = sorted(set(values))
@@ -74,8 +75,10 @@ def parallel_coordinates(rows: Sequence[dict], fields: Sequence[str], color: str
                                    range=[-0.5, len(order) - 0.5] if len(order) > 1 else [-1, 1]))
     colors = [row.get(color) for row in rows]
     known = [c for c in colors if c is not None]
+    # The colour scale spans the accuracy axis (real accuracies, at most 100%): left to itself, Plotly stretched
+    # runs that tie to 60-140%.
     line = dict(color=[c if c is not None else (min(known) if known else 0.0) for c in colors], colorscale=SCALE,
-                showscale=True, colorbar=dict(title=_words(color), tickformat=".0%"))
+                cmin=span[0], cmax=span[1], showscale=True, colorbar=dict(title=_words(color), tickformat=".1%"))
     fig = go.Figure(go.Parcoords(dimensions=dimensions, line=line, unselected=dict(line=dict(opacity=0.08))))
     fig.update_layout(height=height, margin=dict(l=60, r=40, t=60, b=30))
     return fig

@@ -162,3 +162,16 @@ def test_a_student_can_delete_only_their_own_finished_runs(tiny_config):
     assert not at.exception and not at.error, messages(at)
     assert [r.id for r in runs.list_runs()] == [theirs]
     assert list(at.dataframe[0].value["student"]) == ["Bob"]
+
+
+@pytest.mark.parametrize("tie", [1.0, 0.98])
+def test_runs_that_tie_are_coloured_on_a_scale_of_real_accuracies(tiny_config, tie):
+    """Seen: two runs at the same accuracy, and the parallel chart's colour scale ran from 60% to 140%."""
+    for student, owner, lr in (("Ada", ME, 0.01), ("Bob", OTHER, 0.001)):
+        _tagged(tiny_config, "period-3", student, owner, accuracy=tie, lr=lr)
+    at = open_class({"class": "period-3"}, token="t" * 32)
+    figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    (parallel,) = [f for f in figures if f["data"] and f["data"][0]["type"] == "parcoords"]
+    line = parallel["data"][0]["line"]
+    assert tie - 0.01 <= line["cmin"] < tie and tie <= line["cmax"] <= 1.0
+    assert parallel["data"][0]["dimensions"][-1]["range"] == [line["cmin"], line["cmax"]]
