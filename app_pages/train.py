@@ -199,6 +199,8 @@ with tab_sweep:
 # --- charts ------------------------------------------------------------------------------------
 
 LOG_TICKS = "~g"  # 0.5 as "0.5" (Plotly's log axis otherwise labels 0.5 as a bare "5")
+TITLE_ROW, LEGEND_ROW = 34, 22  # pixels: a chart's title (17 px and its padding), a row of its legend
+LEGEND_ENTRIES = 3              # the most a live chart has: the loss per step, smoothed, on validation
 
 
 def curves(rows: list[dict], total_steps: int | None = None) -> tuple[go.Figure, go.Figure]:
@@ -226,13 +228,18 @@ def curves(rows: list[dict], total_steps: int | None = None) -> tuple[go.Figure,
                         mode="lines+markers", line=dict(color="#1f77b4"))
     last = max((m["step"] for m in rows), default=1)
     x_range = [0, max(total_steps or 0, last, 1)]
-    layout = dict(height=340, margin=dict(l=60, r=20, t=40, b=80, autoexpand=False),
-                  legend=dict(orientation="h", y=-0.25))
-    loss.update_layout(title="Loss", xaxis=dict(title="step", range=x_range),
+    # The legend sits above the plot, under the title, in a top margin with a row for each entry: a phone's
+    # width wraps it to a row per entry or two, and the margins are fixed, so below the plot the rows after the
+    # first were cut off (the validation series).
+    layout = dict(height=370, margin=dict(l=60, r=20, t=TITLE_ROW + LEGEND_ROW * LEGEND_ENTRIES, b=50,
+                                          autoexpand=False),
+                  legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0))
+    on_top = dict(y=1.0, yref="container", yanchor="top", pad=dict(t=8))
+    loss.update_layout(title=dict(text="Loss", **on_top), xaxis=dict(title="step", range=x_range),
                        yaxis=dict(type="log", range=live.decades(m["loss"] for m in rows), tickformat=LOG_TICKS),
                        **layout)
-    acc.update_layout(title="Accuracy", xaxis=dict(title="step", range=x_range), yaxis=dict(range=[0, 1.01]),
-                      **layout)
+    acc.update_layout(title=dict(text="Accuracy", **on_top), xaxis=dict(title="step", range=x_range),
+                      yaxis=dict(range=[0, 1.01]), **layout)
     return loss, acc
 
 
