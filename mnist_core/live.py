@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePath
 from typing import Iterable, Optional, Sequence
 
@@ -151,9 +151,13 @@ def progress(run: Run, last: Optional[dict], all_runs: Optional[list[Run]] = Non
                              f"({max_concurrent} at a time).")
     if run.status == "queued" or not last:
         return Progress(0.0, "Starting: loading data and building the model...")
-    total = run.total_steps  # progress and ETA are the run record's own (Run.progress, Run.eta)
-    text = (f"epoch {last['epoch']:.2f} / {run.config.get('epochs')} · step {last['step']}"
-            + (f" / {total}" if total else "")
+    # One step count for the bar, the text, the ETA and the sidebar (short_progress): the run record's (its
+    # heartbeat counts steps before their rows are written), or the newest row's when that is ahead. The text
+    # took the row's and the bar the record's, so "step 1679" stood beside the sidebar's "step 1,661".
+    run = replace(run, steps=max(run.steps or 0, last["step"]))
+    total = run.total_steps
+    text = (f"epoch {last['epoch']:.2f} / {run.config.get('epochs')} · step {run.steps:,}"
+            + (f" / {total:,}" if total else "")
             + f" · ETA {fmt_seconds(run.eta(now))} · {last.get('images_per_s') or 0:,.0f} images/s")
     return Progress(run.progress, text)
 

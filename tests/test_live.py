@@ -76,7 +76,18 @@ def test_progress_line_has_epoch_step_eta_and_speed():
     run = make_run(started_at=100.0, steps=250, total_steps=1000)
     p = live.progress(run, {"step": 250, "epoch": 0.75, "images_per_s": 12345.0}, now=110.0)
     assert p.fraction == pytest.approx(0.25)
-    assert p.text == "epoch 0.75 / 3 · step 250 / 1000 · ETA 30s · 12,345 images/s"
+    assert p.text == "epoch 0.75 / 3 · step 250 / 1,000 · ETA 30s · 12,345 images/s"
+
+
+def test_the_panel_and_the_sidebar_tell_one_step_count_written_alike():
+    """Seen: "step 1679" in the live panel beside "step 1,661" in the sidebar: the panel's text took the
+    newest metric row's step, its bar and the sidebar the run record's, and wrote it without a separator."""
+    run = make_run(started_at=100.0, steps=1_661, total_steps=3_000)
+    panel = live.progress(run, {"step": 1_650, "epoch": 1.65, "images_per_s": 900.0}, now=200.0)
+    assert "step 1,661 / 3,000" in panel.text and "step 1,661" in live.short_progress(run).text
+    assert panel.fraction == pytest.approx(1_661 / 3_000) == pytest.approx(run.progress)
+    ahead = live.progress(run, {"step": 1_679, "epoch": 1.68, "images_per_s": 900.0}, now=200.0)
+    assert "step 1,679 / 3,000" in ahead.text and ahead.fraction == pytest.approx(1_679 / 3_000)
 
 
 def test_a_waiting_run_shows_its_place_in_line():

@@ -29,7 +29,7 @@ def test_a_watched_run_shows_live_progress_and_a_growing_loss_curve(app):
     expect(run_heading(app, run_id, "(queued|running)")).to_be_in_viewport()
 
     step1, total = app.wait_for(lambda: (p := progress_step(app)) and p[0] > 0 and p, "the first steps", 150)
-    line = re.compile(rf"^epoch \d+\.\d\d / 50 · step \d+ / {total} · ETA (\d+m )?\d+s · [\d,]+ images/s$")
+    line = re.compile(rf"^epoch \d+\.\d\d / 50 · step [\d,]+ / {total:,} · ETA (\d+m )?\d+s · [\d,]+ images/s$")
     # one progress line (while the page reruns as the run starts, the old bar lingers a moment beside it)
     app.wait_for(lambda: len(t := panel.get_by_test_id("stProgress").all_inner_texts()) == 1 and line.match(t[0]),
                  "one progress line: epoch, step, ETA, images/s", 60)

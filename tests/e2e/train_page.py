@@ -92,9 +92,9 @@ def progress_step(app) -> tuple[int, int] | None:
     """(step, total) from the live panel's progress text, or None while it shows none."""
     texts = app.page.locator(".st-key-live_panel").get_by_test_id("stProgress").all_inner_texts()
     for text in texts:
-        m = re.search(r"step (\d+) / (\d+)", text)
+        m = re.search(r"step ([\d,]+) / ([\d,]+)", text)  # 1,679 / 3,000
         if m:
-            return int(m.group(1)), int(m.group(2))
+            return int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))
     return None
 
 
