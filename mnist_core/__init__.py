@@ -5,6 +5,7 @@ read models (what pages show, computed once)
     form         the Train form's fields in the reader's words, and its problems
     sweeps       a sweep's runs from a spec (grid, random, seeds, caps), its estimate and analysis
     classes      a class's code, names, leaderboard and CSV (the teacher's view)
+    csvfile      CSV downloads: numbers without float noise, no formula a spreadsheet would run
     evaluate     test-set predictions, confusion matrix, model cards, runs compared
     inspect      feature maps, kernels, first-layer templates
     explain      attribution maps, embedding maps

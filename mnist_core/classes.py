@@ -9,13 +9,11 @@ visitor's (limits: the queue caps are per owner and for everyone together, never
 
 Codes and names are visitor input: a code is a short slug or refused in one line; a name is free
 text cleaned of control characters and capped in length. Names are shown only inside their class,
-and the CSV export neutralises spreadsheet formulas (a name like `=HYPERLINK(...)`).
+and the CSV export neutralises spreadsheet formulas (a name like `=HYPERLINK(...)`: csvfile).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import re
@@ -24,6 +22,7 @@ import unicodedata
 import urllib.parse
 from typing import Callable, Optional
 
+from .csvfile import csv_text
 from .errors import MnistLabError
 from .live import collapse
 from .runs import Run, list_runs
@@ -182,25 +181,8 @@ def runs_table(class_runs: list[Run]) -> list[dict]:
              "created_at": r.created_at} for r in reversed(class_runs)]
 
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value):
-    """A text cell a spreadsheet will not run: one starting like a formula gets a leading apostrophe
-    (OWASP's advice on CSV injection); numbers pass as they are."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
 def runs_csv(class_runs: list[Run]) -> str:
-    """The class's runs as CSV text (runs_table's rows, a header line first)."""
-    rows = runs_table(class_runs)
-    columns = ["run", "student", "status", *KEY_SETTINGS, "best_val_accuracy", "test_accuracy", "duration_s",
-               "created_at"]
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _cell(row.get(k)) for k in columns})
-    return out.getvalue()
+    """The class's runs as CSV text (runs_table's rows, a header line first; csvfile: numbers without float
+    noise, no formula a spreadsheet would run)."""
+    return csv_text(runs_table(class_runs), ["run", "student", "status", *KEY_SETTINGS, "best_val_accuracy",
+                                             "test_accuracy", "duration_s", "created_at"])

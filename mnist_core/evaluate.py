@@ -7,8 +7,6 @@ The Evaluate page draws these; they are plain functions on numpy arrays so tests
 
 from __future__ import annotations
 
-import csv
-import io
 import threading
 import time
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .csvfile import csv_text
 from .models import count_parameters, layer_table, list_models, model_info
 from .predict import predict_proba
 
@@ -178,10 +177,5 @@ def compare_runs(baseline, others) -> list[dict]:
 
 
 def to_csv(rows: list[dict]) -> str:
-    if not rows:
-        return ""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
+    """compare_runs' rows as CSV text (csvfile: 0.013, not 0.013000000000000012); "" for no rows."""
+    return csv_text(rows) if rows else ""

@@ -99,6 +99,12 @@ def test_the_class_csv_has_every_run_and_no_formula_a_spreadsheet_would_run(tiny
     assert "owner" not in rows[0] and "Other" not in classes.runs_csv(classes.class_runs("pd-3"))
 
 
+def test_the_class_csv_has_no_float_noise_in_its_numbers(tiny_config):
+    _run(tiny_config, "pd-3", "Ada", "a" * 32, accuracy=0.1 + 0.2, lr=0.013000000000000012)
+    (row,) = csv.DictReader(io.StringIO(classes.runs_csv(classes.class_runs("pd-3"))))
+    assert row["test_accuracy"] == "0.3" and row["lr"] == "0.013"
+
+
 def test_the_class_chart_has_an_axis_per_setting_students_varied_and_a_line_per_finished_run(tiny_config):
     ada = _run(tiny_config, "pd-3", "Ada", "a" * 32, accuracy=0.95, lr=0.01)
     bob = _run(tiny_config, "pd-3", "Bob", "b" * 32, accuracy=0.9, lr=0.001, optimizer="sgd")

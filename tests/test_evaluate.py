@@ -68,6 +68,21 @@ def test_compare_runs_gives_differences_to_the_baseline():
     assert csv_text.splitlines()[0].startswith("run,model,status") and len(csv_text.splitlines()) == 3
 
 
+def test_the_comparison_csv_writes_differences_as_the_page_does_not_with_float_noise():
+    """Seen in the downloaded comparison: a difference of 0.013000000000000012."""
+    import csv
+    import io
+
+    class R:
+        def __init__(self, id, acc):
+            self.id, self.config, self.status = id, {"model": "=cmd"}, "completed"
+            self.best_val_accuracy, self.test_accuracy, self.test_loss, self.duration = acc, acc, 0.1, 10.0
+
+    rows = list(csv.DictReader(io.StringIO(ev.to_csv(ev.compare_runs(R("a", 0.98), [R("b", 0.993)])))))
+    assert rows[1]["Δ test_accuracy"] == "0.013" and rows[1]["test_accuracy"] == "0.993"
+    assert rows[1]["model"] == "'=cmd"  # no formula a spreadsheet would run, here too
+
+
 def test_measuring_a_model_cards_latency_leaves_every_other_thread_its_thread_count():
     """The server's sessions share one process: the one-thread latency of a card must not leave the
     server, or a session starting meanwhile, on one thread."""
