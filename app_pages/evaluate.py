@@ -167,12 +167,19 @@ def cards_tab() -> None:
         st.caption(f"Measured: the defaults and the newest checkpoints, {len(found)} of {how_many:,}.")
     paths = [str(p) for p in found]
     cards = model_cards(tuple(paths), tuple(Path(p).stat().st_mtime for p in paths))
+    # Short headers, the details in their help, and no width narrower than a header: "small" columns cut
+    # theirs to "latency ms (C..." and "MFLOPs / i...".
     st.dataframe(cards_table(cards), hide_index=True, column_config={
         "name": st.column_config.TextColumn(pinned=True),
-        "test accuracy": st.column_config.TextColumn(width="small"),
-        "parameters": st.column_config.NumberColumn(format="localized", width="small"),
-        "MFLOPs / image": st.column_config.NumberColumn(format="%.2f", width="small"),
-        "latency ms (CPU, 1 thread)": st.column_config.NumberColumn(format="%.3f", width="small"),
+        "parameters": st.column_config.NumberColumn(format="localized"),
+        "MFLOPs / image": st.column_config.NumberColumn(
+            "MFLOPs", format="%.2f", help="Millions of floating-point operations for one image "
+                                         "(torch.utils.flop_counter)"),
+        "latency ms (CPU, 1 thread)": st.column_config.NumberColumn(
+            "latency ms", format="%.3f", help="One image on the CPU with one thread: the median time, in "
+                                              "milliseconds"),
+        "the article reports": st.column_config.TextColumn(
+            "article", help="What the tutorial's article reports for this architecture"),
         "layers": st.column_config.TextColumn(width="large")})
 
     st.subheader("From scratch: NumPy operators against torch (tutorial 4's check)")

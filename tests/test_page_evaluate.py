@@ -143,3 +143,19 @@ def test_compare_runs_says_what_is_missing_in_words(page):
     assert no_raw_values(table), table
     assert table["best validation accuracy"].iloc[1] == "no validation set"
     assert table["training time"].iloc[1] == "–" and table["validation vs baseline"].iloc[1] == "–"
+
+
+def test_model_card_headers_are_short_enough_to_be_read_whole(page):
+    """Seen: the model cards' headers cut off ("latency ms (C...", "MFLOPs / i..."): columns set "small"
+    (75 px) under headers twice that long. A header fits its column; the details are in its help."""
+    page.session_state["eval_tab"] = "Model cards"
+    page.run()
+    assert not page.exception, messages(page)
+    cards = page.dataframe[0]
+    config = json.loads(cards.proto.columns)
+    for column in cards.value.columns:
+        shown = config.get(column, {})
+        header = shown.get("label") or column
+        assert len(header) <= 13, (column, header)
+        assert shown.get("width") != "small" or len(header) <= 8, (column, shown)  # 75 px hold about 8
+    assert "milliseconds" in config["latency ms (CPU, 1 thread)"]["help"]
