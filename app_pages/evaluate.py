@@ -21,6 +21,7 @@ from app_pages._selectable import selectable_chart
 GALLERY_SIZE = 40
 CARDS_LIMIT = 12      # checkpoints measured for the model cards: the defaults, then the newest
 COMPARE_RUNS = 100    # completed runs offered to compare: the newest, read with SQL LIMIT
+KEEP = dict(persist_state="session")  # a widget's value outlives a visit to another page (Streamlit drops it)
 
 st.title("Evaluate")
 st.caption("How good is a model, and where does it go wrong? Click a cell of the confusion matrix to see "
@@ -95,6 +96,8 @@ def confusion_tab() -> None:
             if st.session_state.get("cm_clicked") != clicked:  # a new click drives the selectors
                 st.session_state["cm_clicked"] = clicked
                 st.session_state["cm_true"], st.session_state["cm_pred"] = clicked
+        else:  # nothing selected (deselected, or the page was left): the next click is new, even on that cell
+            st.session_state.pop("cm_clicked", None)
     with right:
         st.dataframe(pd.DataFrame(ev.per_class(cm)), hide_index=True, column_config={
             "precision": st.column_config.NumberColumn(format="%.4f", help="Of the images predicted as this digit, "
@@ -106,10 +109,11 @@ def confusion_tab() -> None:
     st.session_state.setdefault("cm_true", worst[0])
     st.session_state.setdefault("cm_pred", worst[1])
     s1, s2, s3 = st.columns([1, 1, 3])
-    # defaults = the values in use, which a browser that missed the run that set them falls back to
-    true = s1.selectbox("True label", range(10), index=st.session_state["cm_true"], key="cm_true")
-    pred = s2.selectbox("Predicted label", range(10), index=st.session_state["cm_pred"], key="cm_pred")
-    every_mistake = s3.toggle("Every mistake instead of one cell", key="cm_every_mistake")
+    # defaults = the values in use, which a browser that missed the run that set them falls back to; kept
+    # for the session (persist_state), so "Open in Inside the network" and back finds the same cell
+    true = s1.selectbox("True label", range(10), index=st.session_state["cm_true"], key="cm_true", **KEEP)
+    pred = s2.selectbox("Predicted label", range(10), index=st.session_state["cm_pred"], key="cm_pred", **KEEP)
+    every_mistake = s3.toggle("Every mistake instead of one cell", key="cm_every_mistake", **KEEP)
     if every_mistake:
         idx = wrong
         st.subheader(f"All {len(idx)} mistakes")
@@ -129,7 +133,7 @@ def confusion_tab() -> None:
                                                             f"({preds.confidence[i]:.0%})")
         o1, o2 = st.columns([1, 3])
         chosen = o1.selectbox("Image", idx[:GALLERY_SIZE].tolist(), format_func=lambda i: f"test #{i}",
-                              key="cm_open_index")
+                              key="cm_open_index", **KEEP)
         if o2.button("Open in Inside the network", icon=":material/visibility:"):
             st.session_state["inspect_source"] = {"kind": "dataset", "split": "test", "index": int(chosen)}
             st.switch_page("app_pages/inside.py")

@@ -145,6 +145,17 @@ def test_compare_runs_says_what_is_missing_in_words(page):
     assert table["training time"].iloc[1] == "–" and table["validation vs baseline"].iloc[1] == "–"
 
 
+def test_the_clicked_cell_is_still_open_after_a_look_inside_the_network(page, lenet_predictions):
+    click_cell(page, 7, 2)  # not the most confused cell, which the page opens on
+    page.selectbox(key="cm_open_index").select(int(ev.cell_indices(lenet_predictions, 7, 2)[1])).run()
+    next(b for b in page.button if b.label == "Open in Inside the network").click().run()
+    assert page.title[0].value == "Inside the network"
+    page.switch_page("app_pages/evaluate.py").run()
+    assert not page.exception, messages(page)
+    assert page.subheader[0].value.startswith("True 7, predicted 2: ")
+    assert page.selectbox(key="cm_open_index").value == int(ev.cell_indices(lenet_predictions, 7, 2)[1])
+
+
 def test_model_card_headers_are_short_enough_to_be_read_whole(page):
     """Seen: the model cards' headers cut off ("latency ms (C...", "MFLOPs / i..."): columns set "small"
     (75 px) under headers twice that long. A header fits its column; the details are in its help."""
