@@ -137,14 +137,14 @@ def accuracy_against(points: Sequence[dict], field: str, groups: Sequence[dict] 
                      height: int = 320) -> go.Figure:
     """Test accuracy against one field. `points`: run_id, value, accuracy (a dot each, run id in
     customdata); `groups`: value, mean, spread (a line with error bars: the mean +/- spread over seeds).
-    The learning rate, weight decay and batch size get a log x axis."""
+    The learning rate, weight decay and batch size get a log x axis.
+
+    A click on a dot selects its run. The mean runs through the dots (with one seed it sits on them), so
+    it is drawn under them and takes no hover or click (hoverinfo "skip": plotly.js fires no events for
+    it): a click on a dot's centre always reaches the dot."""
     fig = go.Figure()
     shown = [p for p in points if p.get("accuracy") is not None]
     text_axis = not all(_is_number(p["value"]) for p in shown)
-    fig.add_scatter(x=[_fmt(p["value"]) if text_axis else p["value"] for p in shown],
-                    y=[p["accuracy"] for p in shown], customdata=[p["run_id"] for p in shown], mode="markers",
-                    name="a run", marker=dict(size=10, opacity=0.75),
-                    hovertemplate="run %{customdata}<br>%{x}: %{y:.2%}<extra></extra>")
     means = [g for g in groups if g.get("mean") is not None]
     if not text_axis:
         means.sort(key=lambda g: g["value"])
@@ -152,7 +152,11 @@ def accuracy_against(points: Sequence[dict], field: str, groups: Sequence[dict] 
         fig.add_scatter(x=[_fmt(g["value"]) if text_axis else g["value"] for g in means],
                         y=[g["mean"] for g in means], error_y=dict(array=[g.get("spread") or 0 for g in means]),
                         mode="lines" if not text_axis else "markers", name="mean ± spread over seeds",
-                        line=dict(color="#7f8ea3"), hovertemplate="%{x}: mean %{y:.2%}<extra></extra>")
+                        line=dict(color="#7f8ea3"), hoverinfo="skip")
+    fig.add_scatter(x=[_fmt(p["value"]) if text_axis else p["value"] for p in shown],
+                    y=[p["accuracy"] for p in shown], customdata=[p["run_id"] for p in shown], mode="markers",
+                    name="a run", marker=dict(size=10, opacity=0.75),
+                    hovertemplate="run %{customdata}<br>%{x}: %{y:.2%}<extra></extra>")
     log_x = not text_axis and _log_ok(field, [p["value"] for p in shown])
     fig.update_layout(height=height, margin=dict(l=60, r=20, t=40, b=40), title=f"Test accuracy against {_words(field)}",
                       xaxis=dict(title=_words(field), type="log" if log_x else ("category" if text_axis else "-"),

@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from mnist_core import form, kernels, limits, live, runs, worker
+from mnist_core import form, kernels, limits, live, runs, sweeps, worker
 from mnist_core.errors import MnistLabError
 from mnist_core.models import count_parameters, create_model, layer_table, model_info
 from mnist_core.records import LIVE
@@ -62,6 +62,16 @@ def _remember() -> None:
     st.session_state["train_form_preset"] = preset
 
 
+# The Advanced section is drawn open once a field in it was changed or had a problem, and stays so. Drawn open
+# only while a problem lasted, it folded away under the visitor's hand as the value was fixed.
+ADVANCED_OPEN = "train_advanced_open"
+
+
+def _remember_advanced() -> None:
+    st.session_state[ADVANCED_OPEN] = True
+    _remember()
+
+
 def _apply_preset() -> None:
     name = st.session_state["preset"]
     if name not in PRESETS:  # not a recipe's name (a forged request): the form stays as it is
@@ -92,7 +102,8 @@ def _field_widget(name: str, problem: str | None) -> None:
     real values. (Streamlit logs that such a widget has both a default and a session-state value.)"""
     f, key = FIELDS[name], f"cfg_{name}"
     value = st.session_state[key]
-    common = dict(key=key, help=form.help_text(name), on_change=_remember)
+    common = dict(key=key, help=form.help_text(name),
+                  on_change=_remember_advanced if name in form.ADVANCED else _remember)
     if f.metadata["choices"] is not None:
         options = list(form.choices(name))
         if value not in options:  # e.g. a device this server lacks: shown, and refused below
@@ -148,10 +159,11 @@ with tab_one, st.container(border=True):
         with col:
             _field_widget(name, problems.get(name))
     # A problem inside opens it: a sentence next to a field must never sit in a closed expander while
-    # Start stays disabled.
-    advanced_problem = any(name in problems for name in form.ADVANCED)
-    with st.expander("Advanced: optimizer, schedule, data, validation, device", expanded=advanced_problem,
-                     icon=":material/tune:"):
+    # Start stays disabled. It stays open after the fix (ADVANCED_OPEN).
+    if any(name in problems for name in form.ADVANCED):
+        st.session_state[ADVANCED_OPEN] = True
+    with st.expander("Advanced: optimizer, schedule, data, validation, device",
+                     expanded=st.session_state.get(ADVANCED_OPEN, False), icon=":material/tune:"):
         for i in range(0, len(form.ADVANCED), 3):  # row by row, so a phone keeps the order
             for col, name in zip(st.columns(3), form.ADVANCED[i:i + 3]):
                 with col:
@@ -162,6 +174,13 @@ with tab_one, st.container(border=True):
                 "tutorial-numpy-mlp90 are set up for it.", icon=":material/calculate:")
     if "" in problems:
         st.error(problems[""])
+    if not problems:  # how long it will take, reckoned as the Sweep tab reckons each of its runs
+        try:
+            estimate = sweeps.estimate_one(TrainConfig.from_dict(_form_values()), all_runs)
+        except MnistLabError:
+            estimate = None
+        if estimate is not None:
+            st.caption(f"Training time: {estimate.text()}, once it starts.")
     start = st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=bool(problems),
                       help="Fix the fields marked in red first." if problems else None)
 
@@ -265,7 +284,8 @@ OPERATORS = "This run was started from the command line: only the server's opera
 
 
 def draw_run(run: runs.Run, all_runs: list[runs.Run]) -> None:
-    head = st.columns([3, 1])
+    with st.container(key="live_run_head"):  # (SCROLL_TO_RUN brings it to the top of the screen)
+        head = st.columns([3, 1])
     head[0].subheader(f"Run {run.id} · {run.config.get('model')} · {run.status}")
     mine = live.can_change(run, token)
     why_not = None if mine else (OPERATORS if run.owner is None else NOT_YOURS)
@@ -321,19 +341,45 @@ def _pick() -> None:
     st.session_state["watch_run"] = st.session_state["watch_pick"]
 
 
-# After Start, bring the live panel into view (the browser scrolls; the form above it is tall on a phone).
-SCROLL_TO_PANEL = """<script>
-(() => { let tries = 0;
-  const go = () => { const panel = document.querySelector(".st-key-live_panel");
-    if (panel) panel.scrollIntoView({block: "start"}); else if (tries++ < 50) setTimeout(go, 100); };
-  go(); })();
+# After Start, bring the run's heading to the top of the screen, with its progress and Cancel under it (the
+# form above is tall on a phone). Not to the very top: Streamlit's header bar covers it, and on a phone the
+# "Started run" toast too, which hid the heading and Cancel. The page is still being drawn: the heading
+# comes a moment later (a fragment draws it) and what is above it can change height, so the heading is put
+# back at the top whenever the page's height changes, until the visitor scrolls, touches, clicks or
+# presses a key (two minutes at most).
+SCROLL_TO_RUN = """<script>
+(() => {
+  const page = document.querySelector('[data-testid="stMainBlockContainer"]');
+  const covered = () => {  // the bottom of what is fixed over the top of the screen
+    let bottom = 0;
+    for (const el of document.querySelectorAll('[data-testid="stHeader"], [data-testid="stToast"]')) {
+      const box = el.getBoundingClientRect();
+      if (box.height > 0 && box.top < window.innerHeight / 3) bottom = Math.max(bottom, box.bottom);
+    }
+    return bottom;
+  };
+  const align = () => {
+    const head = document.querySelector(".st-key-live_run_head");
+    if (!head) return;
+    head.style.scrollMarginTop = `${covered() + 8}px`;
+    head.scrollIntoView({block: "start"});
+  };
+  const resized = new ResizeObserver(align);
+  const visitor = new AbortController();
+  const done = () => { resized.disconnect(); visitor.abort(); };
+  for (const kind of ["wheel", "touchstart", "pointerdown", "keydown"])
+    window.addEventListener(kind, done, {capture: true, signal: visitor.signal});
+  if (page) resized.observe(page);
+  setTimeout(done, 120000);
+  align();
+})();
 </script>"""
 
 choices = live.watch_choices(all_runs, token, keep=st.session_state.get("watch_run"))
 current = live.pick_watched(choices, st.session_state.get("watch_run"), token)
 with st.container(key="live_panel"):
     if st.session_state.pop("scroll_to_run", False):
-        st.html(SCROLL_TO_PANEL, unsafe_allow_javascript=True)
+        st.html(SCROLL_TO_RUN, unsafe_allow_javascript=True)
     if current is None:
         st.info("No runs yet. Press **Start training** to launch one.", icon=":material/info:")
     else:

@@ -10,6 +10,7 @@ seed), and "repeat each with k seeds" so the spread a seed alone causes is visib
     plan                      the caps (MNIST_MAX_SWEEP_RUNS, the visitor's queue room) on the count, then
                               expand, then the estimate
     estimate                  "N runs x ~T s ~= total" from the images/s earlier runs of each model reached
+                              (estimate_one: the same for the Train form's single run, "~T s")
     submit, cancel            each run an ordinary run tagged with the sweep id (worker.submit), all or none
     analyse                   per run the varied values, test / best / last validation accuracy; per point the
                               mean and spread over seeds; a few plain-words sentences of what it showed
@@ -267,6 +268,8 @@ class Estimate:
     basis: str                      # where the speed came from, in words
 
     def text(self) -> str:
+        if self.runs == 1:
+            return f"~{_duration(self.total_seconds)} ({self.basis})"
         return (f"{self.runs} runs × ~{_duration(self.seconds_per_run)} ≈ {_duration(self.total_seconds)} "
                 f"({self.slots} at a time; {self.basis})")
 
@@ -324,6 +327,12 @@ def estimate(planned: Sequence[PlannedRun], all_runs: Sequence, slots: Optional[
     n = len(planned)
     return Estimate(n, sum(seconds) / n if n else 0.0, sum(seconds) / min(slots, max(n, 1)) if n else 0.0, slots,
                     "; ".join(parts))
+
+
+def estimate_one(config: TrainConfig, all_runs: Sequence) -> Estimate:
+    """How long one run of `config` takes here, as `estimate` reckons a sweep's runs (the Train form
+    says it before Start). The time it may wait in the queue is not in it."""
+    return estimate([PlannedRun({}, config)], all_runs, slots=1)
 
 
 @dataclass(frozen=True)

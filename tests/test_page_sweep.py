@@ -130,6 +130,21 @@ def test_a_finished_sweep_shows_what_it_showed_and_one_run_becomes_the_default_m
     assert at.session_state["watch_run"] == ids[1]
 
 
+def test_a_click_on_the_centre_of_a_dot_reaches_the_dot_not_the_mean_line_over_it(monkeypatch):
+    """With one seed the mean sits on every dot. Drawn over them and taking hover and clicks, it got the
+    click and opened no run. Now it is drawn first (under the dots) and plotly.js sends no event for it."""
+    for lr, acc in ((0.001, 0.91), (0.003, 0.95), (0.01, 0.93)):
+        _finished_run("sweep-20260101-000000-abcdef", lr, acc)
+    at = _open(monkeypatch)
+    title = "Test accuracy against learning rate"
+    (chart,) = [c for c in _charts(at) if c["layout"].get("title", {}).get("text") == title]
+    names = [t["name"] for t in chart["data"]]
+    assert names == ["mean ± spread over seeds", "a run"]  # traces are drawn in order: the dots on top
+    mean, dots = chart["data"]
+    assert mean["hoverinfo"] == "skip" and "hovertemplate" not in mean
+    assert dots["y"] == mean["y"] and len(dots["customdata"]) == 3  # the dots carry the run ids
+
+
 def test_a_learning_rate_range_is_offered_as_log_spaced_points(monkeypatch):
     at = _open(monkeypatch)
     at.radio(key="sweep_how_0").set_value("range").run()

@@ -169,6 +169,29 @@ def test_the_form_keeps_its_values_when_you_leave_and_come_back(registry):
     assert at.selectbox(key="preset").value == "(custom)"  # 2 epochs is no longer tutorial-cnn's recipe
 
 
+def advanced(at):
+    return next(e for e in at.expander if e.label.startswith("Advanced"))
+
+
+def test_fixing_a_wrong_value_under_advanced_leaves_the_section_open(registry):
+    """Drawn open only while the problem lasted, the section folded away as the value was fixed."""
+    at = open_page("app_pages/train.py")
+    assert not advanced(at).proto.expanded
+    at.number_input(key="cfg_val_size").set_value(-1).run()
+    assert red_sentences(at) and advanced(at).proto.expanded  # opened: the sentence is inside
+    at.number_input(key="cfg_val_size").set_value(1000).run()
+    assert not red_sentences(at), red_sentences(at)
+    assert advanced(at).proto.expanded
+
+
+def test_the_form_says_how_long_the_run_will_take_before_start(registry):
+    at = open_page("app_pages/train.py")
+    (caption,) = [c.value for c in at.caption if c.value.startswith("Training time: ")]
+    assert caption.endswith("(no finished lenet5 run to go by: assumed 3,000 images/s), once it starts.")
+    at.number_input(key="cfg_lr").set_value(0.0).run()  # no estimate for a run that cannot start
+    assert not [c.value for c in at.caption if c.value.startswith("Training time: ")]
+
+
 # --- a real run --------------------------------------------------------------------------------
 
 def test_launched_run_completes_with_its_config_and_the_checkpoints_file_name(registry):

@@ -10,6 +10,7 @@ import pytest
 from mnist_core import sweeps
 from mnist_core.errors import ConfigError
 from mnist_core.sweeps import SweepSpec
+from mnist_core.training import TrainConfig
 
 BASE = dict(model="mlp-128-64", train_size=1000, val_size=500, epochs=1, batch_size=100, threads=1, device="cpu")
 
@@ -146,6 +147,14 @@ def test_the_estimate_uses_the_speed_earlier_runs_of_the_model_reached(monkeypat
     assert est.seconds_per_run == pytest.approx(4.5 + sweeps.WORKER_START_SECONDS)
     assert est.total_seconds == pytest.approx(4 * est.seconds_per_run / 2)
     assert est.text().startswith("4 runs × ~6 s ≈ 11 s (2 at a time; mlp-128-64 at 1,000 images/s from 1 earlier run")
+
+
+def test_one_run_is_estimated_as_a_sweeps_runs_are():
+    # 1,000 training images, then 500 validation and 10,000 test images at a third each: 4,500 in 4.5 s
+    earlier = [_run("a", duration=4.5)]
+    est = sweeps.estimate_one(TrainConfig.from_dict({**BASE, "batch_size": 250}), earlier)
+    assert est.total_seconds == pytest.approx(4.5 + sweeps.WORKER_START_SECONDS)
+    assert est.text() == "~6 s (mlp-128-64 at 1,000 images/s from 1 earlier run)"
 
 
 def test_without_an_earlier_run_the_estimate_says_what_it_assumed():

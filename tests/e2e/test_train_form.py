@@ -7,9 +7,23 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from train_page import LONG, cancel, fill, no_run_left_going, run_heading, start  # noqa: F401 (no_run_left_going: a fixture)
+from mnist_core import runs
+from mnist_core.training import TrainConfig
+
+from train_page import (LONG, cancel, cancel_button, fill, no_run_left_going,  # noqa: F401 (a fixture)
+                        run_heading, start)
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("no_run_left_going")]
+RUNS_PAGE = 25  # rows of the Train page's runs table
+
+
+@pytest.fixture
+def others(server_runs_dir):
+    """Run ids a test adds to the server's registry; deleted after it."""
+    made = []
+    yield made
+    for run_id in made:
+        runs.delete_run(run_id, root=server_runs_dir)
 
 
 def test_typing_learning_rate_0_blocks_start_until_fixed_and_the_run_uses_the_form(app):
@@ -47,7 +61,7 @@ def test_the_form_shows_its_values_when_its_first_run_is_cut_short_by_another(ap
     app.assert_no_exception()
 
 
-def test_on_a_phone_the_train_form_puts_the_main_fields_and_start_first(phone_app):
+def test_on_a_phone_the_train_form_puts_the_main_fields_and_start_first(phone_app, server_runs_dir, others):
     app = phone_app
     app.goto("train")
     expect(app.title("Train")).to_be_visible()
@@ -61,11 +75,31 @@ def test_on_a_phone_the_train_form_puts_the_main_fields_and_start_first(phone_ap
     # the rest waits, folded, under "Advanced"
     expect(app.widget("stNumberInput", "validation images")).to_be_hidden()
 
-    # after Start the run's live panel is on screen, not below the fold
+    # after Start the run's heading is at the top of the screen with its Cancel and progress under it, none
+    # of them under Streamlit's header bar or the "Started run" toast, which on a phone sit over the top of
+    # the screen. (A page long enough below the run to scroll it to the very top: a page of runs.)
+    for _ in range(RUNS_PAGE):
+        others.append(runs.create_run(TrainConfig(epochs=1, train_size=1000).to_dict(), root=server_runs_dir))
+        runs.finish_run(others[-1], "cancelled", root=server_runs_dir)
+    app.goto("train")
     run_id = start(app, LONG)
-    expect(run_heading(app, run_id, "(queued|running)")).to_be_in_viewport()
+    head, cancel_it = run_heading(app, run_id, "(queued|running)"), cancel_button(app, run_id)
+    progress = app.page.locator(".st-key-live_panel").get_by_test_id("stProgress").first
+    expect(head).to_be_in_viewport(ratio=1)
+    app.wait_for(lambda: head.bounding_box()["y"] < 0.25 * viewport, "the run heading at the top of the screen")
+    for what, locator in (("the run heading", head), ("Cancel", cancel_it), ("the progress", progress)):
+        expect(locator).to_be_in_viewport(ratio=1)
+        for cover in [app.page.get_by_test_id("stHeader"), *app.page.get_by_test_id("stToast").all()]:
+            assert not overlap(locator.bounding_box(), cover.bounding_box()), \
+                f"{what} is under {cover.get_attribute('data-testid')}"
     cancel(app, run_id)
     app.assert_no_exception()
+
+
+def overlap(a: dict | None, b: dict | None) -> bool:
+    """Whether two bounding boxes (Playwright's: x, y, width, height) share any area."""
+    return bool(a and b and a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
+                and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"])
 
 
 def test_a_wrong_value_under_advanced_is_shown_and_fixing_it_keeps_advanced_open(app):
@@ -77,12 +111,14 @@ def test_a_wrong_value_under_advanced_is_shown_and_fixing_it_keeps_advanced_open
     expect(val_box).to_be_visible()
     app.number("validation images", 60000)
     app.wait_idle()
-    expect(app.page.get_by_text(re.compile("validation images must be at most"))).to_be_visible()
+    # the red sentence next to the field (the Sweep tab, hidden beside the form, says it in its own words)
+    said = app.page.locator(".stMarkdownColoredText").filter(has_text=re.compile("validation images must be at most"))
+    expect(said).to_be_visible()
     expect(app.button("Start training")).to_be_disabled()
 
     app.number("validation images", 2000)
     app.wait_idle()
-    expect(app.page.get_by_text(re.compile("validation images must be at most"))).to_have_count(0)
+    expect(said).to_have_count(0)
     expect(val_box).to_be_visible()  # Advanced is still open
     expect(app.button("Start training")).to_be_enabled()
     app.assert_no_exception()
