@@ -158,17 +158,18 @@ def test_kernels_says_whether_the_fused_kernels_are_in_use(capsys, monkeypatch, 
 
 @pytest.mark.parametrize("argv, expected", [
     (["train", "--optimizer", "rmsprop"], "error: optimizer: 'rmsprop' is not one of"),
-    (["train", "--epochs", "0"], "error: epochs:"),
-    (["train", "--lr", "-0.5"], "error: lr:"),
+    (["train", "--epochs", "0"], "error: epochs must be at least 1"),
+    (["train", "--lr", "-0.5"], "error: lr must be above 0"),
     (["train", "--model", "resnet"], "error: model:"),
     (["train", "--preset", "fastest"], "error: unknown preset 'fastest'"),
-    (["train", "--run-id", "nope"], "error: 'nope' is not a run id"),
+    (["train", "--run-id", "nope"], "error: --run-id 'nope' is not a run id"),
     (["train", "--run-id", "20990101-000000-abcdef"], "error: no run 20990101-000000-abcdef"),
-    (["train", "--run-id", "x", "--epochs", "2"], "error: --run-id runs a queued run as it was configured"),
+    (["train", "--run-id", "20990101-000000-abcdef", "--epochs", "2"],
+     "error: --run-id runs a queued run as it was configured"),
     (["evaluate", "missing.safetensors"], "error: no checkpoint at"),
     (["evaluate", "20990101-000000-abcdef"], "error: no run 20990101-000000-abcdef"),
-    (["submit", "--lr", "-0.5"], "error: lr:"),
-    (["train", "--run-id", "BAD-CONFIG"], "error: lr:"),
+    (["submit", "--lr", "-0.5"], "error: lr must be above 0"),
+    (["train", "--run-id", "BAD-CONFIG"], "error: lr must be above 0"),
 ])
 def test_user_errors_print_one_line_and_exit_2(capsys, argv, expected):
     if "BAD-CONFIG" in argv:  # a queued run whose stored config is invalid
