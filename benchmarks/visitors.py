@@ -16,7 +16,7 @@ second, the server process's CPU time and peak RSS; how far the training run got
 the crowds, one visitor opens every page once (the caches a page fills once per server), timed apart
 as "cold".
 
-    python -m benchmarks.visitors [--visitors 10 25] [--seconds 60] [--think 2]
+    python -m benchmarks.visitors [--visitors 10 25] [--seconds 60] [--think 2] [--wait-quiet S]
 """
 
 from __future__ import annotations
@@ -34,21 +34,12 @@ import time
 from pathlib import Path
 
 from benchmarks._common import (LoadMonitor, REPO_ROOT, machine_info, percentile, print_table, result_line,
-                                write_result)
-from harness import StreamlitServer, log_tail
+                                usable_cores, wait_for_quiet, write_result)
+from harness import StreamlitServer, deploy_settings, log_tail
 from harness.ws_visitor import Visitor
 
 PAGES = ["", "dataset", "train", "inside", "draw", "evaluate", "explain"]  # Home is ""
-DEPLOY = REPO_ROOT / "DEPLOY.md"
 REQUEST_TIMEOUT_S = 120.0
-
-
-def deploy_settings() -> dict[str, str]:
-    """The `KEY = "value"` lines of DEPLOY.md's Secrets block."""
-    text = DEPLOY.read_text()
-    start = text.index("Secrets")
-    block = text[start:text.index("\n## ", start)]
-    return dict(re.findall(r'^\s+([A-Z][A-Z0-9_]*) = "([^"]*)"', block, flags=re.MULTILINE))
 
 
 # --- the server's side: its CPU time and memory, and one run always training -------------------------
@@ -185,6 +176,8 @@ def main() -> int:
     ap.add_argument("--visitors", type=int, nargs="+", default=[10, 25])
     ap.add_argument("--seconds", type=float, default=60.0, help="how long each crowd browses")
     ap.add_argument("--think", type=float, default=2.0, help="seconds a visitor stays on a page")
+    ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
+                    help="before each crowd, wait up to S seconds for the other processes to leave the cores idle")
     args = ap.parse_args()
 
     settings = deploy_settings()
@@ -201,8 +194,10 @@ def main() -> int:
                 training.submit()
                 training.wait_until_running()
                 for n in args.visitors:
+                    # Quiet here: the others leave the cores idle but for the one the training run holds (1 thread).
+                    quiet = wait_for_quiet(args.wait_quiet, busy_below=0.25 + 1 / usable_cores())
                     print(f"{n} visitors browsing for {args.seconds:g} s ...", flush=True)
-                    results.append(measure(server, training, n, args.seconds, args.think))
+                    results.append({**measure(server, training, n, args.seconds, args.think), "quiet_wait": quiet})
         except Exception:
             print(log_tail(server.log_path, 40), file=sys.stderr)
             raise
@@ -218,11 +213,13 @@ def main() -> int:
     print_table(rows, title="visitors browsing while a run trains (DEPLOY.md's demo settings)")
     for r in results:
         print_table([{"page": p, **s} for p, s in r["per_page"].items()], title=f"{r['visitors']} visitors, per page")
-    default = args.visitors == [10, 25] and args.seconds == 60.0 and args.think == 2.0
+    # Other visitor counts at the default pace go to visitors.n10-25-50.json and the like.
+    same_pace = args.seconds == 60.0 and args.think == 2.0
+    variant = ("" if args.visitors == [10, 25] else "n" + "-".join(map(str, args.visitors))) if same_pace else "custom"
     write_result("visitors", {"machine": machine_info(), "settings": settings, "pages": PAGES,
                               "cold_pages_s": cold, "runs_submitted": len(training.submitted),
                               "results": results, "server_log_errors": logged},
-                 variant="" if default else "custom")
+                 variant=variant)
     result_line(**{f"p95_{r['visitors']}_s": r["page"]["p95_s"] for r in results},
                 **{f"p50_{r['visitors']}_s": r["page"]["p50_s"] for r in results})
     return 0

@@ -6,25 +6,13 @@ and the Sweep tab's default either run or say why not before anyone picks them, 
 offer only what the host allows.
 """
 
-import re
-from pathlib import Path
-
 import pytest
 
+from harness import deploy_settings
 from mnist_core import form, limits, sweeps
 from mnist_core.training import PRESETS, TrainConfig, admit
 
 from apptest_util import messages, open_page
-
-DEPLOY = Path(__file__).resolve().parent.parent / "DEPLOY.md"
-
-
-def deploy_settings() -> dict[str, str]:
-    """The `KEY = "value"` lines of DEPLOY.md's Secrets block (comments after them dropped)."""
-    text = DEPLOY.read_text()
-    start = text.index("Secrets")
-    block = text[start:text.index("\n## ", start)]
-    return dict(re.findall(r'^\s+([A-Z][A-Z0-9_]*) = "([^"]*)"', block, flags=re.MULTILINE))
 
 
 @pytest.fixture

@@ -158,7 +158,7 @@ def test_runs_prune_on_the_command_line(cli, tiny_config, monkeypatch):
 
 
 def test_deploy_md_suggests_the_demo_retention_policy(monkeypatch):
-    from test_deploy_settings import deploy_settings
+    from harness import deploy_settings
 
     settings = deploy_settings()
     for name in ("MNIST_DEMO", "MNIST_KEEP_RUNS", "MNIST_KEEP_RUN_DAYS"):
