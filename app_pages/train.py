@@ -344,9 +344,9 @@ def _pick() -> None:
 # After Start, bring the run's heading to the top of the screen, with its progress and Cancel under it (the
 # form above is tall on a phone). Not to the very top: Streamlit's header bar covers it, and on a phone the
 # "Started run" toast too, which hid the heading and Cancel. The page is still being drawn: the heading
-# comes a moment later (a fragment draws it) and what is above it can change height, so the heading is put
-# back at the top whenever the page's height changes, until the visitor scrolls, touches, clicks or
-# presses a key (two minutes at most).
+# comes a moment later (a fragment draws it), what is above it can change height and the toast comes and
+# goes, so the heading is put back at the top whenever the page's height changes or a toast appears, until
+# the visitor scrolls, touches, clicks or presses a key (two minutes at most).
 SCROLL_TO_RUN = """<script>
 (() => {
   const page = document.querySelector('[data-testid="stMainBlockContainer"]');
@@ -365,11 +365,18 @@ SCROLL_TO_RUN = """<script>
     head.scrollIntoView({block: "start"});
   };
   const resized = new ResizeObserver(align);
+  let queued = false;  // one align a frame, however many nodes a render adds
+  const added = new MutationObserver(() => {
+    if (queued || !document.querySelector('[data-testid="stToast"]')) return;
+    queued = true;
+    requestAnimationFrame(() => { queued = false; align(); });
+  });
   const visitor = new AbortController();
-  const done = () => { resized.disconnect(); visitor.abort(); };
+  const done = () => { resized.disconnect(); added.disconnect(); visitor.abort(); };
   for (const kind of ["wheel", "touchstart", "pointerdown", "keydown"])
     window.addEventListener(kind, done, {capture: true, signal: visitor.signal});
   if (page) resized.observe(page);
+  added.observe(document.body, {childList: true, subtree: true});
   setTimeout(done, 120000);
   align();
 })();

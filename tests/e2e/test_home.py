@@ -20,9 +20,9 @@ def test_the_home_address_opens_home(app):
 def test_where_to_go_links_every_other_page(app):
     app.goto()
     links = app.page.get_by_test_id("stMain").get_by_test_id("stPageLink")
-    expect(links).to_have_count(6)
+    expect(links).to_have_count(7)
     assert [t.split("\n")[-1].strip() for t in links.all_inner_texts()] == [
-        "Dataset", "Train", "Inside the network", "Draw", "Evaluate", "Explain"]
+        "Dataset", "Train", "Inside the network", "Draw", "Evaluate", "Explain", "Class"]
     links.filter(has_text="Explain").get_by_role("link").click()
     expect(app.page).to_have_url(re.compile(r"/explain/?$"))
     expect(app.title("Explain")).to_be_visible(timeout=60_000)

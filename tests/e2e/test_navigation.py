@@ -40,7 +40,7 @@ def test_home_shows_status_and_links(app):
     expect(main.get_by_text(re.compile(r"No run in progress|run\(s\) in progress"))).to_be_visible()
 
     page_links = main.get_by_test_id("stPageLink")
-    expect(page_links).to_have_count(6)  # every page but Home itself
+    expect(page_links).to_have_count(7)  # every page but Home itself
     app.assert_no_exception()
     app.screenshot("home")
 

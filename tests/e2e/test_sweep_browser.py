@@ -69,8 +69,10 @@ def test_a_two_by_two_sweep_finishes_draws_its_parallel_coordinates_and_opens_a_
 
     # Open one run: click its dot on the chart of test accuracy against the learning rate.
     against = _chart(app, "Test accuracy against learning rate")
-    app.wait_for(lambda: against.evaluate("g => g._fullData && g._fullData[0].x.length === 4"), "the dots drawn")
-    spot = against.evaluate("""g => { const L = g._fullLayout, t = g._fullData[0];
+    # the dots are the trace that carries run ids (the mean line is drawn under them, first)
+    app.wait_for(lambda: against.evaluate("g => !!g._fullData && g._fullData.some(t => t.customdata && t.x.length === 4)"),
+                 "the dots drawn")
+    spot = against.evaluate("""g => { const L = g._fullLayout, t = g._fullData.find(t => t.customdata);
         return {x: L.xaxis._offset + L.xaxis.c2p(t.x[0]), y: L.yaxis._offset + L.yaxis.c2p(t.y[0]), id: t.customdata[0]}; }""")
     box = against.bounding_box()
     app.page.mouse.click(box["x"] + spot["x"], box["y"] + spot["y"])

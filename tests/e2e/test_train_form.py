@@ -87,9 +87,13 @@ def test_on_a_phone_the_train_form_puts_the_main_fields_and_start_first(phone_ap
     progress = app.page.locator(".st-key-live_panel").get_by_test_id("stProgress").first
     expect(head).to_be_in_viewport(ratio=1)
     app.wait_for(lambda: head.bounding_box()["y"] < 0.25 * viewport, "the run heading at the top of the screen")
+    # (the page puts the heading back when the toast appears: wait for it to settle, then check)
+    covers = lambda: [app.page.get_by_test_id("stHeader"), *app.page.get_by_test_id("stToast").all()]  # noqa: E731
+    app.wait_for(lambda: not any(overlap(head.bounding_box(), c.bounding_box()) for c in covers()),
+                 "the run heading clear of the header bar and the toast")
     for what, locator in (("the run heading", head), ("Cancel", cancel_it), ("the progress", progress)):
         expect(locator).to_be_in_viewport(ratio=1)
-        for cover in [app.page.get_by_test_id("stHeader"), *app.page.get_by_test_id("stToast").all()]:
+        for cover in covers():
             assert not overlap(locator.bounding_box(), cover.bounding_box()), \
                 f"{what} is under {cover.get_attribute('data-testid')}"
     cancel(app, run_id)
