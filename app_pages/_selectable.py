@@ -1,5 +1,5 @@
 """Plotly charts a visitor selects in with the mouse or a finger: `selectable_chart`, which the Dataset
-grid, the confusion matrix and the Explain map are drawn with.
+grid, the confusion matrix, the Explain map and the sweep's accuracy charts are drawn with.
 
 plotly.js selects a clicked point from the hover it last drew (its click-to-select reads the chart's
 hover data; only after that does its click handler hover again, to report the click). A mouse always

@@ -28,6 +28,7 @@ from mnist_core.training import TrainConfig
 from app_pages import _class
 from app_pages import _run_charts as charts
 from app_pages._common import show_error, visitor_token
+from app_pages._selectable import selectable_chart
 
 POLL_SECONDS = 2.0
 NONE = "(none)"
@@ -206,8 +207,8 @@ def _understand(analysis: sweeps.Analysis) -> None:
                   for r in analysis.results]
         groups = [{"value": p.values[name], "mean": p.mean, "spread": p.spread}
                   for p in sweeps.by_value(analysis.groups, name)]
-        event = st.plotly_chart(charts.accuracy_against(points, name, groups), key=f"sweep_against_{name}",
-                                on_select="rerun", selection_mode="points", config=charts.CHART_CONFIG)
+        event = selectable_chart(charts.accuracy_against(points, name, groups), key=f"sweep_against_{name}",
+                                 config=charts.CHART_CONFIG)
         clicked = [p.get("customdata") for p in (event.selection.points if event and event.selection else [])]
         if clicked and isinstance(clicked[0], str) and clicked[0] != st.session_state.get("sweep_clicked"):
             st.session_state["sweep_clicked"] = st.session_state["sweep_opened_run"] = clicked[0]  # a new click

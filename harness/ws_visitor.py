@@ -26,6 +26,7 @@ cached messages, so every run arrives whole. Nothing here depends on pytest.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -286,8 +287,19 @@ async def visit(base_url: str, pages: list[str], **visitor_args) -> list[PageVie
         return [await tab.open(p) for p in pages]
 
 
+def run_sync(coroutine):
+    """asyncio.run(coroutine) from synchronous code, in a thread of its own when this thread already
+    runs an event loop (Playwright's sync API leaves one running in a test session that used it)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def visit_sync(base_url: str, pages: list[str], **visitor_args) -> list[PageView]:
-    return asyncio.run(visit(base_url, pages, **visitor_args))
+    return run_sync(visit(base_url, pages, **visitor_args))
 
 
 __all__ = ["PageView", "Visitor", "Widget", "visit", "visit_sync", "widget_state"]

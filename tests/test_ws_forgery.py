@@ -10,14 +10,13 @@ with no exception box and no KeyError anywhere.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 
 import pytest
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 
 from harness import ServerError, StreamlitServer
-from harness.ws_visitor import PageView, Visitor
+from harness.ws_visitor import PageView, Visitor, run_sync
 
 CUSTOM = "(custom)"  # the Preset box's first choice: the form as it is
 
@@ -32,7 +31,7 @@ def server(tmp_path_factory):
     except ServerError as exc:
         pytest.fail(str(exc), pytrace=False)
     try:
-        asyncio.run(_visit(live.url, ""))
+        run_sync(_visit(live.url, ""))
         yield live
     finally:
         live.stop()
@@ -56,7 +55,7 @@ def attack(server, *forged: dict, then: str | None = None) -> list[PageView]:
             if then is not None:
                 views.append(await tab.open(then, omit_widgets=True))
             return views
-    return asyncio.run(go())
+    return run_sync(go())
 
 
 def assert_whole(view: PageView, widget: str = "Start training") -> None:
