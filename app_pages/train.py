@@ -56,7 +56,7 @@ def _form_values() -> dict:
 def _remember() -> None:
     values = _form_values()
     preset = st.session_state.get("preset", CUSTOM)
-    if preset != CUSTOM and (preset not in PRESETS or values != form.preset(preset).values):
+    if preset != CUSTOM and (preset not in PRESETS or values != form.preset(preset, keep=values).values):
         st.session_state["preset"] = preset = CUSTOM  # the form is no longer that recipe: don't name it so
     st.session_state["train_form"] = values
     st.session_state["train_form_preset"] = preset
@@ -77,7 +77,7 @@ def _apply_preset() -> None:
     if name not in PRESETS:  # not a recipe's name (a forged request): the form stays as it is
         st.session_state["preset"] = name = CUSTOM
     if name != CUSTOM:
-        _set_fields(form.preset(name).values)  # the recipe fitted to this host's bounds
+        _set_fields(form.preset(name, keep=_form_values()).values)  # the recipe fitted to this host's bounds
     _remember()
 
 

@@ -48,7 +48,7 @@ LABELS = {
     "val_size": "validation images",
     "eval_every": "validate every N steps (0 = once per epoch)",
     "seed": "random seed",
-    "threads": "CPU threads (0 = all cores)",
+    "threads": "CPU threads (0 = one per core that others leave free)",
     "device": "device",
     "backend": "engine",
 }
@@ -213,11 +213,18 @@ def first_run() -> Offer:
     return offer(FIRST_RUN)
 
 
-def preset(name: str) -> Offer:
-    """A preset's recipe on this host: fitted to its bounds, or unavailable with the reason."""
+# Where a run trains, not what it learns: a recipe never changes them (a preset that reset the threads
+# to 0 made two threads spin against each other on a busy host).
+HOST_FIELDS = ("threads", "device")
+
+
+def preset(name: str, keep: dict[str, Any] | None = None) -> Offer:
+    """A preset's recipe on this host: fitted to its bounds, or unavailable with the reason. The host
+    fields (HOST_FIELDS) are taken from `keep`, the form's values, where it has them."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
-    return offer(PRESETS[name].overrides)
+    host = {field: keep[field] for field in HOST_FIELDS if keep and field in keep}
+    return offer({**host, **PRESETS[name].overrides})
 
 
 def first_run_tip(values: dict[str, Any]) -> str:

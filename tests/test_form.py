@@ -55,7 +55,7 @@ def test_only_devices_this_machine_has_are_offered(monkeypatch):
 def test_labels_are_in_the_readers_words_and_help_keeps_the_config_name():
     assert form.label("lr") == "learning rate"
     assert form.label("eval_every") == "validate every N steps (0 = once per epoch)"
-    assert form.label("threads") == "CPU threads (0 = all cores)"
+    assert form.label("threads") == "CPU threads (0 = one per core that others leave free)"
     assert "`eval_every`" in form.help_text("eval_every") and "`--eval-every`" in form.help_text("eval_every")
     assert all("_" not in form.label(f.name) for f in TrainConfig.fields())
 

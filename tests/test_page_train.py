@@ -72,6 +72,16 @@ def test_choosing_a_preset_fills_in_the_form(registry):
     assert "Article's result" in " ".join(c.value for c in at.caption)
 
 
+def test_a_preset_changes_its_recipe_never_the_threads_or_the_device(registry):
+    at = open_page("app_pages/train.py")
+    assert at.number_input(key="cfg_threads").value == 1  # the form's first run: one thread
+    at.selectbox(key="preset").set_value("fast").run()
+    assert not at.exception, messages(at)
+    assert at.number_input(key="cfg_lr").value == pytest.approx(0.02)
+    assert at.number_input(key="cfg_threads").value == 1
+    assert at.selectbox(key="preset").value == "fast"  # still that recipe: the threads are not part of it
+
+
 def test_changing_a_field_after_a_preset_says_custom_and_drops_the_articles_caption(registry):
     """The form no longer is the recipe, so it must not be named after it (the run used 8,000 images
     while the box said tutorial-lenet5 and its caption "2,600 train")."""

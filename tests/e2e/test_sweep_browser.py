@@ -13,7 +13,7 @@ from mnist_core import runs
 from train_page import fill
 
 TINY = {"epochs": 1, "batch size": 100, "training images (0 = all)": 1000, "validation images": 500,
-        "validate every N steps (0 = once per epoch)": 0, "CPU threads (0 = all cores)": 1}
+        "validate every N steps (0 = once per epoch)": 0, "CPU threads (0 = one per core that others leave free)": 1}
 FINISH_S = 300  # four tiny runs, two at a time, on a busy 2-core machine
 
 

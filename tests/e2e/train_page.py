@@ -15,9 +15,9 @@ from mnist_core import runs
 
 # Far longer than any test watches (50 epochs of LeNet-5): the test cancels it. One thread, to leave
 # the other core to the server and the browser.
-LONG = {"epochs": 50, "CPU threads (0 = all cores)": 1}
+LONG = {"epochs": 50, "CPU threads (0 = one per core that others leave free)": 1}
 # A few seconds even on a busy 2-core machine: 2,000 images, one epoch of 63 steps.
-SHORT = {"epochs": 1, "training images (0 = all)": 2000, "validation images": 500, "CPU threads (0 = all cores)": 1}
+SHORT = {"epochs": 1, "training images (0 = all)": 2000, "validation images": 500, "CPU threads (0 = one per core that others leave free)": 1}
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def no_run_left_going(server_runs_dir):
 
 
 ADVANCED = "Advanced: optimizer, schedule, data, validation, device"
-ADVANCED_FIELDS = {"training images (0 = all)", "validation images", "CPU threads (0 = all cores)",
+ADVANCED_FIELDS = {"training images (0 = all)", "validation images", "CPU threads (0 = one per core that others leave free)",
                    "validate every N steps (0 = once per epoch)", "random seed"}
 
 
