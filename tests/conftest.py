@@ -115,6 +115,22 @@ def _wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "a 
         time.sleep(interval)
 
 
+@pytest.fixture(scope="module")
+def live_app(tmp_path_factory, request):
+    """A real `streamlit run app.py` for a test module (it takes a while to start), with its own runs and
+    checkpoint folders and no warm runner (nothing trains unless a test submits); stopped after it."""
+    from harness import ServerError, StreamlitServer
+
+    server = StreamlitServer(tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2]),
+                             env={"MNIST_WARM_RUNNER": "0"})
+    try:
+        server.start()
+    except ServerError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def wait_for():
     """wait_for(predicate, timeout, what=...): poll until truthy (returns it); fails the test on timeout."""

@@ -42,7 +42,7 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from urllib3 import encode_multipart_formdata
 from websockets.sync.client import connect as websocket_connect
 
-from harness import ServerError, StreamlitServer, free_port, log_tail
+from harness import free_port, log_tail
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NGINX_CONF = REPO_ROOT / "deploy" / "nginx.conf"
@@ -194,15 +194,9 @@ class NginxFront:
 
 
 @pytest.fixture(scope="module")
-def app_server(tmp_path_factory):
-    """One live server for the module (it takes a while to start); no warm runner: nothing trains."""
-    server = StreamlitServer(tmp_path_factory.mktemp("nginx_front_app"), env={"MNIST_WARM_RUNNER": "0"})
-    try:
-        server.start()
-    except ServerError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield server
-    server.stop()
+def app_server(live_app):
+    """The live server nginx fronts (conftest's live_app: no warm runner, nothing trains)."""
+    return live_app
 
 
 @pytest.fixture

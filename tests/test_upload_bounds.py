@@ -253,16 +253,8 @@ def test_visitors_past_the_bound_wait_their_turn_and_are_served(decoders_held_in
 # --- the canvas value, on a live server --------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory):
-    from harness import ServerError, StreamlitServer
-
-    server = StreamlitServer(tmp_path_factory.mktemp("upload_bounds_app"), env={"MNIST_WARM_RUNNER": "0"})
-    try:
-        server.start()
-    except ServerError as exc:
-        pytest.fail(str(exc))
-    yield server
-    server.stop()
+def live_server(live_app):
+    return live_app
 
 
 def resident_mb(pid: int) -> float:

@@ -15,26 +15,17 @@ import secrets
 import pytest
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 
-from harness import ServerError, StreamlitServer
 from harness.ws_visitor import PageView, Visitor, run_sync
 
 CUSTOM = "(custom)"  # the Preset box's first choice: the form as it is
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """One live server for the module (it takes a while to start), visited once at its root: until the
-    root page has run, Streamlit 1.67 would run a deep-linked page without app.py's navigation."""
-    live = StreamlitServer(tmp_path_factory.mktemp("ws_forgery"), env={"MNIST_WARM_RUNNER": "0"})
-    try:
-        live.start()
-    except ServerError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        run_sync(_visit(live.url, ""))
-        yield live
-    finally:
-        live.stop()
+def server(live_app):
+    """conftest's live server, visited once at its root: until the root page has run, Streamlit 1.67
+    would run a deep-linked page without app.py's navigation."""
+    run_sync(_visit(live_app.url, ""))
+    return live_app
 
 
 async def _visit(url: str, page: str) -> PageView:
