@@ -324,55 +324,51 @@ def test_a_second_run_is_queued_and_the_toast_says_so_and_either_can_be_watched(
 
 # --- charts ------------------------------------------------------------------------------------
 
-def test_on_a_phone_the_charts_legends_keep_the_validation_series(registry):
+@pytest.fixture
+def live_run(registry):
+    """A run 10 steps into 40, with its train rows (loss 2.3 / step) and one validation at step 10."""
+    run_id = runs.create_run(TrainConfig(epochs=1, train_size=1000).to_dict())
+    runs.mark_running(run_id, total_steps=40)
+    runs.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 40, "loss": 2.3 / s, "accuracy": 0.5,
+                               "images_per_s": 1000.0} for s in range(1, 11)])
+    runs.add_metrics(run_id, [{"split": "val", "step": 10, "epoch": 0.25, "loss": 0.04, "accuracy": 0.9}])
+    yield run_id
+    runs.finish_run(run_id, "cancelled")
+
+
+def test_on_a_phone_the_charts_legends_keep_the_validation_series(live_run):
     """Seen on a Pixel 7: the legend under each live chart wrapped to a second row, which the chart's fixed
     margin cut off, and with it the validation series. Above the plot, it has a row for each entry."""
-    run_id = runs.create_run(TrainConfig(epochs=1, train_size=1000).to_dict())
-    runs.mark_running(run_id, total_steps=40)
-    runs.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 40, "loss": 2.3 / s, "accuracy": 0.5,
-                               "images_per_s": 1000.0} for s in range(1, 11)])
-    runs.add_metrics(run_id, [{"split": "val", "step": 10, "epoch": 0.25, "loss": 0.04, "accuracy": 0.9}])
-    try:
-        at = open_page("app_pages/train.py")
-        assert not at.exception, messages(at)
-        specs = {s["layout"]["title"]["text"]: s for s in (json.loads(c.proto.spec) for c in at.get("plotly_chart"))}
-        assert {"validation loss", "validation accuracy"} <= {t["name"] for s in specs.values() for t in s["data"]}
-        for spec in specs.values():
-            legend, margin = spec["layout"]["legend"], spec["layout"]["margin"]
-            assert legend["yanchor"] == "bottom" and legend["y"] >= 1  # above the plot, growing upwards
-            assert spec["layout"]["title"]["yanchor"] == "top"  # the title above the legend
-            assert margin["t"] >= 34 + 22 * len(spec["data"])  # a title, then a row for each entry
-    finally:
-        runs.finish_run(run_id, "cancelled")
+    at = open_page("app_pages/train.py")
+    assert not at.exception, messages(at)
+    specs = {s["layout"]["title"]["text"]: s for s in (json.loads(c.proto.spec) for c in at.get("plotly_chart"))}
+    assert {"validation loss", "validation accuracy"} <= {t["name"] for s in specs.values() for t in s["data"]}
+    for spec in specs.values():
+        legend, margin = spec["layout"]["legend"], spec["layout"]["margin"]
+        assert legend["yanchor"] == "bottom" and legend["y"] >= 1  # above the plot, growing upwards
+        assert spec["layout"]["title"]["yanchor"] == "top"  # the title above the legend
+        assert margin["t"] >= 34 + 22 * len(spec["data"])  # a title, then a row for each entry
 
 
-def test_run_charts_have_fixed_axes_readable_log_labels_and_no_toolbar(registry):
+def test_run_charts_have_fixed_axes_readable_log_labels_and_no_toolbar(live_run):
     # Fixed ranges and margins keep a live update from laying the axes out again (BENCHMARKS.md, 6)
-    run_id = runs.create_run(TrainConfig(epochs=1, train_size=1000).to_dict())
-    runs.mark_running(run_id, total_steps=40)
-    runs.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 40, "loss": 2.3 / s, "accuracy": 0.5,
-                               "images_per_s": 1000.0} for s in range(1, 11)])
-    runs.add_metrics(run_id, [{"split": "val", "step": 10, "epoch": 0.25, "loss": 0.04, "accuracy": 0.9}])
-    try:
-        at = open_page("app_pages/train.py")
-        assert not at.exception, messages(at)
-        specs, configs = {}, []
-        for chart in at.get("plotly_chart"):
-            spec = json.loads(chart.proto.spec)
-            specs[spec["layout"]["title"]["text"]] = spec
-            configs.append(json.loads(chart.proto.config))
-        assert set(specs) == {"Loss", "Accuracy"}
-        for spec in specs.values():
-            assert spec["layout"]["xaxis"]["range"] == [0, 40]  # the whole run, not just the steps so far
-            assert spec["layout"]["margin"]["autoexpand"] is False
-        loss = specs["Loss"]
-        assert loss["layout"]["yaxis"]["type"] == "log"
-        assert loss["layout"]["yaxis"]["range"] == [-2, 1]  # 0.04 .. 2.3 in whole decades
-        assert loss["layout"]["yaxis"]["tickformat"] == "~g"  # 0.5 reads "0.5", not "5"
-        assert specs["Accuracy"]["layout"]["yaxis"]["range"] == [0, 1.01]
-        traces = {t["name"]: t for t in loss["data"]}
-        assert traces["loss (per step)"]["y"] == pytest.approx([2.3 / s for s in range(1, 11)])
-        assert traces["loss (smoothed)"]["y"][0] == pytest.approx(2.3)  # debiased: starts on the data
-        assert all(c.get("displayModeBar") is False for c in configs)
-    finally:
-        runs.finish_run(run_id, "cancelled")
+    at = open_page("app_pages/train.py")
+    assert not at.exception, messages(at)
+    specs, configs = {}, []
+    for chart in at.get("plotly_chart"):
+        spec = json.loads(chart.proto.spec)
+        specs[spec["layout"]["title"]["text"]] = spec
+        configs.append(json.loads(chart.proto.config))
+    assert set(specs) == {"Loss", "Accuracy"}
+    for spec in specs.values():
+        assert spec["layout"]["xaxis"]["range"] == [0, 40]  # the whole run, not just the steps so far
+        assert spec["layout"]["margin"]["autoexpand"] is False
+    loss = specs["Loss"]
+    assert loss["layout"]["yaxis"]["type"] == "log"
+    assert loss["layout"]["yaxis"]["range"] == [-2, 1]  # 0.04 .. 2.3 in whole decades
+    assert loss["layout"]["yaxis"]["tickformat"] == "~g"  # 0.5 reads "0.5", not "5"
+    assert specs["Accuracy"]["layout"]["yaxis"]["range"] == [0, 1.01]
+    traces = {t["name"]: t for t in loss["data"]}
+    assert traces["loss (per step)"]["y"] == pytest.approx([2.3 / s for s in range(1, 11)])
+    assert traces["loss (smoothed)"]["y"][0] == pytest.approx(2.3)  # debiased: starts on the data
+    assert all(c.get("displayModeBar") is False for c in configs)
