@@ -388,7 +388,7 @@ def tiles_heatmap(tiles: np.ndarray, cols: int, *, hover: str = "tile %{customda
     customdata[0..k-1] = `tile_ids[i]`, default the tile number) and the pixel's row, column and value.
     x_ticks / y_ticks label the columns / rows of tiles.
     """
-    from mnist_core.inspect import mosaic
+    from mnist_core.inspection import mosaic
 
     tiles = np.asarray(tiles, dtype=np.float32)
     n, h, w = tiles.shape

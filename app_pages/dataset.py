@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from mnist_core import inspect
+from mnist_core import inspection
 from mnist_core.data import MNIST_MEAN, MNIST_STD, SPLIT_SIZES
 from app_pages._common import digit_heatmap, load_split, require_data, tiles_heatmap
 from app_pages._selectable import selectable_chart
@@ -56,7 +56,7 @@ def pixel_values_figure(image: np.ndarray) -> go.Figure:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def browse_order(split: str, label: int | None, seed: int | None) -> np.ndarray:
-    return inspect.browse_order(load_split(split)[1], label, seed)
+    return inspection.browse_order(load_split(split)[1], label, seed)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -65,7 +65,7 @@ def grid_png(split: str, indices: tuple[int, ...]) -> str:
     images = load_split(split)[0]
     tiles = np.full((PER_PAGE, 28, 28), np.nan, np.float32)
     tiles[:len(indices)] = images[list(indices)]
-    out = np.nan_to_num(inspect.mosaic(tiles, COLS), nan=SEAM)
+    out = np.nan_to_num(inspection.mosaic(tiles, COLS), nan=SEAM)
     # Cells past the last image: fill them darker than the seams so the grid still reads as 10x10.
     for i in range(len(indices), PER_PAGE):
         r, c = divmod(i, COLS)
@@ -101,12 +101,12 @@ def grid_figure(split: str, indices: np.ndarray, labels: np.ndarray, selected: i
 def class_stats(split: str) -> tuple[np.ndarray, np.ndarray]:
     """(count per class, mean image per class in [0,1])."""
     images, labels = load_split(split)
-    return np.bincount(labels, minlength=10), inspect.class_means(images, labels)
+    return np.bincount(labels, minlength=10), inspection.class_means(images, labels)
 
 
 @st.cache_data(show_spinner="Computing pixel statistics...")
 def pixel_stats(split: str) -> tuple[float, float]:
-    return inspect.pixel_stats(load_split(split)[0])
+    return inspection.pixel_stats(load_split(split)[0])
 
 
 # --- state and callbacks -------------------------------------------------------------------------

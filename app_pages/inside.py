@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from mnist_core import inspect
+from mnist_core import inspection
 from mnist_core.data import SPLIT_SIZES
 from mnist_core.models import layer_table, model_info
 from app_pages._common import (digit_heatmap, load_split, model_chooser, probability_bars, require_data, show_error,
@@ -58,14 +58,14 @@ ss.setdefault("inside_kind", "dataset")
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def run_image(_model, model_key: tuple, image: np.ndarray):
-    return inspect.feature_maps(_model, image)
+    return inspection.feature_maps(_model, image)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def model_weights(_model, model_key: tuple):
-    if inspect.is_convnet(_model):
-        return inspect.conv_kernels(_model)
-    return inspect.first_layer_templates(_model)
+    if inspection.is_convnet(_model):
+        return inspection.conv_kernels(_model)
+    return inspection.first_layer_templates(_model)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -166,7 +166,7 @@ attribution_section(chosen, image, probs, key="inside_attr")
 
 # --- convolutional networks: kernels and feature maps --------------------------------------------
 
-if inspect.is_convnet(model):
+if inspection.is_convnet(model):
     st.header("Kernels")
     st.caption("Each convolution's weights. Red is positive, blue negative, white zero; one colour scale per layer.")
     for name, w in weights:

@@ -74,7 +74,7 @@ def visitor_latencies(visitors: int, rounds: int) -> list[float]:
     from mnist_core import runs
     from mnist_core.checkpoints import default_checkpoint, load_checkpoint
     from mnist_core.data import load_mnist
-    from mnist_core.inspect import browse_order
+    from mnist_core.inspection import browse_order
     from mnist_core.predict import predict_proba
     from mnist_core.preprocess import canvas_to_mnist
 

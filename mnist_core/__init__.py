@@ -7,7 +7,7 @@ read models (what pages show, computed once)
     classes      a class's code, names, leaderboard and CSV (the teacher's view)
     csvfile      CSV downloads: numbers without float noise, no formula a spreadsheet would run
     evaluate     test-set predictions, confusion matrix, model cards, runs compared
-    inspect      feature maps, kernels, first-layer templates
+    inspection   feature maps, kernels, first-layer templates
     explain      attribution maps, embedding maps
     heavy        heavy page work (t-SNE, attribution, a model over the test set) in bounded child
                  processes: a few at once, one per visitor, killed when the visitor leaves

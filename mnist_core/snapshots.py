@@ -109,7 +109,7 @@ def capture(model: nn.Module, probe: np.ndarray) -> tuple[list[tuple[str, np.nda
     MAX_LAYER_VALUES), or for an MLP its first MAX_TEMPLATES first-layer units as [units, 1, 28, 28].
     maps: the probe's feature maps for each of model.feature_layers up to MAX_LAYER_VALUES * 2.
     """
-    from .inspect import conv_kernels, feature_maps, first_layer_templates, is_convnet
+    from .inspection import conv_kernels, feature_maps, first_layer_templates, is_convnet
 
     if is_convnet(model):
         kernels = [(name, w) for i, (name, w) in enumerate(conv_kernels(model)) if i == 0 or w.size <= MAX_LAYER_VALUES]

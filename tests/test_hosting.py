@@ -448,7 +448,7 @@ def test_eight_visitors_browse_and_predict_while_a_training_runs(mnist, tiny_con
     """The core paths the pages take (registry reads, the dataset, predictions) answer every visitor
     correctly while a worker trains. How fast is measured by benchmarks/hosting.py."""
     from mnist_core.data import load_mnist
-    from mnist_core.inspect import browse_order
+    from mnist_core.inspection import browse_order
 
     run_id = runs.create_run(tiny_config(epochs=4, train_size=8000))
     proc = start_worker(run_id)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_core import explain, inspect
+from mnist_core import explain, inspection
 from mnist_core.models import create_model, layer_table
 from mnist_core.predict import predict_proba
 
@@ -90,7 +90,7 @@ def shared(name: str):
 MINE = drawings(1, seed=0)
 
 INSPECTIONS = {  # what a visitor's inspection runs, and how many times the test repeats it
-    "feature maps": (lambda model: inspect.feature_maps(model, MINE[0]), ROUNDS),
+    "feature maps": (lambda model: inspection.feature_maps(model, MINE[0]), ROUNDS),
     "penultimate features": (lambda model: explain.penultimate(model, MINE), ROUNDS),
     "layer table": (lambda model: layer_table(model), ROUNDS),
     "saliency": (lambda model: explain.attribute(model, MINE[0], "saliency"), 30),  # a backward pass each
