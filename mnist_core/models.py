@@ -80,7 +80,7 @@ class MnistNet(nn.Module):
 
 
 def stock_path_needed(*modules: nn.Module) -> bool:
-    """Whether a CPU shortcut (Conv2d's below, the fused LeNet-5 kernels a training worker applies) must
+    """Whether a CPU shortcut (SmallBatchConv2d's below, the fused LeNet-5 kernels a training worker applies) must
     step aside for torch's stock operators: while torch traces (export), compiles or runs a dispatch
     mode (the FLOP counter, fake tensors), and while any of `modules`, or every module (global hooks),
     has a hook that must see the stock layers' own inputs and outputs (feature maps, the layer table).
@@ -100,8 +100,9 @@ def _named(*layers: tuple[str, nn.Module]) -> nn.Sequential:
     return nn.Sequential(OrderedDict(layers))
 
 
-class Conv2d(nn.Conv2d):
-    """nn.Conv2d with one CPU shortcut, for predicting a drawing or two.
+class SmallBatchConv2d(nn.Conv2d):
+    """nn.Conv2d with one CPU shortcut, for predicting a drawing or two. The layer table and checkpoints
+    see a plain Conv2d (`torch_type_name`; same parameters and state-dict keys).
 
     Without autograd, for at most SMALL_BATCH images and a small kernel volume (in_channels x kh x kw
     <= SMALL_KERNEL: LeNet-5's convolutions, every net's first), PyTorch still picks oneDNN, whose set-up
@@ -125,7 +126,7 @@ class Conv2d(nn.Conv2d):
         return super()._conv_forward(x, weight, bias)
 
 
-class FullConv2d(Conv2d):
+class FullConv2d(SmallBatchConv2d):
     """A convolution whose kernel is as large as its input, so every output map is 1x1: LeNet-5's C5
     (120 kernels of 16x5x5 on a 16x5x5 input). That is exactly a fully connected layer, and is
     computed as one: for this shape oneDNN's CPU convolution takes several times as long as the matrix
@@ -141,7 +142,7 @@ class FullConv2d(Conv2d):
         return super().forward(x)
 
 
-def _conv_relu(c_in: int, c_out: int, k: int, padding: int = 0, conv: type = Conv2d) -> nn.Sequential:
+def _conv_relu(c_in: int, c_out: int, k: int, padding: int = 0, conv: type = SmallBatchConv2d) -> nn.Sequential:
     return _named(("conv", conv(c_in, c_out, k, padding=padding)), ("relu", nn.ReLU()))
 
 
@@ -195,8 +196,10 @@ def lenet5() -> nn.Module:
                 "tutorial 5 (small CNN, Adam)")
 def cnn_small() -> nn.Module:
     body = _named(
-        ("block1", _named(("conv", Conv2d(1, 8, 3, padding=1)), ("relu", nn.ReLU()), ("pool", nn.MaxPool2d(2)))),
-        ("block2", _named(("conv", Conv2d(8, 16, 3, padding=1)), ("relu", nn.ReLU()), ("pool", nn.MaxPool2d(2)))),
+        ("block1", _named(("conv", SmallBatchConv2d(1, 8, 3, padding=1)), ("relu", nn.ReLU()),
+                          ("pool", nn.MaxPool2d(2)))),
+        ("block2", _named(("conv", SmallBatchConv2d(8, 16, 3, padding=1)), ("relu", nn.ReLU()),
+                          ("pool", nn.MaxPool2d(2)))),
         ("block3", _conv_relu(16, 32, 3, padding=1)),
         ("flatten", nn.Flatten()),
         ("fc", nn.Linear(32 * 7 * 7, 10)),
@@ -206,7 +209,7 @@ def cnn_small() -> nn.Module:
 
 def _conv_bn_relu(c_in: int, c_out: int, k: int = 3) -> nn.Sequential:
     # No conv bias: batch norm's shift does its job.
-    return _named(("conv", Conv2d(c_in, c_out, k, padding=k // 2, bias=False)),
+    return _named(("conv", SmallBatchConv2d(c_in, c_out, k, padding=k // 2, bias=False)),
                   ("bn", nn.BatchNorm2d(c_out)), ("relu", nn.ReLU()))
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from mnist_core.errors import ConfigError
-from mnist_core.models import count_parameters, create_model, layer_table, list_models, model_info
+from mnist_core.evaluate import flops_per_image
+from mnist_core.models import (FullConv2d, SmallBatchConv2d, count_parameters, create_model, layer_table, list_models,
+                               model_info, stock_path_needed)
 
 
 def test_the_zoo_has_the_tutorial_models():
@@ -86,9 +90,21 @@ def test_layer_table_counts_every_parameter(name):
     assert sum(r["parameters"] for r in rows) == count_parameters(model)
 
 
-def test_lenet5_c5_computed_as_a_matrix_product_equals_the_convolution():
-    from mnist_core.models import FullConv2d
+@pytest.mark.parametrize("name", list_models())
+def test_zoo_layer_classes_do_not_take_torch_nn_names(name):
+    own = {type(m).__name__ for m in create_model(name).modules() if not type(m).__module__.startswith("torch.nn")}
+    assert own and not own & set(dir(nn)), own  # `Conv2d` in the zoo would read as torch's own to a student
 
+
+@pytest.mark.parametrize("name", ["lenet5", "cnn-small", "cnn-strong"])
+def test_the_layer_table_calls_every_convolution_conv2d(name):
+    model = create_model(name)
+    types = {r["layer"]: r["type"] for r in layer_table(model)}
+    convs = [n.removeprefix("body.") for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    assert convs and {types[n] for n in convs} == {"Conv2d"}
+
+
+def test_lenet5_c5_computed_as_a_matrix_product_equals_the_convolution():
     model = create_model("lenet5").eval()
     conv = model.body.C5.conv
     assert isinstance(conv, FullConv2d) and isinstance(conv, torch.nn.Conv2d)
@@ -113,16 +129,14 @@ def test_lenet5_c5_computed_as_a_matrix_product_equals_the_convolution():
 @pytest.mark.parametrize("name", ["lenet5", "cnn-small", "cnn-strong"])
 @pytest.mark.parametrize("batch", [1, 4, 9])
 def test_small_batch_inference_convolutions_equal_the_stock_ones(name, batch):
-    from mnist_core.models import Conv2d
-
     model = create_model(name).eval()
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert convs and all(isinstance(m, Conv2d) for m in convs)
+    assert convs and all(isinstance(m, SmallBatchConv2d) for m in convs)
     x = torch.rand(batch, 1, 28, 28)
     with torch.inference_mode(), torch.profiler.profile() as prof:
         ours = model(x)
     ops = {e.key for e in prof.key_averages()}
-    assert ("aten::thnn_conv2d" in ops) == (batch <= Conv2d.SMALL_BATCH)  # every net's first convolution is small
+    assert ("aten::thnn_conv2d" in ops) == (batch <= SmallBatchConv2d.SMALL_BATCH)  # every net's first conv is small
     stock = create_model(name).eval()
     for module in stock.modules():  # the same weights, every convolution through torch's own forward
         if isinstance(module, torch.nn.Conv2d):
@@ -138,18 +152,12 @@ def test_small_batch_inference_convolutions_equal_the_stock_ones(name, batch):
 
 def test_flop_counting_sees_the_stock_convolutions():
     # a dispatch mode (torch's FLOP counter) turns the small-batch shortcut off: C1 + C3 + C5 + F6 + F7
-    from mnist_core.evaluate import flops_per_image
-
     expected = 2 * (6 * 28 * 28 * 25 + 16 * 10 * 10 * 150 + 120 * 400 + 84 * 120 + 10 * 84)
     assert flops_per_image(create_model("lenet5")) == expected
 
 
 def test_the_stock_path_is_needed_under_hooks_tracing_and_dispatch_modes():
     """models.stock_path_needed reads torch's private state; each case it must see, checked on this torch."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from mnist_core.models import stock_path_needed
-
     model = create_model("lenet5")
     conv = model.body.C1.conv
     assert not stock_path_needed(conv)
