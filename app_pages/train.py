@@ -4,7 +4,7 @@ The form is generated from TrainConfig's fields (the same list the CLI's flags c
 reader's words and in the order a phone shows them (mnist_core.form). Every field keeps what was
 typed; a wrong value gets a sentence next to it and blocks Start, so a run never differs from the
 form. *Start* registers a queued run owned by this browser (app_pages._common.visitor_token) and the
-worker starts it (`python -m mnist_core train --run-id ID`); the page only reads the registry, so
+executor starts it (a worker forked by a local runner, or a Ray job); the page only reads the registry, so
 leaving the page, refreshing or opening a second tab never stops a run. The live panel sits right
 under Start: a fragment redraws the status and progress about once a second and another the charts
 every two seconds, reading only the rows after the last ones it has (mnist_core.live does the maths).

@@ -3,7 +3,7 @@
 
 `train` takes every TrainConfig field as a flag (generated from the dataclass, so the flags, the
 Train page's form and the config are one list), or `--preset NAME` (flags then override the preset),
-or `--run-id ID` to execute a run the dashboard (or an executor) queued. `submit` takes the same
+or `--run-id ID` to execute a queued run (a Ray job's command; local runners fork workers). `submit` takes the same
 flags but queues the run through the configured executor (local runners, or a Ray cluster when
 MNIST_RAY_ADDRESS is set) and prints its id; `--wait` follows it to its end.
 

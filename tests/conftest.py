@@ -82,7 +82,7 @@ def cli():
 
 @pytest.fixture
 def start_worker():
-    """start_worker(run_id): launch the worker process for a queued run, as the Train page does.
+    """start_worker(run_id): launch the worker command for a queued run (`train --run-id`, as a Ray job does).
 
     Every process started is killed and reaped when the test ends, whatever happened.
     """

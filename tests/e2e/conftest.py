@@ -201,7 +201,8 @@ class App:
     def nav_while_rerunning(self, label: str) -> None:
         """Click a sidebar link, then ask for a rerun (Streamlit's "r" key) about every 25 ms for a second:
         the new page's first run is cut short by another, as when a polling fragment's rerun crosses the
-        page switch (the widgets' values must survive it: app_pages._common.hold)."""
+        page switch. A widget whose value code sets must still show that value: code passes it as the
+        widget's default too, so a browser that missed the run which set it draws the same."""
         link = self.nav_link(label)
         href = link.get_attribute("href")
         link.click()
