@@ -224,7 +224,7 @@ def test_train_runs_a_queued_run_by_id(capsys, mnist, tiny_config):
     assert "test accuracy" in capsys.readouterr().out
 
 
-# --- submit, runs --json, evaluate RUN_ID (issue 17) --------------------------------------------------------
+# --- submit, runs --json, evaluate RUN_ID --------------------------------------------------------------------
 
 TINY_FLAGS = ["--model", "mlp-50", "--train-size", "300", "--val-size", "100", "--epochs", "1", "--batch-size", "100",
               "--threads", "1", "--device", "cpu"]

@@ -35,8 +35,8 @@ def test_smoothing_matches_tensorboards_debiased_ema():
 
 
 def test_smoothed_loss_follows_a_diverging_start_down_within_a_few_time_constants():
-    # lr 10: a huge loss for a few steps, then the loss of guessing (2.3). The old linear EMA (alpha
-    # 0.05) still showed thousands 100 steps later; in log space it is back near 2.3.
+    # lr 10: a huge loss for a few steps, then the loss of guessing (2.3). A linear EMA (alpha 0.05)
+    # would still show thousands 100 steps later; in log space it is back near 2.3.
     losses = [1e5] * 5 + [2.3] * 200
     w = live.smoothing_weight(len(losses))
     smoothed = live.smooth(losses, weight=w, log=True)

@@ -83,8 +83,8 @@ def test_a_preset_changes_its_recipe_never_the_threads_or_the_device(registry):
 
 
 def test_changing_a_field_after_a_preset_says_custom_and_drops_the_articles_caption(registry):
-    """The form no longer is the recipe, so it must not be named after it (the run used 8,000 images
-    while the box said tutorial-lenet5 and its caption "2,600 train")."""
+    """The form no longer is the recipe, so it must not be named after it (a run of 8,000 images
+    under a box saying tutorial-lenet5 and its caption "2,600 train" would misstate it)."""
     at = open_page("app_pages/train.py")
     at.selectbox(key="preset").set_value("tutorial-lenet5").run()
     at.number_input(key="cfg_train_size").set_value(8000).run()

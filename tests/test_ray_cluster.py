@@ -1,5 +1,5 @@
 """Runs on a real two-node Ray cluster on this one machine, nothing shared with the "web host" but the
-registry and the cluster (issue 17).
+registry and the cluster.
 
 Two `ray start` nodes (a head and a worker, one CPU each), each with its own temp dir, ports, runs
 folder and checkpoint folder, the registry on the test PostgreSQL server; the submitting side (this test, and `python -m mnist_core` processes

@@ -1,13 +1,12 @@
 """What a hostile visitor's picture upload or canvas value may cost the server, and what it is told.
 
-The attacks, each as the attacker made it (issue 24, items 1 and 8):
-- a 37 KB 16-bit 4096x4096 PNG, which decoded to +400 MB: each picture is refused or decoded
+The attacks, each as an attacker makes it:
+- a 37 KB 16-bit 4096x4096 PNG, which would decode to +400 MB: each picture is refused or decoded
   reduced, and the memory a decode costs is measured in a fresh process (its peak resident set, as
   the kernel counts it: Pillow's buffers are not Python objects, so tracemalloc would not see them);
-- a float32 TIFF named `.png`, which was accepted, and a TIFF named `.tiff`, which raised an
-  exception box before the page ran: the format is read from the bytes, the name never matters;
+- a float32 TIFF named `.png`, and a TIFF named `.tiff`: the format is read from the bytes, the name never matters;
 - six visitors uploading at once: no more than MAX_CONCURRENT_DECODES pictures decode at a time;
-- a 24 MB forged canvas value, which every session that sent it held as widget state: a live server
+- a 24 MB forged canvas value, which a session would hold as widget state: a live server
   refuses a websocket message that large before it parses it (.streamlit/config.toml).
 """
 

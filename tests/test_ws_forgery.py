@@ -1,6 +1,6 @@
 """A hostile client on the websocket: forged or missing widget states never put an error box on a page.
 
-Issue 24, item 8b. The client is harness/ws_visitor.py: it speaks Streamlit's own protocol to a live
+The client is harness/ws_visitor.py: it speaks Streamlit's own protocol to a live
 server as a browser does, but sends the widget states it likes: none at all, a value under a made-up
 id (a widget's key instead of its id), a value in another field than its widget reads, a Preset no
 browser offers. Each test does what the attacker did after a first visit to Train, then asks for the

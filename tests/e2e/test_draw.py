@@ -118,7 +118,7 @@ def test_the_model_named_is_the_model_answering_when_the_first_run_is_cut_short(
 
 def test_strokes_in_every_corner_and_the_top_right_reach_the_model(app):
     """Every pixel of the canvas takes ink: a short stroke in each corner, and one in the top-right band
-    (x >= 140, y < 32) where the old toolbar's invisible box swallowed strokes, each gives a prediction."""
+    (x >= 140, y < 32), under where the toolbar sits, each gives a prediction."""
     app.goto("draw")
     prediction = app.metric_value("Prediction")
     expect(prediction).to_have_text("–")

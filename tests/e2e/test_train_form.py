@@ -47,9 +47,9 @@ def test_typing_learning_rate_0_blocks_start_until_fixed_and_the_run_uses_the_fo
 
 def test_the_form_shows_its_values_when_its_first_run_is_cut_short_by_another(app):
     """A page's first run can be replaced by a second before it has drawn the form: a polling
-    fragment's rerun crossing the page switch does that (a student in a class arriving from the Class
-    page saw it). The form must still show its values: it came up blank (model mlp-50, learning rate
-    0, Start disabled)."""
+    fragment's rerun crossing the page switch does that (arriving from the Class page, say). The form
+    must still show its values, not the widgets' blank defaults (model mlp-50, learning rate 0, Start
+    disabled)."""
     app.goto("")
     for _ in range(3):
         app.nav_while_rerunning("Train")
