@@ -31,3 +31,14 @@ class ImageError(MnistLabError):
 
 class BusyError(MnistLabError):
     """Heavy work refused for now: the server, or this visitor, is at its bound (mnist_core.heavy)."""
+
+
+def first_line(exc: BaseException | str, limit: int = 300) -> str:
+    """An error's own words as one line of at most `limit` characters, fit for a one-line message.
+
+    A SQLAlchemy error gives its database's words (`.orig`), without the statement and link it adds;
+    an error with no words gives its type's name.
+    """
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return text.splitlines()[0].strip()[:limit] if text else type(orig).__name__
