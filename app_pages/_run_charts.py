@@ -24,8 +24,8 @@ from plotly.colors import qualitative, sample_colorscale
 
 from mnist_core import form
 from mnist_core.live import decades, smooth, smoothing_weight, thin
+from mnist_core.sweeps import LOG_FIELDS
 
-LOG_FIELDS = ("lr", "weight_decay", "batch_size")
 ACCURACY = "test accuracy"
 SCALE = "Viridis"
 CHART_CONFIG = {"displayModeBar": False}
