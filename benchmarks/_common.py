@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from mnist_core.paths import atomic_write
+from mnist_core.paths import REPO_ROOT, atomic_write
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 

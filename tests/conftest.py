@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from mnist_core.paths import REPO_ROOT
 
 
 @pytest.fixture(scope="session", autouse=True)

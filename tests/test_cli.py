@@ -6,16 +6,14 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from mnist_core import data, runs
 from mnist_core.__main__ import main
 from mnist_core.models import list_models
+from mnist_core.paths import REPO_ROOT
 from mnist_core.training import PRESETS, TrainConfig
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _flag(field_name: str) -> str:

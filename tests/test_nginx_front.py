@@ -43,8 +43,8 @@ from urllib3 import encode_multipart_formdata
 from websockets.sync.client import connect as websocket_connect
 
 from harness import free_port, log_tail
+from mnist_core.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 NGINX_CONF = REPO_ROOT / "deploy" / "nginx.conf"
 STREAMLIT_CONF = REPO_ROOT / ".streamlit" / "config.toml"
 UPLOAD_PATH = "/_stcore/upload_file/"

@@ -13,14 +13,12 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from mnist_core import runs
 from mnist_core.errors import RunError
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from mnist_core.paths import REPO_ROOT
 
 
 # --- what a run records ---------------------------------------------------------------------------

@@ -5,13 +5,18 @@ Every loop test runs on a subset with one thread; the full-dataset run is in tes
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import subprocess
+import sys
 
 import pytest
+import torch
 
 from mnist_core.errors import ConfigError
-from mnist_core.training import PRESETS, TrainConfig, preset_config, train
+from mnist_core.paths import REPO_ROOT
+from mnist_core.training import PRESETS, TrainConfig, preset_config, torch_engine, train
 
 SMALL = dict(threads=1, device="cpu")
 
@@ -199,10 +204,6 @@ def test_every_optimizer_loss_and_schedule_trains(mnist, overrides):
 
 
 def test_a_diverging_run_is_a_config_error(mnist, monkeypatch):
-    import torch
-
-    from mnist_core.training import torch_engine
-
     monkeypatch.setattr(torch_engine, "compute_loss",
                         lambda config, logits, labels: (logits * torch.tensor(float("nan"))).sum())
     config = TrainConfig.from_dict(dict(model="mlp-50", train_size=100, val_size=10, epochs=1, batch_size=50,
@@ -248,13 +249,7 @@ def test_after_warm_up_a_processes_first_run_imports_nothing_and_no_thread_was_s
     """What a worker forked from a warm template inherits: its first train() imports nothing (not
     torch._dynamo's ~900 modules, which the first optimizer would import), the kernels and the data
     are loaded, and warming up started no thread (forking after it is safe)."""
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parent.parent
-    done = subprocess.run([sys.executable, "-c", WARM_PROBE], cwd=repo, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-c", WARM_PROBE], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["first_run_imported"] == []

@@ -33,8 +33,7 @@ from mnist_core import preprocess
 from mnist_core.errors import ImageError
 from mnist_core.preprocess import (MAX_CANVAS_PNG_BYTES, MAX_CONCURRENT_DECODES, MAX_FULL_DECODE_PIXELS,
                                    MAX_PIXELS, WORK_SIDE, canvas_to_mnist, load_image)
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from mnist_core.paths import REPO_ROOT
 PICTURE_UPLOADER = "draw_image_upload_0"  # the Draw page's picture uploader, before any "Use the canvas"
 
 # The most one decode of an accepted picture may add to a process's peak memory. The costliest

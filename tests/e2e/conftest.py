@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 
 from harness import VIEWPORT, ServerError, StreamlitServer, find_chromium, launch_chromium, log_tail
+from mnist_core.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCS = REPO_ROOT / "docs"
 FAILURE_SHOTS = REPO_ROOT / "test-results" / "e2e"
 

@@ -4,17 +4,18 @@ gives the canvas back, and on a phone a finger draws and the answer is on the sa
 import io
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 from playwright.sync_api import expect
 
+from mnist_core.paths import REPO_ROOT
+
 pytestmark = pytest.mark.timeout(240)
 
 SIZE = 280  # the canvas, in its own pixels
-CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+CHECKPOINTS = REPO_ROOT / "checkpoints"
+DOCS = REPO_ROOT / "docs"
 
 
 def one() -> list[tuple[float, float]]:
