@@ -1,7 +1,8 @@
 """MNIST Lab: the Streamlit entry point.
 
-Page config, the theme comes from .streamlit/config.toml, st.navigation over the pages in app_pages/,
-and a sidebar shared by every page (data status, runs in progress, the visitor's owner cookie).
+Page config (the theme comes from .streamlit/config.toml), st.navigation over the pages in app_pages/,
+and the frame drawn around every page (app_pages._frame: the sidebar with the data status and the runs
+in progress, the visitor's owner cookie; app_pages._class: the class this browser is in).
 Pages are thin: they call mnist_core and draw.
 """
 
@@ -35,8 +36,7 @@ PAGES = [
 
 page = st.navigation(PAGES)
 
-from app_pages import _class  # noqa: E402  (after set_page_config)
-from app_pages._common import sidebar_status  # noqa: E402
+from app_pages import _class, _frame  # noqa: E402  (after set_page_config)
 from mnist_core import executors  # noqa: E402
 
 
@@ -52,6 +52,6 @@ def _executor_ready() -> bool:
 
 _executor_ready()
 
-sidebar_status()
+_frame.sidebar()  # data status, runs in progress, and a first visit's owner cookie
 _class.sidebar()  # joins a class from a ?class=CODE link on any page, and shows the class this browser is in
 page.run()

@@ -3,7 +3,7 @@
 A teacher shares a link with `?class=CODE` (to any page; the Class page's is the useful one), or a
 student types the code on Home or the Class page. Joining is for this browser: the membership is kept
 in session_state for the session and in a cookie, so another page, a refresh or a new tab stays in
-the class (like the owner token, app_pages._common.visitor_token). Leaving clears both. The display
+the class (like the owner token, app_pages._frame.visitor_token). Leaving clears both. The display
 name is chosen inside the class (free text, cleaned and capped by mnist_core.classes.clean_name);
 names belong to one class, so joining another class asks again.
 

@@ -22,7 +22,9 @@ from mnist_core import explain, export
 from mnist_core.errors import MnistLabError
 from mnist_core.loaded import LoadedModel
 from mnist_core.snapshots import find_snapshots, read_snapshots
-from app_pages._common import run_heavy, show_error
+from app_pages._errors import show_error
+from app_pages._figures import CHART_CONFIG
+from app_pages._frame import run_heavy
 from app_pages._network_figures import diverging, kernel_figure, map_figure
 
 METHOD_NOTES = {
@@ -88,7 +90,7 @@ def attribution_section(loaded: LoadedModel, image: np.ndarray, probs: np.ndarra
             result = results[method]
             st.markdown(f"**{title}** · digit {result.target}")
             st.plotly_chart(attribution_figure(image, result.values, signed=method != "saliency"),
-                            key=f"{key}_{method}", config={"displayModeBar": False})
+                            key=f"{key}_{method}", config=CHART_CONFIG)
             st.caption(METHOD_NOTES[method])
 
 
@@ -223,7 +225,7 @@ def _replay_frame(snaps, i: int, run_id: str, key: str) -> None:
         frames = snaps.kernels[layer]  # one colour scale for every frame: the slider shows change, not rescaling
         fig, what = kernel_figure(frames[i], diverging(frames, 99.5), max_height=500)
         st.markdown(f"**{layer}** · {what}")
-        st.plotly_chart(fig, key=f"{key}_kernels", config={"displayModeBar": False})
+        st.plotly_chart(fig, key=f"{key}_kernels", config=CHART_CONFIG)
     with c_maps:
         names = list(snaps.maps)
         if not names:
@@ -233,4 +235,4 @@ def _replay_frame(snaps, i: int, run_id: str, key: str) -> None:
         p_img, p_maps = st.columns([1, 4])
         p_img.image(snaps.probe, caption="probe", width=84)
         with p_maps:
-            st.plotly_chart(map_figure(snaps.maps[layer][i], over=snaps.maps[layer], max_height=500), key=f"{key}_maps", config={"displayModeBar": False})
+            st.plotly_chart(map_figure(snaps.maps[layer][i], over=snaps.maps[layer], max_height=500), key=f"{key}_maps", config=CHART_CONFIG)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from app_pages._common import tiles_heatmap
+from app_pages._figures import tiles_heatmap
 
 FULL_GRID_MAX = 256  # kernels of a multi-input layer are all shown up to this many; past it, one view
 

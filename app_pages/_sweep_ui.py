@@ -27,7 +27,10 @@ from mnist_core.live import RunRows, for_visitor
 from mnist_core.training import TrainConfig
 from app_pages import _class
 from app_pages import _run_charts as charts
-from app_pages._common import show_error, visitor_token
+from app_pages import _keys as keys
+from app_pages._errors import show_error
+from app_pages._figures import CHART_CONFIG, percent
+from app_pages._frame import visitor_token
 from app_pages._selectable import selectable_chart
 
 POLL_SECONDS = 2.0
@@ -39,11 +42,11 @@ STATUS_WORDS = {"queued": "queued", "running": "running", "completed": "done", "
 
 
 def _base_config() -> dict:
-    """The One run form's values (the Train page keeps them under cfg_<field>), else its first-run
-    values: every run of the sweep starts from them."""
-    if all(f"cfg_{n}" in st.session_state for n in FIELDS):
-        return {n: st.session_state[f"cfg_{n}"] for n in FIELDS}
-    return dict(st.session_state.get("train_form") or form.first_run().values)
+    """The One run form's values (its widgets, else what the Train page keeps of them), else its
+    first-run values: every run of the sweep starts from them."""
+    if all(keys.field_key(n) in st.session_state for n in FIELDS):
+        return {n: st.session_state[keys.field_key(n)] for n in FIELDS}
+    return dict(st.session_state.get(keys.TRAIN_FORM) or form.first_run().values)
 
 
 # --- build -------------------------------------------------------------------------------------------
@@ -158,14 +161,11 @@ def _pick_sweep(all_runs: list, token: str) -> str | None:
 
 
 def _results_table(analysis: sweeps.Analysis, progress: dict) -> pd.DataFrame:
-    def pct(x):
-        return f"{x:.2%}" if x is not None else "–"
-
     return pd.DataFrame([{
         "run": r.run_id, **{form.noun(f): sweeps.fmt_value(r.values[f]) for f in analysis.fields}, "seed": r.seed,
         "status": STATUS_WORDS.get(r.status, r.status), "progress": progress.get(r.run_id, 0.0),
-        "test accuracy": pct(r.test_accuracy), "best validation": pct(r.best_val_accuracy),
-        "last validation": pct(r.last_val_accuracy), "note": r.problem or "",
+        "test accuracy": percent(r.test_accuracy), "best validation": percent(r.best_val_accuracy),
+        "last validation": percent(r.last_val_accuracy), "note": r.problem or "",
     } for r in analysis.results])
 
 
@@ -179,14 +179,14 @@ def _open_run(result: sweeps.RunResult) -> None:
             st.warning(result.collapse.text(), icon=":material/warning:")
         cols = st.columns(2)
         if cols[0].button("Watch it in the live panel", icon=":material/monitoring:", key="sweep_watch_run"):
-            st.session_state["watch_run"] = result.run_id
-            st.session_state["scroll_to_run"] = True
+            st.session_state[keys.WATCH_RUN] = result.run_id
+            st.session_state[keys.SCROLL_TO_RUN] = True
             st.rerun()
         if cols[1].button("Use this model on Draw and Inside", icon=":material/check:", key="sweep_use_model",
                           disabled=result.status != "completed",
                           help="Makes this run's trained model the one Draw and Inside the network start with, "
                                "for this browser."):
-            st.session_state["mnist_default_model"] = f"run:{result.run_id}"
+            st.session_state[keys.DEFAULT_MODEL] = f"run:{result.run_id}"
             st.toast(f"Draw and Inside the network now start with run {result.run_id}", icon=":material/check:")
 
 
@@ -201,14 +201,14 @@ def _understand(analysis: sweeps.Analysis) -> None:
                 if r.status not in ("queued", "running")]
         st.caption("One line per run. Drag along an axis to keep only the runs inside that range.")
         st.plotly_chart(charts.parallel_coordinates(rows, analysis.fields), key="sweep_parcoords",
-                        config=charts.CHART_CONFIG)
+                        config=CHART_CONFIG)
     for name in analysis.fields:
         points = [{"run_id": r.run_id, "value": r.values[name], "accuracy": r.test_accuracy}
                   for r in analysis.results]
         groups = [{"value": p.values[name], "mean": p.mean, "spread": p.spread}
                   for p in sweeps.by_value(analysis.groups, name)]
         event = selectable_chart(charts.accuracy_against(points, name, groups), key=f"sweep_against_{name}",
-                                 config=charts.CHART_CONFIG)
+                                 config=CHART_CONFIG)
         clicked = [p.get("customdata") for p in (event.selection.points if event and event.selection else [])]
         if clicked and isinstance(clicked[0], str) and clicked[0] != st.session_state.get("sweep_clicked"):
             st.session_state["sweep_clicked"] = st.session_state["sweep_opened_run"] = clicked[0]  # a new click
@@ -216,7 +216,7 @@ def _understand(analysis: sweeps.Analysis) -> None:
         st.caption("Mean ± spread (standard deviation) over seeds, per point:")
         st.dataframe(pd.DataFrame([{**{form.noun(f): sweeps.fmt_value(g.values[f]) for f in analysis.fields},
                                     "runs": len(g.run_ids),
-                                    "mean test accuracy": f"{g.mean:.2%}" if g.mean is not None else "–",
+                                    "mean test accuracy": percent(g.mean),
                                     "spread": f"±{g.spread:.2%}" if g.spread is not None else "–"}
                                    for g in analysis.groups]), hide_index=True)
 
@@ -261,8 +261,8 @@ def _watch(sweep_id: str, token: str) -> None:
     if any(s["rows"] for s in series):
         loss_fig, acc_fig = charts.overlaid_curves(series, colour)
         c1, c2 = st.columns(2)
-        c1.plotly_chart(loss_fig, key="sweep_loss", config=charts.CHART_CONFIG)
-        c2.plotly_chart(acc_fig, key="sweep_acc", config=charts.CHART_CONFIG)
+        c1.plotly_chart(loss_fig, key="sweep_loss", config=CHART_CONFIG)
+        c2.plotly_chart(acc_fig, key="sweep_acc", config=CHART_CONFIG)
     _understand(analysis)
     by_id = {r.run_id: r for r in analysis.results}
     if st.session_state.get("sweep_opened_run") not in by_id:

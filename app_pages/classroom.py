@@ -23,7 +23,9 @@ import streamlit as st
 from mnist_core import classes, form, live, runs, worker
 from mnist_core.errors import MnistLabError
 from app_pages import _class, _run_charts
-from app_pages._common import show_error, visitor_token
+from app_pages._errors import show_error
+from app_pages._figures import CHART_CONFIG, percent
+from app_pages._frame import visitor_token
 
 POLL_SECONDS = 2.0       # while a run of the class is live
 IDLE_POLL_SECONDS = 5.0  # while none is: only to notice a new run
@@ -169,10 +171,6 @@ if problem := st.session_state.pop("class_action_problem", None):
 
 # --- the leaderboard ------------------------------------------------------------------------------
 
-def _percent(x) -> str:
-    return f"{x:.2%}" if x is not None else "–"
-
-
 SETTING_COLUMNS = {name: form.LABELS[name] for name in classes.KEY_SETTINGS}
 
 st.subheader("Leaderboard")
@@ -187,7 +185,7 @@ if not board:
                "class appear here.")
 else:
     ranked = pd.DataFrame([{
-        "rank": row["rank"], "student": row["student"], "test accuracy": _percent(row["test_accuracy"]),
+        "rank": row["rank"], "student": row["student"], "test accuracy": percent(row["test_accuracy"]),
         **{label: row.get(name) for name, label in SETTING_COLUMNS.items()}, "runs": row["runs"],
         "best run": row["run"], "note": row["note"],  # a best run whose training collapsed says so
     } for row in board]).astype({"rank": "Int64"})  # whole places, empty for a student with no finished run
@@ -208,8 +206,8 @@ def student_curves(chosen: dict[str, list[runs.Run]]) -> None:
         return
     loss_fig, acc_fig = _run_charts.overlaid_curves(series, colour_field="student")
     c1, c2 = st.columns(2)
-    c1.plotly_chart(loss_fig, key="class_loss", config=_run_charts.CHART_CONFIG)
-    c2.plotly_chart(acc_fig, key="class_acc", config=_run_charts.CHART_CONFIG)
+    c1.plotly_chart(loss_fig, key="class_loss", config=CHART_CONFIG)
+    c2.plotly_chart(acc_fig, key="class_acc", config=CHART_CONFIG)
 
 
 by_student = classes.students(class_runs)
@@ -231,7 +229,7 @@ if by_student:
                    "that pass through that range.")
         chart_rows = [{**row, "student": html.escape(row["student"])} for row in chart_rows]
         st.plotly_chart(_run_charts.parallel_coordinates(chart_rows, axes), key="class_parallel",
-                        config=_run_charts.CHART_CONFIG)
+                        config=CHART_CONFIG)
 
 
 # --- every run ------------------------------------------------------------------------------------
@@ -249,7 +247,7 @@ if class_runs:
     st.dataframe(pd.DataFrame([{
         "run": row["run"], "student": row["student"], "status": row["status"],
         **{label: row[name] for name, label in SETTING_COLUMNS.items()},
-        "best validation": _percent(row["best_val_accuracy"]), "test accuracy": _percent(row["test_accuracy"]),
+        "best validation": percent(row["best_val_accuracy"]), "test accuracy": percent(row["test_accuracy"]),
         "duration": live.fmt_seconds(row["duration_s"]),
     } for row in table]), hide_index=True, key="class_runs_table")
     own_ended = [r for r in reversed(class_runs) if live.can_change(r, token) and not r.is_live]

@@ -2,7 +2,7 @@
 
 The grid is one picture (a PNG of the 100-digit mosaic) with an invisible marker over each cell, so
 it draws at once and a click on a cell selects that digit. The chosen index lives in the "Index"
-input's session state, and in st.session_state["inspect_source"] for the Inside the network page.
+input's session state, and under _keys.INSPECT_SOURCE for the Inside the network page.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from PIL import Image
 
 from mnist_core import inspection
 from mnist_core.data import MNIST_MEAN, MNIST_STD, SPLIT_SIZES
-from app_pages._common import digit_heatmap, load_split, require_data, tiles_heatmap
+from app_pages import _keys as keys
+from app_pages._data import load_split, require_data
+from app_pages._figures import CHART_CONFIG, digit_heatmap, tiles_heatmap
+from app_pages._frame import open_in_inside
 from app_pages._selectable import selectable_chart
 
 PER_PAGE = 100
@@ -124,7 +127,7 @@ def current_order() -> np.ndarray:
 
 def select(index: int) -> None:
     ss["ds_index"] = index
-    ss["inspect_source"] = {"kind": "dataset", "split": ss["ds_split"], "index": int(index)}
+    ss[keys.INSPECT_SOURCE] = {"kind": "dataset", "split": ss["ds_split"], "index": int(index)}
 
 
 def on_filter_change() -> None:
@@ -201,7 +204,7 @@ with left:
         st.info(f"The {split} split has no {what}.")
     else:
         selectable_chart(grid_figure(split, shown, labels, ss["ds_index"]), key="ds_grid", on_select=on_grid_select,
-                         config={"displayModeBar": False})
+                         config=CHART_CONFIG)
         with st.expander("Labels on this page, row by row"):
             st.code("\n".join(" ".join(str(labels[i]) for i in shown[r:r + COLS])
                               for r in range(0, len(shown), COLS)), language=None)
@@ -212,20 +215,18 @@ with right:
     fig = digit_heatmap(images[index], height=460, zmax=255)
     fig.update_xaxes(showgrid=False, zeroline=False)
     fig.update_yaxes(showgrid=False, zeroline=False, constrain="domain")
-    st.plotly_chart(fig, config={"displayModeBar": False})
+    st.plotly_chart(fig, config=CHART_CONFIG)
     st.caption("Pixels are 0 (background) to 255 (ink); hover for each value. Models see them divided by 255.")
     c_values, c_open = st.columns([1, 1], vertical_alignment="center")
     show_values = c_values.toggle("Show the pixel values", key="ds_values",
                                   help="Every pixel of the digit with its number, large enough to read")
-    if c_open.button("Open in Inside the network", icon=":material/visibility:", type="primary", key="ds_open"):
-        ss["inspect_source"] = {"kind": "dataset", "split": split, "index": index}
-        st.switch_page("app_pages/inside.py")
+    open_in_inside({"kind": "dataset", "split": split, "index": index}, place=c_open, key="ds_open", primary=True)
 
 if show_values:
     st.subheader(f"Pixel values of {split} image {index:,}")
     st.caption("The digit's ink and one pixel of background around it (the rest of the 28x28 image is 0), each "
                "pixel with its value; row and column numbers as in the full image.")
-    st.plotly_chart(pixel_values_figure(images[index]), key="ds_pixel_values", config={"displayModeBar": False})
+    st.plotly_chart(pixel_values_figure(images[index]), key="ds_pixel_values", config=CHART_CONFIG)
 
 st.divider()
 st.header("Statistics")
@@ -255,4 +256,4 @@ with c_norm:
 st.subheader(f"Mean image of each class ({split} split)")
 means = class_stats(split)[1]
 st.plotly_chart(tiles_heatmap(means, 10, hover="digit %{customdata[0]}", zmin=0, zmax=1,
-                              x_ticks=[str(d) for d in range(10)], show_scale=False), config={"displayModeBar": False})
+                              x_ticks=[str(d) for d in range(10)], show_scale=False), config=CHART_CONFIG)

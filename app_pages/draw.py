@@ -17,11 +17,14 @@ from mnist_core.models import list_models
 from mnist_core.predict import predict_proba
 from mnist_core.preprocess import canvas_to_mnist, load_image
 from app_pages._canvas import drawing_canvas
-from app_pages._common import (checkpoint_search, digit_heatmap, load_model, model_chooser, offered_checkpoints,
-                                probability_bars, show_error)
+from app_pages import _keys as keys
+from app_pages._data import load_model
+from app_pages._errors import show_error
+from app_pages._figures import CHART_CONFIG, digit_heatmap, probability_bars
+from app_pages._frame import open_in_inside
+from app_pages._models import checkpoint_search, model_chooser, offered_checkpoints
 from app_pages._explain_ui import attribution_section, export_buttons
 
-PLOT_CONFIG = {"displayModeBar": False}  # small fixed charts: Plotly's toolbar only covers them
 COMPARE_MAX = 8  # models compared on one drawing: each is a prediction and a chart on every stroke
 # The picture uploader's file types, as MIME types: the browser's file picker offers only these. Not file
 # name extensions: Streamlit checks those on the server, and a forged upload whose name has another one
@@ -90,9 +93,9 @@ def drawing_and_answer(chosen: LoadedModel | None) -> None:
                 st.info(f"Predicting: your uploaded picture {upload.name[:60]}", icon=":material/image:")
             st.button("Use the canvas instead", icon=":material/draw:", on_click=_use_the_canvas)
     if image.any():
-        st.session_state["drawing"] = image  # Inside the network reads it
+        st.session_state[keys.DRAWING] = image  # Inside the network reads it
     else:
-        st.session_state.pop("drawing", None)
+        st.session_state.pop(keys.DRAWING, None)
 
     if chosen is None:
         return
@@ -108,13 +111,11 @@ def drawing_and_answer(chosen: LoadedModel | None) -> None:
     with answer_col:
         seen, bars = st.columns([1, 2])
         seen.plotly_chart(digit_heatmap(image, "Model input, 28x28", height=260, show_scale=False),
-                          key="draw_seen", config=PLOT_CONFIG)
+                          key="draw_seen", config=CHART_CONFIG)
         seen.caption("Cropped, fitted into 20x20 and centred by its centre of mass, the way MNIST was made.")
         bars.plotly_chart(probability_bars(probs, height=330, title=f"Probabilities · {chosen.name}"),
-                          key="draw_probs", config=PLOT_CONFIG)
-        if st.button("Open in Inside the network", icon=":material/visibility:"):
-            st.session_state["inspect_source"] = {"kind": "drawing"}
-            st.switch_page("app_pages/inside.py")
+                          key="draw_probs", config=CHART_CONFIG)
+        open_in_inside({"kind": "drawing"})
 
     # --- why this answer: attribution maps ---------------------------------------------------------
     if st.toggle("Why this answer? What each pixel contributed", key="draw_explain"):
@@ -152,7 +153,7 @@ def compare_models(chosen: LoadedModel, image: np.ndarray) -> None:
                     continue
                 probs_k = predict_proba(other, image)[0]
                 st.metric(p.stem, int(probs_k.argmax()), f"{probs_k.max():.1%}", delta_color="off", delta_arrow="off")
-                st.plotly_chart(probability_bars(probs_k, height=220), key=f"compare-{p.stem}", config=PLOT_CONFIG)
+                st.plotly_chart(probability_bars(probs_k, height=220), key=f"compare-{p.stem}", config=CHART_CONFIG)
 
 
 with drawing_row:

@@ -15,7 +15,11 @@ from mnist_core import evaluate as ev
 from mnist_core import runs
 from mnist_core.checkpoints import default_checkpoint, find_checkpoints
 from mnist_core.errors import MnistLabError
-from app_pages._common import checkpoint_picker, load_model, load_split, require_data, run_heavy, show_error
+from app_pages._data import load_model, load_split, require_data
+from app_pages._errors import show_error
+from app_pages._figures import percent
+from app_pages._frame import open_in_inside, run_heavy
+from app_pages._models import checkpoint_picker
 from app_pages._selectable import selectable_chart
 
 GALLERY_SIZE = 40
@@ -134,9 +138,7 @@ def confusion_tab() -> None:
         o1, o2 = st.columns([1, 3])
         chosen = o1.selectbox("Image", idx[:GALLERY_SIZE].tolist(), format_func=lambda i: f"test #{i}",
                               key="cm_open_index", **KEEP)
-        if o2.button("Open in Inside the network", icon=":material/visibility:"):
-            st.session_state["inspect_source"] = {"kind": "dataset", "split": "test", "index": int(chosen)}
-            st.switch_page("app_pages/inside.py")
+        open_in_inside({"kind": "dataset", "split": "test", "index": int(chosen)}, place=o2)
 
 
 def cards_table(cards: pd.DataFrame) -> pd.DataFrame:
@@ -220,7 +222,7 @@ def comparison_table(rows: list[dict], baseline_id: str) -> pd.DataFrame:
         best_val = r["best_val_accuracy"]
         table.append({
             "run": r["run"] + (" (baseline)" if base else ""), "model": r["model"] or "–",
-            "test accuracy": "–" if r["test_accuracy"] is None else f"{r['test_accuracy']:.2%}",
+            "test accuracy": percent(r["test_accuracy"]),
             "test accuracy vs baseline": "baseline" if base else points(r["Δ test_accuracy"]),
             "best validation accuracy": "no validation set" if best_val is None else f"{best_val:.2%}",
             "validation vs baseline": "baseline" if base else points(r["Δ best_val_accuracy"]),

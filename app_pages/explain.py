@@ -12,7 +12,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mnist_core import explain
-from app_pages._common import load_split, model_chooser, require_data, run_heavy, show_error
+from app_pages._data import load_split, require_data
+from app_pages._errors import show_error
+from app_pages._frame import open_in_inside, run_heavy
+from app_pages._models import model_chooser
 from app_pages._selectable import selectable_chart
 
 SEED = 0
@@ -149,6 +152,4 @@ for n, k in enumerate(chosen[:GALLERY]):
 o1, o2 = st.columns([1, 3], vertical_alignment="bottom")
 pick = o1.selectbox("Image", [int(emap.indices[k]) for k in chosen[:GALLERY]], format_func=lambda i: f"test #{i}",
                     key="explain_open_index")
-if o2.button("Open in Inside the network", icon=":material/visibility:"):
-    st.session_state["inspect_source"] = {"kind": "dataset", "split": "test", "index": int(pick)}
-    st.switch_page("app_pages/inside.py")
+open_in_inside({"kind": "dataset", "split": "test", "index": int(pick)}, place=o2)

@@ -8,7 +8,7 @@ from mnist_core.checkpoints import find_checkpoints, read_meta
 from mnist_core.errors import MnistLabError
 from mnist_core.records import LIVE
 from app_pages import _class
-from app_pages._common import show_error
+from app_pages._errors import show_error
 
 st.title("MNIST Lab")
 st.caption("Browse MNIST, train small networks with live charts, look inside them, and draw digits for predictions.")

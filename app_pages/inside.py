@@ -1,9 +1,9 @@
 """Inside the network: one image through one checkpoint; its kernels, feature maps or templates, and its answer.
 
 The input is a dataset image (by index, or the n-th / a random image of a label) or the Draw page's
-drawing. st.session_state["inspect_source"] says which ({"kind": "dataset", "split", "index"} or
-{"kind": "drawing"}): the Dataset and Draw pages set it to send an image here, and this page keeps
-it up to date so coming back shows the same image.
+drawing. st.session_state[_keys.INSPECT_SOURCE] says which ({"kind": "dataset", "split", "index"} or
+{"kind": "drawing"}): other pages set it to send an image here (_frame.open_in_inside), and this page
+keeps it up to date so coming back shows the same image.
 """
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ import streamlit as st
 from mnist_core import inspection
 from mnist_core.data import SPLIT_SIZES
 from mnist_core.models import layer_table, model_info
-from app_pages._common import (digit_heatmap, load_split, model_chooser, probability_bars, require_data, show_error,
-                           tiles_heatmap)
+from app_pages import _keys as keys
+from app_pages._data import load_split, require_data
+from app_pages._errors import show_error
+from app_pages._figures import CHART_CONFIG, digit_heatmap, probability_bars, tiles_heatmap
+from app_pages._models import model_chooser
 from app_pages._explain_ui import attribution_section, export_buttons, replay_section
 from app_pages._network_figures import FULL_GRID_MAX, diverging, kernel_figure, map_figure
 
@@ -48,7 +51,7 @@ def apply_source(source) -> None:
 
 # A new source from another page, or the first visit: follow it. (Coming back from a page that sent
 # nothing finds the input widgets as they were left: they keep their values, KEEP.)
-source = ss.get("inspect_source")
+source = ss.get(keys.INSPECT_SOURCE)
 if source is not None and (source != ss.get("_inside_applied") or "inside_kind" not in ss):
     apply_source(source)
 ss.setdefault("inside_kind", "dataset")
@@ -109,17 +112,17 @@ if kind == "dataset":
     image = images[index].astype(np.float32) / 255.0
     truth = int(labels[index])
     input_title = f"{split} image {index:,} · label {truth}"
-    ss["inspect_source"] = {"kind": "dataset", "split": split, "index": index}
+    ss[keys.INSPECT_SOURCE] = {"kind": "dataset", "split": split, "index": index}
 else:
-    drawing = ss.get("drawing")
+    drawing = ss.get(keys.DRAWING)
     if drawing is None or np.shape(drawing) != (28, 28):
         st.info("No drawing yet: draw a digit on the Draw page, then come back.", icon=":material/draw:")
         st.page_link("app_pages/draw.py", label="Go to Draw", icon=":material/draw:")
         st.stop()
     image = np.clip(np.asarray(drawing, dtype=np.float32), 0.0, 1.0)
     input_title = "your drawing, as the model sees it"
-    ss["inspect_source"] = {"kind": "drawing"}
-ss["_inside_applied"] = ss["inspect_source"]
+    ss[keys.INSPECT_SOURCE] = {"kind": "drawing"}
+ss["_inside_applied"] = ss[keys.INSPECT_SOURCE]
 
 if chosen is None:
     st.stop()
@@ -139,7 +142,7 @@ with c_input:
     fig = digit_heatmap(image, title=input_title, height=330, zmax=1.0, show_scale=False)
     fig.update_xaxes(showgrid=False, zeroline=False)
     fig.update_yaxes(showgrid=False, zeroline=False, constrain="domain")
-    st.plotly_chart(fig, config={"displayModeBar": False})
+    st.plotly_chart(fig, config=CHART_CONFIG)
 with c_probs:
     st.subheader("Output")
     top = int(probs.argmax())
@@ -147,7 +150,7 @@ with c_probs:
     st.markdown(f"Predicts **{top}** with {probs[top]:.1%} probability{verdict}.")
     fig = probability_bars(probs, height=280)
     fig.update_xaxes(type="category")  # every digit gets its tick
-    st.plotly_chart(fig, config={"displayModeBar": False})
+    st.plotly_chart(fig, config=CHART_CONFIG)
 with c_model:
     st.subheader("Model")
     arch = meta.get("architecture", "")
@@ -180,14 +183,14 @@ if inspection.is_convnet(model):
         fig, _ = kernel_figure(w, view=view)
         if cin > 1 and out * cin <= FULL_GRID_MAX:
             st.caption("A row per output channel, a column per input channel.")
-        st.plotly_chart(fig, config={"displayModeBar": False})
+        st.plotly_chart(fig, config=CHART_CONFIG)
 
     st.header("Feature maps")
     st.caption("What each layer makes of the input: one small image per channel (after ReLU and pooling).")
     for name, fmap in maps:
         channels, height, width = fmap.shape
         st.subheader(f"{name} · {channels} x {height} x {width}")
-        st.plotly_chart(map_figure(fmap), config={"displayModeBar": False})
+        st.plotly_chart(map_figure(fmap), config=CHART_CONFIG)
 
 # --- MLPs: first-layer templates and hidden activations ------------------------------------------
 
@@ -208,13 +211,13 @@ else:
                              else "by unit number", **KEEP)
     units = np.argsort(-first, kind="stable")[:count] if order_by == "active" else np.arange(count)
     st.plotly_chart(tiles_heatmap(templates[units], 16, hover="unit %{customdata[0]}", tile_ids=units[:, None],
-                                  max_height=900, **diverging(templates, 99.5)), config={"displayModeBar": False})
+                                  max_height=900, **diverging(templates, 99.5)), config=CHART_CONFIG)
 
     st.header("Hidden activations")
     st.caption("The output of each hidden layer's ReLU for this input: one bar per unit.")
     for name, values in maps:
         st.subheader(f"{name} · {values.size} units")
-        st.plotly_chart(map_figure(values.reshape(-1)), config={"displayModeBar": False})
+        st.plotly_chart(map_figure(values.reshape(-1)), config=CHART_CONFIG)
 
 # --- how it learned: the run's snapshots ---------------------------------------------------------
 

@@ -31,7 +31,7 @@ def test_an_uncaught_error_shows_the_visitor_no_stack_trace_and_no_server_path(m
 
 
 CAUGHT = """
-from app_pages._common import show_error
+from app_pages._errors import show_error
 from mnist_core.errors import CheckpointError
 show_error(OSError(2, "No such file or directory", "/srv/lab/checkpoints/secret.safetensors"))
 show_error(CheckpointError("cannot read /srv/lab/runs/registry.sqlite: disk I/O error"))

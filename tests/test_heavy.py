@@ -86,7 +86,7 @@ def _page_whose_visitor_leaves():
     import streamlit as st
     from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
-    from app_pages._common import run_heavy
+    from app_pages._frame import run_heavy
     from mnist_core import heavy
 
     requests = get_script_run_ctx().script_requests
