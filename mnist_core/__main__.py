@@ -56,21 +56,20 @@ def cmd_train(args) -> int:
 
     from . import runs
     from .records import RunStatus
-    from .training import TrainConfig
+    from .training import admit
     from .worker import execute_run
 
-    fields = {f.name for f in TrainConfig.fields()}
     if args.run_id is not None:  # given, even empty: never a default training instead
         if not RUN_ID.match(args.run_id):
             raise MnistLabError(f"--run-id {args.run_id[:40]!r} is not a run id: one looks like "
                                 f"{EXAMPLE_RUN_ID} (see `runs`)")
-        if args.preset or any(vars(args).get(k) is not None for k in fields):
+        if args.preset or _config_flags(args):
             raise MnistLabError("--run-id runs a queued run as it was configured: give no other config flags")
         run_id = args.run_id
         if os.environ.get("MNIST_FETCH_MISSING_DATA") == "1":
             _fetch_missing_data(run_id)
     else:
-        config = _config_from_flags(args)
+        config = admit(_config_from_flags(args))
         run_id = runs.create_run(config.to_dict(), worker_pid=os.getpid())  # this process runs it
         print(f"run {run_id}: {config.summary()}")
 
@@ -117,18 +116,27 @@ def _fetch_missing_data(run_id: str) -> None:
         raise
 
 
-def _config_from_flags(args):
-    from .training import TrainConfig, admit, preset_config
+def _config_flags(args) -> dict:
+    """The TrainConfig fields given as flags (train, submit and sweep take them all)."""
+    from .training import TrainConfig
 
     fields = {f.name for f in TrainConfig.fields()}
-    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-    return admit(preset_config(args.preset, **overrides) if args.preset else TrainConfig.from_dict(overrides))
+    return {k: v for k, v in vars(args).items() if k in fields and v is not None}
+
+
+def _config_from_flags(args):
+    """The TrainConfig the flags say: --preset's recipe, if given, with the field flags over it."""
+    from .training import TrainConfig, preset_config
+
+    overrides = _config_flags(args)
+    return preset_config(args.preset, **overrides) if args.preset else TrainConfig.from_dict(overrides)
 
 
 def cmd_submit(args) -> int:
     from . import worker
+    from .training import admit
 
-    config = _config_from_flags(args)
+    config = admit(_config_from_flags(args))
     run_id = worker.submit(config.to_dict())
     print(run_id, flush=True)  # alone on stdout, for scripts: RUN=$(python -m mnist_core submit ...)
     if not args.wait:
@@ -187,13 +195,9 @@ def _reconcile(executor) -> None:
 
 def cmd_sweep(args) -> int:
     from .sweeps import cli
-    from .training import TrainConfig, preset_config
 
-    fields = {f.name for f in TrainConfig.fields()}
-    overrides = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-    base = preset_config(args.preset, **overrides) if args.preset else TrainConfig.from_dict(overrides)
-    return cli(args.param, base.to_dict(), random=args.random, seeds=args.seeds, sample_seed=args.sample_seed,
-               wait=args.wait)
+    return cli(args.param, _config_from_flags(args).to_dict(), random=args.random, seeds=args.seeds,
+               sample_seed=args.sample_seed, wait=args.wait)
 
 
 def cmd_export(args) -> int:

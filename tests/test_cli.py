@@ -167,6 +167,9 @@ def test_kernels_says_whether_the_fused_kernels_are_in_use(capsys, monkeypatch, 
     (["evaluate", "missing.safetensors"], "error: no checkpoint at"),
     (["evaluate", "20990101-000000-abcdef"], "error: no run 20990101-000000-abcdef"),
     (["submit", "--lr", "-0.5"], "error: lr must be above 0"),
+    (["submit", "--preset", "tutorial-lenet5", "--epochs", "0"], "error: epochs must be at least 1"),
+    (["sweep", "--preset", "tutorial-lenet5", "--epochs", "0", "--param", "lr=0.1,0.2"],
+     "error: epochs must be at least 1"),
     (["train", "--run-id", "BAD-CONFIG"], "error: lr must be above 0"),
 ])
 def test_user_errors_print_one_line_and_exit_2(capsys, argv, expected):
