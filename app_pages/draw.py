@@ -28,7 +28,7 @@ from app_pages._explain_ui import attribution_section, export_buttons
 COMPARE_MAX = 8  # models compared on one drawing: each is a prediction and a chart on every stroke
 # The picture uploader's file types, as MIME types: the browser's file picker offers only these. Not file
 # name extensions: Streamlit checks those on the server, and a forged upload whose name has another one
-# (`digit.tiff`) raised an exception before the page ran, which no page can catch. load_image reads
+# (`digit.tiff`) raises an exception before the page runs, which no page can catch. load_image reads
 # the format from the file's bytes, whatever its name, and refuses any other in one line.
 PICTURE_TYPES = ["image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp"]
 
@@ -129,7 +129,7 @@ def drawing_and_answer(chosen: LoadedModel | None) -> None:
 def compare_models(chosen: LoadedModel, image: np.ndarray) -> None:
     """Chosen checkpoints' answers to the same drawing, side by side: the committed ones and the model in
     use unless the visitor picks others, COMPARE_MAX at most, from a bounded list with a search box (a host
-    with thousands of runs has thousands of checkpoints: comparing them all took minutes a stroke)."""
+    with thousands of runs has thousands of checkpoints: comparing them all would take minutes a stroke)."""
     key = "draw_compare_pick"
     in_use = [Path(chosen.key[1]).name] if chosen.key[0] == "file" else []
     first = list(dict.fromkeys([f"{m}.safetensors" for m in list_models() if default_checkpoint(m)] + in_use))

@@ -15,6 +15,7 @@ from mnist_core import evaluate as ev
 from mnist_core import runs
 from mnist_core.checkpoints import default_checkpoint, find_checkpoints
 from mnist_core.errors import MnistLabError
+from mnist_core.scratch import lenet5_speed_table
 from app_pages._data import load_model, load_split, require_data
 from app_pages._errors import show_error
 from app_pages._figures import percent
@@ -204,8 +205,6 @@ def cards_tab() -> None:
 
 @st.cache_data(show_spinner="Timing NumPy and torch layers...")
 def speed_table(path: str, mtime: float) -> pd.DataFrame:
-    from mnist_core.scratch import lenet5_speed_table
-
     model, _ = load_model(path)
     return pd.DataFrame(lenet5_speed_table(model=model))
 
