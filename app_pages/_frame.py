@@ -21,7 +21,7 @@ import streamlit as st
 # cache waits with it): a heavy job's wait polls it, so a closed tab stops the job at once.
 from streamlit.runtime.scriptrunner_utils.script_run_context import get_run_yield_check
 
-from mnist_core import data, heavy, live, runs
+from mnist_core import data, heavy, live, registry
 from mnist_core.errors import MnistLabError
 from mnist_core.records import LIVE
 from app_pages import _keys as keys
@@ -47,7 +47,7 @@ def sidebar() -> None:
         if not data.is_present():
             st.warning("MNIST not downloaded", icon=":material/cloud_off:")
         try:
-            any_live = bool(runs.list_runs(status=LIVE, limit=1))
+            any_live = bool(registry.list_runs(status=LIVE, limit=1))
         except MnistLabError as exc:
             st.error(live.for_visitor(str(exc)))
             return
@@ -62,7 +62,7 @@ def _sidebar_runs(polling: bool) -> None:
     @st.fragment(run_every=SIDEBAR_POLL_SECONDS if polling else None)
     def bars() -> None:
         try:
-            in_progress = runs.list_runs(status=LIVE)  # all a place in line needs: the queue caps bound them
+            in_progress = registry.list_runs(status=LIVE)  # all a place in line needs: the queue caps bound them
         except MnistLabError as exc:
             st.error(live.for_visitor(str(exc)))
             return

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from mnist_core import artifacts, runs
+from mnist_core import artifacts, registry
 from mnist_core.checkpoints import find_checkpoints, load_uploaded_checkpoint
 from mnist_core.errors import MnistLabError
 from mnist_core.export import load_bundle
@@ -106,7 +106,7 @@ def _stored_runs(keep: str | None = None) -> dict[str, str]:
     try:
         stored = artifacts.stored_models(limit=PICKER_LIMIT)
         if keep and keep not in {r.id for r in stored}:
-            stored += runs.list_runs(where=[runs.RUNS.c.id == keep], status="completed",
+            stored += registry.list_runs(where=[registry.RUNS.c.id == keep], status="completed",
                                      has_artifacts=("checkpoint.safetensors", "checkpoint.json"))
     except (MnistLabError, OSError):
         return {}

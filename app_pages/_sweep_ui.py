@@ -21,7 +21,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from mnist_core import form, runs, sweeps
+from mnist_core import form, registry, sweeps
 from mnist_core.errors import MnistLabError
 from mnist_core.live import RunRows, for_visitor
 from mnist_core.training import TrainConfig
@@ -227,7 +227,7 @@ def _rows(run_id: str) -> list[dict]:
     held = st.session_state.setdefault("sweep_rows", {})
     if run_id not in held:
         held[run_id] = RunRows(run_id)
-    return held[run_id].top_up(runs.get_metrics)
+    return held[run_id].top_up(registry.get_metrics)
 
 
 def _watch(sweep_id: str, token: str) -> None:
@@ -279,7 +279,7 @@ def sweep_tab() -> None:
     is live; the page once more when the last one ends, which stops the polling)."""
     token = visitor_token()
     try:
-        all_runs = runs.recent_runs()  # the live runs and the newest, whatever the registry holds
+        all_runs = registry.recent_runs()  # the live runs and the newest, whatever the registry holds
     except MnistLabError as exc:
         show_error(exc)
         return

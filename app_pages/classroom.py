@@ -20,7 +20,7 @@ import urllib.parse
 import pandas as pd
 import streamlit as st
 
-from mnist_core import classes, form, live, runs, worker
+from mnist_core import classes, form, live, registry, worker
 from mnist_core.errors import MnistLabError
 from app_pages import _class, _run_charts
 from app_pages._errors import show_error
@@ -114,13 +114,13 @@ def _cancel(run_id: str) -> None:
         st.session_state["class_action_problem"] = live.for_visitor(str(exc))
 
 
-def draw_live(class_runs: list[runs.Run]) -> None:
+def draw_live(class_runs: list[registry.Run]) -> None:
     """Each live run of the class: who, progress, and Cancel for the browser that started it."""
     in_progress = [r for r in class_runs if r.is_live]
     if not in_progress:
         st.caption("No run in progress in this class.")
         return
-    everyone = runs.list_runs(status=("queued", "running")) if any(r.status == "queued" for r in in_progress) \
+    everyone = registry.list_runs(status=("queued", "running")) if any(r.status == "queued" for r in in_progress) \
         else in_progress  # a place in line counts the live runs of everyone
     for r in in_progress:
         row = st.columns([5, 1], vertical_alignment="center")
@@ -142,7 +142,7 @@ except MnistLabError as exc:
 st.subheader("In progress")
 
 
-def _shape(class_runs: list[runs.Run]) -> tuple:
+def _shape(class_runs: list[registry.Run]) -> tuple:
     """What the page as a whole shows of the runs' states: which runs there are and which are live."""
     return tuple((r.id, r.is_live) for r in class_runs)
 
@@ -175,7 +175,7 @@ SETTING_COLUMNS = {name: form.LABELS[name] for name in classes.KEY_SETTINGS}
 
 st.subheader("Leaderboard")
 try:  # each best run's validation rows: a run whose training collapsed is marked
-    board = classes.leaderboard(class_runs, metrics=lambda run_id: runs.get_metrics(run_id, split="val"))
+    board = classes.leaderboard(class_runs, metrics=lambda run_id: registry.get_metrics(run_id, split="val"))
 except MnistLabError as exc:
     show_error(exc)
     st.stop()
@@ -194,10 +194,10 @@ else:
 
 # --- curves and the chart of every run ------------------------------------------------------------
 
-def student_curves(chosen: dict[str, list[runs.Run]]) -> None:
+def student_curves(chosen: dict[str, list[registry.Run]]) -> None:
     """The chosen students' newest runs, loss and validation accuracy, a colour per student."""
     # Plotly reads tags in trace names and tick labels (<a href>, <b>): a name is escaped to show as typed.
-    series = [{"label": f"{html.escape(student)} · run {r.id}", "rows": runs.get_metrics(r.id),
+    series = [{"label": f"{html.escape(student)} · run {r.id}", "rows": registry.get_metrics(r.id),
                "value": html.escape(student)}
               for student, theirs in chosen.items()
               for r in [r for r in theirs if r.status != "queued"][-CURVES_PER_STUDENT:]]
@@ -236,7 +236,7 @@ if by_student:
 
 def _delete(run_id: str) -> None:
     try:
-        runs.delete_run(run_id, by=token)
+        registry.delete_run(run_id, by=token)
     except MnistLabError as exc:
         st.session_state["class_action_problem"] = live.for_visitor(str(exc))
 

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mnist_core import evaluate as ev
-from mnist_core import runs
+from mnist_core import registry
 from mnist_core.checkpoints import default_checkpoint, find_checkpoints
 from mnist_core.errors import MnistLabError
 from mnist_core.scratch import lenet5_speed_table
@@ -238,8 +238,8 @@ def comparison_table(rows: list[dict], baseline_id: str) -> pd.DataFrame:
 def runs_tab() -> None:
     """Completed runs against a baseline run, with a CSV download."""
     try:
-        finished = runs.list_runs(status="completed", newest_first=True, limit=COMPARE_RUNS)[::-1]  # oldest first
-        how_many = runs.count_runs(status="completed") if len(finished) == COMPARE_RUNS else len(finished)
+        finished = registry.list_runs(status="completed", newest_first=True, limit=COMPARE_RUNS)[::-1]  # oldest first
+        how_many = registry.count_runs(status="completed") if len(finished) == COMPARE_RUNS else len(finished)
     except MnistLabError as exc:
         show_error(exc)
         finished, how_many = [], 0
@@ -263,7 +263,7 @@ def runs_tab() -> None:
                            help="The same figures as plain numbers (accuracies as fractions, times in seconds)")
         fig = go.Figure()
         for run_id in [baseline_id, *others_ids]:
-            val = runs.get_metrics(run_id, split="val")
+            val = registry.get_metrics(run_id, split="val")
             fig.add_scatter(x=[m["epoch"] for m in val], y=[m["accuracy"] for m in val], mode="lines+markers",
                             name=("baseline " if run_id == baseline_id else "") + labels[run_id],
                             line=dict(width=4 if run_id == baseline_id else 2))

@@ -3,7 +3,7 @@ any is), the way in to every page, and a field to join a teacher's class by its 
 
 import streamlit as st
 
-from mnist_core import classes, data, live, runs
+from mnist_core import classes, data, live, registry
 from mnist_core.checkpoints import find_checkpoints, read_meta
 from mnist_core.errors import MnistLabError
 from mnist_core.records import LIVE
@@ -64,8 +64,8 @@ def runs_in_progress(polling: bool) -> None:
     @st.fragment(run_every=RUNS_POLL_SECONDS if polling else None)
     def panel() -> None:
         try:
-            in_progress = runs.list_runs(status=LIVE)  # all a place in line needs; the rest is counted
-            so_far = 0 if in_progress else runs.count_runs()
+            in_progress = registry.list_runs(status=LIVE)  # all a place in line needs; the rest is counted
+            so_far = 0 if in_progress else registry.count_runs()
         except MnistLabError as exc:
             show_error(exc)
             return
@@ -84,7 +84,7 @@ def runs_in_progress(polling: bool) -> None:
 
 with c_runs:
     try:
-        any_live = bool(runs.list_runs(status=LIVE, limit=1))
+        any_live = bool(registry.list_runs(status=LIVE, limit=1))
     except MnistLabError as exc:
         show_error(exc)
         any_live = False

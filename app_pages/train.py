@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from mnist_core import form, kernels, limits, live, runs, sweeps, worker
+from mnist_core import form, kernels, limits, live, registry, sweeps, worker
 from mnist_core.errors import MnistLabError
 from mnist_core.models import count_parameters, create_model, layer_table, model_info
 from mnist_core.records import LIVE
@@ -126,7 +126,7 @@ def architecture_table(name: str) -> tuple[pd.DataFrame, int, bool]:
 
 
 try:
-    all_runs = runs.recent_runs()  # the live ones and the newest: never the whole registry
+    all_runs = registry.recent_runs()  # the live ones and the newest: never the whole registry
 except MnistLabError as exc:
     show_error(exc)
     all_runs = []
@@ -200,7 +200,7 @@ if start:  # (a disabled Start never reports a click: the values here passed for
         class_code, student = _class.membership()  # a run started inside a class shows on its page
         run_id = worker.submit(TrainConfig.from_dict(_form_values()).to_dict(), owner=token, class_code=class_code,
                                student=student)
-        all_runs = runs.recent_runs()
+        all_runs = registry.recent_runs()
     except MnistLabError as exc:
         st.error(live.for_visitor(str(exc)))
     else:
@@ -267,7 +267,7 @@ def run_rows(run_id: str) -> list[dict]:
     held = st.session_state.get("live_rows")
     if not isinstance(held, live.RunRows) or held.run_id != run_id:
         held = st.session_state["live_rows"] = live.RunRows(run_id)
-    return held.top_up(runs.get_metrics)
+    return held.top_up(registry.get_metrics)
 
 
 def _summary(config: dict) -> str:
@@ -283,7 +283,7 @@ NOT_YOURS = "Only the browser that started this run can cancel or delete it."
 OPERATORS = "This run was started from the command line: only the server's operator can change it."
 
 
-def draw_run(run: runs.Run, all_runs: list[runs.Run]) -> None:
+def draw_run(run: registry.Run, all_runs: list[registry.Run]) -> None:
     with st.container(key="live_run_head"):  # (SCROLL_TO_RUN brings it to the top of the screen)
         head = st.columns([3, 1])
     head[0].subheader(f"Run {run.id} · {run.config.get('model')} · {run.status}")
@@ -303,7 +303,7 @@ def draw_run(run: runs.Run, all_runs: list[runs.Run]) -> None:
             st.markdown(f"Delete run **{run.id}** and its curves? This cannot be undone.")
             if st.button("Yes, delete it", type="primary", key=f"delete-{run.id}"):
                 try:
-                    runs.delete_run(run.id, by=token)
+                    registry.delete_run(run.id, by=token)
                 except MnistLabError as exc:
                     show_error(exc)
                 else:
@@ -324,7 +324,7 @@ def draw_run(run: runs.Run, all_runs: list[runs.Run]) -> None:
     getattr(st, kind)(text, icon=icon)
 
 
-def draw_charts(run: runs.Run) -> None:
+def draw_charts(run: registry.Run) -> None:
     rows = run_rows(run.id)
     if rows:
         loss_fig, acc_fig = curves(rows, run.total_steps)
@@ -333,7 +333,7 @@ def draw_charts(run: runs.Run) -> None:
         c2.plotly_chart(acc_fig, key="live_acc", config=CHART_CONFIG)
 
 
-def _watch_label(r: runs.Run) -> str:
+def _watch_label(r: registry.Run) -> str:
     return f"{r.id} · {r.config.get('model')} · {r.status}" + (" · yours" if r.owner == token else "")
 
 
@@ -400,8 +400,8 @@ with st.container(key="live_panel"):
         @st.fragment(run_every=POLL_SECONDS if polling else None)
         def live_panel(run_id: str, was_status: str) -> None:
             try:
-                everything = runs.list_runs(status=LIVE)  # all a place in line needs
-                run = next((r for r in everything if r.id == run_id), None) or runs.get_run(run_id)
+                everything = registry.list_runs(status=LIVE)  # all a place in line needs
+                run = next((r for r in everything if r.id == run_id), None) or registry.get_run(run_id)
                 draw_run(run, everything)
             except MnistLabError as exc:
                 show_error(exc)
@@ -412,7 +412,7 @@ with st.container(key="live_panel"):
         @st.fragment(run_every=CHART_SECONDS if polling else None)
         def live_charts(run_id: str) -> None:
             try:
-                draw_charts(runs.get_run(run_id))
+                draw_charts(registry.get_run(run_id))
             except MnistLabError as exc:
                 show_error(exc)
 
@@ -433,9 +433,9 @@ def _percent(x: float | None) -> str:
 RUNS_PAGE = 25  # rows of the runs table: a page at a time, read with SQL LIMIT/OFFSET
 
 
-def runs_page() -> tuple[list[runs.Run], int, int]:
+def runs_page() -> tuple[list[registry.Run], int, int]:
     """(this page's runs newest first, the page's first row's number, how many runs in all)."""
-    total = runs.count_runs()
+    total = registry.count_runs()
     pages = max(1, -(-total // RUNS_PAGE))
     page = 1
     if pages > 1:
@@ -445,7 +445,7 @@ def runs_page() -> tuple[list[runs.Run], int, int]:
         page = st.number_input("Page", min_value=1, max_value=pages, step=1, key="runs_page",
                                help=f"{RUNS_PAGE} runs a page, newest first")
         page = min(max(1, int(page or 1)), pages)
-    return runs.list_runs(newest_first=True, limit=RUNS_PAGE, offset=(page - 1) * RUNS_PAGE), \
+    return registry.list_runs(newest_first=True, limit=RUNS_PAGE, offset=(page - 1) * RUNS_PAGE), \
         (page - 1) * RUNS_PAGE + 1, total
 
 
@@ -475,7 +475,7 @@ else:
     if picked:
         loss_fig, acc_fig = go.Figure(), go.Figure()
         for r in picked:
-            metrics = runs.get_metrics(r.id)
+            metrics = registry.get_metrics(r.id)
             train = [m for m in metrics if m["split"] == "train"]
             val = [m for m in metrics if m["split"] == "val"]
             label = f"{r.id[-6:]} {r.config.get('model')}"

@@ -34,14 +34,14 @@ from pathlib import Path
 
 from benchmarks._common import REPO_ROOT, LoadMonitor, machine_info, print_table, result_line, wait_for_quiet, write_result
 from harness import VIEWPORT, StreamlitServer, find_chromium, launch_chromium
-from mnist_core import runs
+from mnist_core import registry
 from mnist_core.checkpoints import read_meta
 
 RUN_TIMEOUT_S = 600
 
 
 def timings(run_id: str, root: Path) -> dict:
-    run = runs.get_run(run_id, root=root)
+    run = registry.get_run(run_id, root=root)
     if run.status != "completed":
         raise RuntimeError(f"run {run_id} ended {run.status}: {run.error}")
     meta = read_meta(run.checkpoint)
@@ -85,11 +85,11 @@ class AppSide:
         self.page.get_by_role("heading", name=title, exact=True).wait_for()
 
     def run(self, watch: bool) -> dict:
-        before = {r.id for r in runs.list_runs(root=self.root / "runs")}
+        before = {r.id for r in registry.list_runs(root=self.root / "runs")}
         ui_cpu = ui_cpu_seconds(self.server.pid)
         self.page.get_by_role("button", name="Start training", exact=True).click()
         deadline = time.monotonic() + 60
-        while not (new := [r.id for r in runs.list_runs(root=self.root / "runs") if r.id not in before]):
+        while not (new := [r.id for r in registry.list_runs(root=self.root / "runs") if r.id not in before]):
             if time.monotonic() > deadline:
                 raise TimeoutError("pressing Start training queued no run")
             self.page.wait_for_timeout(100)
@@ -98,7 +98,7 @@ class AppSide:
             self._nav("Home", "MNIST Lab")
         # wait on the registry, keeping the page alive (and, watching, polling)
         deadline = time.monotonic() + RUN_TIMEOUT_S
-        while runs.get_run(run_id, root=self.root / "runs").status in runs.LIVE:
+        while registry.get_run(run_id, root=self.root / "runs").is_live:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"run {run_id} did not finish within {RUN_TIMEOUT_S} s")
             self.page.wait_for_timeout(200)
@@ -134,12 +134,12 @@ def ui_cpu_seconds(server_pid: int) -> dict:
 
 def cli_run(root: Path, preset: str, threads: int) -> dict:
     env = dict(os.environ, MNIST_RUNS_DIR=str(root / "runs"), MNIST_CHECKPOINT_DIR=str(root / "checkpoints"))
-    before = {r.id for r in runs.list_runs(root=root / "runs")}
+    before = {r.id for r in registry.list_runs(root=root / "runs")}
     cmd = [sys.executable, "-m", "mnist_core", "train", "--preset", preset, "--quiet"]
     if threads:
         cmd += ["--threads", str(threads)]
     subprocess.run(cmd, cwd=REPO_ROOT, env=env, check=True, stdout=subprocess.DEVNULL, timeout=RUN_TIMEOUT_S)
-    (run_id,) = [r.id for r in runs.list_runs(root=root / "runs") if r.id not in before]
+    (run_id,) = [r.id for r in registry.list_runs(root=root / "runs") if r.id not in before]
     return timings(run_id, root / "runs")
 
 

@@ -79,20 +79,20 @@ def _class_submits(config: dict, students: int, window: float, seed: int) -> lis
 
 
 def _wait_all(run_ids: list[str], timeout: float) -> None:
-    from mnist_core import runs
+    from mnist_core import registry
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all(r.status not in ("queued", "running") for r in runs.list_runs()):
+        if all(r.status not in ("queued", "running") for r in registry.list_runs()):
             return
         time.sleep(1.0)
     print(f"warning: not every run ended within {timeout:.0f} s", file=sys.stderr)
 
 
 def _wait_jobs(address: str, run_ids: list[str], timeout: float = 120) -> None:
-    from mnist_core import runs
+    from mnist_core import registry
 
-    jobs = [runs.get_run(r).job_id for r in run_ids]
+    jobs = [registry.get_run(r).job_id for r in run_ids]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         states = []
@@ -105,12 +105,12 @@ def _wait_jobs(address: str, run_ids: list[str], timeout: float = 120) -> None:
 
 
 def _measure(run_ids: list[str]) -> dict:
-    from mnist_core import runs
+    from mnist_core import registry
 
     rows = []
     for run_id in run_ids:
-        run = runs.get_run(run_id)
-        steps = runs.get_metrics(run_id, split="train")
+        run = registry.get_run(run_id)
+        steps = registry.get_metrics(run_id, split="train")
         first = min((r["time"] for r in steps), default=math.nan)
         slot = (run.finished_at or math.nan) - (run.started_at or math.nan)
         rows.append(dict(status=str(run.status), node=run.node or run.host, created=run.created_at,

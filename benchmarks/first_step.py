@@ -64,12 +64,12 @@ def wait(predicate, timeout: float = 300, interval: float = 0.01):
 
 def first_step(run_id: str) -> tuple[float, float]:
     """(submit -> running, submit -> first step) in seconds, then cancels the run and waits for its end."""
-    from mnist_core import runs
+    from mnist_core import registry
 
-    rows = wait(lambda: runs.get_metrics(run_id, split="train"))
-    run = runs.get_run(run_id)
-    runs.request_cancel(run_id)
-    wait(lambda: not runs.get_run(run_id).is_live)
+    rows = wait(lambda: registry.get_metrics(run_id, split="train"))
+    run = registry.get_run(run_id)
+    registry.request_cancel(run_id)
+    wait(lambda: not registry.get_run(run_id).is_live)
     return run.started_at - run.created_at, rows[0]["time"] - run.created_at
 
 
@@ -81,7 +81,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="first-step-"))
     os.environ.update(MNIST_RUNS_DIR=str(workdir / "runs"), MNIST_CHECKPOINT_DIR=str(workdir / "checkpoints"),
                       MNIST_RUNNER_IDLE_SECONDS="120", MNIST_MAX_CONCURRENT="1")
-    from mnist_core import executors, runs, worker
+    from mnist_core import executors, registry, worker
     from mnist_core.form import FIRST_RUN
     from mnist_core.training import TrainConfig
 
@@ -100,7 +100,7 @@ def main() -> None:
                     run_id = worker.submit(config)
                     times[side].append(first_step(run_id))
                 else:
-                    run_id = runs.create_run(config, worker_pid=os.getpid())  # claimed: the runner leaves it alone
+                    run_id = registry.create_run(config, worker_pid=os.getpid())  # claimed: the runner leaves it alone
                     proc = subprocess.Popen([sys.executable, "-m", "mnist_core", "train", "--quiet", "--run-id", run_id],
                                             cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     times[side].append(first_step(run_id))

@@ -56,22 +56,21 @@ def bomb_seconds() -> float:
 
 def start_training(repo_root) -> tuple[str, subprocess.Popen]:
     """A LeNet-5 run on 8,000 images, 4 epochs, in its own worker process (as the app starts it)."""
-    from mnist_core import runs
+    from mnist_core import registry
     from mnist_core.training import TrainConfig
 
     config = TrainConfig.from_dict(dict(model="lenet5", train_size=8000, val_size=500, epochs=4, batch_size=100,
                                         threads=1, device="cpu")).to_dict()
-    run_id = runs.create_run(config)
+    run_id = registry.create_run(config)
     proc = subprocess.Popen([sys.executable, "-m", "mnist_core", "train", "--run-id", run_id, "--quiet"],
                             cwd=repo_root, env=os.environ.copy(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    runs.set_worker(run_id, proc.pid)
     return run_id, proc
 
 
 def visitor_latencies(visitors: int, rounds: int) -> list[float]:
     """Seconds per round, every visitor's rounds together. A wrong answer stops the benchmark."""
-    from mnist_core import runs
+    from mnist_core import registry
     from mnist_core.checkpoints import default_checkpoint, load_checkpoint
     from mnist_core.data import load_mnist
     from mnist_core.inspection import browse_order
@@ -89,8 +88,8 @@ def visitor_latencies(visitors: int, rounds: int) -> list[float]:
         try:
             for _ in range(rounds):
                 t = time.perf_counter()
-                for r in runs.list_runs():
-                    runs.get_metrics(r.id, split="val")
+                for r in registry.list_runs():
+                    registry.get_metrics(r.id, split="val")
                 order = browse_order(labels.numpy(), int(rng.integers(10)), seed)
                 grid = images[order[:100]]
                 canvas = np.zeros((280, 280, 4), np.uint8)

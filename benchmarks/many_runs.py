@@ -1,7 +1,7 @@
 """Pages with many runs in the registry: Draw's "Compare models" per stroke, the pages that list runs, the queries.
 
 For each size N, a fresh registry in a temporary folder gets N completed runs: rows inserted in one
-transaction through runs.connect() (ten metric rows each), two in three with their own checkpoint
+transaction through registry.connect() (ten metric rows each), two in three with their own checkpoint
 file (links to the committed cnn-small, as a local run leaves one), twenty with their checkpoint only
 in the registry (the real bytes, as a run on another host leaves it). Then, in this process:
 
@@ -10,8 +10,8 @@ in the registry (the real bytes, as a run on another host leaves it). Then, in t
             this is an upper bound), median of --strokes, and the rerun's size as sent to a browser:
             with the default choice (the committed checkpoints), then with the most it allows chosen.
   pages     Home, Train, Evaluate (its Compare runs tab) and Draw: one rerun each, median of 3.
-  queries   runs.list_runs() of everything (what each list page did, several times a rerun, before),
-            a page of 25 with its count, runs.recent_runs(), artifacts.stored_models(limit=30).
+  queries   registry.list_runs() of everything (what each list page did, several times a rerun, before),
+            a page of 25 with its count, registry.recent_runs(), artifacts.stored_models(limit=30).
 
     python -m benchmarks.many_runs [--sizes 1000 10000] [--strokes 5]
     python -m benchmarks.many_runs --app-rev 4a016ba~1 --sizes 1000 --variant before   # the pages before
@@ -49,7 +49,7 @@ IN_REGISTRY = 20  # runs whose checkpoint only the registry holds
 
 def fill(n: int, checkpoints: Path) -> None:
     """N completed runs in the registry MNIST_RUNS_DIR names (see the module's docstring)."""
-    from mnist_core import artifacts, runs
+    from mnist_core import artifacts, registry
     from mnist_core.checkpoints import default_checkpoint, sidecar_path
 
     source = default_checkpoint("cnn-small")
@@ -74,12 +74,12 @@ def fill(n: int, checkpoints: Path) -> None:
                          cancel_requested=0))
         metrics += [dict(run_id=run_id, step=s, epoch=s / 4, split="train" if s % 5 else "val", loss=1 / (s + 1),
                          accuracy=0.9, images_per_s=5000.0, time=t + s) for s in range(10)]
-    with runs.connect() as conn:
-        conn.execute(runs.RUNS.insert(), rows)
-        conn.execute(runs.METRICS.insert(), metrics)
+    with registry.connect() as conn:
+        conn.execute(registry.RUNS.insert(), rows)
+        conn.execute(registry.METRICS.insert(), metrics)
     for run_id in stored:  # a checkpoint written elsewhere: the worker copied it into the registry
-        runs.put_artifact(run_id, artifacts.WEIGHTS, weights)
-        runs.put_artifact(run_id, artifacts.SIDECAR, json.dumps({**json.loads(sidecar), "run_id": run_id}).encode())
+        registry.put_artifact(run_id, artifacts.WEIGHTS, weights)
+        registry.put_artifact(run_id, artifacts.SIDECAR, json.dumps({**json.loads(sidecar), "run_id": run_id}).encode())
 
 
 def canvas_value(k: int) -> dict:
@@ -189,7 +189,7 @@ def main() -> None:
     ap.add_argument("--variant", default="", help="results go to many_runs.VARIANT.json")
     args = ap.parse_args()
 
-    from mnist_core import artifacts, runs
+    from mnist_core import artifacts, registry
 
     results = []
     with LoadMonitor() as load, tempfile.TemporaryDirectory(prefix="mnist-many-runs-app-") as app_tmp:
@@ -204,10 +204,10 @@ def main() -> None:
                 fill(n, tmp / "checkpoints")
                 row = {"runs": n, "fill_s": round(time.perf_counter() - t0, 1), "load_1min": os.getloadavg()[0]}
                 print(f"{n} runs in the registry ({row['fill_s']} s)", flush=True)
-                row["list_all_ms"] = 1000 * time_query(lambda: runs.list_runs())
+                row["list_all_ms"] = 1000 * time_query(lambda: registry.list_runs())
                 row["page_of_25_ms"] = 1000 * time_query(
-                    lambda: (runs.list_runs(newest_first=True, limit=25), runs.count_runs()))
-                row["recent_ms"] = 1000 * time_query(lambda: runs.recent_runs())
+                    lambda: (registry.list_runs(newest_first=True, limit=25), registry.count_runs()))
+                row["recent_ms"] = 1000 * time_query(lambda: registry.recent_runs())
                 row["stored_models_30_ms"] = 1000 * time_query(lambda: artifacts.stored_models(limit=30))
                 for page in ("home", "train", "evaluate", "draw"):
                     row[f"{page}_page_s"] = time_page(root, f"app_pages/{page}.py", 1800)

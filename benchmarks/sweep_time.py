@@ -45,10 +45,10 @@ def time_sweep(folder: Path, config: dict, extra_env: dict) -> dict:
     if done.returncode != 0:
         raise SystemExit(f"the sweep failed: {done.stderr.strip().splitlines()[-1:]}")
     os.environ.update({k: env[k] for k in ("MNIST_RUNS_DIR", "MNIST_REGISTRY_URL")})
-    from mnist_core import runs
+    from mnist_core import registry
 
-    ended = [r for r in runs.list_runs() if r.sweep]
-    runs.close_connections()
+    ended = [r for r in registry.list_runs() if r.sweep]
+    registry.close_connections()
     times = [r.finished_at - r.started_at for r in ended if r.started_at and r.finished_at]
     return {"wall_s": round(wall, 1), "runs": len(ended), "completed": sum(r.status == "completed" for r in ended),
             "run_time_sum_s": round(sum(times), 1), "slowest_run_s": round(max(times), 1)}

@@ -66,8 +66,8 @@ class Training:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _live(self) -> list:
-        from mnist_core import runs
-        return [r for r in runs.list_runs(root=Path(self.env["MNIST_RUNS_DIR"])) if r.is_live]
+        from mnist_core import registry
+        return [r for r in registry.list_runs(root=Path(self.env["MNIST_RUNS_DIR"])) if r.is_live]
 
     def submit(self) -> str:
         from mnist_core import form
@@ -96,10 +96,10 @@ class Training:
 
     def steps(self) -> int:
         """Steps every submitted run has trained so far."""
-        from mnist_core import runs
+        from mnist_core import registry
         done = 0
         for run_id in self.submitted:
-            rows = runs.get_metrics(run_id, split="train", root=Path(self.env["MNIST_RUNS_DIR"]))
+            rows = registry.get_metrics(run_id, split="train", root=Path(self.env["MNIST_RUNS_DIR"]))
             done += max((m["step"] for m in rows), default=0)
         return done
 

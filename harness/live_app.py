@@ -155,13 +155,13 @@ class StreamlitServer:
 def stop_workers(runs_dir: Path) -> None:
     """Cancel, then end, any training worker still live in this registry (workers run in their own sessions)."""
     try:
-        from mnist_core import runs
-        live = [r for r in runs.list_runs(root=runs_dir) if r.is_live]
+        from mnist_core import registry
+        live = [r for r in registry.list_runs(root=runs_dir) if r.is_live]
     except Exception:  # noqa: BLE001 - best effort at teardown
         return
     for r in live:
         try:
-            runs.request_cancel(r.id, root=runs_dir)
+            registry.request_cancel(r.id, root=runs_dir)
         except Exception:  # noqa: BLE001
             pass
     deadline = time.monotonic() + 15

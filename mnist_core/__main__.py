@@ -54,7 +54,7 @@ def cmd_fetch_data(args) -> int:
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
-    from . import runs
+    from . import registry
     from .records import RunStatus
     from .training import admit
     from .worker import execute_run
@@ -70,14 +70,14 @@ def cmd_train(args) -> int:
             _fetch_missing_data(run_id)
     else:
         config = admit(_config_from_flags(args))
-        run_id = runs.create_run(config.to_dict(), worker_pid=os.getpid())  # this process runs it
+        run_id = registry.create_run(config.to_dict(), worker_pid=os.getpid())  # this process runs it
         print(f"run {run_id}: {config.summary()}")
 
     bars = []  # made at the first row, so an error before training starts prints as one line, alone
 
     def show(row) -> None:
         if not bars:  # the run is running by now, its planned steps recorded
-            bars.append(tqdm(total=runs.get_run(run_id).total_steps, unit="step", disable=args.quiet))
+            bars.append(tqdm(total=registry.get_run(run_id).total_steps, unit="step", disable=args.quiet))
         bar = bars[0]
         if row["split"] == "train":
             bar.n = row["step"]
@@ -102,7 +102,7 @@ def cmd_train(args) -> int:
 def _fetch_missing_data(run_id: str) -> None:
     """A worker on a host without MNIST (a fresh Ray node) fetches and MD5-verifies it first, as
     `fetch-data` does; a fetch that fails fails the run with its one-line reason."""
-    from . import data, runs
+    from . import data, registry, runfiles
     from .errors import DataError
     from .records import RunStatus
 
@@ -112,7 +112,7 @@ def _fetch_missing_data(run_id: str) -> None:
     try:
         data.fetch()
     except DataError as exc:
-        runs.finish_run(runs.check_run_id(run_id), RunStatus.FAILED, error=str(exc))
+        registry.finish_run(runfiles.check_run_id(run_id), RunStatus.FAILED, error=str(exc))
         raise
 
 
@@ -150,14 +150,14 @@ def follow(run_id: str, quiet: bool = False, poll_seconds: float = 0.5) -> int:
 
     from tqdm import tqdm
 
-    from . import runs
+    from . import registry
     from .records import LIVE, RunStatus
 
     executor = _ray_executor()
     last_check = 0.0
     with tqdm(total=None, unit="step", desc=run_id, disable=quiet, file=sys.stderr) as bar:
         while True:
-            run = runs.get_run(run_id)
+            run = registry.get_run(run_id)
             if run.total_steps and bar.total != run.total_steps:
                 bar.total = run.total_steps
             bar.n = run.steps or 0
@@ -258,7 +258,7 @@ RUN_JSON_FIELDS = ("id", "status", "config", "node", "host", "job_id", "created_
 def cmd_runs(args) -> int:
     import json
 
-    from .runs import list_runs
+    from .registry import list_runs
 
     executor = _ray_executor()
     if executor is not None:

@@ -2,7 +2,7 @@
 
 On a cluster the web host and the worker hosts share no disk, so a file a worker writes never
 reaches the app by itself. MNIST models are small (well under 2 MB), so the simplest honest answer
-is to keep a copy of each in the registry database (runs.put_artifact / get_artifact) and read it
+is to keep a copy of each in the registry database (registry.put_artifact / get_artifact) and read it
 back wherever it is needed:
 
     checkpoint.safetensors, checkpoint.json   the checkpoint's two files, stored right after it is saved
@@ -24,7 +24,7 @@ from typing import Optional
 
 from torch import nn
 
-from . import runs
+from . import registry
 from .checkpoints import (MAX_SIDECAR_BYTES, MAX_UPLOAD_BYTES, load_checkpoint, load_uploaded_checkpoint,
                           read_capped, read_meta, sidecar_path, weights_path)
 from .errors import CheckpointError, MnistLabError, RunError
@@ -45,11 +45,11 @@ def store_checkpoint(run_id: str, path: os.PathLike, root: Optional[os.PathLike]
     weights = weights_path(path)
     data = read_capped(weights, MAX_UPLOAD_BYTES)
     sidecar = read_capped(sidecar_path(weights), MAX_SIDECAR_BYTES)
-    runs.put_artifact(run_id, WEIGHTS, data, root=root)
-    runs.put_artifact(run_id, SIDECAR, sidecar, root=root)
+    registry.put_artifact(run_id, WEIGHTS, data, root=root)
+    registry.put_artifact(run_id, SIDECAR, sidecar, root=root)
 
 
-def _local_checkpoint(run: runs.Run) -> Optional[Path]:
+def _local_checkpoint(run: registry.Run) -> Optional[Path]:
     """The run's checkpoint file when it is on this host's disk and really is that run's."""
     if not run.checkpoint:
         return None
@@ -69,14 +69,14 @@ def load_run_model(run_id: str, root: Optional[os.PathLike] = None) -> tuple[nn.
     registry kept them and trained on another host), CheckpointError for stored bytes that fail the
     upload checks.
     """
-    run = runs.get_run(run_id, root=root)
+    run = registry.get_run(run_id, root=root)
     if run.status != RunStatus.COMPLETED:
         raise RunError(f"run {run_id} is {run.status}: only a completed run has a checkpoint")
     local = _local_checkpoint(run)
     if local is not None:
         return load_checkpoint(local)
-    data = runs.get_artifact(run_id, WEIGHTS, root=root)
-    sidecar = runs.get_artifact(run_id, SIDECAR, root=root)
+    data = registry.get_artifact(run_id, WEIGHTS, root=root)
+    sidecar = registry.get_artifact(run_id, SIDECAR, root=root)
     if data is None or sidecar is None:
         raise RunError(f"run {run_id}'s checkpoint is neither on this host nor in the run registry")
     model, meta = load_uploaded_checkpoint(data, sidecar)  # sizes capped, sidecar checked, never pickle
@@ -85,10 +85,10 @@ def load_run_model(run_id: str, root: Optional[os.PathLike] = None) -> tuple[nn.
     return model, meta
 
 
-def stored_models(root: Optional[os.PathLike] = None, limit: Optional[int] = None) -> list[runs.Run]:
+def stored_models(root: Optional[os.PathLike] = None, limit: Optional[int] = None) -> list[registry.Run]:
     """The completed runs whose checkpoint is in the registry, oldest first; with `limit`, the newest
     `limit` of them (the app's model choosers offer these beside the checkpoint files). One query."""
-    found = runs.list_runs(root=root, status=RunStatus.COMPLETED, has_artifacts=(WEIGHTS, SIDECAR),
+    found = registry.list_runs(root=root, status=RunStatus.COMPLETED, has_artifacts=(WEIGHTS, SIDECAR),
                            newest_first=limit is not None, limit=limit)
     return found if limit is None else found[::-1]
 
@@ -97,12 +97,12 @@ def store_snapshots(run_id: str, data: bytes, root: Optional[os.PathLike] = None
     """Keep a run's replay file (the npz bytes snapshots.Recorder just wrote) in the registry."""
     if len(data) > MAX_SNAPSHOT_BYTES:
         raise RunError(f"the training snapshots of run {run_id} are too large to keep in the run registry")
-    runs.put_artifact(run_id, SNAPSHOTS, data, root=root)
+    registry.put_artifact(run_id, SNAPSHOTS, data, root=root)
 
 
 def stored_snapshots(run_id: str, root: Optional[os.PathLike] = None) -> Optional[bytes]:
     """A run's replay file from the registry, or None when it holds none (or one too large to read)."""
-    data = runs.get_artifact(run_id, SNAPSHOTS, root=root)
+    data = registry.get_artifact(run_id, SNAPSHOTS, root=root)
     if data is None:
         return None
     if len(data) > MAX_SNAPSHOT_BYTES:

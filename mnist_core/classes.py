@@ -1,10 +1,10 @@
 """Classes: a teacher's class code, the students' display names, and what the class page shows.
 
 A class is nothing but a code (`period-3`) that runs are tagged with, beside the display name the
-student chose (runs.create_run(..., class_code=, student=)). There are no accounts: whoever opens the
+student chose (registry.create_run(..., class_code=, student=)). There are no accounts: whoever opens the
 app with the code is in the class for that browser, and the code only scopes what is *shown* (the
 class's runs, names and leaderboard). It gives no power: cancelling or deleting a run still takes
-the run's owner token (runs._check_owner), and a class's runs obey the same hosting bounds as any
+the run's owner token (registry._check_owner), and a class's runs obey the same hosting bounds as any
 visitor's (limits: the queue caps are per owner and for everyone together, never per class).
 
 Codes and names are visitor input: a code is a short slug or refused in one line; a name is free
@@ -25,7 +25,7 @@ from typing import Callable, Optional
 from .csvfile import csv_text
 from .errors import MnistLabError
 from .live import collapse
-from .runs import Run, list_runs
+from .registry import Run, list_runs
 
 CODE_MIN, CODE_MAX = 3, 32
 NAME_MAX = 24

@@ -32,7 +32,7 @@ from typing import Iterable, Optional, Sequence
 
 from . import form
 from .limits import max_concurrent as concurrent_cap
-from .runs import Run, queue_positions
+from .registry import Run, queue_positions
 
 CHANCE_ACCURACY = 0.2  # guessing gets 10% on MNIST; below 20% a network has not learned to read digits
 COLLAPSE_DROP = 0.2    # validation this far (20 points) below its best, to the end: training collapsed
@@ -102,7 +102,7 @@ class RunRows:
         self._held: set[tuple[str, int]] = set()
 
     def top_up(self, fetch) -> list[dict]:
-        """`fetch(run_id, after_step=N)` returns rows with step > N in step order (runs.get_metrics)."""
+        """`fetch(run_id, after_step=N)` returns rows with step > N in step order (registry.get_metrics)."""
         after = self.rows[-1]["step"] - 1 if self.rows else -1
         for row in fetch(self.run_id, after_step=after):
             key = (row["split"], row["step"])

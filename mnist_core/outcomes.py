@@ -8,9 +8,9 @@ trying for MNIST_RECORD_RETRY_SECONDS (worker.py); once it is recorded the file 
 gives up, or is killed meanwhile, leaves the file for whoever comes next on this host: its runner
 (as soon as the worker has exited, then while it waits for work), the next start (executors.prepare,
 which the app calls once per server) and the next worker. Meanwhile the registry does not take the
-run's worker for dead (runs._dead_reason): the run stays running until its outcome is recorded.
+run's worker for dead (registry._dead_reason): the run stays running until its outcome is recorded.
 
-The file holds only what runs.finish_run takes, and whether the checkpoint still has to be stored.
+The file holds only what registry.finish_run takes, and whether the checkpoint still has to be stored.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from . import runs
+from . import registry
 from .errors import CheckpointError
 from .paths import atomic_write
 from .records import ENDED, LIVE, RunStatus
@@ -53,7 +53,7 @@ def waiting(root: Optional[os.PathLike] = None) -> list[str]:
 
 def record(run_id: str, outcome: dict, root: Optional[os.PathLike] = None) -> bool:
     """One try at a run's final record: its checkpoint into the registry (while `store` asks for it),
-    then the outcome (runs.finish_run). True when this recorded it; False when the run had already
+    then the outcome (registry.finish_run). True when this recorded it; False when the run had already
     ended. A registry that cannot take it raises RunError, and nothing is lost: try again."""
     if outcome.get("store") and outcome.get("checkpoint"):
         from . import artifacts  # here, not above: it loads torch, which a runner that only waits never needs
@@ -64,7 +64,7 @@ def record(run_id: str, outcome: dict, root: Optional[os.PathLike] = None) -> bo
             print(f"run {run_id}: the checkpoint is saved in {outcome['checkpoint']} but not in the registry: {exc}",
                   file=sys.stderr)
         outcome["store"] = False  # stored (or never will be): a second try does not send it again
-    return runs.finish_run(run_id, RunStatus(outcome["status"]), root=root, error=outcome.get("error"),
+    return registry.finish_run(run_id, RunStatus(outcome["status"]), root=root, error=outcome.get("error"),
                            checkpoint=outcome.get("checkpoint"),
                            **{name: outcome.get(name) for name in NUMBERS})
 
@@ -85,7 +85,7 @@ def reconcile_one(run_id: str, root: Optional[os.PathLike] = None) -> bool:
         print(f"run {run_id}: its outcome file is unreadable ({exc}): removed", file=sys.stderr)
         path.unlink(missing_ok=True)
         return False
-    status = runs.run_status(run_id, root=root)
+    status = registry.run_status(run_id, root=root)
     recorded = status in LIVE and record(run_id, outcome, root)
     if not recorded:
         print(f"run {run_id}: its outcome ({outcome['status']}) was not recorded: the run is "

@@ -3,7 +3,7 @@
 The job's entrypoint is the worker command itself, `python -m mnist_core train --quiet --run-id ID`,
 so a run on a cluster node runs the very code a local run does; Ray's scheduler, not our queue,
 decides where and when. Nothing is held in the web process: the job's id is derived from the run id
-(`mnist-RUN_ID`) and recorded in the registry (runs.set_job) before the job is submitted, so a
+(`mnist-RUN_ID`) and recorded in the registry (registry.set_job) before the job is submitted, so a
 restarted web app, or any other process, finds every job again.
 
 What a job asks Ray for comes from the run's config: CPUs = threads (or 1), one GPU when the device
@@ -46,7 +46,7 @@ import time
 import urllib.request
 from typing import Optional
 
-from . import limits, outcomes, runs
+from . import limits, outcomes, registry
 from .errors import RunError
 from .paths import REPO_ROOT
 from .records import LIVE, RunStatus
@@ -127,7 +127,7 @@ class RayExecutor:
         """Submit the run's job and record its id (first: the id is derived, so a crash between the two
         leaves a run that names the job it may have)."""
         job_id = job_id_for(run_id)
-        runs.set_job(run_id, job_id, root=root)
+        registry.set_job(run_id, job_id, root=root)
         client = self._client()
         try:
             client.submit_job(entrypoint=entrypoint(run_id), submission_id=job_id,
@@ -140,7 +140,7 @@ class RayExecutor:
         """The flag is set: stop the job now if its run has not started, else after a grace period
         unless it has ended by itself (a background thread; the flag alone is enough when this process
         exits first)."""
-        run = runs.get_run(run_id, root=root)
+        run = registry.get_run(run_id, root=root)
         if not run.job_id:
             return
         if run.status != RunStatus.RUNNING:  # queued (or already ended by the registry): nothing to wait for
@@ -153,7 +153,7 @@ class RayExecutor:
         deadline = time.monotonic() + CANCEL_GRACE_SECONDS
         while time.monotonic() < deadline:
             try:
-                if runs.get_run(run_id, root=root).status not in LIVE:
+                if registry.get_run(run_id, root=root).status not in LIVE:
                     return
             except RunError:
                 pass
@@ -167,11 +167,11 @@ class RayExecutor:
         if not limit:
             return []
         overdue = [r for r in running if r.started_at and now - r.started_at > limit + limits.time_limit_grace()
-                   and now - (r.heartbeat or r.started_at) > runs.HEARTBEAT_TIMEOUT]
+                   and now - (r.heartbeat or r.started_at) > registry.liveness.HEARTBEAT_TIMEOUT]
         failed = []
         for run in overdue:
             # First the record, then the job: a worker that wakes finds its run given up and records nothing.
-            if runs.finish_run(run.id, RunStatus.FAILED, root=root, error=f"{limits.time_limit_text(limit)} reached"):
+            if registry.finish_run(run.id, RunStatus.FAILED, root=root, error=f"{limits.time_limit_text(limit)} reached"):
                 failed.append(run.id)
             self._stop(run.job_id)
         return failed
@@ -190,7 +190,7 @@ class RayExecutor:
         workers on this host could not record are recorded first (outcomes.py)."""
         outcomes.reconcile(root)
         ended = []
-        every = runs.list_runs(root=root)
+        every = registry.list_runs(root=root)
         ended += self._fail_overdue([r for r in every if r.status == RunStatus.RUNNING and r.job_id], root)
         waiting = [r for r in every if r.status == RunStatus.QUEUED and r.job_id]
         if not waiting:
@@ -201,9 +201,9 @@ class RayExecutor:
                 info = client.get_job_info(run.job_id)
             except Exception:  # noqa: BLE001 - a job Ray no longer knows (its head restarted) stays as it was
                 continue
-            if info.status.is_terminal() and runs.get_run(run.id, root=root).status == RunStatus.QUEUED:
+            if info.status.is_terminal() and registry.get_run(run.id, root=root).status == RunStatus.QUEUED:
                 reason = _first_line(info.message) if info.message else str(info.status).lower()
-                if runs.finish_run(run.id, RunStatus.FAILED, root=root,
+                if registry.finish_run(run.id, RunStatus.FAILED, root=root,
                                    error=f"the Ray job {run.job_id} ended before the run started: {reason}"):
                     ended.append(run.id)
         return ended

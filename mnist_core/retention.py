@@ -11,7 +11,7 @@ environment at each pass:
                           MNIST_DEMO; 0 = never, the default otherwise)
 
 What it removes: finished runs (completed, failed, cancelled), oldest first, never a queued or
-running one. Each goes through runs.delete_run, the one delete path (the Train page's Delete uses it
+running one. Each goes through registry.delete_run, the one delete path (the Train page's Delete uses it
 too): the run's row, its metric rows, its artifacts and its files (runfiles.remove_run_files: log,
 replay, its own checkpoint). A run whose checkpoint is a file it was told to write (`train
 --checkpoint PATH`: the committed defaults are made that way) is the operator's: it is kept, with its
@@ -33,7 +33,7 @@ from typing import Optional
 
 import sqlalchemy as sa
 
-from . import runs
+from . import registry
 from .errors import ConfigError, MnistLabError
 from .records import ENDED
 
@@ -80,46 +80,46 @@ def policy() -> Policy:
 
 # A run's own checkpoint is named MODEL-RUN_ID.safetensors (runfiles.default_checkpoint_path); any other
 # recorded checkpoint is a file the operator named, which makes the run the operator's to keep.
-_REMOVABLE = [runs.RUNS.c.status.in_([str(s) for s in ENDED]),
-              sa.or_(runs.RUNS.c.checkpoint.is_(None),
-                     runs.RUNS.c.checkpoint.like(sa.literal("%-") + runs.RUNS.c.id + sa.literal(".safetensors")))]
+_REMOVABLE = [registry.RUNS.c.status.in_([str(s) for s in ENDED]),
+              sa.or_(registry.RUNS.c.checkpoint.is_(None),
+                     registry.RUNS.c.checkpoint.like(sa.literal("%-") + registry.RUNS.c.id + sa.literal(".safetensors")))]
 
 
 def due(rules: Optional[Policy] = None, limit: Optional[int] = PASS_LIMIT, root=None,
-        now: Optional[float] = None) -> list[runs.Run]:
+        now: Optional[float] = None) -> list[registry.Run]:
     """The finished runs the policy removes now, oldest first, at most `limit` (None: all of them).
     Two bounded queries: the oldest runs over the count, and the oldest runs past the age."""
     rules = rules or policy()
     now = time.time() if now is None else now
-    found: dict[str, runs.Run] = {}
+    found: dict[str, registry.Run] = {}
     if rules.keep_runs:
-        over = runs.count_runs(root, where=_REMOVABLE) - rules.keep_runs
+        over = registry.count_runs(root, where=_REMOVABLE) - rules.keep_runs
         if over > 0:
-            found.update((r.id, r) for r in runs.list_runs(root, where=_REMOVABLE,
+            found.update((r.id, r) for r in registry.list_runs(root, where=_REMOVABLE,
                                                             limit=over if limit is None else min(over, limit)))
     if rules.keep_days:
-        ended = sa.func.coalesce(runs.RUNS.c.finished_at, runs.RUNS.c.created_at)
+        ended = sa.func.coalesce(registry.RUNS.c.finished_at, registry.RUNS.c.created_at)
         aged = [*_REMOVABLE, ended < now - rules.keep_days * DAY]
-        found.update((r.id, r) for r in runs.list_runs(root, where=aged, limit=limit))
+        found.update((r.id, r) for r in registry.list_runs(root, where=aged, limit=limit))
     oldest_first = sorted(found.values(), key=lambda r: (r.created_at, r.id))
     return oldest_first if limit is None else oldest_first[:limit]
 
 
 @dataclass
 class Pruned:
-    removed: list[runs.Run]   # removed, or that would be with dry_run
+    removed: list[registry.Run]   # removed, or that would be with dry_run
     problems: list[str]       # one line for each run that could not be removed (it stays listed)
 
 
 def prune(rules: Optional[Policy] = None, limit: Optional[int] = PASS_LIMIT, root=None, dry_run: bool = False,
           now: Optional[float] = None) -> Pruned:
-    """Remove what the policy says is due (see `due`), each run through runs.delete_run; with
+    """Remove what the policy says is due (see `due`), each run through registry.delete_run; with
     `dry_run`, only say which."""
     result = Pruned([], [])
     for run in due(rules, limit, root, now):
         if not dry_run:
             try:
-                runs.delete_run(run.id, root)
+                registry.delete_run(run.id, root)
             except MnistLabError as exc:  # a file that cannot be removed, a run gone meanwhile: the next one
                 result.problems.append(str(exc))
                 continue

@@ -12,7 +12,7 @@ named here:
     checkpoints/MODEL-RUN_ID.safetensors (+ .json)  the checkpoint, unless the run was told another path
 
 (runs/ and checkpoints/ move with MNIST_RUNS_DIR and MNIST_CHECKPOINT_DIR.) A run's files kept in the
-registry itself (runs.put_artifact: for hosts that share no disk) are rows there, not files here.
+registry itself (registry.put_artifact: for hosts that share no disk) are rows there, not files here.
 Deleting a run removes all of them. A checkpoint the run wrote somewhere it was told to (`train --checkpoint PATH`: the
 committed defaults are made that way) is the operator's file, not the run's, and stays.
 """

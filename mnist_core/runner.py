@@ -25,7 +25,7 @@ and never fails that run as "the worker died": the finished model is not lost.
 Slots: a runner holds one of MNIST_MAX_CONCURRENT lock files in <runs dir>/runners/ for its life
 (flock: the kernel releases it when the process dies, however it dies). A submit starts a runner
 when a slot is free (executors.LocalExecutor); a runner that finds none free exits. The registry's
-claim (runs.claim_next) keeps the cap across every host that shares the registry.
+claim (registry.claim_next) keeps the cap across every host that shares the registry.
 
 A runner waits for work, polling the registry every POLL_SECONDS, for MNIST_RUNNER_IDLE_SECONDS
 (default 600) after its last run (or while an outcome waits to be recorded), then exits. It leaves
@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from . import limits, outcomes, retention, runfiles, runs
+from . import limits, outcomes, registry, retention, runfiles
 from .paths import runs_dir
 from .errors import MnistLabError
 from .records import RunStatus
@@ -134,7 +134,9 @@ def run_one(context, run_id: str, root: Optional[str]) -> None:
     try:
         worker.start()
     except Exception as exc:  # noqa: BLE001 - a worker that cannot start fails its run, not the runner
-        runs.finish_run(run_id, RunStatus.FAILED, root=root, error=f"the worker could not be started: {exc}")
+        # An OSError's text names the file (a server path): its reason alone is said.
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        registry.finish_run(run_id, RunStatus.FAILED, root=root, error=f"the worker could not be started: {reason}")
         return
     limit = limits.max_run_seconds()
     worker.join(limit + limits.time_limit_grace() if limit else None)
@@ -164,14 +166,14 @@ def run_one(context, run_id: str, root: Optional[str]) -> None:
             outcomes.reconcile_one(run_id, root)
         else:  # finish_run changes only a run still live: one the worker recorded stays as it said
             error = f"{limits.time_limit_text(limit)} reached" if timed_out else _ended_how(worker.exitcode)
-            runs.finish_run(run_id, RunStatus.FAILED, root=root, error=error)
+            registry.finish_run(run_id, RunStatus.FAILED, root=root, error=error)
     except MnistLabError as exc:
         print(f"runner: run {run_id} could not be recorded: {exc}", file=sys.stderr, flush=True)
 
 
 def _fail_quietly(run_id: str, root: Optional[str], error: str) -> None:
     try:
-        runs.finish_run(run_id, RunStatus.FAILED, root=root, error=error)
+        registry.finish_run(run_id, RunStatus.FAILED, root=root, error=error)
     except MnistLabError:
         pass  # run_one tries again once the worker is dead
 
@@ -207,7 +209,7 @@ def serve(root: Optional[str] = None) -> int:
     idle_since = next_outcome_try = time.monotonic()
     while folder.is_dir() and time.monotonic() - idle_since < idle_seconds():
         try:
-            run_id = runs.claim_next(os.getpid(), root=root, max_concurrent=limits.max_concurrent())
+            run_id = registry.claim_next(os.getpid(), root=root, max_concurrent=limits.max_concurrent())
         except MnistLabError as exc:
             print(f"runner: {exc}", file=sys.stderr)
             run_id = None

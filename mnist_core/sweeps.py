@@ -379,9 +379,9 @@ def submit(planned: Sequence[PlannedRun], owner: Optional[str] = None, root=None
 
 def sweep_runs(sweep_id: str, root=None) -> list:
     """The sweep's runs, oldest first."""
-    from . import runs
+    from . import registry
 
-    return runs.list_runs(root=root, sweep=sweep_id)
+    return registry.list_runs(root=root, sweep=sweep_id)
 
 
 def cancel(sweep_id: str, root=None, by: Optional[str] = None) -> int:
@@ -458,7 +458,7 @@ class Analysis:
 
 
 def analyse(sweep_runs: Sequence, metrics: Callable[[str], list[dict]]) -> Analysis:
-    """What the sweep showed. `metrics(run_id)` gives a run's metric rows (runs.get_metrics)."""
+    """What the sweep showed. `metrics(run_id)` gives a run's metric rows (registry.get_metrics)."""
     from . import live
 
     fields = varied_fields([r.config for r in sweep_runs])
@@ -594,13 +594,13 @@ def cli(param_texts: Sequence[str], base: dict, random: int = 0, seeds: int = 1,
     """`python -m mnist_core sweep`: plan, submit (the operator's runs: no owner), print the sweep id and
     the run ids; with `wait`, follow the runs to their end, print the summary, and return 0 only when
     every run completed."""
-    from . import runs
+    from . import registry
 
     if not param_texts:
         raise ConfigError("give at least one --param NAME=V1,V2,... (e.g. --param lr=0.001,0.003,0.01)")
     spec = SweepSpec(base, tuple(parse_param(t) for t in param_texts), random=random, seeds=seeds,
                      sample_seed=sample_seed)
-    the_plan = plan(spec, owner=None, all_runs=runs.list_runs())
+    the_plan = plan(spec, owner=None, all_runs=registry.list_runs())
     print(f"plan: {the_plan.estimate.text()}", file=out)
     sweep_id, run_ids = submit(the_plan.runs, owner=None)
     print(f"sweep {sweep_id}", file=out)
@@ -608,12 +608,12 @@ def cli(param_texts: Sequence[str], base: dict, random: int = 0, seeds: int = 1,
         print(f"run {run_id}: {describe(p.values)}, seed {p.config.seed}", file=out)
     if not wait:
         return 0
-    while True:  # the executor runs them; a dead worker's run reads failed (runs.list_runs)
+    while True:  # the executor runs them; a dead worker's run reads failed (registry.list_runs)
         current = sweep_runs(sweep_id)
         if not any(r.is_live for r in current):
             break
         time.sleep(poll_seconds)
-    analysis = analyse(current, lambda run_id: runs.get_metrics(run_id))
+    analysis = analyse(current, lambda run_id: registry.get_metrics(run_id))
     for res in analysis.results:
         acc = f"{res.test_accuracy:.4f}" if res.test_accuracy is not None else "-"
         print(f"{res.run_id} {res.status:9} {describe(res.values) or '-'}, seed {res.seed}: test accuracy {acc}"

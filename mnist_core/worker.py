@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import executors, limits, outcomes, ray_executor, runfiles, runs
+from . import executors, limits, outcomes, ray_executor, registry, runfiles
 from .checkpoints import save_checkpoint
 from .errors import ConfigError, MnistLabError, RunError
 from .paths import shown
@@ -81,13 +81,13 @@ class _RegistryWriter:
 
     def flush(self) -> None:
         if self.rows:
-            runs.add_metrics(self.run_id, self.rows, root=self.root)
+            registry.add_metrics(self.run_id, self.rows, root=self.root)
             self.rows = []
         self.last_flush = time.monotonic()
 
 
 def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] = None,
-                on_event: Optional[Callable[[MetricRow], None]] = None, data_root=None) -> runs.Run:
+                on_event: Optional[Callable[[MetricRow], None]] = None, data_root=None) -> registry.Run:
     """Run a queued run to its end and return its final registry record.
 
     What ended a run early (a bad config, missing data, any exception) is recorded, then raised. A
@@ -95,16 +95,16 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
     that names its checkpoint file; its outcome waits in a file for the runner or the next start.
     """
     _record_waiting_outcomes(root)  # what an earlier worker here could not record (a Ray node has no runner)
-    run = runs.get_run(run_id, root=root)
+    run = registry.get_run(run_id, root=root)
     try:
         config = admit(TrainConfig.from_dict(run.config))  # the host or the bounds may have changed since submit
         bounds = limits.current()
         retry_seconds = record_retry_seconds()
     except MnistLabError as exc:
-        runs.finish_run(run_id, RunStatus.FAILED, root=root, error=str(exc))
+        registry.finish_run(run_id, RunStatus.FAILED, root=root, error=str(exc))
         raise
     # Progress is known from the start; `node` is the Ray node when a Ray job runs this (else the host).
-    runs.mark_running(run_id, total_steps=limits.planned_work(config)[0], root=root, node=ray_executor.node_here())
+    registry.mark_running(run_id, total_steps=limits.planned_work(config)[0], root=root, node=ray_executor.node_here())
 
     stop = threading.Event()  # set by a cancel request, SIGTERM, the registry giving up, the time limit
     done = threading.Event()
@@ -114,7 +114,7 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
     def beat() -> None:
         while not done.wait(HEARTBEAT_SECONDS):
             try:
-                if runs.heartbeat(run_id, root=root, steps=state["steps"]):
+                if registry.heartbeat(run_id, root=root, steps=state["steps"]):
                     stop.set()
             except MnistLabError:
                 pass  # a registry problem: the next beat tries again, the training goes on
@@ -174,7 +174,7 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
         raise
 
     if given_up:
-        ended = runs.get_run(run_id, root=root)
+        ended = registry.get_run(run_id, root=root)
         print(f"run {run_id} was given up on while it ran ({ended.error}): this worker stopped and "
               "recorded nothing", file=sys.stderr)
         return ended
@@ -187,7 +187,7 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
         outcome = dict(status=RunStatus.CANCELLED, error=SIGTERM_REASON if state["sigterm"] else None)
     recorded = _final_record(run_id, root, writer, dict(outcome, best_val_accuracy=result.best_val_accuracy),
                              retry_seconds)
-    ended = runs.get_run(run_id, root=root)
+    ended = registry.get_run(run_id, root=root)
     if not recorded:  # given up on between the check above and now
         print(f"run {run_id} was given up on as it ended ({ended.error})" +
               (f"; its trained model is saved in {saved}" if saved else ""), file=sys.stderr)
@@ -245,7 +245,7 @@ def _wait_beating(run_id: str, root, seconds: float) -> None:
     while (left := until - time.monotonic()) > 0:
         time.sleep(min(HEARTBEAT_SECONDS, left))
         try:
-            runs.heartbeat(run_id, root=root)
+            registry.heartbeat(run_id, root=root)
         except MnistLabError:
             pass  # still down: the lease is refreshed as soon as it is back
 
@@ -263,7 +263,7 @@ def _record_waiting_outcomes(root) -> None:
 def _given_up(run_id: str, root) -> bool:
     """True when the registry no longer has the run running: it gave up on it while it trained."""
     try:
-        return runs.get_run(run_id, root=root).status != RunStatus.RUNNING
+        return registry.get_run(run_id, root=root).status != RunStatus.RUNNING
     except MnistLabError:
         return False  # the registry cannot say: keep the model; recording it will report the fault
 
@@ -278,7 +278,7 @@ def _record_failure(run_id: str, root, writer: _RegistryWriter, exc: BaseExcepti
     except MnistLabError:
         pass  # the curves lose their last rows; the outcome matters more
     try:
-        runs.finish_run(run_id, status, root=root, error=message.splitlines()[0] if message else status)
+        registry.finish_run(run_id, status, root=root, error=message.splitlines()[0] if message else status)
     except MnistLabError as record_error:
         print(f"run {run_id} could not be recorded as {status}: {record_error}", file=sys.stderr)
 
@@ -294,17 +294,17 @@ def submit(config: dict, owner: Optional[str] = None, root=None, sweep: Optional
     runners on this host, or a Ray cluster) starts it when it can.
     """
     config = admit(TrainConfig.from_dict(config)).to_dict()
-    run_id = runs.create_run(config, root=root, owner=owner, sweep=sweep, class_code=class_code, student=student)
+    run_id = registry.create_run(config, root=root, owner=owner, sweep=sweep, class_code=class_code, student=student)
     try:
         executors.current().start(run_id, config, root)
     except Exception as exc:  # noqa: BLE001 - a run no executor took must not wait forever as "queued"
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
-        runs.finish_run(run_id, RunStatus.FAILED, root=root, error=f"the run could not be started: {reason}")
+        registry.finish_run(run_id, RunStatus.FAILED, root=root, error=f"the run could not be started: {reason}")
         raise RunError(f"the run could not be started: {reason}") from None
     return run_id
 
 
 def cancel(run_id: str, root=None, by: Optional[str] = None) -> None:
-    """Ask a run to stop (only its owner may, `by`: runs.request_cancel), then tell its executor."""
-    runs.request_cancel(run_id, root=root, by=by)
+    """Ask a run to stop (only its owner may, `by`: registry.request_cancel), then tell its executor."""
+    registry.request_cancel(run_id, root=root, by=by)
     executors.current().cancel(run_id, root)

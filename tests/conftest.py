@@ -256,14 +256,14 @@ def postgres_server():
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def registry(request, isolated_dirs, monkeypatch):
+def registry_db(request, isolated_dirs, monkeypatch):
     """The run registry on each database the app supports, empty, named by MNIST_REGISTRY_URL (inherited
     by subprocesses): tests that take it run once per database."""
     if request.param == "sqlite":
         monkeypatch.setenv("MNIST_REGISTRY_URL", f"sqlite:///{isolated_dirs['runs'] / 'registry.sqlite'}")
         yield SqliteRegistry(isolated_dirs["runs"])
         return
-    from mnist_core import runs
+    from mnist_core import registry
 
     server = request.getfixturevalue("postgres_server")
     url = server.create_database()
@@ -271,5 +271,5 @@ def registry(request, isolated_dirs, monkeypatch):
     try:
         yield PostgresRegistry(url)
     finally:
-        runs.close_connections()
+        registry.close_connections()
         server.drop_database(url)

@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from mnist_core import classes, runs
+from mnist_core import classes, registry
 from mnist_core.classes import ClassError
 
 
@@ -47,10 +47,10 @@ def test_an_empty_display_name_is_refused_in_one_line(typed):
 # --- runs in a class ------------------------------------------------------------------------------
 
 def _run(tiny_config, code=None, student=None, owner=None, accuracy=None, **settings):
-    run_id = runs.create_run(tiny_config(**settings), owner=owner, class_code=code, student=student)
+    run_id = registry.create_run(tiny_config(**settings), owner=owner, class_code=code, student=student)
     if accuracy is not None:
-        runs.mark_running(run_id, total_steps=10)
-        runs.finish_run(run_id, "completed", test_accuracy=accuracy, best_val_accuracy=accuracy)
+        registry.mark_running(run_id, total_steps=10)
+        registry.finish_run(run_id, "completed", test_accuracy=accuracy, best_val_accuracy=accuracy)
     return run_id
 
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from mnist_core import data, runs
+from mnist_core import data, registry
 from mnist_core.__main__ import main
 from mnist_core.models import list_models
 from mnist_core.paths import REPO_ROOT
@@ -44,7 +44,7 @@ def test_a_bad_flag_value_prints_one_error_line_and_exits_2(cli):
     result = cli("train", "--batch-size", "0")
     assert result.returncode == 2
     assert _one_error_line(result.stderr) == "error: batch_size must be at least 1, not 0"
-    assert runs.list_runs() == []  # nothing was registered
+    assert registry.list_runs() == []  # nothing was registered
 
 
 @pytest.mark.subprocess
@@ -52,7 +52,7 @@ def test_runs_on_an_empty_registry(cli, isolated_dirs):
     result = cli("runs")
     assert result.returncode == 0, result.stderr
     assert "no runs yet" in result.stdout
-    assert not (isolated_dirs["runs"] / "registry.sqlite").exists() or runs.list_runs() == []
+    assert not (isolated_dirs["runs"] / "registry.sqlite").exists() or registry.list_runs() == []
 
 
 @pytest.mark.subprocess
@@ -64,7 +64,7 @@ def test_train_with_an_empty_run_id_is_refused_in_one_line_and_trains_nothing(cl
         assert _one_error_line(result.stderr) == (f"error: --run-id {run_id!r} is not a run id: one looks like "
                                                   "20250131-142501-3fa9c2 (see `runs`)")
         assert result.stdout == ""
-    assert runs.list_runs() == []  # no run was registered, let alone trained
+    assert registry.list_runs() == []  # no run was registered, let alone trained
 
 
 @pytest.mark.subprocess
@@ -79,7 +79,7 @@ def test_a_run_stopped_by_sigterm_records_its_reason_in_one_line_not_its_progres
                                 env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=err)
         try:
             # Steps recorded: the SIGTERM handler is installed and the progress bar is drawing.
-            run = wait_for(lambda: next((r for r in runs.list_runs() if r.status == "running" and r.steps), None),
+            run = wait_for(lambda: next((r for r in registry.list_runs() if r.status == "running" and r.steps), None),
                            timeout=120, interval=0.1, what="the run's first recorded steps")
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=60) == 1  # a run that did not complete
@@ -88,7 +88,7 @@ def test_a_run_stopped_by_sigterm_records_its_reason_in_one_line_not_its_progres
                 proc.kill()
                 proc.wait(timeout=30)
     assert "step/s" in bars.read_text()  # the progress bar did run, on stderr
-    ended = runs.get_run(run.id)
+    ended = registry.get_run(run.id)
     assert (ended.status, ended.error) == ("cancelled", "stopped by SIGTERM")
     table = cli("runs")
     assert table.returncode == 0, table.stderr
@@ -98,10 +98,10 @@ def test_a_run_stopped_by_sigterm_records_its_reason_in_one_line_not_its_progres
 
 @pytest.mark.subprocess
 def test_runs_prints_one_line_per_run_whatever_text_its_error_holds(cli):
-    run_id = runs.create_run(TrainConfig(epochs=1).to_dict())
+    run_id = registry.create_run(TrainConfig(epochs=1).to_dict())
     redraws = "\r".join(f"{p}%|{'#' * (p // 10)}| {p * 60}/6000 [00:0{p // 20}<00:05, 1206.45step/s]"
                         for p in range(0, 101, 2))
-    runs.finish_run(run_id, "failed", error=f"{redraws}\nTraceback (most recent call last):\n  ...")
+    registry.finish_run(run_id, "failed", error=f"{redraws}\nTraceback (most recent call last):\n  ...")
     table = cli("runs")
     assert table.returncode == 0, table.stderr
     header, row = table.stdout.splitlines()  # one line per run
@@ -174,7 +174,7 @@ def test_kernels_says_whether_the_fused_kernels_are_in_use(capsys, monkeypatch, 
 ])
 def test_user_errors_print_one_line_and_exit_2(capsys, argv, expected):
     if "BAD-CONFIG" in argv:  # a queued run whose stored config is invalid
-        argv = [runs.create_run({"model": "lenet5", "lr": -1.0}) if a == "BAD-CONFIG" else a for a in argv]
+        argv = [registry.create_run({"model": "lenet5", "lr": -1.0}) if a == "BAD-CONFIG" else a for a in argv]
     assert main(argv) == 2
     assert _one_error_line(capsys.readouterr().err).startswith(expected)
 
@@ -210,7 +210,7 @@ def test_train_then_runs_then_evaluate(capsys, mnist, tmp_path):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "test accuracy" in out and str(checkpoint) in out
-    (run,) = runs.list_runs()
+    (run,) = registry.list_runs()
     assert run.status == "completed" and run.config["train_size"] == 300 and run.checkpoint == str(checkpoint)
 
     assert main(["runs"]) == 0
@@ -222,9 +222,9 @@ def test_train_then_runs_then_evaluate(capsys, mnist, tmp_path):
 
 
 def test_train_runs_a_queued_run_by_id(capsys, mnist, tiny_config):
-    run_id = runs.create_run(tiny_config(model="mlp-50", train_size=200, batch_size=100))
+    run_id = registry.create_run(tiny_config(model="mlp-50", train_size=200, batch_size=100))
     assert main(["train", "--run-id", run_id, "--quiet"]) == 0
-    assert runs.get_run(run_id).status == "completed"
+    assert registry.get_run(run_id).status == "completed"
     assert "test accuracy" in capsys.readouterr().out
 
 
@@ -237,7 +237,7 @@ TINY_FLAGS = ["--model", "mlp-50", "--train-size", "300", "--val-size", "100", "
 def test_submit_wait_follows_the_run_to_its_end_and_prints_its_id_first(capsys, mnist):
     assert main(["submit", *TINY_FLAGS, "--wait", "--quiet"]) == 0
     out = capsys.readouterr().out.splitlines()
-    (run,) = runs.list_runs()
+    (run,) = registry.list_runs()
     assert out[0] == run.id  # alone on its line: RUN=$(python -m mnist_core submit ...)
     assert run.status == "completed" and run.config["train_size"] == 300
     assert out[-1] == f"run {run.id} completed: test accuracy {run.test_accuracy:.4f}"
@@ -249,14 +249,14 @@ def test_submit_wait_exits_1_with_the_reason_when_the_run_does_not_complete(caps
 
     class NoWorkers:  # an executor whose runs fail before any step, as a Ray job refused by its node would
         def start(self, run_id, config, root=None):
-            runs.finish_run(run_id, RunStatus.FAILED, root=root, error="no node could take it")
+            registry.finish_run(run_id, RunStatus.FAILED, root=root, error="no node could take it")
 
         def cancel(self, run_id, root=None):
             pass
 
     monkeypatch.setattr(executors, "current", NoWorkers)
     assert main(["submit", *TINY_FLAGS, "--wait", "--quiet"]) == 1
-    (run,) = runs.list_runs()
+    (run,) = registry.list_runs()
     assert capsys.readouterr().out.splitlines() == [run.id, f"run {run.id} failed: no node could take it"]
 
 
@@ -274,7 +274,7 @@ def test_submit_without_wait_prints_the_id_and_leaves_the_run_to_the_executor(ca
 
     monkeypatch.setattr(executors, "current", Recording)
     assert main(["submit", "--preset", "tutorial-lenet5", "--threads", "1"]) == 0
-    (run,) = runs.list_runs()
+    (run,) = registry.list_runs()
     assert capsys.readouterr().out == f"{run.id}\n" and started == [(run.id, "lenet5")]
     assert run.status == "queued" and run.config["threads"] == 1
 
@@ -282,9 +282,9 @@ def test_submit_without_wait_prints_the_id_and_leaves_the_run_to_the_executor(ca
 def test_runs_json_prints_one_object_per_run(capsys, tiny_config):
     import json
 
-    first = runs.create_run(tiny_config(model="mlp-50"))
-    second = runs.create_run(tiny_config(model="lenet5"))
-    runs.request_cancel(second)
+    first = registry.create_run(tiny_config(model="mlp-50"))
+    second = registry.create_run(tiny_config(model="lenet5"))
+    registry.request_cancel(second)
     assert main(["runs", "--json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["id"], r["status"], r["config"]["model"]) for r in lines] == [
@@ -298,7 +298,7 @@ def test_evaluate_a_run_id_reads_its_checkpoint_from_the_registry_when_its_file_
 
     argv = ["train", *TINY_FLAGS, "--quiet", "--checkpoint", str(tmp_path / "elsewhere" / "mlp.safetensors")]
     assert main(argv) == 0
-    (run,) = runs.list_runs()
+    (run,) = registry.list_runs()
     capsys.readouterr()
     for path in (tmp_path / "elsewhere" / "mlp.safetensors", sidecar_path(tmp_path / "elsewhere" / "mlp.safetensors")):
         path.unlink()  # the worker's host kept it; this one never had it
@@ -313,7 +313,7 @@ def test_a_worker_on_a_host_without_mnist_fetches_and_verifies_it_first(capsys, 
     monkeypatch.setattr(data, "SOURCES", (mirror,))
     monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "fresh-node"))
     monkeypatch.setenv("MNIST_FETCH_MISSING_DATA", "1")  # set in every Ray job (ray_executor.job_env)
-    run_id = runs.create_run(tiny_config(model="mlp-50", train_size=200))
+    run_id = registry.create_run(tiny_config(model="mlp-50", train_size=200))
     assert main(["train", "--run-id", run_id, "--quiet"]) == 0
-    assert runs.get_run(run_id).status == "completed"
+    assert registry.get_run(run_id).status == "completed"
     assert data.missing_files(tmp_path / "fresh-node") == []

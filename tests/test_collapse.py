@@ -8,7 +8,7 @@ import math
 
 from streamlit.testing.v1 import AppTest
 
-from mnist_core import live, runs
+from mnist_core import live, registry
 from mnist_core.records import RunStatus
 from mnist_core.training import TrainConfig
 
@@ -65,7 +65,7 @@ def test_the_validation_rows_alone_decide_and_a_run_without_two_has_no_collapse(
 
 
 def test_the_end_of_a_collapsed_run_is_a_warning_not_a_success():
-    run = runs.Run(id="20260101-000000-abcdef", status=RunStatus.COMPLETED, config={"model": "mlp-128-64"},
+    run = registry.Run(id="20260101-000000-abcdef", status=RunStatus.COMPLETED, config={"model": "mlp-128-64"},
                    created_at=0.0, started_at=0.0, finished_at=62.0, error=None,
                    checkpoint="/srv/app/checkpoints/mlp-128-64-x.safetensors", best_val_accuracy=0.931,
                    test_accuracy=0.9313, test_loss=0.3, steps=1700, total_steps=1700, pid=None, host=None,
@@ -82,11 +82,11 @@ def finished(val_accuracies, guess_from=None, test_accuracy=0.9313, **tags) -> s
     """A completed run with these validations, made through the registry's API as a worker would."""
     config = TrainConfig(model="mlp-128-64", epochs=1, train_size=1000, val_size=500, threads=1, device="cpu",
                          lr=tags.pop("lr", 0.003))
-    run_id = runs.create_run(config.to_dict(), **tags)
+    run_id = registry.create_run(config.to_dict(), **tags)
     rows = metric_rows(val_accuracies, guess_from)
-    runs.mark_running(run_id, total_steps=rows[-1]["step"])
-    runs.add_metrics(run_id, rows)
-    runs.finish_run(run_id, RunStatus.COMPLETED, test_accuracy=test_accuracy, test_loss=0.3,
+    registry.mark_running(run_id, total_steps=rows[-1]["step"])
+    registry.add_metrics(run_id, rows)
+    registry.finish_run(run_id, RunStatus.COMPLETED, test_accuracy=test_accuracy, test_loss=0.3,
                     best_val_accuracy=max(val_accuracies), checkpoint=f"/srv/app/checkpoints/mlp-128-64-{run_id}.safetensors")
     return run_id
 

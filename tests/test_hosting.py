@@ -10,12 +10,13 @@ import signal
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_core import limits, runs, worker
+from mnist_core import limits, registry, runner, worker
 from mnist_core.checkpoints import (list_checkpoints, load_checkpoint, load_uploaded_checkpoint,
                                     save_checkpoint)
 from mnist_core.errors import CheckpointError, ConfigError, ImageError, RunError
@@ -40,105 +41,110 @@ def test_runs_beyond_the_cap_wait_in_line_and_start_by_themselves(mnist, tiny_co
     monkeypatch.setenv("MNIST_MAX_CONCURRENT", "1")
     first = worker.submit(tiny_config(), owner="alice")
     second = worker.submit(tiny_config(), owner="bob")
-    assert runs.get_run(second).status == "queued"
-    assert second in runs.queue_positions(runs.list_runs())  # in line behind the first
+    assert registry.get_run(second).status == "queued"
+    assert second in registry.queue_positions(registry.list_runs())  # in line behind the first
     # The first worker, as it finishes, lets the second start: nobody has to poll.
-    wait_for(lambda: runs.get_run(second).status == "completed", 180, what="the queued run to complete")
-    assert runs.get_run(first).status == "completed"
-    assert runs.get_run(second).started_at >= runs.get_run(first).finished_at - 1
+    wait_for(lambda: registry.get_run(second).status == "completed", 180, what="the queued run to complete")
+    assert registry.get_run(first).status == "completed"
+    assert registry.get_run(second).started_at >= registry.get_run(first).finished_at - 1
 
 
 def test_claiming_never_exceeds_the_cap_even_from_many_threads(tiny_config, monkeypatch):
     monkeypatch.setenv("MNIST_MAX_CONCURRENT", "2")
-    ids = [runs.create_run(tiny_config()) for _ in range(6)]
-    started: list[str] = []
-    lock = threading.Lock()
+    ids = [registry.create_run(tiny_config()) for _ in range(6)]
+    claimed: list[str] = []
 
-    def fake_launch(run_id):  # a live pid: this test process
-        with lock:
-            started.append(run_id)
-        return os.getpid()
+    def runner():  # claims as a runner does, for a live pid: this test process
+        while (run_id := registry.claim_next(os.getpid())) is not None:
+            claimed.append(run_id)
 
-    threads = [threading.Thread(target=runs.claim_queued, args=(fake_launch,)) for _ in range(8)]
+    threads = [threading.Thread(target=runner) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert started == ids[:2]  # the two oldest, once each
+    assert sorted(claimed) == sorted(ids[:2])  # the two oldest, once each
 
 
-def test_a_failed_launch_fails_its_run_not_the_caller(tiny_config):
-    run_id = runs.create_run(tiny_config())
+class WorkersThatCannotStart:
+    """A runner's process context whose worker processes fail to start with `error`."""
 
-    def broken_launch(run_id):
-        raise OSError("no such interpreter")
+    def __init__(self, error: Exception):
+        self.error = error
 
-    assert runs.claim_queued(broken_launch) == []
-    run = runs.get_run(run_id)
+    def Process(self, **kwargs):  # noqa: N802 - multiprocessing's name
+        def start():
+            raise self.error
+        return SimpleNamespace(start=start)
+
+
+def test_a_failed_launch_fails_its_run_not_the_runner(tiny_config):
+    run_id = registry.create_run(tiny_config())
+    assert registry.claim_next(os.getpid()) == run_id
+    runner.run_one(WorkersThatCannotStart(OSError("no such interpreter")), run_id, None)
+    run = registry.get_run(run_id)
     assert run.status == "failed" and "could not be started" in run.error
 
 
 def test_a_launch_that_fails_on_a_file_does_not_show_its_server_path(tiny_config):
-    run_id = runs.create_run(tiny_config())
-
-    def unwritable_log(run_id):
-        raise PermissionError(13, "Permission denied", f"/srv/lab/runs/{run_id}.log")
-
-    runs.claim_queued(unwritable_log)
-    run = runs.get_run(run_id)
+    run_id = registry.create_run(tiny_config())
+    assert registry.claim_next(os.getpid()) == run_id
+    unwritable_log = PermissionError(13, "Permission denied", f"/srv/lab/runs/{run_id}.log")
+    runner.run_one(WorkersThatCannotStart(unwritable_log), run_id, None)
+    run = registry.get_run(run_id)
     assert run.status == "failed" and run.error == "the worker could not be started: Permission denied"
 
 
 def test_a_visitor_may_queue_only_so_many_runs(tiny_config, monkeypatch):
     monkeypatch.setenv("MNIST_MAX_QUEUED_PER_OWNER", "2")
-    runs.create_run(tiny_config(), owner="alice")
-    runs.create_run(tiny_config(), owner="alice")
+    registry.create_run(tiny_config(), owner="alice")
+    registry.create_run(tiny_config(), owner="alice")
     with pytest.raises(RunError, match="already have 2 run"):
-        runs.create_run(tiny_config(), owner="alice")
-    runs.create_run(tiny_config(), owner="bob")  # others are not affected
-    assert len(runs.list_runs()) == 3
+        registry.create_run(tiny_config(), owner="alice")
+    registry.create_run(tiny_config(), owner="bob")  # others are not affected
+    assert len(registry.list_runs()) == 3
 
 
 def test_the_global_queue_is_capped_for_all_visitors_together(tiny_config, monkeypatch):
     monkeypatch.setenv("MNIST_MAX_QUEUED", "3")
     for visitor in ("alice", "bob", "carol"):
-        runs.create_run(tiny_config(), owner=visitor)
+        registry.create_run(tiny_config(), owner=visitor)
     with pytest.raises(RunError, match=r"the training queue is full \(3 runs") as excinfo:
-        runs.create_run(tiny_config(), owner="dave")
+        registry.create_run(tiny_config(), owner="dave")
     assert "\n" not in str(excinfo.value)
-    operators = runs.create_run(tiny_config())  # the operator's CLI is never turned away, but counts
-    runs.request_cancel(runs.list_runs()[0].id, by="alice")
+    operators = registry.create_run(tiny_config())  # the operator's CLI is never turned away, but counts
+    registry.request_cancel(registry.list_runs()[0].id, by="alice")
     with pytest.raises(RunError, match="the training queue is full"):
-        runs.create_run(tiny_config(), owner="dave")
-    runs.request_cancel(operators)  # now a place is free
-    runs.create_run(tiny_config(), owner="dave")
-    assert len([r for r in runs.list_runs() if r.is_live]) == 3
+        registry.create_run(tiny_config(), owner="dave")
+    registry.request_cancel(operators)  # now a place is free
+    registry.create_run(tiny_config(), owner="dave")
+    assert len([r for r in registry.list_runs() if r.is_live]) == 3
 
 
 def test_only_the_owner_can_cancel_or_delete_a_run(tiny_config):
-    run_id = runs.create_run(tiny_config(), owner="alice")
+    run_id = registry.create_run(tiny_config(), owner="alice")
     with pytest.raises(RunError, match="this run was started by someone else"):
-        runs.request_cancel(run_id, by="mallory")
-    assert runs.get_run(run_id).status == "queued"
-    runs.request_cancel(run_id, by="alice")
-    assert runs.get_run(run_id).status == "cancelled"
+        registry.request_cancel(run_id, by="mallory")
+    assert registry.get_run(run_id).status == "queued"
+    registry.request_cancel(run_id, by="alice")
+    assert registry.get_run(run_id).status == "cancelled"
     with pytest.raises(RunError, match="this run was started by someone else"):
-        runs.delete_run(run_id, by="mallory")
-    runs.delete_run(run_id, by="alice")
-    assert runs.list_runs() == []
+        registry.delete_run(run_id, by="mallory")
+    registry.delete_run(run_id, by="alice")
+    assert registry.list_runs() == []
 
 
 def test_visitors_cannot_cancel_or_delete_a_run_started_from_the_cli(tiny_config):
-    run_id = runs.create_run(tiny_config())  # no owner: the operator's
+    run_id = registry.create_run(tiny_config())  # no owner: the operator's
     with pytest.raises(RunError, match="this run was started by the operator"):
-        runs.request_cancel(run_id, by="visitor-token")
-    assert runs.get_run(run_id).status == "queued" and not runs.get_run(run_id).cancel_requested
-    runs.request_cancel(run_id)  # the CLI (by=None) still can
-    assert runs.get_run(run_id).status == "cancelled"
+        registry.request_cancel(run_id, by="visitor-token")
+    assert registry.get_run(run_id).status == "queued" and not registry.get_run(run_id).cancel_requested
+    registry.request_cancel(run_id)  # the CLI (by=None) still can
+    assert registry.get_run(run_id).status == "cancelled"
     with pytest.raises(RunError, match="this run was started by the operator"):
-        runs.delete_run(run_id, by="visitor-token")
-    runs.delete_run(run_id)
-    assert runs.list_runs() == []
+        registry.delete_run(run_id, by="visitor-token")
+    registry.delete_run(run_id)
+    assert registry.list_runs() == []
 
 
 # --- public-demo bounds, enforced in the core ------------------------------------------------------
@@ -221,21 +227,21 @@ def test_a_visitor_submitting_past_the_demo_bounds_is_refused_and_nothing_is_que
     monkeypatch.setenv("MNIST_DEMO", "1")
     with pytest.raises(ConfigError, match="^epochs: this demo allows at most 5"):
         worker.submit(TrainConfig(epochs=50, train_size=1000, threads=1).to_dict(), owner="visitor-a")
-    assert runs.list_runs() == []
+    assert registry.list_runs() == []
 
 
 def test_a_run_recorded_before_the_demo_still_reads_as_its_config(monkeypatch):
     """Old runs display under new bounds: their config parses; only starting them again is refused."""
-    run_id = runs.create_run(TrainConfig(epochs=50, train_size=1000, threads=1).to_dict())
+    run_id = registry.create_run(TrainConfig(epochs=50, train_size=1000, threads=1).to_dict())
     monkeypatch.setenv("MNIST_DEMO", "1")
-    config = TrainConfig.from_dict(runs.get_run(run_id).config)
+    config = TrainConfig.from_dict(registry.get_run(run_id).config)
     assert config.epochs == 50 and config.summary().startswith("lenet5, adamw")
 
 
 def test_a_run_past_its_time_limit_ends_failed_with_the_reason(mnist, tiny_config, monkeypatch, isolated_dirs):
     monkeypatch.setenv("MNIST_MAX_RUN_SECONDS", "1")
     # 20,000 steps of one image, each paced by the test: far longer than the limit.
-    run_id = runs.create_run(tiny_config(model="mlp-50", train_size=2000, batch_size=1, epochs=10))
+    run_id = registry.create_run(tiny_config(model="mlp-50", train_size=2000, batch_size=1, epochs=10))
     run = worker.execute_run(run_id, on_event=lambda event: time.sleep(0.0005))
     assert run.status == "failed" and run.error == "time limit 1 s reached"
     assert (run.steps or 0) < 20_000 and run.test_accuracy is None and run.checkpoint is None
@@ -252,11 +258,11 @@ def test_the_demo_time_limit_is_ten_minutes_unless_set(monkeypatch):
 
 
 def test_a_run_smuggled_into_the_registry_past_the_bounds_fails_in_the_worker(mnist, monkeypatch):
-    run_id = runs.create_run(TrainConfig(epochs=50, train_size=1000, threads=1).to_dict())  # before the demo
+    run_id = registry.create_run(TrainConfig(epochs=50, train_size=1000, threads=1).to_dict())  # before the demo
     monkeypatch.setenv("MNIST_DEMO", "1")
     with pytest.raises(ConfigError):
         worker.execute_run(run_id)
-    run = runs.get_run(run_id)
+    run = registry.get_run(run_id)
     assert run.status == "failed" and "epochs: this demo allows" in run.error
 
 
@@ -266,14 +272,13 @@ def test_sigkilled_worker_is_failed_and_checkpoints_stay_loadable(mnist, tiny_co
                                                                    isolated_dirs):
     model = create_model("lenet5")
     saved = save_checkpoint(model, {"config": {}}, isolated_dirs["checkpoints"] / "before.safetensors")
-    run_id = runs.create_run(tiny_config(epochs=20, train_size=5000))
+    run_id = registry.create_run(tiny_config(epochs=20, train_size=5000))
     proc = start_worker(run_id)
-    runs.set_worker(run_id, proc.pid)
-    wait_for(lambda: runs.get_run(run_id).steps, 60, what="the worker to train")
+    wait_for(lambda: registry.get_run(run_id).steps, 60, what="the worker to train")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
-    wait_for(lambda: runs.get_run(run_id).status == "failed", 60, what="the killed run to read as failed")
-    assert "died" in runs.get_run(run_id).error
+    wait_for(lambda: registry.get_run(run_id).status == "failed", 60, what="the killed run to read as failed")
+    assert "died" in registry.get_run(run_id).error
     assert saved in list_checkpoints()
     load_checkpoint(saved)
     assert not list(isolated_dirs["checkpoints"].glob(".*.tmp"))  # no half-written file left behind
@@ -284,11 +289,11 @@ def test_a_restarted_server_loses_no_run(tiny_config):
     import subprocess
     import sys
 
-    ids = [runs.create_run(tiny_config()) for _ in range(3)]
-    runs.finish_run(ids[0], "completed", test_accuracy=0.9)
+    ids = [registry.create_run(tiny_config()) for _ in range(3)]
+    registry.finish_run(ids[0], "completed", test_accuracy=0.9)
     fresh = subprocess.run(  # a new process, as a restarted server is
-        [sys.executable, "-c", "from mnist_core import runs\n"
-                               "for r in runs.list_runs(): print(r.id, r.test_accuracy)"],
+        [sys.executable, "-c", "from mnist_core import registry\n"
+                               "for r in registry.list_runs(): print(r.id, r.test_accuracy)"],
         cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=60)
     assert fresh.returncode == 0, fresh.stderr
     assert fresh.stdout.split() == [ids[0], "0.9", ids[1], "None", ids[2], "None"]
@@ -299,9 +304,9 @@ def test_an_unusable_runs_folder_is_a_clear_error(tmp_path, monkeypatch, tiny_co
     blocker.write_text("not a folder")
     monkeypatch.setenv("MNIST_RUNS_DIR", str(blocker / "runs"))
     with pytest.raises(RunError, match="cannot open the run registry"):
-        runs.list_runs()
+        registry.list_runs()
     with pytest.raises(RunError, match="cannot open the run registry"):
-        runs.create_run(tiny_config())
+        registry.create_run(tiny_config())
 
 
 def test_an_unusable_checkpoint_folder_is_a_clear_error(tmp_path):
@@ -312,9 +317,9 @@ def test_an_unusable_checkpoint_folder_is_a_clear_error(tmp_path):
 
 
 def test_many_writers_and_readers_never_see_database_is_locked(tiny_config):
-    ids = [runs.create_run(tiny_config()) for _ in range(3)]
+    ids = [registry.create_run(tiny_config()) for _ in range(3)]
     for run_id in ids:
-        runs.mark_running(run_id)
+        registry.mark_running(run_id)
     errors: list[BaseException] = []
     stop = time.monotonic() + 3
 
@@ -323,17 +328,17 @@ def test_many_writers_and_readers_never_see_database_is_locked(tiny_config):
         try:
             while time.monotonic() < stop:
                 step += 1
-                runs.add_metrics(run_id, [{"step": step, "epoch": 0.1, "split": "train", "loss": 1.0,
+                registry.add_metrics(run_id, [{"step": step, "epoch": 0.1, "split": "train", "loss": 1.0,
                                             "accuracy": 0.5, "images_per_s": 100.0}] * 5)
-                runs.heartbeat(run_id, steps=step)
+                registry.heartbeat(run_id, steps=step)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
     def read():
         try:
             while time.monotonic() < stop:
-                for r in runs.list_runs():
-                    runs.get_metrics(r.id)
+                for r in registry.list_runs():
+                    registry.get_metrics(r.id)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
@@ -450,9 +455,8 @@ def test_eight_visitors_browse_and_predict_while_a_training_runs(mnist, tiny_con
     from mnist_core.data import load_mnist
     from mnist_core.inspection import browse_order
 
-    run_id = runs.create_run(tiny_config(epochs=4, train_size=8000))
+    run_id = registry.create_run(tiny_config(epochs=4, train_size=8000))
     proc = start_worker(run_id)
-    runs.set_worker(run_id, proc.pid)
     model = create_model("lenet5").eval()
     images, labels = load_mnist("test")
     answered: list[int] = []
@@ -463,9 +467,9 @@ def test_eight_visitors_browse_and_predict_while_a_training_runs(mnist, tiny_con
         rng = np.random.default_rng(seed)
         try:
             for _ in range(15):
-                assert run_id in [r.id for r in runs.list_runs()]
-                for r in runs.list_runs():
-                    runs.get_metrics(r.id, split="val")
+                assert run_id in [r.id for r in registry.list_runs()]
+                for r in registry.list_runs():
+                    registry.get_metrics(r.id, split="val")
                 order = browse_order(labels.numpy(), int(rng.integers(10)), seed)
                 grid = images[order[:100]]
                 canvas = np.zeros((280, 280, 4), np.uint8)
@@ -486,16 +490,16 @@ def test_eight_visitors_browse_and_predict_while_a_training_runs(mnist, tiny_con
         t.join()
     assert errors == []
     assert sorted(answered) == sorted(list(range(8)) * 15)  # every visitor, every round
-    wait_for(lambda: not runs.get_run(run_id).is_live, 180, what="the training to finish")
-    assert runs.get_run(run_id).status == "completed"
+    wait_for(lambda: not registry.get_run(run_id).is_live, 180, what="the training to finish")
+    assert registry.get_run(run_id).status == "completed"
 
 
 def test_deleting_a_run_removes_its_learning_replay(tiny_config):
     from mnist_core.snapshots import snapshot_path
 
-    run_id = runs.create_run(tiny_config(), owner="alice")
-    runs.request_cancel(run_id, by="alice")
+    run_id = registry.create_run(tiny_config(), owner="alice")
+    registry.request_cancel(run_id, by="alice")
     snapshot_path(run_id).parent.mkdir(parents=True, exist_ok=True)
     snapshot_path(run_id).write_bytes(b"frames")
-    runs.delete_run(run_id, by="alice")
+    registry.delete_run(run_id, by="alice")
     assert not snapshot_path(run_id).exists()

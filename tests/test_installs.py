@@ -139,13 +139,13 @@ def test_a_ray_address_without_ray_installed_says_which_extra_to_install(monkeyp
 
 
 def test_a_postgresql_registry_without_psycopg_says_which_extra_to_install(monkeypatch):
-    from mnist_core import runs
+    from mnist_core import registry
 
     monkeypatch.setitem(sys.modules, "psycopg", None)
     monkeypatch.setenv("MNIST_REGISTRY_URL", "postgresql://lab:secret@db.example:5432/lab")
     with pytest.raises(RunError) as refused:
-        runs.list_runs()
+        registry.list_runs()
     assert str(refused.value) == ("MNIST_REGISTRY_URL names PostgreSQL, but its driver psycopg is not installed: "
                                   "pip install 'mnist-lab[cluster]'")
     monkeypatch.delenv("MNIST_REGISTRY_URL")
-    assert runs.list_runs() == []  # the default SQLite registry needs neither
+    assert registry.list_runs() == []  # the default SQLite registry needs neither

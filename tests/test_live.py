@@ -5,16 +5,16 @@ import time
 
 import pytest
 
-from mnist_core import live, runs
+from mnist_core import live, registry
 
 
-def make_run(status="running", **fields) -> runs.Run:
+def make_run(status="running", **fields) -> registry.Run:
     values = dict(id="20260101-000000-abcdef", status=status, config={"model": "lenet5", "epochs": 3},
                   created_at=0.0, started_at=None, finished_at=None, error=None, checkpoint=None,
                   best_val_accuracy=None, test_accuracy=None, test_loss=None, steps=None, total_steps=None,
                   pid=123, host="here", heartbeat=None, cancel_requested=False, owner=None)
     values.update(fields)
-    return runs.Run(**values)
+    return registry.Run(**values)
 
 
 # --- smoothing ---------------------------------------------------------------------------------

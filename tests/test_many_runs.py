@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from mnist_core import predict, runfiles, runs
+from mnist_core import predict, registry, runfiles
 from mnist_core.checkpoints import default_checkpoint, sidecar_path
 from mnist_core.records import RunStatus
 
@@ -27,7 +27,7 @@ def add_completed_runs(n: int) -> list[str]:
     source = default_checkpoint("cnn-small")
     ids = []
     for k in range(n):
-        run_id = runs.create_run(CONFIG)
+        run_id = registry.create_run(CONFIG)
         path = runfiles.default_checkpoint_path("cnn-small", run_id)
         if k % 3:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,10 +37,10 @@ def add_completed_runs(n: int) -> list[str]:
                 except OSError:  # another file system
                     shutil.copyfile(src, dst)
         else:
-            runs.put_artifact(run_id, "checkpoint.safetensors", b"weights")
-            runs.put_artifact(run_id, "checkpoint.json", b"{}")
+            registry.put_artifact(run_id, "checkpoint.safetensors", b"weights")
+            registry.put_artifact(run_id, "checkpoint.json", b"{}")
             path = f"/another/host/{path.name}"
-        runs.finish_run(run_id, RunStatus.COMPLETED, checkpoint=str(path), best_val_accuracy=0.97,
+        registry.finish_run(run_id, RunStatus.COMPLETED, checkpoint=str(path), best_val_accuracy=0.97,
                         test_accuracy=0.97 + k / 1e5)
         ids.append(run_id)
     return ids
@@ -64,14 +64,15 @@ def predictions(monkeypatch):
 def runs_read(monkeypatch):
     """How many runs each registry listing returned, while a page drew."""
     read = []
-    real = runs.list_runs
+    real = registry.list_runs
 
     def counting(*args, **kwargs):
         found = real(*args, **kwargs)
         read.append(len(found))
         return found
 
-    monkeypatch.setattr(runs, "list_runs", counting)
+    monkeypatch.setattr(registry, "list_runs", counting)  # what pages call
+    monkeypatch.setattr(registry.runs, "list_runs", counting)  # ... and recent_runs within the registry
     return read
 
 

@@ -311,7 +311,7 @@ def test_should_stop_cancels_a_numpy_run_between_steps(mnist):
 
 
 def test_the_workers_checkpoint_of_a_numpy_run_loads_and_predicts(mnist):
-    from mnist_core import runs
+    from mnist_core import registry
     from mnist_core.checkpoints import load_checkpoint
     from mnist_core.data import load_mnist
     from mnist_core.predict import predict_proba
@@ -319,7 +319,7 @@ def test_the_workers_checkpoint_of_a_numpy_run_loads_and_predicts(mnist):
 
     config = TrainConfig.from_dict(dict(model="mlp-90", lr=1.0, loss="mse-onehot", train_size=1000, val_size=200,
                                         epochs=1, batch_size=50, **SMALL))
-    run = execute_run(runs.create_run(config.to_dict()))
+    run = execute_run(registry.create_run(config.to_dict()))
     assert run.status == "completed" and run.checkpoint
     model, meta = load_checkpoint(run.checkpoint)
     assert meta["architecture"] == "mlp-90" and meta["config"]["backend"] == "numpy"
@@ -327,7 +327,7 @@ def test_the_workers_checkpoint_of_a_numpy_run_loads_and_predicts(mnist):
     probabilities = predict_proba(model, images[:500].float() / 255)
     accuracy = (probabilities.argmax(1) == labels[:500].numpy()).mean()
     assert accuracy > 0.6
-    assert len(runs.get_metrics(run.id, split="train")) == math.ceil(1000 / 50)
+    assert len(registry.get_metrics(run.id, split="train")) == math.ceil(1000 / 50)
 
 
 @pytest.mark.parametrize("name", ["tutorial-numpy-2layer", "tutorial-numpy-mlp90"])

@@ -6,7 +6,7 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from mnist_core import runs
+from mnist_core import registry
 
 from apptest_util import APP, messages
 
@@ -26,20 +26,20 @@ def open_class(query: dict | None = None, token: str = ME) -> AppTest:
 
 
 def _tagged(tiny_config, code, student, owner, accuracy=None, running=False, **settings):
-    run_id = runs.create_run(tiny_config(**settings), owner=owner, class_code=code, student=student)
+    run_id = registry.create_run(tiny_config(**settings), owner=owner, class_code=code, student=student)
     if running or accuracy is not None:
-        runs.mark_running(run_id, total_steps=100)  # this test process stands in for the worker
+        registry.mark_running(run_id, total_steps=100)  # this test process stands in for the worker
     if accuracy is not None:
-        runs.finish_run(run_id, "completed", test_accuracy=accuracy, best_val_accuracy=accuracy)
+        registry.finish_run(run_id, "completed", test_accuracy=accuracy, best_val_accuracy=accuracy)
     return run_id
 
 
 @pytest.fixture
 def stop_live():
     yield
-    for r in runs.list_runs():
+    for r in registry.list_runs():
         if r.is_live:
-            runs.finish_run(r.id, "cancelled")
+            registry.finish_run(r.id, "cancelled")
 
 
 def test_a_visitor_outside_any_class_is_asked_for_a_code_and_a_bad_one_is_refused_in_one_line():
@@ -107,7 +107,7 @@ def test_a_student_can_cancel_their_own_run_but_not_another_students(tiny_config
     assert cancel_theirs.help == "Only Bob's browser can cancel this run."
     cancel_mine.click().run()
     assert not at.exception and not at.error, messages(at)
-    assert runs.get_run(mine).cancel_requested and not runs.get_run(theirs).cancel_requested
+    assert registry.get_run(mine).cancel_requested and not registry.get_run(theirs).cancel_requested
 
 
 def test_a_student_outside_the_class_sees_none_of_its_runs(tiny_config):
@@ -118,7 +118,7 @@ def test_a_student_outside_the_class_sees_none_of_its_runs(tiny_config):
 
 
 def _curves(run_id: str, accuracy: float) -> None:
-    runs.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 10, "loss": 2.0 / s, "accuracy": 0.5}
+    registry.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 10, "loss": 2.0 / s, "accuracy": 0.5}
                               for s in range(1, 11)] + [{"split": "val", "step": 10, "epoch": 1.0, "loss": 0.3,
                                                          "accuracy": accuracy}])
 
@@ -131,7 +131,7 @@ def test_the_teacher_sees_the_best_students_curves_and_every_finished_run_on_one
     assert at.multiselect(key="class_students").value == []  # nobody has finished yet
     for run_id, acc in started:
         _curves(run_id, acc)
-        runs.finish_run(run_id, "completed", test_accuracy=acc, best_val_accuracy=acc)
+        registry.finish_run(run_id, "completed", test_accuracy=acc, best_val_accuracy=acc)
     at.run()
     assert not at.exception, messages(at)
     assert at.multiselect(key="class_students").value == ["Ada", "Bob"]  # the two best, until the teacher picks
@@ -160,7 +160,7 @@ def test_a_student_can_delete_only_their_own_finished_runs(tiny_config):
     assert at.selectbox(key="class_delete_pick").options == [mine]  # Bob's run is not offered
     at.button(key="class_delete").click().run()
     assert not at.exception and not at.error, messages(at)
-    assert [r.id for r in runs.list_runs()] == [theirs]
+    assert [r.id for r in registry.list_runs()] == [theirs]
     assert list(at.dataframe[0].value["student"]) == ["Bob"]
 
 

@@ -176,19 +176,19 @@ def test_use_this_model_on_a_run_opens_draw_on_the_runs_checkpoint(isolated_dirs
 
 def test_a_run_kept_only_in_the_registry_is_offered_and_predicts(tmp_path):
     """A completed run trained on another host: its checkpoint lives in the registry alone."""
-    from mnist_core import runs
+    from mnist_core import registry
     from mnist_core.checkpoints import default_checkpoint, load_checkpoint, save_checkpoint
     from mnist_core.training import TrainConfig
 
     artifacts = pytest.importorskip("mnist_core.artifacts")
-    if not hasattr(runs, "put_artifact"):
+    if not hasattr(registry, "put_artifact"):
         pytest.skip("this registry keeps no artifacts yet")
-    run_id = runs.create_run(TrainConfig(model="lenet5", epochs=1).to_dict())
-    runs.mark_running(run_id, total_steps=10)
+    run_id = registry.create_run(TrainConfig(model="lenet5", epochs=1).to_dict())
+    registry.mark_running(run_id, total_steps=10)
     model, meta = load_checkpoint(default_checkpoint("lenet5"))
     elsewhere = save_checkpoint(model, {**meta, "run_id": run_id}, tmp_path / "other-host" / f"lenet5-{run_id}.safetensors")
     artifacts.store_checkpoint(run_id, elsewhere)
-    runs.finish_run(run_id, "completed", checkpoint=str(elsewhere), test_accuracy=0.991)
+    registry.finish_run(run_id, "completed", checkpoint=str(elsewhere), test_accuracy=0.991)
     for leftover in elsewhere.parent.iterdir():  # the other host's disk is not this one's
         leftover.unlink()
 

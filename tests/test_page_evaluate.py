@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mnist_core import evaluate as ev
-from mnist_core import runs
+from mnist_core import registry
 from mnist_core.checkpoints import default_checkpoint, load_checkpoint
 from mnist_core.data import load_mnist
 from mnist_core.training import TrainConfig
@@ -111,11 +111,11 @@ def test_model_cards_lead_with_what_people_compare_and_say_untrained_in_words(pa
 
 
 def finished_run(acc: float, best_val: float | None = 0.5, started: bool = True) -> str:
-    run_id = runs.create_run(TrainConfig(epochs=1).to_dict())
+    run_id = registry.create_run(TrainConfig(epochs=1).to_dict())
     if started:
-        runs.mark_running(run_id)
-    runs.add_metrics(run_id, [{"step": 10, "epoch": 1.0, "split": "val", "loss": 0.1, "accuracy": acc}])
-    runs.finish_run(run_id, "completed", best_val_accuracy=best_val, test_accuracy=acc, test_loss=0.1)
+        registry.mark_running(run_id)
+    registry.add_metrics(run_id, [{"step": 10, "epoch": 1.0, "split": "val", "loss": 0.1, "accuracy": acc}])
+    registry.finish_run(run_id, "completed", best_val_accuracy=best_val, test_accuracy=acc, test_loss=0.1)
     return run_id
 
 

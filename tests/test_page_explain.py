@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from apptest_util import messages, open_page
-from mnist_core import data, explain, export, runs
+from mnist_core import data, explain, export, registry
 from mnist_core.checkpoints import default_checkpoint, load_checkpoint, save_checkpoint
 from mnist_core.models import create_model
 from mnist_core.snapshots import Recorder
@@ -159,8 +159,8 @@ def trained_run(tmp_path_factory):
     """
     root = tmp_path_factory.mktemp("replay")
     config = TrainConfig(model="lenet5", train_size=400, val_size=200, epochs=1, threads=1)
-    run_id = runs.create_run(config.to_dict(), root=root / "runs")
-    runs.mark_running(run_id, root=root / "runs")
+    run_id = registry.create_run(config.to_dict(), root=root / "runs")
+    registry.mark_running(run_id, root=root / "runs")
     model = create_model("lenet5")
     recorder = Recorder(run_id, root=root / "runs", write_seconds=1e9)
     generator = torch.Generator().manual_seed(0)
@@ -171,7 +171,7 @@ def trained_run(tmp_path_factory):
                 p.add_(0.05 * torch.randn(p.shape, generator=generator))
     recorder.close()
     path = save_checkpoint(model, {"run_id": run_id}, root / "checkpoints" / "replay-lenet5.safetensors")
-    runs.finish_run(run_id, "completed", root=root / "runs", checkpoint=str(path), test_accuracy=0.1)
+    registry.finish_run(run_id, "completed", root=root / "runs", checkpoint=str(path), test_accuracy=0.1)
     return {"runs": root / "runs", "checkpoints": root / "checkpoints", "run_id": run_id}
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mnist_core import runs
+from mnist_core import registry
 from mnist_core.training import TrainConfig
 
 from apptest_util import messages, open_page
@@ -23,13 +23,13 @@ def busy_slot(tmp_path, monkeypatch):
     (and no page visit starts a real worker)."""
     monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("MNIST_MAX_CONCURRENT", "1")
-    run_id = runs.create_run(TrainConfig(model="mlp-50", epochs=1).to_dict())
-    runs.mark_running(run_id, total_steps=100)
-    runs.add_metrics(run_id, [{"split": "train", "step": 25, "epoch": 0.25, "loss": 1.0, "accuracy": 0.5}])
+    run_id = registry.create_run(TrainConfig(model="mlp-50", epochs=1).to_dict())
+    registry.mark_running(run_id, total_steps=100)
+    registry.add_metrics(run_id, [{"split": "train", "step": 25, "epoch": 0.25, "loss": 1.0, "accuracy": 0.5}])
     yield run_id
-    for r in runs.list_runs():
+    for r in registry.list_runs():
         if r.is_live:
-            runs.finish_run(r.id, "cancelled")
+            registry.finish_run(r.id, "cancelled")
 
 
 def test_home_lists_runs_in_progress(busy_slot):
@@ -76,7 +76,7 @@ def test_home_says_how_many_checkpoints_it_does_not_list(isolated_dirs):
 
 
 def test_home_shows_each_runs_progress_and_a_waiting_runs_place_in_line(busy_slot):
-    runs.create_run(TrainConfig(epochs=1).to_dict())  # waits for the busy slot
+    registry.create_run(TrainConfig(epochs=1).to_dict())  # waits for the busy slot
     at = open_page("app_pages/home.py")
     assert not at.exception, messages(at)
     assert any("2 run(s) in progress" in i.value for i in at.info), [i.value for i in at.info]

@@ -10,7 +10,7 @@ import time
 from streamlit.testing.v1 import AppTest
 
 from apptest_util import open_page
-from mnist_core import runs
+from mnist_core import registry
 from mnist_core.records import RunStatus
 
 TINY = dict(model="mlp-128-64", train_size=1000, val_size=500, epochs=1, batch_size=100, threads=1, device="cpu")
@@ -90,25 +90,25 @@ def test_launching_a_sweep_queues_tagged_runs_and_cancel_stops_them_all(monkeypa
     assert at.info[0].value.startswith("3 runs × ~"), [i.value for i in at.info]
     _launch_button(at).click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    launched = [r for r in runs.list_runs() if r.sweep]
+    launched = [r for r in registry.list_runs() if r.sweep]
     assert sorted(r.config["lr"] for r in launched) == [0.001, 0.01, 0.1]
     assert {r.sweep for r in launched} == {at.session_state["sweep_watch"]}
     assert {r.owner for r in launched} == {at.session_state["visitor_token"]}
     next(b for b in at.button if b.label == "Cancel the whole sweep").click().run()
     deadline = time.monotonic() + 120
-    while any(r.is_live for r in runs.list_runs()) and time.monotonic() < deadline:
+    while any(r.is_live for r in registry.list_runs()) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert not any(r.is_live for r in runs.list_runs())
-    assert any(r.status == RunStatus.CANCELLED for r in runs.list_runs())
+    assert not any(r.is_live for r in registry.list_runs())
+    assert any(r.status == RunStatus.CANCELLED for r in registry.list_runs())
 
 
 def _finished_run(sweep: str, lr: float, accuracy: float) -> str:
-    run_id = runs.create_run({**TINY, "lr": lr, "seed": 0, "optimizer": "adamw"}, sweep=sweep)
-    runs.mark_running(run_id, total_steps=10)
-    runs.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 10, "loss": 2.0 / s, "accuracy": 0.5,
+    run_id = registry.create_run({**TINY, "lr": lr, "seed": 0, "optimizer": "adamw"}, sweep=sweep)
+    registry.mark_running(run_id, total_steps=10)
+    registry.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 10, "loss": 2.0 / s, "accuracy": 0.5,
                                "images_per_s": 1000.0} for s in range(1, 11)]
                      + [{"split": "val", "step": 10, "epoch": 1.0, "loss": 0.3, "accuracy": accuracy - 0.01}])
-    runs.finish_run(run_id, RunStatus.COMPLETED, test_accuracy=accuracy, best_val_accuracy=accuracy)
+    registry.finish_run(run_id, RunStatus.COMPLETED, test_accuracy=accuracy, best_val_accuracy=accuracy)
     return run_id
 
 

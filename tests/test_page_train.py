@@ -7,23 +7,23 @@ import time
 
 import pytest
 
-from mnist_core import form, runs
+from mnist_core import form, registry
 from mnist_core.training import PRESETS, TrainConfig
 
 from apptest_util import messages, open_page
 
 
 @pytest.fixture
-def registry(tmp_path, monkeypatch):
+def fresh_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("MNIST_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
     return tmp_path
 
 
-def wait_until_finished(timeout: float = 120) -> runs.Run:
+def wait_until_finished(timeout: float = 120) -> registry.Run:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        latest = runs.list_runs()[-1]
+        latest = registry.list_runs()[-1]
         if not latest.is_live:
             return latest
         time.sleep(0.5)
@@ -39,17 +39,17 @@ def red_sentences(at) -> list[str]:
 
 
 def finished_run(status="completed", owner=None, **result) -> str:
-    run_id = runs.create_run(TrainConfig(epochs=1, train_size=1000).to_dict(), owner=owner)
-    runs.mark_running(run_id, total_steps=8)
-    runs.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 8, "loss": 2.3 / s, "accuracy": 0.5,
+    run_id = registry.create_run(TrainConfig(epochs=1, train_size=1000).to_dict(), owner=owner)
+    registry.mark_running(run_id, total_steps=8)
+    registry.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 8, "loss": 2.3 / s, "accuracy": 0.5,
                                "images_per_s": 1000.0} for s in range(1, 9)])
-    runs.finish_run(run_id, status, **result)
+    registry.finish_run(run_id, status, **result)
     return run_id
 
 
 # --- the form ----------------------------------------------------------------------------------
 
-def test_form_starts_with_a_run_worth_watching_and_every_field_in_plain_words(registry):
+def test_form_starts_with_a_run_worth_watching_and_every_field_in_plain_words(fresh_dirs):
     at = open_page("app_pages/train.py")
     assert not at.exception, messages(at)
     for f in TrainConfig.fields():
@@ -62,7 +62,7 @@ def test_form_starts_with_a_run_worth_watching_and_every_field_in_plain_words(re
     assert any("No runs yet" in i.value for i in at.info)
 
 
-def test_choosing_a_preset_fills_in_the_form(registry):
+def test_choosing_a_preset_fills_in_the_form(fresh_dirs):
     at = open_page("app_pages/train.py")
     at.selectbox(key="preset").set_value("tutorial-lenet5").run()
     assert not at.exception, messages(at)
@@ -72,7 +72,7 @@ def test_choosing_a_preset_fills_in_the_form(registry):
     assert "Article's result" in " ".join(c.value for c in at.caption)
 
 
-def test_a_preset_changes_its_recipe_never_the_threads_or_the_device(registry):
+def test_a_preset_changes_its_recipe_never_the_threads_or_the_device(fresh_dirs):
     at = open_page("app_pages/train.py")
     assert at.number_input(key="cfg_threads").value == 1  # the form's first run: one thread
     at.selectbox(key="preset").set_value("fast").run()
@@ -82,7 +82,7 @@ def test_a_preset_changes_its_recipe_never_the_threads_or_the_device(registry):
     assert at.selectbox(key="preset").value == "fast"  # still that recipe: the threads are not part of it
 
 
-def test_changing_a_field_after_a_preset_says_custom_and_drops_the_articles_caption(registry):
+def test_changing_a_field_after_a_preset_says_custom_and_drops_the_articles_caption(fresh_dirs):
     """The form no longer is the recipe, so it must not be named after it (a run of 8,000 images
     under a box saying tutorial-lenet5 and its caption "2,600 train" would misstate it)."""
     at = open_page("app_pages/train.py")
@@ -94,14 +94,14 @@ def test_changing_a_field_after_a_preset_says_custom_and_drops_the_articles_capt
     assert at.number_input(key="cfg_train_size").value == 8000 and at.number_input(key="cfg_lr").value == 0.2
 
 
-def test_model_picker_shows_layers_and_parameters(registry):
+def test_model_picker_shows_layers_and_parameters(fresh_dirs):
     at = open_page("app_pages/train.py")
     at.selectbox(key="cfg_model").set_value("cnn-small").run()
     assert any("cnn-small · 21,578 parameters" in e.label for e in at.expander)
     assert not [c for c in at.caption if "fused C kernel" in c.value]
 
 
-def test_lenet5_says_whether_its_fused_kernels_are_in_use(registry):
+def test_lenet5_says_whether_its_fused_kernels_are_in_use(fresh_dirs):
     from mnist_core import kernels
 
     at = open_page("app_pages/train.py")
@@ -117,40 +117,40 @@ def test_lenet5_says_whether_its_fused_kernels_are_in_use(registry):
     ("cfg_epochs", 1000, "epochs must be at most 200"),
     ("cfg_val_size", -1, "validation images must be at least 0"),
 ])
-def test_an_out_of_range_value_stays_typed_says_why_and_blocks_start(registry, key, value, sentence):
+def test_an_out_of_range_value_stays_typed_says_why_and_blocks_start(fresh_dirs, key, value, sentence):
     at = open_page("app_pages/train.py")
     at.number_input(key=key).set_value(value)
     start_button(at).click().run()  # typed and Start pressed at once: the click leaves the field
     assert not at.exception, messages(at)
-    assert runs.list_runs() == []
+    assert registry.list_runs() == []
     assert at.number_input(key=key).value == value  # what was typed, not a silently kept older value
     assert red_sentences(at) == [f":red[{sentence}]"]
     assert start_button(at).disabled
 
 
-def test_epochs_typed_as_2_5_stay_2_5_and_are_refused_not_trained_as_2(registry):
+def test_epochs_typed_as_2_5_stay_2_5_and_are_refused_not_trained_as_2(fresh_dirs):
     """Seen: 2.5 typed in epochs became 2 without a word (an integer widget rounds what it is sent)."""
     at = open_page("app_pages/train.py")
     at.number_input(key="cfg_epochs").set_value(2.5)
     start_button(at).click().run()
     assert not at.exception, messages(at)
-    assert runs.list_runs() == []
+    assert registry.list_runs() == []
     assert at.number_input(key="cfg_epochs").value == 2.5
     assert red_sentences(at) == [":red[epochs must be a whole number]"]
     assert start_button(at).disabled
 
 
-def test_a_cross_field_problem_is_told_in_the_readers_words_and_starts_nothing(registry):
+def test_a_cross_field_problem_is_told_in_the_readers_words_and_starts_nothing(fresh_dirs):
     at = open_page("app_pages/train.py")
     at.number_input(key="cfg_train_size").set_value(59_000).run()
     assert not at.exception, messages(at)
     (sentence,) = red_sentences(at)
     assert "training images + validation images must be at most 60,000" in sentence and "_" not in sentence
     assert start_button(at).disabled
-    assert runs.list_runs() == []
+    assert registry.list_runs() == []
 
 
-def test_the_numpy_engine_with_a_conv_model_is_refused_before_a_run_exists(registry):
+def test_the_numpy_engine_with_a_conv_model_is_refused_before_a_run_exists(fresh_dirs):
     at = open_page("app_pages/train.py")
     at.selectbox(key="cfg_backend").set_value("numpy").run()
     assert not at.exception, messages(at)
@@ -158,7 +158,7 @@ def test_the_numpy_engine_with_a_conv_model_is_refused_before_a_run_exists(regis
     assert start_button(at).disabled
 
 
-def test_only_devices_this_machine_has_are_offered(registry):
+def test_only_devices_this_machine_has_are_offered(fresh_dirs):
     import torch
 
     at = open_page("app_pages/train.py")
@@ -167,7 +167,7 @@ def test_only_devices_this_machine_has_are_offered(registry):
     assert {"auto", "cpu"} <= set(offered)
 
 
-def test_the_form_keeps_its_values_when_you_leave_and_come_back(registry):
+def test_the_form_keeps_its_values_when_you_leave_and_come_back(fresh_dirs):
     at = open_page("app_pages/train.py")
     at.selectbox(key="preset").set_value("tutorial-cnn").run()
     at.number_input(key="cfg_epochs").set_value(2).run()
@@ -183,7 +183,7 @@ def advanced(at):
     return next(e for e in at.expander if e.label.startswith("Advanced"))
 
 
-def test_fixing_a_wrong_value_under_advanced_leaves_the_section_open(registry):
+def test_fixing_a_wrong_value_under_advanced_leaves_the_section_open(fresh_dirs):
     """Drawn open only while the problem lasted, the section folded away as the value was fixed."""
     at = open_page("app_pages/train.py")
     assert not advanced(at).proto.expanded
@@ -194,7 +194,7 @@ def test_fixing_a_wrong_value_under_advanced_leaves_the_section_open(registry):
     assert advanced(at).proto.expanded
 
 
-def test_the_form_says_how_long_the_run_will_take_before_start(registry):
+def test_the_form_says_how_long_the_run_will_take_before_start(fresh_dirs):
     at = open_page("app_pages/train.py")
     (caption,) = [c.value for c in at.caption if c.value.startswith("Training time: ")]
     assert caption.endswith("(no finished lenet5 run to go by: assumed 3,000 images/s), once it starts.")
@@ -204,7 +204,7 @@ def test_the_form_says_how_long_the_run_will_take_before_start(registry):
 
 # --- a real run --------------------------------------------------------------------------------
 
-def test_launched_run_completes_with_its_config_and_the_checkpoints_file_name(registry):
+def test_launched_run_completes_with_its_config_and_the_checkpoints_file_name(fresh_dirs):
     at = open_page("app_pages/train.py")
     at.selectbox(key="cfg_model").set_value("mlp-128-64")
     at.number_input(key="cfg_train_size").set_value(2000)
@@ -213,7 +213,7 @@ def test_launched_run_completes_with_its_config_and_the_checkpoints_file_name(re
     at.number_input(key="cfg_threads").set_value(1)
     start_button(at).click().run()
     assert not at.exception, messages(at)
-    assert [t.value for t in at.toast] == [f"Started run {runs.list_runs()[0].id}"]
+    assert [t.value for t in at.toast] == [f"Started run {registry.list_runs()[0].id}"]
     run = wait_until_finished()
     assert run.status == "completed", run.error
     assert run.owner == at.session_state["visitor_token"]
@@ -223,7 +223,7 @@ def test_launched_run_completes_with_its_config_and_the_checkpoints_file_name(re
     (success,) = [s.value for s in at.success if "Test accuracy" in s.value]
     assert f"{run.test_accuracy:.2%}" in success
     assert "best validation" not in success  # no validation set: no "(best validation 0.00%)"
-    assert f"`{os.path.basename(run.checkpoint)}`" in success and str(registry) not in success
+    assert f"`{os.path.basename(run.checkpoint)}`" in success and str(fresh_dirs) not in success
     assert any(c.value.startswith("Config: model mlp-128-64 · learning rate 0.003 · epochs 1 · batch size 32")
                for c in at.caption)
     table = at.dataframe[-1].value
@@ -231,18 +231,18 @@ def test_launched_run_completes_with_its_config_and_the_checkpoints_file_name(re
     assert "None" not in table.astype(str).to_numpy().ravel().tolist()
     assert list(table["best validation"]) == ["–"]
     # the checkpoint the page names is on disk, the run's only one (the always-true `assert glob(...)` it replaces)
-    saved = sorted(p.name for p in (registry / "checkpoints").glob("mlp-128-64-*.safetensors"))
+    saved = sorted(p.name for p in (fresh_dirs / "checkpoints").glob("mlp-128-64-*.safetensors"))
     assert saved == [os.path.basename(run.checkpoint)] == [f"mlp-128-64-{run.id}.safetensors"]
 
 
-def test_cancel_button_cancels_a_live_run(registry):
+def test_cancel_button_cancels_a_live_run(fresh_dirs):
     at = open_page("app_pages/train.py")
     at.number_input(key="cfg_epochs").set_value(50)  # long enough to still be running when we cancel
     at.number_input(key="cfg_threads").set_value(1)
     start_button(at).click().run()
-    run_id = runs.list_runs()[-1].id
+    run_id = registry.list_runs()[-1].id
     deadline = time.time() + 60
-    while runs.get_run(run_id).status != "running" and time.time() < deadline:
+    while registry.get_run(run_id).status != "running" and time.time() < deadline:
         time.sleep(0.3)
     at.run()
     next(b for b in at.button if b.label == "Cancel").click().run()
@@ -254,9 +254,9 @@ def test_cancel_button_cancels_a_live_run(registry):
 
 # --- how a run ended ---------------------------------------------------------------------------
 
-def test_failed_run_shows_its_error_text_not_a_traceback_or_a_server_path(registry):
-    run_id = runs.create_run(TrainConfig(epochs=1).to_dict())
-    runs.finish_run(run_id, "failed", error="cannot write /srv/lab/checkpoints/x.safetensors: disk full")
+def test_failed_run_shows_its_error_text_not_a_traceback_or_a_server_path(fresh_dirs):
+    run_id = registry.create_run(TrainConfig(epochs=1).to_dict())
+    registry.finish_run(run_id, "failed", error="cannot write /srv/lab/checkpoints/x.safetensors: disk full")
     at = open_page("app_pages/train.py")
     assert not at.exception, messages(at)
     assert any("cannot write x.safetensors: disk full" in e.value for e in at.error), messages(at)
@@ -264,7 +264,7 @@ def test_failed_run_shows_its_error_text_not_a_traceback_or_a_server_path(regist
     assert list(at.dataframe[-1].value["status"]) == ["failed"]
 
 
-def test_a_run_that_ended_near_chance_gets_a_warning_not_a_success(registry):
+def test_a_run_that_ended_near_chance_gets_a_warning_not_a_success(fresh_dirs):
     finished_run(test_accuracy=0.1135, test_loss=2.3, best_val_accuracy=0.1, checkpoint="/x/lenet5-a.safetensors")
     at = open_page("app_pages/train.py")
     assert not at.exception, messages(at)
@@ -274,40 +274,40 @@ def test_a_run_that_ended_near_chance_gets_a_warning_not_a_success(registry):
 
 # --- who may change a run, and which run is watched --------------------------------------------
 
-def test_delete_asks_for_confirmation_first(registry):
+def test_delete_asks_for_confirmation_first(fresh_dirs):
     at = open_page("app_pages/train.py")
     run_id = finished_run(owner=at.session_state["visitor_token"], test_accuracy=0.9)
     at.run()
     assert not at.exception, messages(at)
     assert [b.label for b in at.button if b.label.startswith("Delete")] == []  # only the popover's label
     (confirm,) = [b for b in at.button if b.label == "Yes, delete it"]
-    assert runs.list_runs()[0].id == run_id  # showing the question deleted nothing
+    assert registry.list_runs()[0].id == run_id  # showing the question deleted nothing
     confirm.click().run()
     assert not at.exception, messages(at)
-    assert runs.list_runs() == []
+    assert registry.list_runs() == []
 
 
-def test_a_run_started_from_the_command_line_is_read_only_on_the_page(registry):
-    run_id = runs.create_run(TrainConfig(epochs=50).to_dict(), owner=None)
-    runs.mark_running(run_id, total_steps=100)  # this process stands in for its worker
+def test_a_run_started_from_the_command_line_is_read_only_on_the_page(fresh_dirs):
+    run_id = registry.create_run(TrainConfig(epochs=50).to_dict(), owner=None)
+    registry.mark_running(run_id, total_steps=100)  # this process stands in for its worker
     try:
         at = open_page("app_pages/train.py")
         assert not at.exception, messages(at)
         (cancel,) = [b for b in at.button if b.label == "Cancel"]
         assert cancel.disabled and "command line" in cancel.help
     finally:
-        runs.finish_run(run_id, "cancelled")
+        registry.finish_run(run_id, "cancelled")
 
 
-def test_a_second_run_is_queued_and_the_toast_says_so_and_either_can_be_watched(registry, monkeypatch):
+def test_a_second_run_is_queued_and_the_toast_says_so_and_either_can_be_watched(fresh_dirs, monkeypatch):
     monkeypatch.setenv("MNIST_MAX_CONCURRENT", "1")
-    other = runs.create_run(TrainConfig(epochs=50).to_dict(), owner="someone-else")
-    runs.mark_running(other, total_steps=100)  # a slot taken by another visitor's run
+    other = registry.create_run(TrainConfig(epochs=50).to_dict(), owner="someone-else")
+    registry.mark_running(other, total_steps=100)  # a slot taken by another visitor's run
     try:
         at = open_page("app_pages/train.py")
         start_button(at).click().run()
         assert not at.exception, messages(at)
-        mine = runs.list_runs()[-1].id
+        mine = registry.list_runs()[-1].id
         assert [t.value for t in at.toast] == [f"Queued run {mine}: number 1 in line"]
         watching = at.selectbox(key="watch_pick")
         assert watching.value == mine
@@ -317,23 +317,23 @@ def test_a_second_run_is_queued_and_the_toast_says_so_and_either_can_be_watched(
         assert any(h.value.startswith(f"Run {other} ·") for h in at.subheader), [h.value for h in at.subheader]
         assert next(b for b in at.button if b.label == "Cancel").disabled  # not this visitor's run
     finally:
-        for run_id in (r.id for r in runs.list_runs() if r.is_live):
-            runs.request_cancel(run_id)
-        runs.finish_run(other, "cancelled")
+        for run_id in (r.id for r in registry.list_runs() if r.is_live):
+            registry.request_cancel(run_id)
+        registry.finish_run(other, "cancelled")
 
 
 # --- charts ------------------------------------------------------------------------------------
 
 @pytest.fixture
-def live_run(registry):
+def live_run(fresh_dirs):
     """A run 10 steps into 40, with its train rows (loss 2.3 / step) and one validation at step 10."""
-    run_id = runs.create_run(TrainConfig(epochs=1, train_size=1000).to_dict())
-    runs.mark_running(run_id, total_steps=40)
-    runs.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 40, "loss": 2.3 / s, "accuracy": 0.5,
+    run_id = registry.create_run(TrainConfig(epochs=1, train_size=1000).to_dict())
+    registry.mark_running(run_id, total_steps=40)
+    registry.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 40, "loss": 2.3 / s, "accuracy": 0.5,
                                "images_per_s": 1000.0} for s in range(1, 11)])
-    runs.add_metrics(run_id, [{"split": "val", "step": 10, "epoch": 0.25, "loss": 0.04, "accuracy": 0.9}])
+    registry.add_metrics(run_id, [{"split": "val", "step": 10, "epoch": 0.25, "loss": 0.04, "accuracy": 0.9}])
     yield run_id
-    runs.finish_run(run_id, "cancelled")
+    registry.finish_run(run_id, "cancelled")
 
 
 def test_on_a_phone_the_charts_legends_keep_the_validation_series(live_run):

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.ray_local import LocalCluster
-from mnist_core import runs, worker
+from mnist_core import registry, worker
 from mnist_core.paths import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess, pytest.mark.timeout(1200)]
@@ -42,19 +42,19 @@ def cluster(mnist, postgres_server):
     def own_folders(name, folder):
         return {"MNIST_RUNS_DIR": str(folder / name / "runs"), "MNIST_CHECKPOINT_DIR": str(folder / name / "checkpoints")}
 
-    registry = postgres_server.create_database()
+    registry_url = postgres_server.create_database()
     try:
         with LocalCluster(nodes=2, node_env={"MNIST_DATA_DIR": str(mnist.parent.parent)},
                           per_node_env=own_folders) as nodes:
             web = nodes.folder / "web"
             yield {
                 "address": nodes.address,
-                "env": {"MNIST_RAY_ADDRESS": nodes.address, "MNIST_REGISTRY_URL": registry,
+                "env": {"MNIST_RAY_ADDRESS": nodes.address, "MNIST_REGISTRY_URL": registry_url,
                         "MNIST_RUNS_DIR": str(web / "runs"), "MNIST_CHECKPOINT_DIR": str(web / "checkpoints")},
             }
     finally:
-        runs.close_connections()
-        postgres_server.drop_database(registry)
+        registry.close_connections()
+        postgres_server.drop_database(registry_url)
 
 
 @pytest.fixture
@@ -87,13 +87,13 @@ def test_four_runs_submitted_to_the_cluster_all_complete_on_both_nodes(web_host,
     outputs = [proc.communicate(timeout=600) for proc in submits]
     assert [proc.returncode for proc in submits] == [0] * 4, [err for _, err in outputs]
     run_ids = [out.strip() for out, _ in outputs]
-    wait_for(lambda: all(runs.get_run(r).status not in ("queued", "running") for r in run_ids), timeout=900,
+    wait_for(lambda: all(registry.get_run(r).status not in ("queued", "running") for r in run_ids), timeout=900,
              interval=1.0, what="the four runs to end")
 
-    ended = [runs.get_run(r) for r in run_ids]
+    ended = [registry.get_run(r) for r in run_ids]
     assert [r.status for r in ended] == ["completed"] * 4, [(r.id, r.status, r.error) for r in ended]
     for run in ended:
-        rows = runs.get_metrics(run.id, split="train")
+        rows = registry.get_metrics(run.id, split="train")
         assert len(rows) == run.steps == run.total_steps == 10   # one row per step: 1000 images / 100
         assert [r["step"] for r in rows] == list(range(1, 11))
         assert run.job_id == f"mnist-{run.id}"
@@ -122,14 +122,14 @@ def test_a_run_training_on_the_cluster_shows_live_metrics_and_can_be_cancelled(w
     run_id = _submit(*LONG)
 
     def live_rows():  # training now, and its curve already in the registry
-        return runs.get_run(run_id).status == "running" and runs.get_metrics(run_id, split="train")
+        return registry.get_run(run_id).status == "running" and registry.get_metrics(run_id, split="train")
 
     rows = wait_for(live_rows, timeout=600, interval=0.5, what="the run's first metric rows while it trains")
     assert [r["step"] for r in rows] == list(range(1, len(rows) + 1))
-    wait_for(lambda: len(runs.get_metrics(run_id, split="train")) > len(rows), timeout=120, interval=0.5,
+    wait_for(lambda: len(registry.get_metrics(run_id, split="train")) > len(rows), timeout=120, interval=0.5,
              what="more rows as it goes on")
     worker.cancel(run_id)
-    run = wait_for(lambda: (r := runs.get_run(run_id)).status not in ("queued", "running") and r, timeout=120,
+    run = wait_for(lambda: (r := registry.get_run(run_id)).status not in ("queued", "running") and r, timeout=120,
                    interval=0.5, what="the run to end")
     assert run.status == "cancelled" and run.error is None
     job = wait_for(lambda: (j := _job(web_host["address"], run.job_id))["status"] not in ("PENDING", "RUNNING") and j,
@@ -139,11 +139,11 @@ def test_a_run_training_on_the_cluster_shows_live_metrics_and_can_be_cancelled(w
 
 def test_a_worker_killed_on_the_cluster_reads_as_failed(web_host, wait_for):
     run_id = _submit(*LONG)
-    run = wait_for(lambda: (r := runs.get_run(run_id)).steps and r, timeout=600, interval=0.5,
+    run = wait_for(lambda: (r := registry.get_run(run_id)).steps and r, timeout=600, interval=0.5,
                    what="the run to train")
     os.kill(run.pid, signal.SIGKILL)   # the worker itself (a process on this machine), not its Ray job
-    run = wait_for(lambda: (r := runs.get_run(run_id)).status != "running" and r,
-                   timeout=runs.HEARTBEAT_TIMEOUT + 60, interval=0.5, what="the run to read as failed")
+    run = wait_for(lambda: (r := registry.get_run(run_id)).status != "running" and r,
+                   timeout=registry.liveness.HEARTBEAT_TIMEOUT + 60, interval=0.5, what="the run to read as failed")
     assert run.status == "failed" and ("died" in run.error or "heartbeat" in run.error), run.error
 
 
@@ -153,10 +153,10 @@ def test_a_job_that_cannot_start_its_worker_fails_its_run_with_rays_reason(web_h
 
     monkeypatch.setenv("MNIST_RAY_PYTHON", "no-such-python")   # the nodes have no such interpreter
     run_id = worker.submit(tiny_config())
-    job_id = runs.get_run(run_id).job_id
+    job_id = registry.get_run(run_id).job_id
     wait_for(lambda: _job(web_host["address"], job_id)["status"] == "FAILED", timeout=300, interval=0.5,
              what="the job to fail")
-    assert runs.get_run(run_id).status == "queued"   # the worker never ran: nothing told the registry
+    assert registry.get_run(run_id).status == "queued"   # the worker never ran: nothing told the registry
 
     assert main(["runs", "--json"]) == 0   # listing the runs asks Ray about the queued runs' jobs
     listed = {r["id"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}

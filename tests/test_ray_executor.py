@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from mnist_core import ray_executor, runs, worker
+from mnist_core import ray_executor, registry, worker
 from mnist_core.errors import RunError
 from mnist_core.paths import REPO_ROOT
 
@@ -59,7 +59,7 @@ def test_a_submit_to_a_cluster_that_cannot_be_reached_fails_the_run_in_one_line(
     message = str(excinfo.value)
     assert message.startswith("the run could not be started: the Ray cluster at http://127.0.0.1:9 cannot be "
                               "reached") and "\n" not in message
-    (run,) = runs.list_runs()
+    (run,) = registry.list_runs()
     assert run.status == "failed" and run.job_id == f"mnist-{run.id}" and run.error == message
 
 
@@ -90,16 +90,16 @@ def test_reconcile_fails_a_run_past_its_time_limit_whose_heartbeat_stopped_and_s
 
     executor = ray_executor.RayExecutor("http://head:8265")
     monkeypatch.setattr(executor, "_client", Cluster)
-    overdue, within = runs.create_run(tiny_config()), runs.create_run(tiny_config())
+    overdue, within = registry.create_run(tiny_config()), registry.create_run(tiny_config())
     now = time.time()
-    with runs.connect() as conn:
+    with registry.connect() as conn:
         for run_id, started in ((overdue, now - 100), (within, now - 80)):
             # pid 1 lives and started before the heartbeat: the registry itself never gives up on it
-            conn.execute(runs.RUNS.update().where(runs.RUNS.c.id == run_id).values(
+            conn.execute(registry.RUNS.update().where(registry.RUNS.c.id == run_id).values(
                 status="running", started_at=started, heartbeat=started + 5, pid=1, host=socket.gethostname(),
                 job_id=ray_executor.job_id_for(run_id)))
 
     assert executor.reconcile() == [overdue]
-    assert runs.get_run(overdue).status == "failed" and runs.get_run(overdue).error == "time limit 1 min reached"
+    assert registry.get_run(overdue).status == "failed" and registry.get_run(overdue).error == "time limit 1 min reached"
     assert stopped == [ray_executor.job_id_for(overdue)]
-    assert runs.get_run(within).status == "running"
+    assert registry.get_run(within).status == "running"

@@ -16,14 +16,14 @@ import sqlite3
 
 import pytest
 
-from mnist_core import artifacts, executors, runfiles, runs, worker
+from mnist_core import artifacts, executors, registry, runfiles, worker
 from mnist_core.__main__ import main
 from mnist_core.checkpoints import load_checkpoint
 from mnist_core.errors import RunError
 
 
 def _registry_files():
-    path = runs.registry_path()
+    path = runfiles.registry_path()
     return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
 
 
@@ -37,7 +37,7 @@ def corrupt_registry() -> None:
     """What a disk fault or a stray write does: the file is still there but is no database."""
     for f in _registry_files()[1:]:
         f.unlink(missing_ok=True)
-    runs.registry_path().write_bytes(b"this is not an SQLite database\n" * 200)
+    runfiles.registry_path().write_bytes(b"this is not an SQLite database\n" * 200)
 
 
 def _assert_one_clean_line(message: str, tmp_path) -> None:
@@ -47,16 +47,16 @@ def _assert_one_clean_line(message: str, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("call", [
-    lambda: runs.list_runs(),
-    lambda: runs.get_run("20990101-000000-abcdef"),
-    lambda: runs.create_run({"model": "lenet5"}, owner="alice"),
-    lambda: runs.get_metrics("20990101-000000-abcdef"),
-    lambda: runs.request_cancel("20990101-000000-abcdef", by="alice"),
-    lambda: runs.claim_next(os.getpid()),
-    lambda: runs.get_artifact("20990101-000000-abcdef", "model.json"),
+    lambda: registry.list_runs(),
+    lambda: registry.get_run("20990101-000000-abcdef"),
+    lambda: registry.create_run({"model": "lenet5"}, owner="alice"),
+    lambda: registry.get_metrics("20990101-000000-abcdef"),
+    lambda: registry.request_cancel("20990101-000000-abcdef", by="alice"),
+    lambda: registry.claim_next(os.getpid()),
+    lambda: registry.get_artifact("20990101-000000-abcdef", "model.json"),
 ], ids=["list", "get", "create", "metrics", "cancel", "claim", "artifact"])
 def test_a_visitor_on_a_corrupt_registry_sees_one_line_without_paths(tiny_config, tmp_path, call):
-    runs.create_run(tiny_config())
+    registry.create_run(tiny_config())
     corrupt_registry()
     with pytest.raises(RunError) as excinfo:
         call()
@@ -67,59 +67,59 @@ def test_a_visitor_on_a_corrupt_registry_sees_one_line_without_paths(tiny_config
 def test_a_page_waits_seconds_for_a_locked_registry_and_a_worker_waits_longer(tiny_config, tmp_path):
     """Another process holds the registry file's lock: a page's read gives up after PAGE_WAIT_SECONDS
     (a few seconds), in one line; a worker's write waits WORKER_WAIT_SECONDS for its turn."""
-    assert runs.PAGE_WAIT_SECONDS <= 5 < runs.WORKER_WAIT_SECONDS
-    with runs.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == runs.PAGE_WAIT_SECONDS * 1000
-    with runs.connect(patient=True) as conn:
-        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == runs.WORKER_WAIT_SECONDS * 1000
+    assert registry.db.PAGE_WAIT_SECONDS <= 5 < registry.db.WORKER_WAIT_SECONDS
+    with registry.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == registry.db.PAGE_WAIT_SECONDS * 1000
+    with registry.connect(patient=True) as conn:
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == registry.db.WORKER_WAIT_SECONDS * 1000
 
-    run_id = runs.create_run(tiny_config())
-    runs.close_connections()  # this process's own pooled connections would share the lock with it
-    holder = sqlite3.connect(runs.registry_path(), isolation_level=None)
+    run_id = registry.create_run(tiny_config())
+    registry.close_connections()  # this process's own pooled connections would share the lock with it
+    holder = sqlite3.connect(runfiles.registry_path(), isolation_level=None)
     try:
         holder.execute("PRAGMA locking_mode = EXCLUSIVE")
         holder.execute("BEGIN EXCLUSIVE")
         holder.execute("UPDATE runs SET error = NULL")
-        for call in (runs.list_runs, lambda: runs.get_run(run_id), lambda: runs.get_metrics(run_id)):
+        for call in (registry.list_runs, lambda: registry.get_run(run_id), lambda: registry.get_metrics(run_id)):
             with pytest.raises(RunError, match="database is locked") as excinfo:
                 call()
             _assert_one_clean_line(str(excinfo.value), tmp_path)
     finally:
         holder.close()
-    assert runs.get_run(run_id).status == "queued"  # the lock let go, the registry is whole
+    assert registry.get_run(run_id).status == "queued"  # the lock let go, the registry is whole
 
 
 def test_a_fresh_registry_file_that_is_not_a_database_is_a_run_error(tmp_path):
-    runs.registry_path().parent.mkdir(parents=True, exist_ok=True)
-    runs.registry_path().write_bytes(b"\x00" * 4096 + b"garbage" * 100)
+    runfiles.registry_path().parent.mkdir(parents=True, exist_ok=True)
+    runfiles.registry_path().write_bytes(b"\x00" * 4096 + b"garbage" * 100)
     with pytest.raises(RunError) as excinfo:
-        runs.list_runs()
+        registry.list_runs()
     _assert_one_clean_line(str(excinfo.value), tmp_path)
 
 
 def test_a_registry_deleted_while_in_use_is_gone_not_silently_recreated(tiny_config, tmp_path):
-    run_id = runs.create_run(tiny_config())
+    run_id = registry.create_run(tiny_config())
     delete_registry()
-    for call in (runs.list_runs, lambda: runs.get_run(run_id), lambda: runs.create_run(tiny_config())):
+    for call in (registry.list_runs, lambda: registry.get_run(run_id), lambda: registry.create_run(tiny_config())):
         with pytest.raises(RunError, match="the run registry .*is gone") as excinfo:
             call()
         _assert_one_clean_line(str(excinfo.value), tmp_path)
-    assert not runs.registry_path().exists(), "the registry was recreated empty"
+    assert not runfiles.registry_path().exists(), "the registry was recreated empty"
 
 
 def test_a_registry_replaced_while_in_use_is_gone_too(tiny_config, tmp_path):
     """Another process recreating it (a worker that started after the delete) must not pass for it."""
     import sqlite3
 
-    runs.create_run(tiny_config())
+    registry.create_run(tiny_config())
     delete_registry()
-    sqlite3.connect(runs.registry_path()).close()  # a new, empty file where the old one was
+    sqlite3.connect(runfiles.registry_path()).close()  # a new, empty file where the old one was
     with pytest.raises(RunError, match="the run registry .*is gone"):
-        runs.list_runs()
+        registry.list_runs()
 
 
 def test_the_cli_on_a_corrupt_registry_prints_one_line_and_exits_nonzero(capsys, tiny_config, tmp_path):
-    runs.create_run(tiny_config())
+    registry.create_run(tiny_config())
     corrupt_registry()
     assert main(["runs"]) != 0
     err = capsys.readouterr().err
@@ -155,7 +155,7 @@ def test_a_registry_that_fails_at_the_end_of_a_run_keeps_the_trained_model(mnist
 
 def test_a_registry_that_vanishes_during_training_does_not_end_the_run(mnist, tiny_config, isolated_dirs):
     """Metric writes that fail do not stop the training: the model is finished and saved."""
-    run_id = runs.create_run(tiny_config(eval_every=3))
+    run_id = registry.create_run(tiny_config(eval_every=3))
     deleted = []
 
     def delete_at_step_2(event):
@@ -171,36 +171,36 @@ def test_a_registry_that_vanishes_during_training_does_not_end_the_run(mnist, ti
 
 
 @pytest.mark.subprocess
-def test_a_run_whose_final_record_failed_shows_its_model_once_the_registry_is_back(mnist, tiny_config, registry,
+def test_a_run_whose_final_record_failed_shows_its_model_once_the_registry_is_back(mnist, tiny_config, registry_db,
                                                                                     start_worker, tmp_path):
     """The registry refuses a run's last writes (a full disk) through all its worker's tries: the
     worker exits, its outcome left in a file. Meanwhile the run is not read as failed ("the worker
     died"); the next start (executors.prepare, which the app calls) records it completed, with its
     accuracy and checkpoint, and its model loads wherever the registry is reached."""
-    run_id = runs.create_run(tiny_config())
-    registry.refuse_finished_runs()
+    run_id = registry.create_run(tiny_config())
+    registry_db.refuse_finished_runs()
     proc = start_worker(run_id)
     assert proc.wait(timeout=180) != 0
     assert "could not be recorded" in proc.stderr.read()
-    waiting = runs.get_run(run_id)
-    assert waiting.status == "running" and not runs.pid_alive(waiting.pid), waiting.error
+    waiting = registry.get_run(run_id)
+    assert waiting.status == "running" and not registry.liveness.pid_alive(waiting.pid), waiting.error
     assert runfiles.outcome_path(run_id).is_file()
 
-    registry.accept_finished_runs()
+    registry_db.accept_finished_runs()
     executors.prepare()
-    run = runs.get_run(run_id)
+    run = registry.get_run(run_id)
     assert run.status == "completed" and run.error is None and run.test_accuracy > 0.3
     assert not runfiles.outcome_path(run_id).exists()
     model, meta = artifacts.load_run_model(run_id)
     assert meta["run_id"] == run_id and meta["metrics"]["test_accuracy"] == run.test_accuracy
-    assert {artifacts.WEIGHTS, artifacts.SIDECAR} <= set(runs.artifact_names(run_id))
+    assert all(registry.get_artifact(run_id, name) for name in (artifacts.WEIGHTS, artifacts.SIDECAR))
 
 
 @pytest.mark.parametrize("page", ["app_pages/home.py", "app_pages/train.py", "app_pages/evaluate.py"])
 def test_pages_on_a_corrupt_registry_say_so_in_one_line(tiny_config, tmp_path, page):
     from apptest_util import messages, open_page
 
-    runs.create_run(tiny_config())
+    registry.create_run(tiny_config())
     corrupt_registry()
     at = open_page(page)
     said = messages(at)
@@ -223,7 +223,7 @@ def test_a_postgresql_registry_that_cannot_be_reached_is_one_line_without_the_pa
     port = _unused_port()  # nothing listens there
     monkeypatch.setenv("MNIST_REGISTRY_URL", f"postgresql://lab:s3cret-pw@127.0.0.1:{port}/mnist")
     with pytest.raises(RunError) as excinfo:
-        runs.list_runs()
+        registry.list_runs()
     message = str(excinfo.value)
     assert message.startswith(f"the run registry (PostgreSQL at 127.0.0.1:{port}) cannot be reached: "), message
     assert "\n" not in message and "s3cret-pw" not in message and "refused" in message.lower()
@@ -236,7 +236,7 @@ def test_a_postgresql_registry_that_cannot_be_reached_is_one_line_without_the_pa
 def test_a_registry_url_of_another_database_is_refused_in_one_line_without_the_password(monkeypatch):
     monkeypatch.setenv("MNIST_REGISTRY_URL", "mysql://lab:s3cret-pw@db.example/mnist")
     with pytest.raises(RunError, match=r"mysql:// is not supported \(sqlite:/// or postgresql://\)") as excinfo:
-        runs.list_runs()
+        registry.list_runs()
     assert "s3cret-pw" not in str(excinfo.value)
 
 
@@ -245,9 +245,9 @@ def test_a_postgresql_registry_that_goes_away_while_in_use_says_so_in_one_line(p
     url = postgres_server.create_database()
     monkeypatch.setenv("MNIST_REGISTRY_URL", url)
     try:
-        run_id = runs.create_run(tiny_config())
+        run_id = registry.create_run(tiny_config())
         postgres_server.drop_database(url)  # its connections are closed under the app, as a restart does
-        for call in (runs.list_runs, lambda: runs.get_run(run_id), lambda: runs.create_run(tiny_config())):
+        for call in (registry.list_runs, lambda: registry.get_run(run_id), lambda: registry.create_run(tiny_config())):
             with pytest.raises(RunError) as excinfo:
                 call()
             message = str(excinfo.value)
@@ -255,4 +255,4 @@ def test_a_postgresql_registry_that_goes_away_while_in_use_says_so_in_one_line(p
                                       "cannot be reached: ") and "\n" not in message, message
             assert "does not exist" in message
     finally:
-        runs.close_connections()
+        registry.close_connections()

@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from mnist_core import artifacts, executors, runfiles, runner, runs, worker
+from mnist_core import artifacts, executors, registry, runfiles, runner, worker
+from mnist_core.errors import RunError
 from mnist_core.records import RunStatus
 
 pytestmark = pytest.mark.subprocess
@@ -39,8 +40,8 @@ def test_submitted_runs_queue_past_the_cap_and_complete_in_order_without_any_pag
     monkeypatch.setenv("MNIST_MAX_CONCURRENT", "1")
     first = worker.submit(tiny_config(), owner="alice")
     second = worker.submit(tiny_config(), owner="bob")
-    wait_for(lambda: runs.get_run(second).status == RunStatus.COMPLETED, 180, what="the second run to complete")
-    first_run, second_run = runs.get_run(first), runs.get_run(second)
+    wait_for(lambda: registry.get_run(second).status == RunStatus.COMPLETED, 180, what="the second run to complete")
+    first_run, second_run = registry.get_run(first), registry.get_run(second)
     assert first_run.status == RunStatus.COMPLETED
     assert second_run.started_at >= first_run.finished_at - 0.5, "the cap of 1 let both train at once"
     assert len(executors._children) >= 1
@@ -51,30 +52,30 @@ def test_a_worker_killed_mid_run_fails_its_run_at_once_and_the_next_run_still_tr
     monkeypatch.setenv("MNIST_MAX_CONCURRENT", "1")
     doomed = worker.submit(_long(tiny_config), owner="alice")
     after = worker.submit(tiny_config(), owner="bob")
-    running = wait_for(lambda: (r := runs.get_run(doomed)).status == RunStatus.RUNNING and (r.steps or 0) > 0 and r,
+    running = wait_for(lambda: (r := registry.get_run(doomed)).status == RunStatus.RUNNING and (r.steps or 0) > 0 and r,
                        180, what="the first run to train")
     os.kill(running.pid, signal.SIGKILL)
-    failed = wait_for(lambda: (r := runs.get_run(doomed)).status != RunStatus.RUNNING and r, 60,
+    failed = wait_for(lambda: (r := registry.get_run(doomed)).status != RunStatus.RUNNING and r, 60,
                       what="the killed run to end")
     assert failed.status == RunStatus.FAILED
     assert failed.error in ("the worker was killed by SIGKILL", f"the worker process (pid {running.pid}) died")
-    wait_for(lambda: runs.get_run(after).status == RunStatus.COMPLETED, 180,
+    wait_for(lambda: registry.get_run(after).status == RunStatus.COMPLETED, 180,
              what="the queued run to train after the kill")
 
 
 def test_cancel_reaches_a_run_trained_by_a_runner(mnist, tiny_config, wait_for):
     run_id = worker.submit(_long(tiny_config), owner="alice")
-    wait_for(lambda: (runs.get_run(run_id).steps or 0) > 0, 180, what="the run to train")
-    with pytest.raises(runs.RunError, match="someone else"):
+    wait_for(lambda: (registry.get_run(run_id).steps or 0) > 0, 180, what="the run to train")
+    with pytest.raises(RunError, match="someone else"):
         worker.cancel(run_id, by="mallory")
     worker.cancel(run_id, by="alice")
-    ended = wait_for(lambda: (r := runs.get_run(run_id)).status != RunStatus.RUNNING and r, 60, what="the cancel")
+    ended = wait_for(lambda: (r := registry.get_run(run_id)).status != RunStatus.RUNNING and r, 60, what="the cancel")
     assert ended.status == RunStatus.CANCELLED and ended.error is None
 
 
 def test_a_runner_leaves_when_idle_and_frees_its_slot(mnist, tiny_config, wait_for):
     run_id = worker.submit(tiny_config(), owner="alice")
-    wait_for(lambda: runs.get_run(run_id).status == RunStatus.COMPLETED, 180, what="the run")
+    wait_for(lambda: registry.get_run(run_id).status == RunStatus.COMPLETED, 180, what="the run")
     wait_for(lambda: all(p.poll() is not None for p in executors._children), 60, what="the idle runner to exit")
     assert runner.free_slots() == 1
 
@@ -100,10 +101,10 @@ def test_a_runner_whose_launcher_ended_finishes_the_queue_then_leaves(mnist, tin
                               capture_output=True, text=True, timeout=120, env=os.environ.copy())
     run_id = launcher.stdout.strip()
     assert launcher.returncode == 0, launcher.stderr
-    wait_for(lambda: runs.get_run(run_id).status == RunStatus.COMPLETED, 180, what="the run to complete")
+    wait_for(lambda: registry.get_run(run_id).status == RunStatus.COMPLETED, 180, what="the run to complete")
     log = isolated_dirs["runs"] / "runners" / "runner.log"
     pid = int(log.read_text().split("runner ")[1].split()[0])
-    wait_for(lambda: not runs.pid_alive(pid), 60, what="the runner to leave")
+    wait_for(lambda: not registry.liveness.pid_alive(pid), 60, what="the runner to leave")
     assert runner.free_slots() == 1
 
 
@@ -116,47 +117,47 @@ def test_a_sigstopped_worker_fails_at_its_time_limit_and_the_next_queued_run_the
     monkeypatch.setenv("MNIST_TIME_LIMIT_GRACE_SECONDS", "1")
     stopped = worker.submit(_long(tiny_config), owner="alice")
     after = worker.submit(tiny_config(), owner="bob")
-    running = wait_for(lambda: (r := runs.get_run(stopped)).status != RunStatus.QUEUED and r, 180,
+    running = wait_for(lambda: (r := registry.get_run(stopped)).status != RunStatus.QUEUED and r, 180,
                        what="the first run to start")
     os.kill(running.pid, signal.SIGSTOP)
     try:
-        assert runs.get_run(stopped).status == RunStatus.RUNNING, "the worker ended before it could be stopped"
-        ended = wait_for(lambda: (r := runs.get_run(stopped)).status != RunStatus.RUNNING and r, 120,
+        assert registry.get_run(stopped).status == RunStatus.RUNNING, "the worker ended before it could be stopped"
+        ended = wait_for(lambda: (r := registry.get_run(stopped)).status != RunStatus.RUNNING and r, 120,
                          what="the runner to end the stopped run")
     finally:
-        if runs.pid_alive(running.pid):
+        if registry.liveness.pid_alive(running.pid):
             os.kill(running.pid, signal.SIGCONT)
     assert ended.status == RunStatus.FAILED and ended.error == "time limit 5 s reached"
     log = isolated_dirs["runs"] / "runners" / "runner.log"
     wait_for(lambda: f"run {stopped}: its worker outlived its time limit 5 s" in log.read_text(), 60,
              what="the runner to say it killed the worker")  # the runner ended the run, not the worker's clock
-    assert not runs.pid_alive(running.pid)
-    done = wait_for(lambda: (r := runs.get_run(after)).status not in (RunStatus.QUEUED, RunStatus.RUNNING) and r,
+    assert not registry.liveness.pid_alive(running.pid)
+    done = wait_for(lambda: (r := registry.get_run(after)).status not in (RunStatus.QUEUED, RunStatus.RUNNING) and r,
                     180, what="the queued run to train")
     assert done.status == RunStatus.COMPLETED, done.error
 
 
 def test_a_run_whose_final_record_fails_is_recorded_completed_by_its_runner_once_the_registry_is_back(
-        mnist, tiny_config, wait_for, monkeypatch, isolated_dirs, registry):
+        mnist, tiny_config, wait_for, monkeypatch, isolated_dirs, registry_db):
     """The registry refuses a run's last writes (a full disk) through every try of its worker. The
     worker exits, leaving its outcome in a file; the runner does not fail the run as "the worker
     died", and records it, completed with its accuracy and checkpoint, once the registry takes writes."""
     monkeypatch.setenv("MNIST_RUNNER_IDLE_SECONDS", "600")  # it stays while this test (its launcher) lives
-    runs.list_runs()  # the registry exists
-    registry.refuse_finished_runs()
+    registry.list_runs()  # the registry exists
+    registry_db.refuse_finished_runs()
     run_id = worker.submit(tiny_config(), owner="alice")
     log = isolated_dirs["runs"] / "runners" / "runner.log"
     wait_for(lambda: log.exists() and f"run {run_id} could not be recorded" in log.read_text(), 180,
              what="the runner to find the worker's outcome unrecorded")
-    waiting = runs.get_run(run_id)  # what a page reads meanwhile
-    assert waiting.status == RunStatus.RUNNING and not runs.pid_alive(waiting.pid), waiting.error
+    waiting = registry.get_run(run_id)  # what a page reads meanwhile
+    assert waiting.status == RunStatus.RUNNING and not registry.liveness.pid_alive(waiting.pid), waiting.error
     assert runfiles.outcome_path(run_id).is_file()
 
-    registry.accept_finished_runs()
-    run = wait_for(lambda: (r := runs.get_run(run_id)).status != RunStatus.RUNNING and r, 120,
+    registry_db.accept_finished_runs()
+    run = wait_for(lambda: (r := registry.get_run(run_id)).status != RunStatus.RUNNING and r, 120,
                    what="the runner to record the waiting outcome")
     assert run.status == RunStatus.COMPLETED and run.error is None and run.test_accuracy > 0.3
     assert not runfiles.outcome_path(run_id).exists()
     model, meta = artifacts.load_run_model(run_id)
     assert meta["run_id"] == run_id and meta["metrics"]["test_accuracy"] == run.test_accuracy
-    assert {artifacts.WEIGHTS, artifacts.SIDECAR} <= set(runs.artifact_names(run_id))  # other hosts see it too
+    assert all(registry.get_artifact(run_id, name) for name in (artifacts.WEIGHTS, artifacts.SIDECAR))  # other hosts see it too

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_core import runs, snapshots
+from mnist_core import registry, snapshots
 from mnist_core.checkpoints import default_checkpoint, read_meta, save_checkpoint
 from mnist_core.errors import RunError
 from mnist_core.models import create_model
@@ -14,11 +14,11 @@ from mnist_core.worker import execute_run
 
 
 def test_a_worker_run_records_a_frame_at_the_start_and_at_every_validation(mnist, tiny_config):
-    run_id = runs.create_run(tiny_config(model="lenet5", train_size=400, val_size=200, eval_every=2, schedule="none"))
+    run_id = registry.create_run(tiny_config(model="lenet5", train_size=400, val_size=200, eval_every=2, schedule="none"))
     run = execute_run(run_id)
     assert run.status == "completed"
     snaps = snapshots.load_snapshots(run_id)
-    val_steps = [m["step"] for m in runs.get_metrics(run_id, split="val")]
+    val_steps = [m["step"] for m in registry.get_metrics(run_id, split="val")]
     assert val_steps == [2, 4] and {0, *val_steps} <= set(snaps.steps.tolist())
     assert list(snaps.kernels) == ["C1", "C3"]          # C5's 48,000 weights are over the size cap
     assert snaps.kernels["C1"].shape == (len(snaps), 6, 1, 5, 5)
@@ -29,11 +29,11 @@ def test_a_worker_run_records_a_frame_at_the_start_and_at_every_validation(mnist
 
 def test_a_run_validated_once_still_records_about_30_frames(mnist, tiny_config):
     """A smooth replay whatever the validation cadence: frames on a step schedule, not only at validations."""
-    run_id = runs.create_run(tiny_config(model="lenet5", train_size=1600, val_size=200, batch_size=20,
+    run_id = registry.create_run(tiny_config(model="lenet5", train_size=1600, val_size=200, batch_size=20,
                                          schedule="none"))  # 80 steps, validated once, at the end
     assert execute_run(run_id).status == "completed"
     steps = snapshots.load_snapshots(run_id).steps
-    assert [m["step"] for m in runs.get_metrics(run_id, split="val")] == [80]
+    assert [m["step"] for m in registry.get_metrics(run_id, split="val")] == [80]
     assert snapshots.FRAMES_PER_RUN <= len(steps) <= 2 * snapshots.FRAMES_PER_RUN
     assert steps[0] == 0 and steps[-1] == 80 and (np.diff(steps) <= 80 // snapshots.FRAMES_PER_RUN).all()
 
@@ -89,7 +89,7 @@ def test_an_mlp_records_its_first_layer_units(mnist):
 def test_a_failing_recorder_never_breaks_the_run(mnist, tiny_config, isolated_dirs, capsys):
     isolated_dirs["runs"].mkdir(parents=True, exist_ok=True)
     (isolated_dirs["runs"] / "snapshots").write_text("a file where the folder should be")
-    run_id = runs.create_run(tiny_config(train_size=300, val_size=100, schedule="none"))
+    run_id = registry.create_run(tiny_config(train_size=300, val_size=100, schedule="none"))
     assert execute_run(run_id).status == "completed"
     assert "snapshots: writing failed" in capsys.readouterr().err
 

@@ -208,15 +208,15 @@ def test_a_sweep_with_nothing_finished_says_so():
 
 
 def test_only_the_visitor_who_launched_a_sweep_can_cancel_it_and_cancel_stops_every_run():
-    from mnist_core import runs
+    from mnist_core import registry
     from mnist_core.errors import RunError
 
-    ids = [runs.create_run(p.config.to_dict(), owner="me", sweep="sweep-1") for p in sweeps.expand(_spec("lr=0.1,0.2"))]
+    ids = [registry.create_run(p.config.to_dict(), owner="me", sweep="sweep-1") for p in sweeps.expand(_spec("lr=0.1,0.2"))]
     with pytest.raises(RunError, match="started by someone else"):
         sweeps.cancel("sweep-1", by="someone")
-    assert all(runs.get_run(i).status == "queued" for i in ids)
+    assert all(registry.get_run(i).status == "queued" for i in ids)
     assert sweeps.cancel("sweep-1", by="me") == 2
-    assert all(runs.get_run(i).status == "cancelled" for i in ids)
+    assert all(registry.get_run(i).status == "cancelled" for i in ids)
 
 
 # --- the command line, with tiny real runs ----------------------------------------------------------
@@ -228,9 +228,9 @@ def test_cli_sweep_launches_tagged_runs_and_waits_for_them(cli, mnist, monkeypat
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     sweep_id = next(line.split()[1] for line in lines if line.startswith("sweep "))
-    from mnist_core import runs
+    from mnist_core import registry
 
-    tagged = runs.list_runs(sweep=sweep_id)
+    tagged = registry.list_runs(sweep=sweep_id)
     assert sorted(r.config["lr"] for r in tagged) == [0.001, 0.01]
     assert all(r.status == "completed" and r.sweep == sweep_id for r in tagged)
     assert any(line.startswith("Best: learning rate") for line in lines)

@@ -11,16 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from mnist_core import artifacts, outcomes, runfiles, runs, worker
+from mnist_core import artifacts, outcomes, registry, runfiles, worker
 from mnist_core.checkpoints import load_checkpoint
 from mnist_core.data import load_mnist
 from mnist_core.errors import ConfigError, DataError, RunError
 from mnist_core.predict import predict_proba
+from mnist_core.records import RunStatus
 
 
 def test_execute_run_trains_records_metrics_and_saves_a_loadable_checkpoint(mnist, tiny_config, isolated_dirs):
     config = tiny_config(eval_every=4)  # 1,000 images in batches of 100: 10 steps, validation at 4, 8, 10
-    run_id = runs.create_run(config)
+    run_id = registry.create_run(config)
     events = []
     run = worker.execute_run(run_id, on_event=events.append)
 
@@ -28,7 +29,7 @@ def test_execute_run_trains_records_metrics_and_saves_a_loadable_checkpoint(mnis
     assert run.test_accuracy > 0.5 and run.best_val_accuracy > 0.5 and run.test_loss > 0
     assert run.started_at <= run.finished_at and run.steps == 10
 
-    metrics = runs.get_metrics(run_id)
+    metrics = registry.get_metrics(run_id)
     assert {m["split"] for m in metrics} == {"train", "val", "test"}
     assert [m["step"] for m in metrics if m["split"] == "train"] == list(range(1, 11))
     assert [m["step"] for m in metrics if m["split"] == "val"] == [4, 8, 10]
@@ -48,24 +49,24 @@ def test_execute_run_trains_records_metrics_and_saves_a_loadable_checkpoint(mnis
 
 
 def test_a_running_run_knows_its_planned_steps_progress_and_eta_from_its_first_step(mnist, tiny_config):
-    run_id = runs.create_run(tiny_config(model="mlp-50", train_size=1000, batch_size=100, epochs=2))  # 20 steps
+    run_id = registry.create_run(tiny_config(model="mlp-50", train_size=1000, batch_size=100, epochs=2))  # 20 steps
     seen = []
 
     def look(row) -> None:  # called after the worker has handed the row to the registry's writer
         if (row["split"], row["step"]) in (("train", 1), ("val", 10)):  # a val row is written at once
-            seen.append(runs.get_run(run_id))
+            seen.append(registry.get_run(run_id))
 
     worker.execute_run(run_id, on_event=look)
     first, middle = seen
-    assert first.status == runs.RunStatus.RUNNING == "running"
+    assert first.status == RunStatus.RUNNING == "running"
     assert first.total_steps == 20  # planned when it started, not learnt from a heartbeat later
     assert first.progress < 0.5
     assert middle.progress == 0.5 and middle.eta() is not None and middle.eta() > 0
-    assert runs.get_run(run_id).progress == 1.0 and runs.get_run(run_id).eta() is None
+    assert registry.get_run(run_id).progress == 1.0 and registry.get_run(run_id).eta() is None
 
 
 def test_execute_run_writes_the_checkpoint_where_asked(mnist, tiny_config, tmp_path):
-    run_id = runs.create_run(tiny_config(model="mlp-50", train_size=200, batch_size=100))
+    run_id = registry.create_run(tiny_config(model="mlp-50", train_size=200, batch_size=100))
     run = worker.execute_run(run_id, checkpoint_path=tmp_path / "mine" / "digits")
     assert run.checkpoint == str(tmp_path / "mine" / "digits.safetensors")
     assert (tmp_path / "mine" / "digits.json").is_file()
@@ -74,16 +75,16 @@ def test_execute_run_writes_the_checkpoint_where_asked(mnist, tiny_config, tmp_p
 def test_cancel_from_another_thread_mid_run_ends_it_cancelled(mnist, tiny_config, monkeypatch, isolated_dirs):
     monkeypatch.setattr(worker, "HEARTBEAT_SECONDS", 0.1)
     # 20,000 steps of one image: far longer than the test waits, so only the cancel can end it in time.
-    run_id = runs.create_run(tiny_config(model="mlp-50", train_size=2000, batch_size=1, epochs=10))
+    run_id = registry.create_run(tiny_config(model="mlp-50", train_size=2000, batch_size=1, epochs=10))
     errors = []
 
     def cancel_when_training():
         try:
             deadline = threading.Event()
             while not deadline.wait(0.02):
-                run = runs.get_run(run_id)
+                run = registry.get_run(run_id)
                 if run.status == "running" and (run.steps or 0) > 0:
-                    runs.request_cancel(run_id)
+                    registry.request_cancel(run_id)
                     return
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
@@ -98,7 +99,7 @@ def test_cancel_from_another_thread_mid_run_ends_it_cancelled(mnist, tiny_config
     assert run.test_accuracy is None and run.error is None
     assert 0 < run.steps < 20_000
     assert not any(isolated_dirs["checkpoints"].glob("*.safetensors")), "a cancelled run writes no checkpoint"
-    assert "test" not in {m["split"] for m in runs.get_metrics(run_id)}
+    assert "test" not in {m["split"] for m in registry.get_metrics(run_id)}
 
 
 @pytest.mark.parametrize("stored, field", [
@@ -107,19 +108,19 @@ def test_cancel_from_another_thread_mid_run_ends_it_cancelled(mnist, tiny_config
     ({"model": "transformer"}, "model"),
 ])
 def test_a_run_with_an_invalid_stored_config_ends_failed_with_the_error(stored, field):
-    run_id = runs.create_run(stored)
+    run_id = registry.create_run(stored)
     with pytest.raises(ConfigError):
         worker.execute_run(run_id)
-    run = runs.get_run(run_id)
+    run = registry.get_run(run_id)
     assert run.status == "failed"
     assert field in run.error and "\n" not in run.error
 
 
 def test_a_run_without_data_ends_failed_with_the_data_error(tiny_config, tmp_path):
-    run_id = runs.create_run(tiny_config())
+    run_id = registry.create_run(tiny_config())
     with pytest.raises(DataError):
         worker.execute_run(run_id, data_root=tmp_path / "no-data")
-    run = runs.get_run(run_id)
+    run = registry.get_run(run_id)
     assert run.status == "failed" and "fetch-data" in run.error
 
 
@@ -128,38 +129,38 @@ def test_an_unexpected_exception_ends_the_run_failed_with_its_type(mnist, tiny_c
         raise RuntimeError("out of memory\nwith a second line")
 
     monkeypatch.setattr(worker, "train", broken_train)
-    run_id = runs.create_run(tiny_config())
+    run_id = registry.create_run(tiny_config())
     with pytest.raises(RuntimeError):
         worker.execute_run(run_id)
-    run = runs.get_run(run_id)
+    run = registry.get_run(run_id)
     assert run.status == "failed" and run.error == "RuntimeError: out of memory"
 
 
 def test_a_finished_run_cannot_be_executed_again(tiny_config):
-    run_id = runs.create_run(tiny_config())
-    runs.request_cancel(run_id)
+    run_id = registry.create_run(tiny_config())
+    registry.request_cancel(run_id)
     with pytest.raises(RunError, match="cannot start"):
         worker.execute_run(run_id)
-    assert runs.get_run(run_id).status == "cancelled"
+    assert registry.get_run(run_id).status == "cancelled"
 
 
 def test_execute_run_restores_the_sigterm_handler(mnist, tiny_config):
     before = signal.getsignal(signal.SIGTERM)
-    worker.execute_run(runs.create_run(tiny_config(model="mlp-50", train_size=100, batch_size=100)))
+    worker.execute_run(registry.create_run(tiny_config(model="mlp-50", train_size=100, batch_size=100)))
     assert signal.getsignal(signal.SIGTERM) == before
 
 
 @pytest.mark.subprocess
 def test_sigterm_ends_a_worker_process_cancelled(mnist, start_worker, wait_for, tiny_config):
     """The hosting platform stopping the worker leaves the run cancelled, not half-written or failed."""
-    run_id = runs.create_run(tiny_config(model="mlp-50", train_size=2000, batch_size=1, epochs=10))
+    run_id = registry.create_run(tiny_config(model="mlp-50", train_size=2000, batch_size=1, epochs=10))
     proc = start_worker(run_id)
     # Once the first heartbeat has come (a second after start) the handler is certainly installed.
-    wait_for(lambda: (r := runs.get_run(run_id)).status == "running" and r.heartbeat > r.started_at + 0.5,
+    wait_for(lambda: (r := registry.get_run(run_id)).status == "running" and r.heartbeat > r.started_at + 0.5,
              timeout=90, interval=0.1, what="the worker's first heartbeat")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 1, proc.stderr.read()  # the CLI's exit status for a run that did not complete
-    run = runs.get_run(run_id)
+    run = registry.get_run(run_id)
     assert run.status == "cancelled" and run.error == "stopped by SIGTERM" and run.test_accuracy is None
 
 
@@ -167,12 +168,12 @@ def test_sigterm_ends_a_worker_process_cancelled(mnist, start_worker, wait_for, 
 
 def test_a_worker_whose_run_was_given_up_at_the_end_saves_and_records_nothing(mnist, tiny_config, isolated_dirs):
     """The registry declared the run dead while it trained: its record stays as the registry left it."""
-    run_id = runs.create_run(tiny_config())
+    run_id = registry.create_run(tiny_config())
     verdict = "the worker stopped responding (no heartbeat for 12 s)"
 
     def give_up_when_training_is_over(event):
         if event["split"] == "test":
-            runs.finish_run(run_id, "failed", error=verdict)
+            registry.finish_run(run_id, "failed", error=verdict)
 
     run = worker.execute_run(run_id, on_event=give_up_when_training_is_over)
     assert run.status == "failed" and run.error == verdict
@@ -183,7 +184,7 @@ def test_a_worker_whose_run_was_given_up_at_the_end_saves_and_records_nothing(mn
 def test_a_worker_whose_run_was_given_up_mid_run_stops_at_its_next_heartbeat(mnist, tiny_config, monkeypatch):
     monkeypatch.setattr(worker, "HEARTBEAT_SECONDS", 0.1)
     # 20,000 steps of one image, paced by the test: only the stop can end it early.
-    run_id = runs.create_run(tiny_config(model="mlp-50", train_size=2000, batch_size=1, epochs=10))
+    run_id = registry.create_run(tiny_config(model="mlp-50", train_size=2000, batch_size=1, epochs=10))
     verdict = "the worker stopped responding (no heartbeat for 12 s)"
     steps = []
 
@@ -191,7 +192,7 @@ def test_a_worker_whose_run_was_given_up_mid_run_stops_at_its_next_heartbeat(mni
         if event["split"] == "train":
             steps.append(event["step"])
             if event["step"] == 5:
-                runs.finish_run(run_id, "failed", error=verdict)
+                registry.finish_run(run_id, "failed", error=verdict)
         time.sleep(0.0005)
 
     run = worker.execute_run(run_id, on_event=give_up_at_step_5)
@@ -204,57 +205,52 @@ def test_a_paused_worker_is_not_declared_dead_and_no_second_run_starts(mnist, ti
                                                                        monkeypatch):
     """SIGSTOP for longer than the heartbeat timeout: the run stays running, the cap of 1 holds, and
     once resumed the worker carries on (here until the test cancels it)."""
-    monkeypatch.setattr(runs, "HEARTBEAT_TIMEOUT", 1.0)
+    monkeypatch.setattr(registry.liveness, "HEARTBEAT_TIMEOUT", 1.0)
     monkeypatch.setenv("MNIST_MAX_CONCURRENT", "1")
-    paused = runs.create_run(tiny_config(model="mlp-50", train_size=2000, batch_size=1, epochs=10))
-    waiting = runs.create_run(tiny_config())
-    procs = {}
-
-    def launch(run_id):
-        procs[run_id] = start_worker(run_id)
-        return procs[run_id].pid
-
-    assert runs.claim_queued(launch) == [paused]
-    run = wait_for(lambda: (r := runs.get_run(paused)).status != "queued" and ((r.steps or 0) > 0 or not r.is_live)
+    paused = registry.create_run(tiny_config(model="mlp-50", train_size=2000, batch_size=1, epochs=10))
+    waiting = registry.create_run(tiny_config())
+    assert registry.claim_next(os.getpid()) == paused  # as a runner claims a run, then forks its worker
+    procs = {paused: start_worker(paused)}
+    run = wait_for(lambda: (r := registry.get_run(paused)).status != "queued" and ((r.steps or 0) > 0 or not r.is_live)
                    and r, 90, what="the worker to train")
     assert run.status == "running", run.error  # a busy machine's late heartbeat is no death either
     pid = procs[paused].pid
     os.kill(pid, signal.SIGSTOP)
     try:
-        wait_for(lambda: time.time() - runs.get_run(paused).heartbeat > 3 * runs.HEARTBEAT_TIMEOUT, 30,
+        wait_for(lambda: time.time() - registry.get_run(paused).heartbeat > 3 * registry.liveness.HEARTBEAT_TIMEOUT, 30,
                  what="the paused worker's heartbeat to go stale")
-        assert runs.get_run(paused).status == "running", runs.get_run(paused).error
-        assert runs.claim_queued(launch) == []
-        assert [r.status for r in runs.list_runs()] == ["running", "queued"]
-        assert runs.get_run(waiting).pid is None
+        assert registry.get_run(paused).status == "running", registry.get_run(paused).error
+        assert registry.claim_next(os.getpid()) is None  # the cap of 1 holds
+        assert [r.status for r in registry.list_runs()] == ["running", "queued"]
+        assert registry.get_run(waiting).pid is None
     finally:
         os.kill(pid, signal.SIGCONT)
     resumed = time.time()
-    wait_for(lambda: runs.get_run(paused).heartbeat > resumed, 30, what="a heartbeat after the resume")
-    assert runs.get_run(paused).status == "running"
+    wait_for(lambda: registry.get_run(paused).heartbeat > resumed, 30, what="a heartbeat after the resume")
+    assert registry.get_run(paused).status == "running"
 
-    runs.request_cancel(waiting)  # queued, no worker: cancelled at once (so nothing starts it)
-    runs.request_cancel(paused)
+    registry.request_cancel(waiting)  # queued, no worker: cancelled at once (so nothing starts it)
+    registry.request_cancel(paused)
     assert procs[paused].wait(timeout=60) == 1
-    assert runs.get_run(paused).status == "cancelled" and runs.get_run(paused).error is None
+    assert registry.get_run(paused).status == "cancelled" and registry.get_run(paused).error is None
 
 
 def test_deleting_a_finished_run_removes_its_log_snapshots_and_checkpoint(mnist, tiny_config, isolated_dirs):
-    run_id = runs.create_run(tiny_config(model="cnn-small", train_size=200, batch_size=100))
+    run_id = registry.create_run(tiny_config(model="cnn-small", train_size=200, batch_size=100))
     runfiles.log_path(run_id).write_text("what a launched worker printed\n")  # worker.launch writes it
     run = worker.execute_run(run_id)
     files = [runfiles.log_path(run_id), runfiles.snapshot_path(run_id), Path(run.checkpoint),
              Path(run.checkpoint).with_suffix(".json")]
     assert all(f.is_file() for f in files), [f.name for f in files if not f.exists()]
-    runs.delete_run(run_id)
+    registry.delete_run(run_id)
     assert [f.name for f in files if f.exists()] == []
-    assert run_id not in {r.id for r in runs.list_runs()}
+    assert run_id not in {r.id for r in registry.list_runs()}
 
 
 def test_deleting_a_run_keeps_a_checkpoint_written_where_the_operator_said(mnist, tiny_config, tmp_path):
-    run_id = runs.create_run(tiny_config(model="mlp-50", train_size=200, batch_size=100))
+    run_id = registry.create_run(tiny_config(model="mlp-50", train_size=200, batch_size=100))
     run = worker.execute_run(run_id, checkpoint_path=tmp_path / "keep.safetensors")
-    runs.delete_run(run_id)
+    registry.delete_run(run_id)
     assert Path(run.checkpoint).is_file() and (tmp_path / "keep.json").is_file()
 
 
@@ -262,14 +258,14 @@ def test_deleting_a_run_keeps_a_checkpoint_written_where_the_operator_said(mnist
 
 @pytest.mark.parametrize("fault", ["full", "gone"])
 def test_a_final_record_that_fails_is_tried_again_and_the_run_ends_completed_with_its_model(
-        mnist, tiny_config, registry, monkeypatch, fault):
+        mnist, tiny_config, registry_db, monkeypatch, fault):
     """Right after the checkpoint is saved the registry refuses the run's last writes (a full disk) or
     goes away (a deleted file, a server down); it is back after the first try. The worker tries again:
     the run ends completed, its checkpoint in the registry too, and the outcome file it left is gone."""
     monkeypatch.setenv("MNIST_RECORD_RETRY_SECONDS", "300")
     monkeypatch.setattr(worker, "RECORD_FIRST_WAIT", 0.01)
-    breaks, mends = {"full": (registry.refuse_finished_runs, registry.accept_finished_runs),
-                     "gone": (registry.go_away, registry.come_back)}[fault]
+    breaks, mends = {"full": (registry_db.refuse_finished_runs, registry_db.accept_finished_runs),
+                     "gone": (registry_db.go_away, registry_db.come_back)}[fault]
     real_save, real_leave = worker.save_checkpoint, outcomes.leave
     left = []
 
@@ -286,12 +282,12 @@ def test_a_final_record_that_fails_is_tried_again_and_the_run_ends_completed_wit
 
     monkeypatch.setattr(worker, "save_checkpoint", save_then_break_the_registry)
     monkeypatch.setattr(outcomes, "leave", leave_the_outcome_then_mend_the_registry)
-    run_id = runs.create_run(tiny_config())
+    run_id = registry.create_run(tiny_config())
     run = worker.execute_run(run_id)
 
     assert [o["status"] for o in left] == ["completed"], "the first try did not fail"
     assert left[0]["checkpoint"] == run.checkpoint and left[0]["test_accuracy"] == run.test_accuracy
     assert run.status == "completed" and run.error is None and run.test_accuracy > 0.3
     assert load_checkpoint(run.checkpoint)[1]["run_id"] == run_id
-    assert {artifacts.WEIGHTS, artifacts.SIDECAR} <= set(runs.artifact_names(run_id))
+    assert all(registry.get_artifact(run_id, name) for name in (artifacts.WEIGHTS, artifacts.SIDECAR))
     assert not runfiles.outcome_path(run_id).exists()

@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from mnist_core import runs
+from mnist_core import registry
 from train_page import fill
 
 TINY = {"epochs": 1, "batch size": 100, "training images (0 = all)": 1000, "validation images": 500,
@@ -55,8 +55,8 @@ def test_a_two_by_two_sweep_finishes_draws_its_parallel_coordinates_and_opens_a_
 
     expect(app.page.get_by_text(re.compile(r"4 done of 4 runs$"))).to_be_visible(timeout=FINISH_S * 1000)
     app.assert_no_exception()
-    registry = tmp_path / "fresh" / "runs"  # fresh_server's
-    sweep_runs = [r for r in runs.list_runs(root=registry) if r.sweep]
+    runs_root = tmp_path / "fresh" / "runs"  # fresh_server's
+    sweep_runs = [r for r in registry.list_runs(root=runs_root) if r.sweep]
     assert len(sweep_runs) == 4 and all(r.status == "completed" for r in sweep_runs)
 
     parcoords = app.page.get_by_test_id("stPlotlyChart").locator(".js-plotly-plot").filter(

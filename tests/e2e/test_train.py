@@ -12,7 +12,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from mnist_core import runs
+from mnist_core import registry
 from mnist_core.training import TrainConfig
 
 from train_page import (LONG, SHORT, cancel, cancel_button, chart, fill, no_run_left_going,  # noqa: F401 (a fixture)
@@ -48,11 +48,11 @@ def test_a_watched_run_shows_live_progress_and_a_growing_loss_curve(app):
 
 def test_the_loss_chart_labels_say_what_each_tick_is_worth_and_has_no_toolbar(app, server_runs_dir):
     # a finished run whose loss fell from 2.3 to 0.06: three decades, so Plotly labels 0.2 and 0.5 too
-    run_id = runs.create_run(TrainConfig(epochs=1, train_size=1000).to_dict(), root=server_runs_dir)
-    runs.mark_running(run_id, total_steps=40, root=server_runs_dir)
-    runs.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 40, "loss": 2.3 / s, "accuracy": 0.5,
+    run_id = registry.create_run(TrainConfig(epochs=1, train_size=1000).to_dict(), root=server_runs_dir)
+    registry.mark_running(run_id, total_steps=40, root=server_runs_dir)
+    registry.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 40, "loss": 2.3 / s, "accuracy": 0.5,
                                "images_per_s": 1000.0} for s in range(1, 41)], root=server_runs_dir)
-    runs.finish_run(run_id, "cancelled", root=server_runs_dir)
+    registry.finish_run(run_id, "cancelled", root=server_runs_dir)
     app.goto("train")
     expect(run_heading(app, run_id, "cancelled")).to_be_visible()  # a first visit shows the newest run
     loss = chart(app, "Loss").first

@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from mnist_core import runs
+from mnist_core import registry
 from mnist_core.training import TrainConfig
 
 from train_page import (LONG, cancel, cancel_button, fill, no_run_left_going,  # noqa: F401 (a fixture)
@@ -23,7 +23,7 @@ def others(server_runs_dir):
     made = []
     yield made
     for run_id in made:
-        runs.delete_run(run_id, root=server_runs_dir)
+        registry.delete_run(run_id, root=server_runs_dir)
 
 
 def test_typing_learning_rate_0_blocks_start_until_fixed_and_the_run_uses_the_form(app):
@@ -79,8 +79,8 @@ def test_on_a_phone_the_train_form_puts_the_main_fields_and_start_first(phone_ap
     # of them under Streamlit's header bar or the "Started run" toast, which on a phone sit over the top of
     # the screen. (A page long enough below the run to scroll it to the very top: a page of runs.)
     for _ in range(RUNS_PAGE):
-        others.append(runs.create_run(TrainConfig(epochs=1, train_size=1000).to_dict(), root=server_runs_dir))
-        runs.finish_run(others[-1], "cancelled", root=server_runs_dir)
+        others.append(registry.create_run(TrainConfig(epochs=1, train_size=1000).to_dict(), root=server_runs_dir))
+        registry.finish_run(others[-1], "cancelled", root=server_runs_dir)
     app.goto("train")
     run_id = start(app, LONG)
     head, cancel_it = run_heading(app, run_id, "(queued|running)"), cancel_button(app, run_id)

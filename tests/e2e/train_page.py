@@ -11,7 +11,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from mnist_core import runs
+from mnist_core import registry
 
 # Far longer than any test watches (50 epochs of LeNet-5): the test cancels it. One thread, to leave
 # the other core to the server and the browser.
@@ -25,9 +25,9 @@ def no_run_left_going(server_runs_dir):
     """Cancel whatever run a test left live (one that failed before its own Cancel), so the next test
     does not share the machine with it."""
     yield
-    for r in runs.list_runs(root=server_runs_dir):
+    for r in registry.list_runs(root=server_runs_dir):
         if r.is_live:
-            runs.request_cancel(r.id, root=server_runs_dir)
+            registry.request_cancel(r.id, root=server_runs_dir)
 
 
 ADVANCED = "Advanced: optimizer, schedule, data, validation, device"
