@@ -1,8 +1,13 @@
-"""Charts over many runs at once: the sweep tab's and the class view's.
+"""Charts of training runs: one run as it trains (the Train page's live panel) and many runs at once
+(the runs table's ticked rows, the Sweep tab, the class view).
 
-Each function takes plain data (dicts and lists, no Streamlit, no registry) and returns a Plotly
-figure, so any page can draw it and a test can read it:
+Each function takes plain data (dicts and lists, no Streamlit, no registry) and returns Plotly
+figures, so any page can draw them and a test can read them:
 
+- `live_curves(rows, total_steps)`: one run's loss (per step, smoothed, on validation) and accuracy.
+  The axes are fixed (x from 0 to the run's last step, the loss in whole decades) and so are the
+  margins, so a live update does not lay the axes out again: that was half of the browser's work per
+  update (benchmarks/app_training, BENCHMARKS.md).
 - `parallel_coordinates(rows, fields)`: one vertical axis per field plus test accuracy, one line per
   run coloured by its accuracy; dragging along an axis (brushing) keeps only the lines that pass
   through the range. Text fields (optimizer, model) get an axis of their values; log fields (the
@@ -28,7 +33,9 @@ from mnist_core.sweeps import LOG_FIELDS
 
 ACCURACY = "test accuracy"
 SCALE = "Viridis"
-CHART_CONFIG = {"displayModeBar": False}
+LOG_TICKS = "~g"  # 0.5 as "0.5" on a log axis (Plotly otherwise labels 0.5 as a bare "5")
+TITLE_ROW, LEGEND_ROW = 34, 22  # pixels: a chart's title (17 px and its padding), a row of its legend
+LIVE_ENTRIES = 3                # the most a live chart has: the loss per step, smoothed, on validation
 
 
 def _words(name: str) -> str:
@@ -84,6 +91,44 @@ def parallel_coordinates(rows: Sequence[dict], fields: Sequence[str], color: str
     return fig
 
 
+def live_curves(rows: Sequence[dict], total_steps: Optional[int] = None) -> tuple[go.Figure, go.Figure]:
+    """(loss, accuracy) of one run from its metric rows, on axes fixed for the whole run.
+
+    The training loss is drawn per step and smoothed (the smoothing grows with the run, so early
+    points stay close to the data), the accuracy smoothed, and the validation rows as they are."""
+    train = [m for m in rows if m["split"] == "train"]
+    val = [m for m in rows if m["split"] == "val"]
+    loss, acc = go.Figure(), go.Figure()
+    if train:
+        weight = smoothing_weight(len(train))
+        raw_loss, raw_acc = [m["loss"] for m in train], [m["accuracy"] for m in train]
+        columns = zip([m["step"] for m in train], raw_loss, smooth(raw_loss, weight, log=True), smooth(raw_acc, weight))
+        s, raw_l, sm_l, sm_a = (list(col) for col in zip(*thin(list(columns))))
+        loss.add_scatter(x=s, y=raw_l, name="loss (per step)", mode="lines",
+                         line=dict(width=1, color="rgba(255, 75, 75, 0.35)"))
+        loss.add_scatter(x=s, y=sm_l, name="loss (smoothed)", mode="lines", line=dict(width=2.5, color="#ff4b4b"))
+        acc.add_scatter(x=s, y=sm_a, name="batch accuracy (smoothed)", mode="lines",
+                        line=dict(width=2, color="#7f8ea3"))
+    if val:
+        loss.add_scatter(x=[m["step"] for m in val], y=[m["loss"] for m in val], name="validation loss",
+                         mode="lines+markers", line=dict(color="#1f77b4"))
+        acc.add_scatter(x=[m["step"] for m in val], y=[m["accuracy"] for m in val], name="validation accuracy",
+                        mode="lines+markers", line=dict(color="#1f77b4"))
+    last = max((m["step"] for m in rows), default=1)
+    x_range = [0, max(total_steps or 0, last, 1)]
+    # The legend sits above the plot, under the title, in a top margin with a row for each entry: a phone's
+    # width wraps it to a row per entry or two, and the margins are fixed, so a legend below the plot would
+    # lose its later rows (the validation series) to the bottom margin.
+    layout = dict(height=370, margin=dict(l=60, r=20, t=TITLE_ROW + LEGEND_ROW * LIVE_ENTRIES, b=50, autoexpand=False),
+                  legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0))
+    on_top = dict(y=1.0, yref="container", yanchor="top", pad=dict(t=8))
+    loss.update_layout(title=dict(text="Loss", **on_top), xaxis=dict(title="step", range=x_range),
+                       yaxis=dict(type="log", range=decades(m["loss"] for m in rows), tickformat=LOG_TICKS), **layout)
+    acc.update_layout(title=dict(text="Accuracy", **on_top), xaxis=dict(title="step", range=x_range),
+                      yaxis=dict(range=[0, 1.01]), **layout)
+    return loss, acc
+
+
 def colour_for(values: Sequence, name: str) -> dict:
     """{value: colour} for one varied field: a Viridis gradient over numbers (in log space for the
     learning rate, weight decay and batch size), Plotly's palette over text."""
@@ -127,7 +172,7 @@ def overlaid_curves(series: Sequence[dict], colour_field: Optional[str] = None,
     layout = dict(height=height, margin=dict(l=60, r=20, t=40, b=40), xaxis_title="step",
                   legend=dict(orientation="h", y=-0.3))
     # whole decades on the loss axis (live.decades), so Plotly labels 1, 2, 5 per decade, not every minor tick
-    loss.update_layout(title="Training loss (smoothed)", yaxis=dict(type="log", range=decades(losses), tickformat="~g"),
+    loss.update_layout(title="Training loss (smoothed)", yaxis=dict(type="log", range=decades(losses), tickformat=LOG_TICKS),
                        **layout)
     acc.update_layout(title="Validation accuracy", yaxis=dict(tickformat=".0%"), **layout)
     return loss, acc
