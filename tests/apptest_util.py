@@ -1,10 +1,10 @@
 """Helpers for the AppTest page tests: open the real app and switch to one page."""
 
-from pathlib import Path
-
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+from mnist_core.paths import REPO_ROOT
+
+APP = str(REPO_ROOT / "app.py")
 
 
 def open_page(page: str, timeout: float = 120) -> AppTest:

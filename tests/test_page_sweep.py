@@ -5,7 +5,6 @@ refused in one line, Launch and Cancel of a whole sweep, and a finished sweep's 
 from __future__ import annotations
 
 import json
-import time
 
 from streamlit.testing.v1 import AppTest
 
@@ -84,7 +83,7 @@ def test_a_visitors_sweep_beyond_their_queue_room_is_refused_in_one_line(monkeyp
     assert _launch_button(at).disabled
 
 
-def test_launching_a_sweep_queues_tagged_runs_and_cancel_stops_them_all(monkeypatch, mnist):
+def test_launching_a_sweep_queues_tagged_runs_and_cancel_stops_them_all(monkeypatch, mnist, wait_for):
     at = _open(monkeypatch, MNIST_MAX_QUEUED_PER_OWNER="20")
     at.text_input(key="sweep_values_0_lr").set_value("0.001, 0.01, 0.1").run()
     assert at.info[0].value.startswith("3 runs × ~"), [i.value for i in at.info]
@@ -95,10 +94,7 @@ def test_launching_a_sweep_queues_tagged_runs_and_cancel_stops_them_all(monkeypa
     assert {r.sweep for r in launched} == {at.session_state["sweep_watch"]}
     assert {r.owner for r in launched} == {at.session_state["visitor_token"]}
     next(b for b in at.button if b.label == "Cancel the whole sweep").click().run()
-    deadline = time.monotonic() + 120
-    while any(r.is_live for r in registry.list_runs()) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not any(r.is_live for r in registry.list_runs())
+    wait_for(lambda: not any(r.is_live for r in registry.list_runs()), 120, what="every run of the sweep to end")
     assert any(r.status == RunStatus.CANCELLED for r in registry.list_runs())
 
 

@@ -3,7 +3,6 @@ live panel tells the truth about how a run ended, who may change a run, which ru
 
 import json
 import os
-import time
 
 import pytest
 
@@ -20,14 +19,10 @@ def fresh_dirs(tmp_path, monkeypatch):
     return tmp_path
 
 
-def wait_until_finished(timeout: float = 120) -> registry.Run:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        latest = registry.list_runs()[-1]
-        if not latest.is_live:
-            return latest
-        time.sleep(0.5)
-    raise AssertionError(f"run still {latest.status} after {timeout} s")
+def ended_run(wait_for, timeout: float = 120) -> registry.Run:
+    """The newest run, once it has ended."""
+    return wait_for(lambda: next((r for r in registry.list_runs()[-1:] if not r.is_live), None), timeout,
+                    what="the run to end")
 
 
 def start_button(at):
@@ -204,7 +199,7 @@ def test_the_form_says_how_long_the_run_will_take_before_start(fresh_dirs):
 
 # --- a real run --------------------------------------------------------------------------------
 
-def test_launched_run_completes_with_its_config_and_the_checkpoints_file_name(fresh_dirs):
+def test_launched_run_completes_with_its_config_and_the_checkpoints_file_name(fresh_dirs, wait_for):
     at = open_page("app_pages/train.py")
     at.selectbox(key="cfg_model").set_value("mlp-128-64")
     at.number_input(key="cfg_train_size").set_value(2000)
@@ -214,7 +209,7 @@ def test_launched_run_completes_with_its_config_and_the_checkpoints_file_name(fr
     start_button(at).click().run()
     assert not at.exception, messages(at)
     assert [t.value for t in at.toast] == [f"Started run {registry.list_runs()[0].id}"]
-    run = wait_until_finished()
+    run = ended_run(wait_for)
     assert run.status == "completed", run.error
     assert run.owner == at.session_state["visitor_token"]
 
@@ -235,19 +230,17 @@ def test_launched_run_completes_with_its_config_and_the_checkpoints_file_name(fr
     assert saved == [os.path.basename(run.checkpoint)] == [f"mlp-128-64-{run.id}.safetensors"]
 
 
-def test_cancel_button_cancels_a_live_run(fresh_dirs):
+def test_cancel_button_cancels_a_live_run(fresh_dirs, wait_for):
     at = open_page("app_pages/train.py")
     at.number_input(key="cfg_epochs").set_value(50)  # long enough to still be running when we cancel
     at.number_input(key="cfg_threads").set_value(1)
     start_button(at).click().run()
     run_id = registry.list_runs()[-1].id
-    deadline = time.time() + 60
-    while registry.get_run(run_id).status != "running" and time.time() < deadline:
-        time.sleep(0.3)
+    wait_for(lambda: registry.get_run(run_id).status == "running", 60, what="the run to start")
     at.run()
     next(b for b in at.button if b.label == "Cancel").click().run()
     assert not at.exception, messages(at)
-    assert wait_until_finished(60).status == "cancelled"
+    assert ended_run(wait_for, 60).status == "cancelled"
     at.run()
     assert any("cancelled" in w.value for w in at.warning), messages(at)
 
