@@ -25,7 +25,7 @@ from mnist_core import form, registry, sweeps
 from mnist_core.errors import MnistLabError
 from mnist_core.live import RunRows, for_visitor
 from mnist_core.training import TrainConfig
-from app_pages import _class
+from app_pages import _class, _train_form
 from app_pages import _run_charts as charts
 from app_pages import _keys as keys
 from app_pages._errors import show_error
@@ -39,14 +39,6 @@ FIELDS = {f.name: f for f in TrainConfig.fields()}
 VARYABLE = [name for name in FIELDS if name not in ("seed", "device", "backend", "threads")]
 STATUS_WORDS = {"queued": "queued", "running": "running", "completed": "done", "failed": "failed",
                 "cancelled": "cancelled"}
-
-
-def _base_config() -> dict:
-    """The One run form's values (its widgets, else what the Train page keeps of them), else its
-    first-run values: every run of the sweep starts from them."""
-    if all(keys.field_key(n) in st.session_state for n in FIELDS):
-        return {n: st.session_state[keys.field_key(n)] for n in FIELDS}
-    return dict(st.session_state.get(keys.TRAIN_FORM) or form.first_run().values)
 
 
 # --- build -------------------------------------------------------------------------------------------
@@ -85,7 +77,7 @@ def _param_row(i: int, default: form.SweepDefault) -> sweeps.Param | None:
 
 
 def _build(token: str, all_runs: list) -> None:
-    st.caption("Each run starts from the One run form's values: " + form.config_line(_base_config()))
+    st.caption("Each run starts from the One run form's values: " + form.config_line(_train_form.saved_values()))
     params, problem = [], None
     default = form.sweep_default()  # as many values as a visitor may queue here
     if default.note and st.session_state.get("sweep_field_0", default.name) == default.name:
@@ -110,8 +102,8 @@ def _build(token: str, all_runs: list) -> None:
     if problem is None and not params:
         problem = "choose at least one field to vary"
     if problem is None:
-        spec = sweeps.SweepSpec(_base_config(), tuple(params), random=int(samples) if mode == "random" else 0,
-                                seeds=int(seeds))
+        spec = sweeps.SweepSpec(_train_form.saved_values(), tuple(params),
+                                random=int(samples) if mode == "random" else 0, seeds=int(seeds))
         try:
             plan = sweeps.plan(spec, owner=token, all_runs=all_runs)
         except MnistLabError as exc:
