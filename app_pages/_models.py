@@ -107,7 +107,7 @@ def _stored_runs(keep: str | None = None) -> dict[str, str]:
         stored = artifacts.stored_models(limit=PICKER_LIMIT)
         if keep and keep not in {r.id for r in stored}:
             stored += registry.list_runs(where=[registry.RUNS.c.id == keep], status="completed",
-                                     has_artifacts=("checkpoint.safetensors", "checkpoint.json"))
+                                         has_artifacts=("checkpoint.safetensors", "checkpoint.json"))
     except (MnistLabError, OSError):
         return {}
     return {r.id: " · ".join([f"run {r.id}", str((r.config or {}).get("model", "?")),

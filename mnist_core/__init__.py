@@ -14,8 +14,10 @@ read models (what pages show, computed once)
     snapshots    kernels and a probe's feature maps through a run, for the replay
     loaded       LoadedModel: a model a page picked, with its metadata, name and cache key
 runs, workers, executors
-    runs         the run registry (SQLAlchemy: SQLite, or PostgreSQL when shared): runs, status,
-                 metric rows, claims, a run's small files, liveness (pid here, heartbeat lease elsewhere)
+    registry/    the run registry (SQLAlchemy: SQLite, or PostgreSQL when shared), by layer: runs
+                 (the Run record, reads, the worker's writes), queue (waiting, starting, the claim),
+                 artifacts (a run's small files), liveness (pid here, heartbeat lease elsewhere),
+                 db (connections, transactions, faults in one line), schema (tables, upgrades)
     artifacts    a run's checkpoint and replay kept in the registry, for hosts that share no disk
     worker       executes a queued run wherever it trains; submit and cancel
     outcomes     how a run ended, kept in a file while the registry cannot take it, recorded later

@@ -274,7 +274,7 @@ def cmd_runs(args) -> int:
     print(f"{'id':24} {'status':10} {'model':11} {'val acc':>8} {'test acc':>8} {'time':>7}  {'node':16} error")
     for r in rows:
         node = getattr(r, "node", None) or r.host or "-"
-        print(f"{r.id:24} {r.status:10} {r.config.get('model', '?'):11} {_fmt(r.best_val_accuracy, '8.4f')} "
+        print(f"{r.id:24} {r.state:10} {r.config.get('model', '?'):11} {_fmt(r.best_val_accuracy, '8.4f')} "
               f"{_fmt(r.test_accuracy, '8.4f')} {_fmt(r.duration, '6.0f')}s  {node:16} {one_line(r.error or '')}")
     return 0
 

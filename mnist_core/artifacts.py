@@ -89,7 +89,7 @@ def stored_models(root: Optional[os.PathLike] = None, limit: Optional[int] = Non
     """The completed runs whose checkpoint is in the registry, oldest first; with `limit`, the newest
     `limit` of them (the app's model choosers offer these beside the checkpoint files). One query."""
     found = registry.list_runs(root=root, status=RunStatus.COMPLETED, has_artifacts=(WEIGHTS, SIDECAR),
-                           newest_first=limit is not None, limit=limit)
+                               newest_first=limit is not None, limit=limit)
     return found if limit is None else found[::-1]
 
 

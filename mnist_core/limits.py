@@ -30,7 +30,7 @@ means one per core).
 The bounds on a config are checked by admission (training.admit, through check_demo_bounds), where a
 run is asked for (the Train page's submit, the CLI) and again where a worker starts it; a config is
 valid whatever they say, so runs recorded under other bounds still display. The queue limits are
-checked when a run is created (runs.create_run), the time limit by the worker and, past the
+checked when a run is created (registry.create_run), the time limit by the worker and, past the
 grace, from outside: by the runner that forked it, or for a Ray job by the executor's reconcile.
 
 `fit(config)` is the other side of the same bounds: what a form, a preset or a sweep starts from is

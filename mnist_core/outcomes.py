@@ -65,8 +65,8 @@ def record(run_id: str, outcome: dict, root: Optional[os.PathLike] = None) -> bo
                   file=sys.stderr)
         outcome["store"] = False  # stored (or never will be): a second try does not send it again
     return registry.finish_run(run_id, RunStatus(outcome["status"]), root=root, error=outcome.get("error"),
-                           checkpoint=outcome.get("checkpoint"),
-                           **{name: outcome.get(name) for name in NUMBERS})
+                               checkpoint=outcome.get("checkpoint"),
+                               **{name: outcome.get(name) for name in NUMBERS})
 
 
 def reconcile_one(run_id: str, root: Optional[os.PathLike] = None) -> bool:

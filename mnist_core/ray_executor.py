@@ -204,7 +204,7 @@ class RayExecutor:
             if info.status.is_terminal() and registry.get_run(run.id, root=root).status == RunStatus.QUEUED:
                 reason = _first_line(info.message) if info.message else str(info.status).lower()
                 if registry.finish_run(run.id, RunStatus.FAILED, root=root,
-                                   error=f"the Ray job {run.job_id} ended before the run started: {reason}"):
+                                       error=f"the Ray job {run.job_id} ended before the run started: {reason}"):
                     ended.append(run.id)
         return ended
 

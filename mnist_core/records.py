@@ -14,7 +14,7 @@ from typing import NotRequired, Optional, TypedDict
 
 
 class RunStatus(StrEnum):
-    QUEUED = "queued"          # waiting for a worker (or started, before the worker marked it running)
+    QUEUED = "queued"          # waiting in line, or starting once claimed (registry.queue: Run.state)
     RUNNING = "running"
     COMPLETED = "completed"    # trained to the end, checkpoint saved, test accuracy known
     FAILED = "failed"          # with a one-line error

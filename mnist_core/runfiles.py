@@ -1,10 +1,10 @@
-"""Run ids and a run's files: one owner, below both the registry (runs.py) and snapshots (snapshots.py).
+"""Run ids and a run's files: one owner, below both the registry (registry/) and snapshots (snapshots.py).
 
 A run id is generated here (date, time and 6 random hex digits) and checked here before it becomes
 part of any path: ids are never user text, so no path can hide in one. Every file a run owns is
 named here:
 
-    runs/registry.sqlite                the registry, shared by every run (runs.py), unless
+    runs/registry.sqlite                the registry, shared by every run (registry/), unless
                                         MNIST_REGISTRY_URL names another database
     runs/RUN_ID.log                     the worker's output (runner.py points it there)
     runs/snapshots/RUN_ID.npz           the kernels and feature maps for the replay (snapshots.py)

@@ -66,10 +66,10 @@ def test_the_validation_rows_alone_decide_and_a_run_without_two_has_no_collapse(
 
 def test_the_end_of_a_collapsed_run_is_a_warning_not_a_success():
     run = registry.Run(id="20260101-000000-abcdef", status=RunStatus.COMPLETED, config={"model": "mlp-128-64"},
-                   created_at=0.0, started_at=0.0, finished_at=62.0, error=None,
-                   checkpoint="/srv/app/checkpoints/mlp-128-64-x.safetensors", best_val_accuracy=0.931,
-                   test_accuracy=0.9313, test_loss=0.3, steps=1700, total_steps=1700, pid=None, host=None,
-                   heartbeat=None, cancel_requested=False, owner=None)
+                       created_at=0.0, started_at=0.0, finished_at=62.0, error=None,
+                       checkpoint="/srv/app/checkpoints/mlp-128-64-x.safetensors", best_val_accuracy=0.931,
+                       test_accuracy=0.9313, test_loss=0.3, steps=1700, total_steps=1700, pid=None, host=None,
+                       heartbeat=None, cancel_requested=False, owner=None)
     kind, text = live.outcome(run, metric_rows(COLLAPSED, guess_from=300))
     assert kind == "warning"
     assert "collapsed by step 300" in text and "from step 150" in text and "Test accuracy **93.13%**" in text
@@ -87,7 +87,7 @@ def finished(val_accuracies, guess_from=None, test_accuracy=0.9313, **tags) -> s
     registry.mark_running(run_id, total_steps=rows[-1]["step"])
     registry.add_metrics(run_id, rows)
     registry.finish_run(run_id, RunStatus.COMPLETED, test_accuracy=test_accuracy, test_loss=0.3,
-                    best_val_accuracy=max(val_accuracies), checkpoint=f"/srv/app/checkpoints/mlp-128-64-{run_id}.safetensors")
+                        best_val_accuracy=max(val_accuracies), checkpoint=f"/srv/app/checkpoints/mlp-128-64-{run_id}.safetensors")
     return run_id
 
 

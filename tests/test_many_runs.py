@@ -41,7 +41,7 @@ def add_completed_runs(n: int) -> list[str]:
             registry.put_artifact(run_id, "checkpoint.json", b"{}")
             path = f"/another/host/{path.name}"
         registry.finish_run(run_id, RunStatus.COMPLETED, checkpoint=str(path), best_val_accuracy=0.97,
-                        test_accuracy=0.97 + k / 1e5)
+                            test_accuracy=0.97 + k / 1e5)
         ids.append(run_id)
     return ids
 

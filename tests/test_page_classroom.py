@@ -119,7 +119,7 @@ def test_a_student_outside_the_class_sees_none_of_its_runs(tiny_config):
 
 def _curves(run_id: str, accuracy: float) -> None:
     registry.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 10, "loss": 2.0 / s, "accuracy": 0.5}
-                              for s in range(1, 11)] + [{"split": "val", "step": 10, "epoch": 1.0, "loss": 0.3,
+                                  for s in range(1, 11)] + [{"split": "val", "step": 10, "epoch": 1.0, "loss": 0.3,
                                                          "accuracy": accuracy}])
 
 

@@ -102,7 +102,7 @@ def _finished_run(sweep: str, lr: float, accuracy: float) -> str:
     run_id = registry.create_run({**TINY, "lr": lr, "seed": 0, "optimizer": "adamw"}, sweep=sweep)
     registry.mark_running(run_id, total_steps=10)
     registry.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 10, "loss": 2.0 / s, "accuracy": 0.5,
-                               "images_per_s": 1000.0} for s in range(1, 11)]
+                                   "images_per_s": 1000.0} for s in range(1, 11)]
                      + [{"split": "val", "step": 10, "epoch": 1.0, "loss": 0.3, "accuracy": accuracy - 0.01}])
     registry.finish_run(run_id, RunStatus.COMPLETED, test_accuracy=accuracy, best_val_accuracy=accuracy)
     return run_id

@@ -37,7 +37,7 @@ def finished_run(status="completed", owner=None, **result) -> str:
     run_id = registry.create_run(TrainConfig(epochs=1, train_size=1000).to_dict(), owner=owner)
     registry.mark_running(run_id, total_steps=8)
     registry.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 8, "loss": 2.3 / s, "accuracy": 0.5,
-                               "images_per_s": 1000.0} for s in range(1, 9)])
+                                   "images_per_s": 1000.0} for s in range(1, 9)])
     registry.finish_run(run_id, status, **result)
     return run_id
 
@@ -323,7 +323,7 @@ def live_run(fresh_dirs):
     run_id = registry.create_run(TrainConfig(epochs=1, train_size=1000).to_dict())
     registry.mark_running(run_id, total_steps=40)
     registry.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 40, "loss": 2.3 / s, "accuracy": 0.5,
-                               "images_per_s": 1000.0} for s in range(1, 11)])
+                                   "images_per_s": 1000.0} for s in range(1, 11)])
     registry.add_metrics(run_id, [{"split": "val", "step": 10, "epoch": 0.25, "loss": 0.04, "accuracy": 0.9}])
     yield run_id
     registry.finish_run(run_id, "cancelled")

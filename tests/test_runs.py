@@ -1,6 +1,6 @@
 """mnist_core.registry: the run registry, and how it notices dead workers.
 
-Tests that take the `registry` fixture run on SQLite and on PostgreSQL (conftest.py)."""
+Tests that take the `registry_db` fixture run on SQLite and on PostgreSQL (conftest.py)."""
 
 from __future__ import annotations
 
@@ -69,14 +69,14 @@ def test_a_run_goes_from_queued_to_running_to_completed(registry_db, tiny_config
     assert run.total_steps == 10 and run.progress == 0.0
 
     registry.add_metrics(run_id, [{"step": s, "epoch": s / 10, "split": "train", "loss": 1.0 / s, "accuracy": 0.5,
-                               "images_per_s": 100.0} for s in range(1, 6)])
+                                   "images_per_s": 100.0} for s in range(1, 6)])
     registry.add_metrics(run_id, [{"step": 5, "epoch": 0.5, "split": "val", "loss": 0.3, "accuracy": 0.9}])
     assert registry.get_run(run_id).steps == 5 and registry.get_run(run_id).progress == 0.5
     assert registry.heartbeat(run_id, steps=7) is False
     assert registry.get_run(run_id).steps == 7
 
     registry.finish_run(run_id, "completed", checkpoint="/tmp/x.safetensors", best_val_accuracy=0.9,
-                    test_accuracy=0.91, test_loss=0.3)
+                        test_accuracy=0.91, test_loss=0.3)
     run = registry.get_run(run_id)
     assert run.status == "completed" and not run.is_live and run.progress == 1.0
     assert run.test_accuracy == 0.91 and run.best_val_accuracy == 0.9 and run.checkpoint == "/tmp/x.safetensors"
@@ -89,11 +89,41 @@ def test_a_run_goes_from_queued_to_running_to_completed(registry_db, tiny_config
         registry.mark_running(run_id)
 
 
+def test_a_claimed_run_reads_starting_until_its_worker_runs_it(registry_db, tiny_config):
+    """Queued means waiting in line until a process claims the run; from the claim to the worker's
+    mark_running it is starting (its stored status still "queued") and holds a training slot."""
+    run_id = registry.create_run(tiny_config())
+    run = registry.get_run(run_id)
+    assert (run.state, run.waiting, run.starting, run.holds_slot) == ("queued", True, False, False)
+    assert registry.queue_positions([run]) == {run_id: 1}
+
+    assert registry.claim_next(os.getpid()) == run_id
+    run = registry.get_run(run_id)
+    assert run.status == "queued" and registry.run_status(run_id) == "queued"
+    assert (run.state, run.waiting, run.starting, run.holds_slot) == ("starting", False, True, True)
+    assert registry.queue_positions([run]) == {}
+
+    registry.mark_running(run_id, total_steps=10)
+    run = registry.get_run(run_id)
+    assert (run.state, run.waiting, run.starting, run.holds_slot) == ("running", False, False, True)
+
+
+def test_the_cli_lists_a_claimed_run_as_starting(registry_db, tiny_config, capsys):
+    from mnist_core.__main__ import main
+
+    claimed, waiting = registry.create_run(tiny_config()), registry.create_run(tiny_config())
+    assert registry.claim_next(os.getpid(), max_concurrent=1) == claimed
+    assert main(["runs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert next(line for line in lines if line.startswith(claimed)).split()[1] == "starting"
+    assert next(line for line in lines if line.startswith(waiting)).split()[1] == "queued"
+
+
 def test_metrics_read_back_by_split_and_after_a_step(registry_db, tiny_config):
     run_id = registry.create_run(tiny_config())
     registry.mark_running(run_id)
     registry.add_metrics(run_id, [{"step": s, "epoch": s, "split": "train", "loss": float(s)} for s in (1, 2, 3)]
-                     + [{"step": 3, "epoch": 3, "split": "val", "loss": 0.5, "accuracy": 0.8}])
+                         + [{"step": 3, "epoch": 3, "split": "val", "loss": 0.5, "accuracy": 0.8}])
     registry.add_metrics(run_id, [])
     assert [m["step"] for m in registry.get_metrics(run_id)] == [1, 2, 3, 3]
     assert [m["step"] for m in registry.get_metrics(run_id, split="train", after_step=1)] == [2, 3]
@@ -311,7 +341,7 @@ def test_concurrent_readers_while_a_writer_writes_do_not_raise(registry_db, tiny
         try:
             for b in range(batches):
                 registry.add_metrics(run_id, [{"step": b * rows_per_batch + i + 1, "epoch": b, "split": "train",
-                                           "loss": 1.0} for i in range(rows_per_batch)])
+                                               "loss": 1.0} for i in range(rows_per_batch)])
                 registry.heartbeat(run_id, steps=(b + 1) * rows_per_batch)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)

@@ -30,7 +30,7 @@ def test_a_worker_run_records_a_frame_at_the_start_and_at_every_validation(mnist
 def test_a_run_validated_once_still_records_about_30_frames(mnist, tiny_config):
     """A smooth replay whatever the validation cadence: frames on a step schedule, not only at validations."""
     run_id = registry.create_run(tiny_config(model="lenet5", train_size=1600, val_size=200, batch_size=20,
-                                         schedule="none"))  # 80 steps, validated once, at the end
+                                             schedule="none"))  # 80 steps, validated once, at the end
     assert execute_run(run_id).status == "completed"
     steps = snapshots.load_snapshots(run_id).steps
     assert [m["step"] for m in registry.get_metrics(run_id, split="val")] == [80]

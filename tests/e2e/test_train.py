@@ -51,7 +51,7 @@ def test_the_loss_chart_labels_say_what_each_tick_is_worth_and_has_no_toolbar(ap
     run_id = registry.create_run(TrainConfig(epochs=1, train_size=1000).to_dict(), root=server_runs_dir)
     registry.mark_running(run_id, total_steps=40, root=server_runs_dir)
     registry.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 40, "loss": 2.3 / s, "accuracy": 0.5,
-                               "images_per_s": 1000.0} for s in range(1, 41)], root=server_runs_dir)
+                                   "images_per_s": 1000.0} for s in range(1, 41)], root=server_runs_dir)
     registry.finish_run(run_id, "cancelled", root=server_runs_dir)
     app.goto("train")
     expect(run_heading(app, run_id, "cancelled")).to_be_visible()  # a first visit shows the newest run
