@@ -42,3 +42,7 @@ def first_line(exc: BaseException | str, limit: int = 300) -> str:
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip()
     return text.splitlines()[0].strip()[:limit] if text else type(orig).__name__
+
+
+class OnnxRefused(MnistLabError):
+    """An ONNX file the lab will not run: too large, not ONNX, or outside what it accepts (onnx_import)."""
