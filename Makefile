@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA := data/MNIST/raw/t10k-labels-idx1-ubyte
 
-.PHONY: run test setup data kernels pretrained unit e2e unit-stock kernels-asan bench clean
+.PHONY: run test setup data kernels pretrained unit e2e unit-stock kernels-asan bench clean lint
 
 run: setup data kernels
 	$(VENV)/bin/streamlit run app.py
@@ -40,6 +40,10 @@ kernels-asan: setup
 	MNIST_KERNEL_DIR=build/kernels-asan MNIST_KERNEL_CFLAGS="$(KERNEL_SANITIZERS)" ASAN_OPTIONS=detect_leaks=0 \
 	LD_PRELOAD="$$($${CC:-cc} -print-file-name=libasan.so) $$($${CC:-cc} -print-file-name=libstdc++.so.6)" \
 	$(PY) -m pytest tests/test_kernels.py -q -p no:cacheprovider
+
+# ruff, as pyproject.toml's [tool.ruff] sets it up (.ci/run runs this first).
+lint: setup
+	$(VENV)/bin/ruff check .
 
 unit: setup data
 	$(PY) -m pytest --ignore=tests/e2e
