@@ -89,7 +89,7 @@ def lenet5_speed_table(batch_size: int = 64, repeats: int = 5, seed: int = 0, mo
     NumPy's BLAS on as many threads as torch uses. The convolutions use the weights of `model` (a
     lenet5 from the zoo, e.g. a loaded checkpoint) when given, else random ones.
     """
-    import torch
+    import torch  # here, not above: everything else in scratch/ is plain NumPy
     import torch.nn.functional as F
 
     rng = np.random.default_rng(seed)
@@ -105,9 +105,9 @@ def lenet5_speed_table(batch_size: int = 64, repeats: int = 5, seed: int = 0, mo
     layers = []
     for name, c_in, c_out, size in (("C1", 1, 6, 32), ("C3", 6, 16, 14), ("C5", 16, 120, 5)):
         w, b = conv_weights(name, c_in, c_out)
+        w_t, b_t = torch.from_numpy(w), torch.from_numpy(b)
         layers.append((name, f"conv {c_in}->{c_out}, 5x5, on {size}x{size}", (c_in, size),
-                       lambda x, w=w, b=b: conv2d(x, w, b),
-                       lambda x, w=torch.from_numpy(w), b=torch.from_numpy(b): F.conv2d(x, w, b)))
+                       lambda x, w=w, b=b: conv2d(x, w, b), lambda x, w=w_t, b=b_t: F.conv2d(x, w, b)))
     layers.insert(1, ("S2", "max-pool 2x2, 6 maps 28x28", (6, 28), max_pool2d, lambda x: F.max_pool2d(x, 2)))
     layers.insert(3, ("S4", "avg-pool 2x2, 16 maps 10x10", (16, 10), avg_pool2d, lambda x: F.avg_pool2d(x, 2)))
 
@@ -116,8 +116,8 @@ def lenet5_speed_table(batch_size: int = 64, repeats: int = 5, seed: int = 0, mo
         for name, operation, (channels, size), numpy_op, torch_op in layers:
             x = rng.standard_normal((batch_size, channels, size, size)).astype(np.float32)
             x_t = torch.from_numpy(x)
-            ours, numpy_ms = _fastest_ms(lambda: numpy_op(x), repeats)
-            theirs, torch_ms = _fastest_ms(lambda: torch_op(x_t), repeats)
+            ours, numpy_ms = _fastest_ms(functools.partial(numpy_op, x), repeats)
+            theirs, torch_ms = _fastest_ms(functools.partial(torch_op, x_t), repeats)
             rows.append({"layer": name, "operation": operation, "numpy ms": round(numpy_ms, 3),
                          "torch ms": round(torch_ms, 3),
                          "max abs diff": float(np.abs(ours - theirs.numpy()).max())})
