@@ -1,5 +1,6 @@
-"""The command line: python -m mnist_core fetch-data | train | submit | sweep | evaluate CKPT|RUN_ID | export CKPT
-| runs [--json] | runs prune [--dry-run] | models | presets | kernels.
+"""The command line: python -m mnist_core fetch-data | train | submit | sweep | evaluate CKPT|RUN_ID [--on drawings]
+| export CKPT | runs [--json] | runs prune [--dry-run] | drawings list [--json]|export|import|delete | models
+| presets | kernels.
 
 `train` takes every TrainConfig field as a flag (generated from the dataclass, so the flags, the
 Train page's form and the config are one list), or `--preset NAME` (flags then override the preset),
@@ -231,9 +232,58 @@ def cmd_evaluate(args) -> int:
         model, meta = load_run_model(args.checkpoint)
     else:
         model, meta = load_checkpoint(args.checkpoint)
+    if args.on == "drawings":
+        return _evaluate_on_drawings(model, meta, args.part)
     images, labels = load_mnist("test", root=args.data_dir)
     loss, acc = evaluate(model, images, labels)
     print(f"{meta['architecture']}: test accuracy {acc:.4f} ({round(acc * len(labels))}/{len(labels)}), loss {loss:.4f}")
+    return 0
+
+
+def _evaluate_on_drawings(model, meta: dict, part: str) -> int:
+    from .evaluate import evaluate_on_drawings
+
+    result = evaluate_on_drawings(model, part=part)
+    right, n = int((result.predictions.labels == result.predictions.predicted).sum()), len(result.ids)
+    which = "the drawings" if part == "all" else f"the {part} drawings"
+    print(f"{meta['architecture']}: accuracy on {which} {result.accuracy:.4f} ({right}/{n})")
+    print("per digit: " + "  ".join(f"{r['digit']} {_fmt(None if r['support'] == 0 else r['recall'], '.2f')} "
+                                    f"({r['support']})" for r in result.per_digit()))
+    return 0
+
+
+def cmd_drawings(args) -> int:
+    """The visitors' drawing set: list [--json] | export --out DIR | import DIR | delete ID."""
+    import json
+    import time
+
+    from . import drawings
+
+    if args.drawings_action == "export":
+        done = drawings.export_set(args.out)
+        print(f"{done.count} drawings written to {done.folder} (IDX, strokes.jsonl, DATASHEET.md)")
+    elif args.drawings_action == "import":
+        done = drawings.import_set(args.folder, class_code=args.class_code)
+        print(f"imported {done.added} drawings ({done.already_held} already in the set)"
+              + (f"; the set's licence: {done.licence}" if done.licence else ""))
+    elif args.drawings_action == "delete":
+        drawings.delete_drawing(args.id)
+        print(f"drawing {args.id} removed")
+    elif args.json:  # one object per line, as `runs --json`
+        for d in drawings.list_drawings():
+            print(json.dumps({"id": d.id, "created_at": d.created_at, "digit": d.digit, "predicted": d.predicted,
+                              "pointer": d.pointer, "class_code": d.class_code, "strokes": len(d.strokes),
+                              "points": sum(map(len, d.strokes))}))
+    else:
+        rows = drawings.list_drawings()
+        if not rows:
+            print("no drawings yet: visitors give them on the Draw page")
+            return 0
+        print(f"{'id':>6} {'given (UTC)':16} {'digit':>5} {'model':>5} {'pointer':7} {'points':>6}  class")
+        for d in rows:
+            given = time.strftime("%Y-%m-%d %H:%M", time.gmtime(d.created_at))
+            print(f"{d.id:>6} {given:16} {d.digit:>5} {_fmt(d.predicted, 'd'):>5} {d.pointer:7} "
+                  f"{sum(map(len, d.strokes)):>6}  {d.class_code or '-'}")
     return 0
 
 
@@ -380,7 +430,28 @@ def build_parser() -> argparse.ArgumentParser:
                                         "lives (a file here, or the run registry)")
     p.add_argument("checkpoint", help="a .safetensors file with its .json sidecar, or a run id")
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--on", choices=("test", "drawings"), default="test",
+                   help="test: MNIST's 10,000 test digits (default); drawings: the visitors' drawing set")
+    p.add_argument("--part", choices=("all", "train", "held-out"), default="all",
+                   help="with --on drawings: the whole set (default), or its part a run trains on or the part "
+                        "held out from training (split by giver)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("drawings", help="the visitors' drawing set: list, export, import, delete")
+    actions = p.add_subparsers(dest="drawings_action", required=True)
+    pp = actions.add_parser("list", help="every drawing: id, when, digit, the model's answer, pointer, class")
+    pp.add_argument("--json", action="store_true", help="one JSON object per line per drawing")
+    pp = actions.add_parser("export", help="write the set in MNIST's IDX format, with strokes.jsonl and a "
+                                           "DATASHEET.md (licence: MNIST_DRAWINGS_LICENCE, CC0-1.0 by default)")
+    pp.add_argument("--out", required=True, metavar="DIR", help="folder to write the four files into")
+    pp = actions.add_parser("import", help="add a set that `drawings export` wrote (pictures the set has are "
+                                           "skipped; all or nothing under MNIST_DRAWINGS_MAX)")
+    pp.add_argument("folder", metavar="DIR")
+    pp.add_argument("--class", dest="class_code", default=None, metavar="CODE",
+                    help="tag the imported drawings with this class code")
+    pp = actions.add_parser("delete", help="remove one drawing (the operator may remove any)")
+    pp.add_argument("id", type=int)
+    p.set_defaults(func=cmd_drawings)
 
     p = sub.add_parser("export", help="write a checkpoint as ONNX, or as one bundle file (weights + metadata)")
     p.add_argument("checkpoint", help="a .safetensors file with its .json sidecar")

@@ -33,6 +33,11 @@ class BusyError(MnistLabError):
     """Heavy work refused for now: the server, or this visitor, is at its bound (mnist_core.heavy)."""
 
 
+class DrawingRefused(MnistLabError):
+    """A drawing (or a drawing set) the visitors' set does not take: a bad field, blank, a duplicate,
+    a cap reached, the set off (mnist_core.drawings)."""
+
+
 def first_line(exc: BaseException | str, limit: int = 300) -> str:
     """An error's own words as one line of at most `limit` characters, fit for a one-line message.
 

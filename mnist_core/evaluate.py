@@ -138,15 +138,15 @@ SHOWN_LAYERS = ("Conv2d", "Linear", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d
 def model_card(model: nn.Module, name: str, test_accuracy: Optional[float] = None, kind: str = "checkpoint") -> dict:
     """One row of the model-card table."""
     arch = getattr(model, "arch_name", name)
-    info = model_info(arch)
+    info = model_info(arch) if arch in list_models() else None  # an imported model is no zoo architecture
     layers = layer_table(model)
     return {
         "model": name, "kind": kind, "architecture": arch,
         "layers": " → ".join(f"{r['layer']} {r['output shape']}" for r in layers if r["type"] in SHOWN_LAYERS),
         "parameters": count_parameters(model), "MFLOPs / image": flops_per_image(model) / 1e6,
         "latency ms (CPU, 1 thread)": latency_ms(model),
-        "test accuracy": test_accuracy, "article reports": info.reported_accuracy or "",
-        "provenance": info.provenance,
+        "test accuracy": test_accuracy, "article reports": info.reported_accuracy if info else "",
+        "provenance": info.provenance if info else "uploaded ONNX file",
     }
 
 

@@ -70,8 +70,12 @@ def _float_batch(images) -> torch.Tensor:
 
 
 def _final_linear(model: nn.Module) -> nn.Linear:
-    """The layer that turns the last representation into the 10 logits (MnistNet: body's last module)."""
-    last = list(getattr(model, "body", model).children())[-1:]
+    """The layer that turns the last representation into the 10 logits (MnistNet: body's last module;
+    an imported model names its own Gemm or MatMul in `final_layer`, onnx_import)."""
+    body = getattr(model, "body", model)
+    if getattr(model, "final_layer", None):
+        return body.get_submodule(model.final_layer)
+    last = list(body.children())[-1:]
     if not last or not isinstance(last[0], nn.Linear):
         raise ValueError("expected a zoo model whose body ends with the final Linear layer")
     return last[0]
@@ -146,7 +150,7 @@ def penultimate(model: nn.Module, images, batch_size: int = 1000) -> tuple[np.nd
     for i in range(0, len(x), batch_size):
         probs.append(model(x[i:i + batch_size].to(device)).softmax(1).float().cpu())
     if not feats:
-        return np.zeros((0, head.in_features), np.float32), np.zeros((0, 10), np.float32)
+        return np.zeros((0, getattr(head, "in_features", 0)), np.float32), np.zeros((0, 10), np.float32)
     return torch.cat(feats).flatten(1).numpy(), torch.cat(probs).numpy()
 
 

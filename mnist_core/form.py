@@ -44,6 +44,7 @@ LABELS = {
     "loss": "loss function",
     "schedule": "learning-rate schedule",
     "augment": "augmentation",
+    "drawings_weight": "share of visitors' drawings (0 = none)",
     "train_size": "training images (0 = all)",
     "val_size": "validation images",
     "eval_every": "validate every N steps (0 = once per epoch)",
@@ -171,7 +172,8 @@ def config_line(config: dict[str, Any]) -> str:
             return f"{noun(name)} all"
         return f"{noun(name)} {value if isinstance(value, str) else number(value)}"
 
-    return " · ".join(words(name, config[name]) for name in (*PRIMARY, *ADVANCED) if name in config)
+    return " · ".join(words(name, config[name]) for name in (*PRIMARY, *ADVANCED)
+                      if name in config and (name != "drawings_weight" or config[name]))  # none: not said
 
 
 # --- what the form starts from on this host ------------------------------------------------------

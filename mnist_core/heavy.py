@@ -93,6 +93,8 @@ class _Model:
 
 
 def _pack(value):
+    if isinstance(value, nn.Module) and hasattr(value, "package"):  # an imported ONNX model: its checked file
+        return value.package
     if isinstance(value, nn.Module):
         architecture = getattr(value, "arch_name", None)
         if architecture is None:
@@ -104,6 +106,8 @@ def _pack(value):
 def _unpack(value):
     if isinstance(value, _Model):
         return model_from_bytes(value.weights, {"architecture": value.architecture}, "the model")
+    if hasattr(value, "rebuild"):  # onnx_import.adapter.Package: converted again, nothing of it run
+        return value.rebuild()
     return value
 
 

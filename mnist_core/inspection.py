@@ -92,6 +92,9 @@ def feature_maps(model: nn.Module, image) -> tuple[list[tuple[str, np.ndarray]],
 
 def first_layer_templates(model: nn.Module) -> np.ndarray:
     """An MLP's first-layer weights as float32 [hidden, 28, 28]: what each hidden unit looks for."""
+    weight = getattr(model, "first_layer_weight", None)  # an imported model finds its own (onnx_import)
+    if weight is not None:
+        return np.asarray(weight, np.float32).reshape(-1, 28, 28).copy()
     fc1 = getattr(_body(model), "fc1", None)
     if not isinstance(fc1, nn.Linear) or fc1.in_features != 28 * 28:
         raise ValueError("first-layer templates need an MLP whose first layer (fc1) reads the 784 pixels")

@@ -2,8 +2,9 @@
 
 The training loop (in the worker process) reports metric rows; the worker writes them to the
 registry; pages and the CLI read them back. It is one row type all the way, with one name per split:
-"train" (one row per step), "val" (at each validation) and "test" (once, at the end of a completed
-run). A run's status is a `RunStatus`, a str enum, so it compares equal to the plain strings the
+"train" (one row per step), "val" (at each validation), "test" (once, at the end of a completed
+run) and "drawings" (after "test", for a run trained on the visitors' drawings: their held-out
+part). A run's status is a `RunStatus`, a str enum, so it compares equal to the plain strings the
 registry stores ("queued", "running", ...).
 """
 
@@ -28,7 +29,7 @@ class RunStatus(StrEnum):
 LIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 ENDED = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED)
 
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test", "drawings")
 
 
 class MetricRow(TypedDict):

@@ -168,6 +168,8 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
                     "metrics": {"test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
                                 "best_val_accuracy": result.best_val_accuracy, "steps": result.steps,
                                 "train_seconds": round(result.seconds, 2)}}
+            if result.drawings_accuracy is not None:  # trained on the visitors' drawings: its held-out score
+                meta["metrics"]["drawings_accuracy"] = result.drawings_accuracy
             saved = save_checkpoint(result.model, meta, path)  # first: whatever happens next, the model is kept
     except BaseException as exc:  # record every failure, KeyboardInterrupt included, then let it propagate
         _record_failure(run_id, root, writer, exc)

@@ -1,10 +1,11 @@
 """The registry's tables, its schema version, and the upgrades that bring an older registry up to it.
 
-Four tables and a version: `runs` (one row a run: config, status, timestamps, error, checkpoint, final
+Five tables and a version: `runs` (one row a run: config, status, timestamps, error, checkpoint, final
 metrics, the worker's pid, host and heartbeat, the executor's job id, its sweep, class and student),
 `metrics` (its curves, one row a point), `artifacts` (its small files: checkpoint weights and sidecar,
-replay snapshots), `registry` (one row: this registry's random id, so a file replaced under a running
-server is noticed) and `schema_version`.
+replay snapshots), `drawings` (the visitors' drawing set, one row a drawing: mnist_core.drawings),
+`registry` (one row: this registry's random id, so a file replaced under a running server is
+noticed) and `schema_version`.
 
 A fresh registry is created at SCHEMA_VERSION; an older one is upgraded in place on first use, its
 data kept, each step in the one transaction that bumps the version. To add a table or a column:
@@ -22,7 +23,8 @@ from sqlalchemy.engine import Connection
 from ..errors import RunError
 from ..records import LIVE
 
-SCHEMA_VERSION = 2  # 1: before job_id, node, sweep, class_code, student and artifacts (no schema_version)
+SCHEMA_VERSION = 3  # 1: before job_id, node, sweep, class_code, student and artifacts (no schema_version);
+#                    2: before drawings
 
 metadata = MetaData()
 
@@ -78,6 +80,23 @@ ARTIFACTS = Table(  # since version 2
 
 VERSION = Table("schema_version", metadata, Column("version", Integer, nullable=False))  # since version 2
 
+DRAWINGS = Table(  # since version 3
+    "drawings", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),  # never reused (SQLite: AUTOINCREMENT)
+    Column("created_at", Float, nullable=False),
+    Column("digit", Integer, nullable=False),          # what the giver says it is
+    Column("predicted", Integer),                      # the model's answer
+    Column("pointer", Text, nullable=False),           # mouse, touch or pen
+    Column("picture", LargeBinary, nullable=False),    # uint8 [28,28], 784 bytes
+    Column("picture_key", Text, nullable=False),       # its SHA-256: one drawing per picture
+    Column("strokes", Text, nullable=False),           # JSON: the canvas side and the strokes
+    Column("giver", Text, nullable=False),             # a hash of the owner token, never the token
+    Column("class_code", Text),
+    Index("drawings_picture", "picture_key", unique=True),
+    Index("drawings_giver", "giver", "created_at"),    # "mine", and a browser's drawings in the last hour
+    sqlite_autoincrement=True,
+)
+
 LIVE_STATUSES = [str(s) for s in LIVE]  # as stored: plain strings, for `RUNS.c.status.in_(...)`
 
 
@@ -90,7 +109,12 @@ def _upgrade_1_to_2(conn: Connection) -> None:
     ARTIFACTS.create(conn)
 
 
-UPGRADES = {1: _upgrade_1_to_2}  # version N -> N + 1, each in the one transaction that bumps the version
+def _upgrade_2_to_3(conn: Connection) -> None:
+    DRAWINGS.create(conn)  # with its indexes
+
+
+# Version N -> N + 1, each in the one transaction that bumps the version.
+UPGRADES = {1: _upgrade_1_to_2, 2: _upgrade_2_to_3}
 
 
 def create_or_upgrade(conn: Connection, name: str) -> str:

@@ -8,6 +8,8 @@ Read in this order:
                      cancel, the test pass, the result; and the events it reports
     torch_engine.py  PyTorch models: device, optimizer, schedule, augmentation, CUDA-graph steps
     numpy_engine.py  the tutorials' from-scratch NumPy MLPs (mnist_core/scratch)
+    mixing.py        the visitors' drawings in a run: a share of its training images, and its test on
+                     the held-out ones (drawings_weight)
 
 `train(config, on_event, should_stop, data_root, on_snapshot)` picks the engine for
 `config.backend` from `ENGINES` and runs the loop with it. The worker (worker.py) calls it for the
@@ -25,11 +27,13 @@ from torch import nn
 from .. import kernels
 from ..data import load_mnist
 from ..errors import MnistLabError
+from ..records import RunStatus, metric_row
 
 from .config import (AUGMENTS, BACKENDS, DEVICES, LOSSES, OPTIMIZERS, PRESETS, SCHEDULES, Preset, TrainConfig,
                      preset_config)
 from .admission import admit, check_engine
 from .loop import TrainResult, run, select_data
+from .mixing import held_out
 from .numpy_engine import NumpyEngine
 from .torch_engine import TorchEngine, available_devices, evaluate, pick_device
 
@@ -50,8 +54,26 @@ def train(config: TrainConfig, on_event: Optional[Callable[[dict], None]] = None
     engine_type = ENGINES[config.backend]
     with engine_type.threads(config):
         engine = engine_type(config, data_root=data_root, cuda_graphs=cuda_graphs)
-        return run(config, engine, on_event=on_event, should_stop=should_stop, on_snapshot=on_snapshot,
-                   snapshot_frames=snapshot_frames, started=started)
+        result = run(config, engine, on_event=on_event, should_stop=should_stop, on_snapshot=on_snapshot,
+                     snapshot_frames=snapshot_frames, started=started)
+        if config.drawings_weight and result.status == RunStatus.COMPLETED:
+            _test_on_held_out_drawings(config, result, on_event)
+    return result
+
+
+def _test_on_held_out_drawings(config: TrainConfig, result: TrainResult,
+                               on_event: Optional[Callable[[dict], None]]) -> None:
+    """A run trained on the visitors' drawings is tested on the held-out ones too (mixing.py): a
+    "drawings" row after the "test" row, and result.drawings_accuracy. Nothing when none are held out."""
+    held = held_out()
+    if held is None:
+        return
+    loss, accuracy = evaluate(result.model, *held, config)
+    row = metric_row("drawings", result.steps, float(config.epochs), loss, accuracy)
+    result.history.append(row)
+    result.drawings_accuracy = accuracy
+    if on_event:
+        on_event(row)
 
 
 def warm_up(data_root=None) -> None:

@@ -71,6 +71,10 @@ class TrainConfig:
                        "labels (tutorial 2)", choices=LOSSES)
     schedule: str = _field("onecycle", "learning-rate schedule (step: x0.1 at 2/3 of the run)", choices=SCHEDULES)
     augment: str = _field("none", "augmentation: affine = small random rotation, scale and shift", choices=AUGMENTS)
+    drawings_weight: float = _field(0.0, "share of the training images taken from the visitors' drawings, in "
+                                    "place of as many MNIST images, the drawings repeated as needed (0 = none); "
+                                    "the held-out givers' drawings are never trained on: the run is tested on them",
+                                    low=0.0, high=0.5)
     train_size: int = _field(0, "training images to use, a random subset (0 = all that remain after validation)",
                              low=0, high=60_000)
     val_size: int = _field(DEFAULT_VAL_SIZE, "validation images carved from the training set", low=0, high=30_000)

@@ -31,6 +31,7 @@ from torch import nn
 from ..data import load_mnist, train_val_indices
 from ..errors import ConfigError
 from ..records import MetricRow, RunStatus, metric_row
+from .mixing import mix_in
 
 
 @dataclass
@@ -43,6 +44,7 @@ class TrainResult:
     steps: int
     seconds: float
     history: list = field(default_factory=list, repr=False)
+    drawings_accuracy: Optional[float] = None  # on the held-out drawings, for a run trained on drawings
 
 
 class Engine(Protocol):
@@ -72,7 +74,8 @@ class Engine(Protocol):
 
 def select_data(config, gen: torch.Generator, data_root=None) -> tuple[torch.Tensor, ...]:
     """(x_train, y_train, x_val, y_val, x_test, y_test): the official training set split into train /
-    validation, then an optional random subset (drawn from `gen`), and the test set. Both engines use it."""
+    validation, then an optional random subset (drawn from `gen`), with a share of the visitors'
+    drawings in it when the config asks (drawings_weight), and the test set. Both engines use it."""
     train_images, train_labels = load_mnist("train", root=data_root)
     test_images, test_labels = load_mnist("test", root=data_root)
     train_idx, val_idx = train_val_indices(len(train_images), config.val_size)
@@ -80,8 +83,10 @@ def select_data(config, gen: torch.Generator, data_root=None) -> tuple[torch.Ten
         if config.train_size > len(train_idx):
             raise ConfigError(f"train_size: only {len(train_idx)} images remain after validation")
         train_idx = train_idx[torch.randperm(len(train_idx), generator=gen)[:config.train_size]].sort().values
-    return (train_images[train_idx], train_labels[train_idx], train_images[val_idx], train_labels[val_idx],
-            test_images, test_labels)
+    x_train, y_train = train_images[train_idx], train_labels[train_idx]
+    if config.drawings_weight:  # the visitors' drawings in place of some of these (mixing.py)
+        x_train, y_train = mix_in(config.drawings_weight, x_train, y_train, gen)
+    return x_train, y_train, train_images[val_idx], train_labels[val_idx], test_images, test_labels
 
 
 def run(config, engine: Engine, on_event: Optional[Callable[[MetricRow], None]] = None,
