@@ -220,8 +220,8 @@ def write_result(name: str, payload: dict[str, Any], variant: str = "") -> Path:
     counts), written to a temporary name and renamed."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / (f"{name}.{variant}.json" if variant else f"{name}.json")
-    body = {"benchmark": name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join([f"python -m benchmarks.{name}", *sys.argv[1:]]),
-            **payload}
+    body = {"benchmark": name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": " ".join([f"python -m benchmarks.{name}", *sys.argv[1:]]), **payload}
     text = json.dumps(body, indent=2, sort_keys=False, default=_json_default) + "\n"
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
     print(f"wrote {path.relative_to(REPO_ROOT)}")

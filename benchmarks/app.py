@@ -32,11 +32,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._common import LoadMonitor, wait_for_quiet, REPO_ROOT, machine_info, print_table, result_line, write_result
+from benchmarks._common import (REPO_ROOT, LoadMonitor, machine_info, print_table, result_line, wait_for_quiet,
+                                write_result)
 from harness import StreamlitServer, log_tail
 
 APP = REPO_ROOT / "app.py"
-FALLBACK_PAGES = ["app_pages/home.py", "app_pages/dataset.py", "app_pages/train.py", "app_pages/inside.py", "app_pages/draw.py"]
+FALLBACK_PAGES = ["app_pages/home.py", "app_pages/dataset.py", "app_pages/train.py", "app_pages/inside.py",
+                  "app_pages/draw.py"]
 
 
 def app_pages() -> list[str]:
@@ -101,7 +103,8 @@ async def _drive(port: int, pid: int, pages: list[str], timeout: float) -> dict:
                     deltas += 1
                     el = fwd.delta.new_element
                     if fwd.delta.WhichOneof("type") == "new_element" and el.WhichOneof("type") == "exception":
-                        errors.append(f"{el.exception.type}: {el.exception.message.splitlines()[0] if el.exception.message else ''}")
+                        message = el.exception.message.splitlines()[0] if el.exception.message else ""
+                        errors.append(f"{el.exception.type}: {message}")
                 elif kind == "script_finished":
                     status = status_names.get(fwd.script_finished, str(fwd.script_finished))
                     if status == "FINISHED_EARLY_FOR_RERUN":
@@ -127,7 +130,8 @@ async def _drive(port: int, pid: int, pages: list[str], timeout: float) -> dict:
                 try:
                     entry[label] = await rerun(page_hash)
                 except asyncio.TimeoutError:
-                    entry[label] = {"seconds": None, "status": "timeout", "errors": [f"no script_finished in {timeout} s"]}
+                    entry[label] = {"seconds": None, "status": "timeout",
+                                    "errors": [f"no script_finished in {timeout} s"]}
                 entry[label]["rss_kib"] = rss_kib(pid)
             out["pages"][page] = entry
         return out
@@ -198,8 +202,8 @@ def apptest_benchmark(pages: list[str], timeout: float) -> dict:
             t = time.perf_counter()
             try:
                 is_default = "1" if page == default_page() else "0"
-                proc = subprocess.run([sys.executable, "-c", _APPTEST_CHILD, page, str(timeout), is_default], cwd=REPO_ROOT,
-                                      env=env, capture_output=True, text=True, timeout=4 * timeout + 60)
+                proc = subprocess.run([sys.executable, "-c", _APPTEST_CHILD, page, str(timeout), is_default],
+                                      cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=4 * timeout + 60)
                 line = [ln for ln in proc.stdout.splitlines() if ln.startswith("APPTEST_JSON ")]
                 if line:
                     out[page] = json.loads(line[-1].removeprefix("APPTEST_JSON "))
@@ -254,13 +258,14 @@ def main() -> None:
                      "AppTest proc RSS MiB": mib(a.get("rss_kib", {})), "errors": len(errs)})
     print_table(rows, title="Page render times (cold = first visit in a fresh process, warm = second)")
     if server and "error" not in server:
-        print(f"server: up in {server['startup_seconds']:.1f} s, RSS after start {mib(server['rss_after_start_kib'])} MiB, "
+        print(f"server: up in {server['startup_seconds']:.1f} s, "
+              f"RSS after start {mib(server['rss_after_start_kib'])} MiB, "
               f"after every page {mib(server['rss_final_kib'])} MiB (peak {mib(server['rss_final_kib'], 'VmHWM')} MiB)")
     for page, errs in page_errors.items():
         print(f"  {page}: {' | '.join(errs)}")
 
-    write_result("app", {"machine": machine_info(), "load": load.summary(), "wait_for_quiet": quiet, "pages": pages, "server": server,
-                         "apptest": apptest, "page_errors": page_errors})
+    write_result("app", {"machine": machine_info(), "load": load.summary(), "wait_for_quiet": quiet, "pages": pages,
+                         "server": server, "apptest": apptest, "page_errors": page_errors})
     line = {}
     if server and "error" not in server:
         line["server_rss_start_mib"] = mib(server["rss_after_start_kib"])

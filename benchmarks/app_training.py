@@ -32,7 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._common import REPO_ROOT, LoadMonitor, machine_info, print_table, result_line, wait_for_quiet, write_result
+from benchmarks._common import (REPO_ROOT, LoadMonitor, machine_info, print_table, result_line, wait_for_quiet,
+                                write_result)
 from harness import VIEWPORT, StreamlitServer, find_chromium, launch_chromium
 from mnist_core import registry
 from mnist_core.checkpoints import read_meta

@@ -27,7 +27,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks._common import REPO_ROOT, LoadMonitor, machine_info, print_table, result_line, wait_for_quiet, write_result
+from benchmarks._common import (REPO_ROOT, LoadMonitor, machine_info, print_table, result_line, wait_for_quiet,
+                                write_result)
 
 CHOICES = {"1": ("1", {}), "2": ("2", {}), "2 passive": ("2", {"OMP_WAIT_POLICY": "PASSIVE"}),
            "0 (default)": ("0", {})}

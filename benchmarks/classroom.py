@@ -216,7 +216,8 @@ def main(argv=None) -> int:
     projection = []
     on_ray = [r for r in results if r["executor"].startswith("Ray")]
     for r in on_ray or results:  # the first run's start-up, then the runs in waves of N at the measured cost per run
-        row = {"executor": r["executor"], "first_step_min_s": r["first_step_min_s"], "busy_per_run_s": r["busy_per_run_s"]}
+        row = {"executor": r["executor"], "first_step_min_s": r["first_step_min_s"],
+               "busy_per_run_s": r["busy_per_run_s"]}
         for n in PROJECTED_NODES:
             row[f"{n} nodes (s)"] = round(r["first_step_min_s"] + math.ceil(args.students / n) * r["busy_per_run_s"])
         projection.append(row)

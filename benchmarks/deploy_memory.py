@@ -256,7 +256,7 @@ async def browse(url: str, start: int, seconds: float, think: float, drawing: st
                 return
             seen["pages"].setdefault(page or "home", []).extend(v.seconds for v in views)
             seen["errors"].extend(f"{page or 'home'}: {e.split(':')[0]}" for v in views for e in v.exceptions)
-            for kind, body in (alert for v in views for alert in v.alerts if alert[0] == "ERROR"):
+            for _, body in (alert for v in views for alert in v.alerts if alert[0] == "ERROR"):
                 # A heavy job refused while another runs (MNIST_MAX_HEAVY is 1 under MNIST_DEMO) is the
                 # demo's bound at work, counted apart; any other error box is an error.
                 seen["busy" if "busy" in body else "errors"].append(f"{page or 'home'}: {body[:80]}")

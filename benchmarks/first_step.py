@@ -101,7 +101,8 @@ def main() -> None:
                     times[side].append(first_step(run_id))
                 else:
                     run_id = registry.create_run(config, worker_pid=os.getpid())  # claimed: the runner leaves it alone
-                    proc = subprocess.Popen([sys.executable, "-m", "mnist_core", "train", "--quiet", "--run-id", run_id],
+                    proc = subprocess.Popen([sys.executable, "-m", "mnist_core", "train", "--quiet",
+                                             "--run-id", run_id],
                                             cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     times[side].append(first_step(run_id))
                     proc.wait(timeout=120)
@@ -117,7 +118,8 @@ def main() -> None:
                      "to first step p50 s": summary[side]["first_step_p50_s"],
                      "to first step max s": summary[side]["first_step_max_s"]})
     print_table(rows, title=f"Submit -> first step, Train form's first run, {args.runs} runs a side")
-    print(f"the waiting runner holds {memory['runner_mb']:.0f} MB + its forkserver and resource tracker {memory['forkserver_mb']:.0f} MB (RSS)")
+    print(f"the waiting runner holds {memory['runner_mb']:.0f} MB + its forkserver and resource tracker "
+          f"{memory['forkserver_mb']:.0f} MB (RSS)")
     meets = summary["warm"]["first_step_p50_s"] <= TARGET_S
     write_result("first_step", {"machine": machine_info(), "load": load.summary(), "config": config,
                                 "sides": summary, "memory": memory, "target_s": TARGET_S, "meets_target": meets})

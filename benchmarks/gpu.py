@@ -46,7 +46,8 @@ def main() -> None:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         load = loadavg()
-        print(f"no CUDA device: skipped (run this on a machine with an NVIDIA GPU); load average {' '.join(map(str, load))}")
+        print("no CUDA device: skipped (run this on a machine with an NVIDIA GPU); "
+              f"load average {' '.join(map(str, load))}")
         write_result("gpu", {"machine": machine_info(), "skipped": True, "reason": "no_cuda",
                              "torch_cuda_build": torch.version.cuda, "load": {"start": load}})
         result_line(skipped=1, reason="no_cuda")
@@ -87,8 +88,8 @@ def main() -> None:
                 print(f"  eager seed {seed}: {eager[-1]['test_accuracy']:.2%} in {eager[-1]['seconds']:.2f} s",
                       flush=True)
 
-    print_table([{"seed": r["seed"], "test acc %": round(100 * r["test_accuracy"], 2), "seconds": round(r["seconds"], 2),
-                  "steps": r["steps"]} for r in runs],
+    print_table([{"seed": r["seed"], "test acc %": round(100 * r["test_accuracy"], 2),
+                  "seconds": round(r["seconds"], 2), "steps": r["steps"]} for r in runs],
                 title=f"{args.preset} on {device_name} (data resident on the device)")
     if eager:
         print_table([{"seed": r["seed"], "test acc %": round(100 * r["test_accuracy"], 2),

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from benchmarks._common import LoadMonitor, wait_for_quiet, machine_info, percentile, print_table, result_line, write_result
+from benchmarks._common import (LoadMonitor, machine_info, percentile, print_table, result_line, wait_for_quiet,
+                                write_result)
 from mnist_core.checkpoints import load_checkpoint
 from mnist_core.paths import REPO_ROOT
 from mnist_core.predict import predict_proba
@@ -76,7 +77,7 @@ def main() -> None:
 
     quiet = wait_for_quiet(args.wait_quiet)
     with LoadMonitor() as load:
-        for name, fn in sides.items():
+        for fn in sides.values():
             for _ in range(args.warmup):
                 fn(model, rgba)
         gc.collect()
@@ -119,7 +120,8 @@ def main() -> None:
     print(f"ours: p50 {o['p50_ms']:.3f} ms (target <= {P50_TARGET_MS}), p99 {o['p99_ms']:.3f} ms "
           f"(target <= {P99_TARGET_MS}): {'met' if meets else 'MISSED'}")
     write_result("predict_latency", {
-        "machine": machine_info(), "load": load.summary(), "wait_for_quiet": quiet, "checkpoint": str(CHECKPOINT.relative_to(REPO_ROOT)),
+        "machine": machine_info(), "load": load.summary(), "wait_for_quiet": quiet,
+        "checkpoint": str(CHECKPOINT.relative_to(REPO_ROOT)),
         "canvas": [280, 280, 4], "threads": torch.get_num_threads(),
         "targets_ms": {"p50": P50_TARGET_MS, "p99": P99_TARGET_MS}, "meets_targets": meets,
         "pipelines": summary, "pipelines_cpu_time": cpu_summary, "ours_stages": stages, "predictions": predictions,

@@ -178,7 +178,8 @@ class LocalCluster:
             try:
                 parent = psutil.Process(proc.pid)
                 family = [parent, *parent.children(recursive=True)]
-                name = next(a.split("/")[-1].rsplit("-", 1)[0] for a in parent.cmdline() if a.startswith(str(self.folder)))
+                name = next(a.split("/")[-1].rsplit("-", 1)[0] for a in parent.cmdline()
+                            if a.startswith(str(self.folder)))
                 sizes[name] = round(sum(p.memory_info().rss for p in family if p.is_running()) / 2**20, 1)
             except (psutil.Error, StopIteration):
                 continue

@@ -20,7 +20,8 @@ import time
 
 import torch
 
-from benchmarks._common import LoadMonitor, OthersShare, machine_info, print_table, result_line, wait_for_quiet, write_result
+from benchmarks._common import (LoadMonitor, OthersShare, machine_info, print_table, result_line, wait_for_quiet,
+                                write_result)
 from mnist_core.data import load_mnist
 from mnist_core.training import PRESETS, TrainConfig, preset_config, train
 
@@ -127,7 +128,8 @@ def main() -> None:
     }
     print(f"{args.preset}: median {median_s:.2f} s (CPU {median_cpu:.1f} s), accuracy min {min(accs):.2%} "
           f"median {statistics.median(accs):.2%}; every seed >= {TARGET:.1%}: {all_reach}")
-    variant = "-".join(([args.preset] if args.preset != "fast" else []) + ([f"threads{args.threads}"] if args.threads else []))
+    variant = "-".join(([args.preset] if args.preset != "fast" else [])
+                       + ([f"threads{args.threads}"] if args.threads else []))
     write_result("time_to_accuracy", {"machine": machine_info(), "load": load.summary(), **summary}, variant=variant)
     line = dict(median_s=round(median_s, 2), median_cpu_s=round(median_cpu, 1), min_acc=round(min(accs), 4),
                 all_reach=int(all_reach), within_budget=int(median_s <= BUDGET_S),

@@ -167,7 +167,7 @@ def pipeline_only(baseline: Baseline, model: str, batches: int) -> dict:
     gen = torch.Generator().manual_seed(0)
     perm = torch.randperm(len(images), generator=gen)
     ours_w, base_w = [], []
-    for k in range(5):  # alternating, median of 5
+    for _ in range(5):  # alternating, median of 5
         t = time.perf_counter()
         for i in range(batches):
             idx = perm[(i * BATCH) % 59_000:(i * BATCH) % 59_000 + BATCH]
@@ -205,7 +205,8 @@ def main() -> None:
             fused = kernels.fits(create_model(model))
             sides = ("ours", "base", "stock") if fused else ("ours", "base")
             windows: dict[str, list] = {side: [] for side in sides}
-            ours_window(model, args.warmup, 5, seed=99, threads=args.threads)  # first-use costs (oneDNN primitives, allocator)
+            # first-use costs (oneDNN primitives, allocator)
+            ours_window(model, args.warmup, 5, seed=99, threads=args.threads)
             base.window(args.warmup, 5)
             if fused:
                 with stock_layers():

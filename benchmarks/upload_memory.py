@@ -127,8 +127,8 @@ def main() -> None:
                 page = browser.new_context(viewport=VIEWPORT).new_page()
                 page.goto(f"{server.url}/draw")
                 pages.append(page)
-            inputs = [p.get_by_test_id("stFileUploader").filter(has_text="picture of a digit").locator("input[type=file]")
-                      for p in pages]
+            inputs = [p.get_by_test_id("stFileUploader").filter(has_text="picture of a digit")
+                      .locator("input[type=file]") for p in pages]
             for field in inputs:
                 field.wait_for(state="attached", timeout=args.timeout * 1000)
             time.sleep(2)  # the pages' first runs settle
@@ -165,8 +165,8 @@ def main() -> None:
         "after_pss_mb": after_pss, "seconds_to_all_answers": seconds, "outcomes": outcomes, "target_mb": TARGET_MB,
     }, variant=args.variant)
     result_line(peak_mb=peak, idle_mb=idle_rss, added_mb=peak - idle_rss, answered_s=seconds,
-                digits=sum(o.startswith("digit") for o in outcomes), errors=sum(o.startswith("error") for o in outcomes),
-                load_1min=load.summary()["max_1min"])
+                digits=sum(o.startswith("digit") for o in outcomes),
+                errors=sum(o.startswith("error") for o in outcomes), load_1min=load.summary()["max_1min"])
     if peak >= TARGET_MB:
         raise SystemExit(f"the server peaked at {peak:.0f} MB, over the {TARGET_MB} MB target")
 
