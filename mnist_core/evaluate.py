@@ -1,6 +1,6 @@
 """Evaluation and comparison: test-set predictions, the confusion matrix and its cells, per-class
-precision and recall, model cards (layers, parameters, FLOPs, latency, accuracy), and runs compared
-against a baseline run.
+precision and recall, a model on the visitors' drawings (evaluate_on_drawings), model cards (layers,
+parameters, FLOPs, latency, accuracy), and runs compared against a baseline run.
 
 The Evaluate page draws these; they are plain functions on numpy arrays so tests need no browser.
 """
@@ -17,6 +17,8 @@ import torch
 from torch import nn
 
 from .csvfile import csv_text
+from .drawings import drawing_set
+from .errors import DrawingRefused
 from .models import count_parameters, layer_table, list_models, model_info
 from .predict import predict_proba
 
@@ -69,6 +71,43 @@ def mistakes(p: Predictions) -> np.ndarray:
     """Indices of every wrong prediction, most confident mistakes first."""
     idx = np.flatnonzero(p.labels != p.predicted)
     return idx[np.argsort(-p.confidence[idx], kind="stable")]
+
+
+# --- on the visitors' drawings -----------------------------------------------------------------------
+
+@dataclass
+class SetEvaluation:
+    """A model's answers on a set of pictures, with the pictures (what Evaluate shows for a set)."""
+
+    predictions: Predictions
+    images: np.ndarray   # uint8 [N,28,28]
+    ids: np.ndarray      # int64 [N]: the drawings' ids
+
+    @property
+    def accuracy(self) -> float:
+        return self.predictions.accuracy
+
+    def confusion(self) -> np.ndarray:
+        return confusion_matrix(self.predictions.labels, self.predictions.predicted)
+
+    def per_digit(self) -> list[dict]:
+        """Precision, recall and count of each digit (per_class)."""
+        return per_class(self.confusion())
+
+    def mistakes(self) -> np.ndarray:
+        """Indices (into images) of every wrong answer, most confident first."""
+        return mistakes(self.predictions)
+
+
+def evaluate_on_drawings(model: nn.Module, part: str = "all", root=None) -> SetEvaluation:
+    """`model` on the visitors' drawings: the whole set, or its "train" or "held-out" part (split by
+    giver: a run trained on the drawings is measured fairly only on "held-out"). DrawingRefused when
+    that part holds no drawing yet."""
+    images, labels, ids = drawing_set(root, part)
+    if not len(images):
+        raise DrawingRefused("the drawing set has no drawings yet" if part == "all" else
+                             f"the drawing set has no {part} drawings yet")
+    return SetEvaluation(predictions(model, images, labels), images, ids)
 
 
 # --- model cards ---------------------------------------------------------------------------------
