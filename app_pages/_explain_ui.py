@@ -235,4 +235,5 @@ def _replay_frame(snaps, i: int, run_id: str, key: str) -> None:
         p_img, p_maps = st.columns([1, 4])
         p_img.image(snaps.probe, caption="probe", width=84)
         with p_maps:
-            st.plotly_chart(map_figure(snaps.maps[layer][i], over=snaps.maps[layer], max_height=500), key=f"{key}_maps", config=CHART_CONFIG)
+            st.plotly_chart(map_figure(snaps.maps[layer][i], over=snaps.maps[layer], max_height=500), key=f"{key}_maps",
+                            config=CHART_CONFIG)

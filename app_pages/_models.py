@@ -187,8 +187,9 @@ def model_chooser(key: str, label: str = "Checkpoint", default: str = "lenet5.sa
             elif picked_name:  # a bad upload loses nothing: the listed checkpoint goes on answering
                 st.caption(f"The upload was refused: still using {picked_name}.")
             if picked_name:
-                st.button(f"Back to {picked_name}" if chosen is not None else "Clear the upload", icon=":material/undo:",
-                          key=f"{key}_back", on_click=lambda: st.session_state.update({version_key: version + 1}))
+                st.button(f"Back to {picked_name}" if chosen is not None else "Clear the upload",
+                          icon=":material/undo:", key=f"{key}_back",
+                          on_click=lambda: st.session_state.update({version_key: version + 1}))
         if chosen is not None or picked is None:
             return chosen
     if picked is None:
