@@ -38,6 +38,8 @@ models and data
     checkpoints  safetensors + JSON sidecar, checked on load (no pickle)
     predict      probabilities;  preprocess: canvas or upload -> 28x28;  export: ONNX, bundle
     data         MNIST fetched, verified and loaded
+    drawings/    the visitors' drawing set: each field checked, kept in the registry (the giver as a
+                 hash), caps, the held-out part by giver, export/import in MNIST's IDX format, statistics
 kernels/         LeNet-5's fused CPU kernels in C, applied only by the training engine, in workers
 paths, errors    where files live (and the one atomic write); the one-line error types
 
