@@ -42,9 +42,12 @@ from mnist_core import executors  # noqa: E402
 
 @st.cache_resource(show_spinner=False)
 def _executor_ready() -> bool:
-    """Once per server, not per page: a local runner warms up so the first Start trains within a second."""
+    """Once per server, not per page: the executor catches up with what ended meanwhile and gets ready (a
+    local runner warms up, so the first Start trains within a second), then reconciles in the background
+    (a Ray job that died before its run started reads as failed without anyone asking)."""
     try:
-        executors.prepare()
+        executors.for_host().prepare()
+        executors.keep_reconciling()
     except Exception:  # noqa: BLE001 - the first submit starts one anyway; a page never fails for this
         return False
     return True

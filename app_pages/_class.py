@@ -7,7 +7,7 @@ the class (like the owner token, app_pages._frame.visitor_token). Leaving clears
 name is chosen inside the class (free text, cleaned and capped by mnist_core.classes.clean_name);
 names belong to one class, so joining another class asks again.
 
-The Train page calls `membership()` at Start and tags the run with it (worker.submit(class_code=,
+The Train page calls `membership()` at Start and tags the run with it (Executor.submit(class_code=,
 student=)). Nothing here grants anything: cancelling or deleting still takes the run's owner token.
 """
 

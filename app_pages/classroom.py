@@ -20,7 +20,7 @@ import urllib.parse
 import pandas as pd
 import streamlit as st
 
-from mnist_core import classes, form, live, registry, worker
+from mnist_core import classes, executors, form, live, registry
 from mnist_core.errors import MnistLabError
 from app_pages import _class, _run_charts
 from app_pages._errors import show_error
@@ -109,7 +109,7 @@ if problem := st.session_state.pop("name_problem", None):
 
 def _cancel(run_id: str) -> None:
     try:
-        worker.cancel(run_id, by=token)
+        executors.for_host().cancel(run_id, by=token)
     except MnistLabError as exc:
         st.session_state["class_action_problem"] = live.for_visitor(str(exc))
 

@@ -1,6 +1,6 @@
 """A class presses Start: S simulated students each submit one run within a few seconds.
 
-Each student submits the same config (worker.submit, as the Train page does, each with an owner of
+Each student submits the same config (Executor.submit, as the Train page does, each with an owner of
 their own) at a random moment within --window seconds; the benchmark waits for every run to end and
 reads what happened from the registry (and, on Ray, from the Jobs API):
 
@@ -68,13 +68,13 @@ def _environment(folder: Path, students: int) -> dict:
 
 def _class_submits(config: dict, students: int, window: float, seed: int) -> list[str]:
     """Each student submits once, at a random moment within `window` seconds; returns the run ids."""
-    from mnist_core import worker
+    from mnist_core import executors
 
     moments = sorted(random.Random(seed).uniform(0, window) for _ in range(students))
     start, ids = time.monotonic(), []
     for i, moment in enumerate(moments):
         time.sleep(max(0.0, start + moment - time.monotonic()))
-        ids.append(worker.submit(config, owner=f"student-{i:03d}"))
+        ids.append(executors.for_host().submit(config, owner=f"student-{i:03d}"))
     return ids
 
 
@@ -144,8 +144,9 @@ def run_local(cap: int, config: dict, args) -> dict:
         ids = _class_submits(config, args.students, args.window, args.seed)
         _wait_all(ids, args.timeout)
         result = _measure(ids)
-        for proc in executors._children:   # the runners leave MNIST_RUNNER_IDLE_SECONDS after the queue empties
-            proc.wait(timeout=120)
+        deadline = time.monotonic() + 120  # the runners leave MNIST_RUNNER_IDLE_SECONDS after the queue empties
+        while executors.runners_alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
         result["busy_per_run_s"] = round(result["busy_per_run_s"] * cap, 2)
         return {"executor": f"local, {cap} at once", "slots": cap, **result}
     finally:

@@ -3,7 +3,7 @@
 Two ways to start a run on this host, the same config (the Train form's first run: LeNet-5, 20,000
 images, batch 32, one thread), each run cancelled once its first step is recorded:
 
-    warm   the local executor: worker.submit hands the run to a runner that is already waiting
+    warm   the local executor: Executor.submit hands the run to a runner that is already waiting
            (runner.py: a forkserver preloaded with torch, torch._dynamo, the training code and MNIST)
     cold   what the Train page did before: a new `python -m mnist_core train --run-id ID` process
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -81,7 +82,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="first-step-"))
     os.environ.update(MNIST_RUNS_DIR=str(workdir / "runs"), MNIST_CHECKPOINT_DIR=str(workdir / "checkpoints"),
                       MNIST_RUNNER_IDLE_SECONDS="120", MNIST_MAX_CONCURRENT="1")
-    from mnist_core import executors, registry, worker
+    from mnist_core import executors, registry
     from mnist_core.form import FIRST_RUN
     from mnist_core.training import TrainConfig
 
@@ -89,7 +90,7 @@ def main() -> None:
     executors.ensure_runners()
     log = workdir / "runs" / "runners" / "runner.log"
     wait(lambda: log.is_file() and "ready" in log.read_text(), timeout=120)
-    runner_pid = executors._children[0].pid
+    runner_pid = executors.runners_alive()[0]
     memory = {"runner_mb": rss_mb(runner_pid), "forkserver_mb": sum(rss_mb(c) for c in descendants(runner_pid))}
 
     times = {"warm": [], "cold": []}
@@ -97,7 +98,7 @@ def main() -> None:
         for i in range(args.runs):
             for side in (("warm", "cold") if i % 2 == 0 else ("cold", "warm")):
                 if side == "warm":
-                    run_id = worker.submit(config)
+                    run_id = executors.for_host().submit(config)
                     times[side].append(first_step(run_id))
                 else:
                     run_id = registry.create_run(config, worker_pid=os.getpid())  # claimed: the runner leaves it alone
@@ -106,8 +107,8 @@ def main() -> None:
                                             cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     times[side].append(first_step(run_id))
                     proc.wait(timeout=120)
-    for proc in executors._children:
-        proc.terminate()
+    for pid in executors.runners_alive():
+        os.kill(pid, signal.SIGTERM)
 
     rows, summary = [], {}
     for side, pairs in times.items():

@@ -19,14 +19,18 @@ runs, workers, executors
                  artifacts (a run's small files), liveness (pid here, heartbeat lease elsewhere),
                  db (connections, transactions, faults in one line), schema (tables, upgrades)
     artifacts    a run's checkpoint and replay kept in the registry, for hosts that share no disk
-    worker       executes a queued run wherever it trains; submit and cancel
+    worker       executes a queued run wherever it trains, and only that
     outcomes     how a run ended, kept in a file while the registry cannot take it, recorded later
-    executors    who starts a queued run: local runners, or Ray Jobs (MNIST_RAY_ADDRESS)
+    executors    what pages and the CLI submit and cancel through: for_host() is local runners, or
+                 Ray Jobs (MNIST_RAY_ADDRESS); the web server's background reconcile
+    executor_base the Executor interface (submit, cancel, prepare, reconcile, places in line) and
+                 the steps every executor shares (admission, the run's record, the cancel flag)
     runner       a local executor's slot: claims runs, trains each in a worker forked from warm
     warm         what a worker needs before its first step, preloaded into the runner's forkserver
     ray_executor each run as a Ray Job; cancel's backstop; the node a run ran on
     runfiles     run ids and every file a run owns (log, snapshots, default checkpoint)
     records      what crosses processes: RunStatus, MetricRow
+    class_codes  a class code's one rule, for classes and the drawings alike
     limits       a hosted server's bounds (queue, time, the demo's bounds on a config, sweeps)
     retention    which finished runs a host removes (MNIST_KEEP_RUNS, MNIST_KEEP_RUN_DAYS), oldest first
 training

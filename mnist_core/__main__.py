@@ -134,11 +134,11 @@ def _config_from_flags(args):
 
 
 def cmd_submit(args) -> int:
-    from . import worker
+    from . import executors
     from .training import admit
 
     config = admit(_config_from_flags(args))
-    run_id = worker.submit(config.to_dict())
+    run_id = executors.for_host().submit(config.to_dict())
     print(run_id, flush=True)  # alone on stdout, for scripts: RUN=$(python -m mnist_core submit ...)
     if not args.wait:
         return 0
@@ -151,10 +151,10 @@ def follow(run_id: str, quiet: bool = False, poll_seconds: float = 0.5) -> int:
 
     from tqdm import tqdm
 
-    from . import registry
+    from . import executors, registry
     from .records import LIVE, RunStatus
 
-    executor = _ray_executor()
+    executor = executors.for_host()
     last_check = 0.0
     with tqdm(total=None, unit="step", desc=run_id, disable=quiet, file=sys.stderr) as bar:
         while True:
@@ -165,7 +165,7 @@ def follow(run_id: str, quiet: bool = False, poll_seconds: float = 0.5) -> int:
             bar.set_postfix_str(str(run.status) + (f" on {run.node}" if getattr(run, "node", None) else ""))
             if run.status not in LIVE:
                 break
-            if executor is not None and time.monotonic() - last_check > 5.0:  # a job that died before its run
+            if time.monotonic() - last_check > 5.0:  # e.g. a Ray job that died before its run started
                 last_check = time.monotonic()
                 _reconcile(executor)
             time.sleep(poll_seconds)
@@ -178,16 +178,8 @@ def follow(run_id: str, quiet: bool = False, poll_seconds: float = 0.5) -> int:
     return 1
 
 
-def _ray_executor():
-    """The Ray executor when MNIST_RAY_ADDRESS configures one, else None."""
-    if not os.environ.get("MNIST_RAY_ADDRESS"):
-        return None
-    from .ray_executor import RayExecutor
-
-    return RayExecutor()
-
-
 def _reconcile(executor) -> None:
+    """Bring the registry up to date with the executor (Executor.reconcile), or say why not."""
     try:
         executor.reconcile()
     except MnistLabError as exc:  # the cluster cannot be reached now: the registry still says what it knows
@@ -308,11 +300,10 @@ RUN_JSON_FIELDS = ("id", "status", "config", "node", "host", "job_id", "created_
 def cmd_runs(args) -> int:
     import json
 
+    from . import executors
     from .registry import list_runs
 
-    executor = _ray_executor()
-    if executor is not None:
-        _reconcile(executor)
+    _reconcile(executors.for_host())  # e.g. a Ray job that died before its run started reads as failed
     rows = list_runs()
     if args.json:  # one object per line (JSON Lines): `runs --json | jq` or a line-by-line reader
         for r in rows:

@@ -22,37 +22,20 @@ import unicodedata
 import urllib.parse
 from typing import Callable, Optional
 
+from .class_codes import CODE_MAX, ClassError, check_code
 from .csvfile import csv_text
 from .errors import MnistLabError
 from .live import collapse
 from .registry import Run, list_runs
 
-CODE_MIN, CODE_MAX = 3, 32
 NAME_MAX = 24
-_CODE = re.compile(rf"[a-z0-9](?:[a-z0-9-]{{{CODE_MIN - 2},{CODE_MAX - 2}}})[a-z0-9]")
 
 # A run's key settings, shown beside each leaderboard row and in the CSV (config names; the page
 # puts them in the form's words).
 KEY_SETTINGS = ("model", "optimizer", "lr", "batch_size", "epochs", "train_size", "augment")
 
 
-class ClassError(MnistLabError):
-    """A class code or display name that cannot be used."""
-
-
 # --- codes and names ------------------------------------------------------------------------------
-
-def check_code(text: object) -> str:
-    """The class code as it is stored (lower case, trimmed), or ClassError in one line.
-
-    3 to 32 letters, digits and dashes, starting and ending with a letter or digit: short enough to
-    read out in a classroom, safe in a URL and in a cookie."""
-    code = text.strip().lower() if isinstance(text, str) else ""
-    if not _CODE.fullmatch(code) or "--" in code:
-        raise ClassError(f"A class code is {CODE_MIN} to {CODE_MAX} letters, digits and single dashes, "
-                         "like period-3.")
-    return code
-
 
 def new_code(prefix: str = "class") -> str:
     """A fresh code that is hard to guess (the prefix a teacher would say, then a random part): anyone

@@ -1,4 +1,4 @@
-"""Executors: what starts a queued run's worker, chosen once by configuration.
+"""Executors: what runs a queued run, chosen once by configuration (for_host).
 
     local (default)   runners on this host (runner.py): up to MNIST_MAX_CONCURRENT processes that
                       take queued runs from the registry in order and train each in a worker forked
@@ -7,12 +7,11 @@
                       entrypoint is the worker command (`python -m mnist_core train --run-id ID`), and
                       Ray's scheduler decides where and when it runs (ray_executor.py)
 
-Both are told about a run after the registry has it ("queued") and about a cancel after the
-registry's flag is set: the flag is what a worker obeys, wherever it runs; an executor may add a
-backstop (Ray stops the job if the worker does not end in time). The queue moves when a run is
-submitted (start) and when a worker ends (the runner takes the next run): never because a page was
-drawn. The server's start (prepare) also records what workers on this host finished but could not
-record (outcomes.py).
+Both implement executor_base.Executor: submit, cancel and prepare are the same steps for both (there);
+each says how its runs start, what a cancel needs beyond the registry's flag, how it catches up
+(reconcile) and where a waiting run is in its queue. The queue moves when a run is submitted (start)
+and when a worker ends (the runner takes the next run): never because a page was drawn. The web
+server prepares its executor once, then reconciles it in the background (keep_reconciling).
 """
 
 from __future__ import annotations
@@ -20,42 +19,57 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Optional, Sequence
 
-from . import outcomes
+from . import limits, outcomes, registry
 from .errors import MnistLabError
-from .paths import runs_dir
+from .executor_base import Executor
+from .paths import REPO_ROOT, runs_dir
+from .ray_executor import RayExecutor
+from .runner import free_slots
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["Executor", "LocalExecutor", "RayExecutor", "for_host", "ensure_runners", "launch_runner",
+           "runners_alive", "Reconciler", "keep_reconciling"]
+
+RECONCILE_SECONDS = 10.0  # how often the web server brings the registry up to date with its executor
 
 
-class Executor(Protocol):
-    def start(self, run_id: str, config: dict, root=None) -> None:
-        """A run was queued: see that a worker will take it."""
-
-    def cancel(self, run_id: str, root=None) -> None:
-        """The registry asks the run to stop: anything beyond the flag the worker reads."""
-
-class LocalExecutor:
+class LocalExecutor(Executor):
     """Runners on this host: starting one when a slot is free is all a submit needs."""
 
     def start(self, run_id: str, config: dict, root=None) -> None:
         ensure_runners(root, wanted=1)  # one run, at most one more runner: a cold start costs a core for seconds
 
-    def cancel(self, run_id: str, root=None) -> None:
-        pass  # the worker reads the flag at its next heartbeat, within a second
-
-    def prepare(self, root=None) -> None:
+    def warm(self, root=None) -> None:
         """One runner warms up and waits (MNIST_RUNNER_IDLE_SECONDS), so the first Start needs no cold start."""
         ensure_runners(root, wanted=1)
+
+    def reconcile(self, root=None) -> list[str]:
+        """The outcomes workers here finished but could not record (outcomes.py). A worker that died is
+        the registry's to judge (its pid) and its runner's to record."""
+        return outcomes.reconcile(root)
+
+    def places_in_line(self, all_runs: Sequence[registry.Run]) -> dict[str, int]:
+        """A waiting run that a free slot will take in a moment (a runner claims it within a fraction of
+        a second) is starting, not in line."""
+        free = max(0, self.capacity() - sum(1 for r in all_runs if r.holds_slot))
+        waiting = registry.queue_positions(all_runs)
+        return {run_id: place - free for run_id, place in waiting.items() if place > free}
+
+    def capacity(self) -> int:
+        return limits.max_concurrent()
+
+
+def for_host() -> Executor:
+    """The executor this host's configuration names: Ray when MNIST_RAY_ADDRESS is set, else local."""
+    return RayExecutor() if os.environ.get("MNIST_RAY_ADDRESS") else LocalExecutor()
 
 
 def ensure_runners(root=None, wanted: Optional[int] = None) -> int:
     """Start runner processes for the free slots (at most `wanted`, default every free one) and
     return how many were started. A runner that finds its slot taken meanwhile just exits."""
-    from .runner import free_slots
-
     started = 0
     for _ in range(min(free_slots(root), wanted if wanted is not None else 1 << 30)):
         launch_runner(root)
@@ -73,35 +87,55 @@ def launch_runner(root=None) -> int:
         proc = subprocess.Popen([sys.executable, "-m", "mnist_core.runner"], stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, env=env, cwd=REPO_ROOT, start_new_session=True)
     _children.append(proc)
-    _children[:] = [p for p in _children if p.poll() is None]  # collect runners that ended: no zombies
+    runners_alive()  # collects runners that ended: no zombies
     return proc.pid
 
 
-_children: list = []
+_children: list[subprocess.Popen] = []
 
 
-def current() -> Executor:
-    """The executor this configuration asks for: Ray when MNIST_RAY_ADDRESS is set, else local."""
-    if os.environ.get("MNIST_RAY_ADDRESS"):
-        from .ray_executor import RayExecutor
-
-        return RayExecutor()
-    return LocalExecutor()
+def runners_alive() -> list[int]:
+    """The pids of the runners this process started that still run (each leads its own session, its
+    workers inside it)."""
+    _children[:] = [p for p in _children if p.poll() is None]
+    return [p.pid for p in _children]
 
 
-def prepare(root=None) -> None:
-    """The server started: outcomes that workers here could not record are recorded (outcomes.py), and
-    the configured executor gets ready (if it has anything to do) so that a first Start trains at once.
-    The local one warms a runner; a cluster is ready by itself. MNIST_WARM_RUNNER=0 turns the warming
-    off (no runner waits before the first submit)."""
-    try:
-        outcomes.reconcile(root)
-    except MnistLabError as exc:
-        print(f"outcomes left by workers still wait: {exc}", file=sys.stderr)
-        if isinstance(current(), LocalExecutor):
-            ensure_runners(root, wanted=1)  # a runner keeps trying while they wait
-    if os.environ.get("MNIST_WARM_RUNNER", "1").lower() in ("0", "false", "no", "off"):
-        return  # the operator saves the waiting runner's memory; the first Start pays a cold start
-    executor = current()
-    if hasattr(executor, "prepare"):
-        executor.prepare(root)
+class Reconciler(threading.Thread):
+    """Reconciles the host's executor every `every` seconds until stopped: what a page shows never
+    depends on a visitor, or the CLI, having asked (a Ray job that died before its run started reads
+    as failed). A fault is said on stderr once, until it changes, and tried again."""
+
+    def __init__(self, root=None, every: float = RECONCILE_SECONDS):
+        super().__init__(name="executor-reconcile", daemon=True)
+        self.root, self.every = root, every
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        said = None
+        while not self.stopped.wait(self.every):
+            try:
+                for_host().reconcile(self.root)
+                said = None
+            except MnistLabError as exc:
+                if str(exc) != said:
+                    print(f"the runs could not be brought up to date: {exc}", file=sys.stderr)
+                    said = str(exc)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+_reconciler: Optional[Reconciler] = None
+_reconciler_lock = threading.Lock()
+
+
+def keep_reconciling(root=None, every: float = RECONCILE_SECONDS) -> Reconciler:
+    """The web server's Reconciler, started once per process (a second call returns the first while it
+    runs)."""
+    global _reconciler
+    with _reconciler_lock:
+        if _reconciler is None or not _reconciler.is_alive():
+            _reconciler = Reconciler(root, every)
+            _reconciler.start()
+        return _reconciler

@@ -30,9 +30,8 @@ from dataclasses import dataclass, replace
 from pathlib import PurePath
 from typing import Iterable, Optional, Sequence
 
-from . import form
-from .limits import max_concurrent as concurrent_cap
-from .registry import Run, queue_positions
+from . import executors, form
+from .registry import Run
 
 CHANCE_ACCURACY = 0.2  # guessing gets 10% on MNIST; below 20% a network has not learned to read digits
 COLLAPSE_DROP = 0.2    # validation this far (20 points) below its best, to the end: training collapsed
@@ -127,17 +126,14 @@ class Progress:
     text: str
 
 
-def places_in_line(all_runs: list[Run], cap: Optional[int] = None) -> dict[str, int]:
-    """1-based place in line of each run that must wait for a slot. A waiting run that a free slot
-    will take in a moment (a runner claims it within a fraction of a second) is starting, not in line."""
-    cap = cap or concurrent_cap()
-    active = sum(1 for r in all_runs if r.status == "running" or (r.status == "queued" and r.pid is not None))
-    free = max(0, cap - active)
-    return {run_id: place - free for run_id, place in queue_positions(all_runs).items() if place > free}
+def places_in_line(all_runs: list[Run], executor: Optional[executors.Executor] = None) -> dict[str, int]:
+    """1-based place in line of each run that waits in the queue of the executor in use (the local
+    slots, or a Ray cluster's scheduler): executors.for_host().places_in_line."""
+    return (executor or executors.for_host()).places_in_line(all_runs)
 
 
 def progress(run: Run, last: Optional[dict], all_runs: Optional[list[Run]] = None,
-             max_concurrent: int = 1, now: Optional[float] = None) -> Progress:
+             now: Optional[float] = None) -> Progress:
     """Where a run is: queued (its place in line), starting, or epoch / step / ETA / images per second
     from its newest training row; a finished run is at its end."""
     now = time.time() if now is None else now
@@ -145,10 +141,11 @@ def progress(run: Run, last: Optional[dict], all_runs: Optional[list[Run]] = Non
         return Progress(1.0, "completed")
     if not run.is_live:
         return Progress(run.progress, run.status)
-    position = places_in_line(all_runs or [run], max_concurrent).get(run.id)
+    executor = executors.for_host()
+    position = places_in_line(all_runs or [run], executor).get(run.id)
     if position:
-        return Progress(0.0, f"Queued: number {position} in line. It starts by itself when a training slot frees "
-                             f"({max_concurrent} at a time).")
+        room = f"a training slot frees ({cap} at a time)" if (cap := executor.capacity()) else "the cluster has room"
+        return Progress(0.0, f"Queued: number {position} in line. It starts by itself when {room}.")
     if run.status == "queued" or not last:
         return Progress(0.0, "Starting: loading data and building the model...")
     # One step count for the bar, the text, the ETA and the sidebar (short_progress): the run record's (its

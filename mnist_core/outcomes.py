@@ -6,7 +6,7 @@ or failed, cancelled). When that record fails (the registry is down, gone, repla
 the worker leaves the outcome in <runs dir>/outcomes/RUN_ID.json (written atomically) and keeps
 trying for MNIST_RECORD_RETRY_SECONDS (worker.py); once it is recorded the file goes. A worker that
 gives up, or is killed meanwhile, leaves the file for whoever comes next on this host: its runner
-(as soon as the worker has exited, then while it waits for work), the next start (executors.prepare,
+(as soon as the worker has exited, then while it waits for work), the next start (Executor.prepare,
 which the app calls once per server) and the next worker. Meanwhile the registry does not take the
 run's worker for dead (registry._dead_reason): the run stays running until its outcome is recorded.
 

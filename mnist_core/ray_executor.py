@@ -22,15 +22,18 @@ hosting bounds (every other MNIST_* variable of the submitting process), never a
 environment `ray start` ran in). A node without MNIST fetches and MD5-verifies it on first use
 (MNIST_FETCH_MISSING_DATA, read by `train --run-id`).
 
-Cancel: the registry's flag first (the worker stops at its next heartbeat and records the run
-cancelled); `stop_job` is the backstop, at once for a job that has not started its run, else after
-CANCEL_GRACE_SECONDS if the job has not ended by then.
+Cancel: the registry's flag first (executor_base.Executor.cancel: the worker stops at its next
+heartbeat and records the run cancelled); `stop_job` is the backstop, at once for a job that has not
+started its run, else after CANCEL_GRACE_SECONDS if the job has not ended by then.
+
+The queue is Ray's: a run waits in line from its submit until its worker starts it, however many
+slots MNIST_MAX_CONCURRENT gives a local host (places_in_line).
 
 The time limit: the worker stops itself at MNIST_MAX_RUN_SECONDS. No process on the node watches it
-from outside (a local runner does); reconcile (which the CLI's `runs` and `submit --wait` call) fails
-a run still running past its limit plus the grace (limits.time_limit_grace) whose heartbeat has
-stopped (a stopped or hung worker on this host; the registry gives up on one elsewhere by its lease),
-with the worker's own words, then stops its job.
+from outside (a local runner does); reconcile (which the web server runs every few seconds, and the
+CLI's `runs` and `submit --wait` call) fails a run still running past its limit plus the grace
+(limits.time_limit_grace) whose heartbeat has stopped (a stopped or hung worker on this host; the
+registry gives up on one elsewhere by its lease), with the worker's own words, then stops its job.
 """
 
 from __future__ import annotations
@@ -44,10 +47,11 @@ import sys
 import threading
 import time
 import urllib.request
-from typing import Optional
+from typing import Optional, Sequence
 
 from . import limits, outcomes, registry
 from .errors import RunError
+from .executor_base import Executor
 from .paths import REPO_ROOT
 from .records import LIVE, RunStatus
 from .runfiles import check_run_id, registry_path
@@ -105,7 +109,7 @@ def runtime_env(run_id: str, config: dict, root=None, environ: Optional[dict] = 
     return env
 
 
-class RayExecutor:
+class RayExecutor(Executor):
     """Runs as Ray Jobs. Holds only the cluster's address: every fact about a run is in the registry."""
 
     def __init__(self, address: Optional[str] = None):
@@ -136,7 +140,7 @@ class RayExecutor:
         except Exception as exc:  # noqa: BLE001 - an unreachable or refusing cluster is one line
             raise RunError(f"the Ray cluster at {self.address} refused the run ({_first_line(exc)})") from None
 
-    def cancel(self, run_id: str, root=None) -> None:
+    def stop(self, run_id: str, root=None) -> None:
         """The flag is set: stop the job now if its run has not started, else after a grace period
         unless it has ended by itself (a background thread; the flag alone is enough when this process
         exits first)."""
@@ -144,7 +148,7 @@ class RayExecutor:
         if not run.job_id:
             return
         if run.status != RunStatus.RUNNING:  # queued (or already ended by the registry): nothing to wait for
-            self._stop(run.job_id)
+            self._stop_job(run.job_id)
             return
         threading.Thread(target=self._backstop, args=(run_id, run.job_id, root), daemon=True,
                          name=f"ray-cancel-{run_id}").start()
@@ -158,7 +162,15 @@ class RayExecutor:
             except RunError:
                 pass
             time.sleep(0.5)
-        self._stop(job_id)
+        self._stop_job(job_id)
+
+    def places_in_line(self, all_runs: Sequence[registry.Run]) -> dict[str, int]:
+        """Every run whose worker has not started it waits in Ray's queue: the cluster's scheduler, not
+        MNIST_MAX_CONCURRENT, decides when it has room."""
+        return registry.queue_positions(all_runs)
+
+    def capacity(self) -> None:
+        return None  # Ray's scheduler decides, from the cluster's free CPUs and GPUs
 
     def _fail_overdue(self, running: list, root) -> list[str]:
         """Fail the runs past their time limit and its grace (counted from when they started) whose
@@ -173,10 +185,10 @@ class RayExecutor:
             # First the record, then the job: a worker that wakes finds its run given up and records nothing.
             if registry.finish_run(run.id, RunStatus.FAILED, root=root, error=f"{limits.time_limit_text(limit)} reached"):
                 failed.append(run.id)
-            self._stop(run.job_id)
+            self._stop_job(run.job_id)
         return failed
 
-    def _stop(self, job_id: str) -> None:
+    def _stop_job(self, job_id: str) -> None:
         try:
             self._client().stop_job(job_id)
         except Exception as exc:  # noqa: BLE001 - the backstop failing leaves the flag, which still works

@@ -109,7 +109,7 @@ def _work(run_id: str, root: Optional[str]) -> None:
     os.dup2(log, 1)
     os.dup2(log, 2)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    from .worker import execute_run
+    from .worker import execute_run  # here: the runner itself never loads torch; mnist_core.warm preloaded it
 
     try:
         execute_run(run_id, root=root)

@@ -11,7 +11,7 @@ seed), and "repeat each with k seeds" so the spread a seed alone causes is visib
                               expand, then the estimate
     estimate                  "N runs x ~T s ~= total" from the images/s earlier runs of each model reached
                               (estimate_one: the same for the Train form's single run, "~T s")
-    submit, cancel            each run an ordinary run tagged with the sweep id (worker.submit), all or none
+    submit, cancel            each run an ordinary run tagged with the sweep id (Executor.submit), all or none
     analyse                   per run the varied values, test / best / last validation accuracy; per point the
                               mean and spread over seeds; a few plain-words sentences of what it showed
     cli                       `python -m mnist_core sweep ...`
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from itertools import product
 from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
-from . import form, limits
+from . import executors, form, limits
 from .errors import ConfigError, MnistLabError, RunError
 from .training import TrainConfig, admit
 
@@ -358,19 +358,19 @@ def new_sweep_id() -> str:
 def submit(planned: Sequence[PlannedRun], owner: Optional[str] = None, root=None, class_code: Optional[str] = None,
            student: Optional[str] = None) -> tuple[str, list[str]]:
     """Queue every run, tagged with a new sweep id (and a class, when launched inside one) and owned by
-    `owner`, through the configured executor (worker.submit); return (sweep id, run ids). All or none: when one is refused (the queue
-    filled meanwhile), the ones already queued are cancelled and the refusal is raised."""
-    from . import worker
-
+    `owner`, through the host's executor (executors.for_host); return (sweep id, run ids). All or none:
+    when one is refused (the queue filled meanwhile), the ones already queued are cancelled and the
+    refusal is raised."""
+    executor = executors.for_host()
     sweep_id, run_ids = new_sweep_id(), []
     for p in planned:
         try:
-            run_ids.append(worker.submit(p.config.to_dict(), owner=owner, root=root, sweep=sweep_id,
-                                         class_code=class_code, student=student))
+            run_ids.append(executor.submit(p.config.to_dict(), owner=owner, root=root, sweep=sweep_id,
+                                           class_code=class_code, student=student))
         except MnistLabError:
             for run_id in run_ids:
                 try:
-                    worker.cancel(run_id, root=root, by=owner)
+                    executor.cancel(run_id, root=root, by=owner)
                 except MnistLabError:
                     pass
             raise
@@ -387,13 +387,12 @@ def sweep_runs(sweep_id: str, root=None) -> list:
 def cancel(sweep_id: str, root=None, by: Optional[str] = None) -> int:
     """Ask every live run of the sweep to stop; return how many were asked. A visitor (`by`) may only
     cancel a sweep of their own (a RunError otherwise, and nothing is cancelled)."""
-    from . import worker
-
     live = [r for r in sweep_runs(sweep_id, root) if r.is_live]
     if by is not None and any(r.owner != by for r in live):
         raise RunError("this sweep was started by someone else: only they can cancel it")
+    executor = executors.for_host()
     for r in live:
-        worker.cancel(r.id, root=root, by=by)
+        executor.cancel(r.id, root=root, by=by)
     return len(live)
 
 

@@ -1,4 +1,4 @@
-"""The worker: executes one queued run from the registry, start to finish; and `submit`/`cancel`.
+"""The worker: executes one queued run from the registry, start to finish.
 
 Wherever a run trains it runs this very code: in a worker process forked by a local runner
 (runner.py), as a Ray Job's entrypoint (`python -m mnist_core train --run-id ID`), or in-process for
@@ -7,8 +7,8 @@ have changed while the run waited), marks the run running with its planned steps
 ETA are known from the first step), trains, streams metric rows to the registry in small batches,
 keeps a heartbeat (and notices cancel requests) from a background thread, writes the checkpoint
 atomically (and into the registry, for a web host that shares no disk with this one), and always
-leaves the run completed, cancelled or failed, with a one-line error text when it fails. `submit`
-admits a visitor's config before it queues anything, then hands the run to the configured executor.
+leaves the run completed, cancelled or failed, with a one-line error text when it fails. Queueing a
+run and cancelling one are the executor's (executors.for_host().submit / .cancel).
 
 Three things stop a run early: a cancel request or SIGTERM (it ends cancelled; after SIGTERM with the
 one-line reason "stopped by SIGTERM"), the time limit
@@ -36,11 +36,12 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import executors, limits, outcomes, ray_executor, registry, runfiles
+from . import limits, outcomes, ray_executor, registry, runfiles
 from .checkpoints import save_checkpoint
 from .errors import ConfigError, MnistLabError, RunError
 from .paths import shown
 from .records import MetricRow, RunStatus
+from .snapshots import FRAMES_PER_RUN, Recorder
 from .training import TrainConfig, admit, train
 
 FLUSH_SECONDS = 0.5   # metrics reach the registry at most this late
@@ -147,7 +148,6 @@ def execute_run(run_id: str, root=None, checkpoint_path: Optional[os.PathLike] =
         if on_event:
             on_event(row)
 
-    from .snapshots import FRAMES_PER_RUN, Recorder
     snapshots = Recorder(run_id, root, data_root)  # kernels and a probe's feature maps, for the replay
 
     saved = None
@@ -284,29 +284,3 @@ def _record_failure(run_id: str, root, writer: _RegistryWriter, exc: BaseExcepti
     except MnistLabError as record_error:
         print(f"run {run_id} could not be recorded as {status}: {record_error}", file=sys.stderr)
 
-
-# --- submitting and cancelling (what the Train page, the sweeps and the CLI's `submit` do) -----------
-
-def submit(config: dict, owner: Optional[str] = None, root=None, sweep: Optional[str] = None,
-           class_code: Optional[str] = None, student: Optional[str] = None) -> str:
-    """Queue a config as a run and hand it to the configured executor; return the run id.
-
-    The config must parse and be admitted here (training.admit: engine, host, hosting bounds): a
-    ConfigError naming the field otherwise, and nothing is queued. The executor (executors.current:
-    runners on this host, or a Ray cluster) starts it when it can.
-    """
-    config = admit(TrainConfig.from_dict(config)).to_dict()
-    run_id = registry.create_run(config, root=root, owner=owner, sweep=sweep, class_code=class_code, student=student)
-    try:
-        executors.current().start(run_id, config, root)
-    except Exception as exc:  # noqa: BLE001 - a run no executor took must not wait forever as "queued"
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
-        registry.finish_run(run_id, RunStatus.FAILED, root=root, error=f"the run could not be started: {reason}")
-        raise RunError(f"the run could not be started: {reason}") from None
-    return run_id
-
-
-def cancel(run_id: str, root=None, by: Optional[str] = None) -> None:
-    """Ask a run to stop (only its owner may, `by`: registry.request_cancel), then tell its executor."""
-    registry.request_cancel(run_id, root=root, by=by)
-    executors.current().cancel(run_id, root)

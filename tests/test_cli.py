@@ -247,14 +247,11 @@ def test_submit_wait_exits_1_with_the_reason_when_the_run_does_not_complete(caps
     from mnist_core import executors
     from mnist_core.records import RunStatus
 
-    class NoWorkers:  # an executor whose runs fail before any step, as a Ray job refused by its node would
+    class NoWorkers(executors.LocalExecutor):  # its runs fail before any step, like a Ray job its node refused
         def start(self, run_id, config, root=None):
             registry.finish_run(run_id, RunStatus.FAILED, root=root, error="no node could take it")
 
-        def cancel(self, run_id, root=None):
-            pass
-
-    monkeypatch.setattr(executors, "current", NoWorkers)
+    monkeypatch.setattr(executors, "for_host", NoWorkers)
     assert main(["submit", *TINY_FLAGS, "--wait", "--quiet"]) == 1
     (run,) = registry.list_runs()
     assert capsys.readouterr().out.splitlines() == [run.id, f"run {run.id} failed: no node could take it"]
@@ -265,14 +262,11 @@ def test_submit_without_wait_prints_the_id_and_leaves_the_run_to_the_executor(ca
 
     started = []
 
-    class Recording:
+    class Recording(executors.LocalExecutor):
         def start(self, run_id, config, root=None):
             started.append((run_id, config["model"]))
 
-        def cancel(self, run_id, root=None):
-            pass
-
-    monkeypatch.setattr(executors, "current", Recording)
+    monkeypatch.setattr(executors, "for_host", Recording)
     assert main(["submit", "--preset", "tutorial-lenet5", "--threads", "1"]) == 0
     (run,) = registry.list_runs()
     assert capsys.readouterr().out == f"{run.id}\n" and started == [(run.id, "lenet5")]

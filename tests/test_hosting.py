@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_core import limits, registry, runner, worker
+from mnist_core import executors, limits, registry, runner, worker
 from mnist_core.checkpoints import (list_checkpoints, load_checkpoint, load_uploaded_checkpoint,
                                     save_checkpoint)
 from mnist_core.errors import CheckpointError, ConfigError, ImageError, RunError
@@ -39,8 +39,8 @@ def launched(isolated_dirs):
 
 def test_runs_beyond_the_cap_wait_in_line_and_start_by_themselves(mnist, tiny_config, wait_for, launched, monkeypatch):
     monkeypatch.setenv("MNIST_MAX_CONCURRENT", "1")
-    first = worker.submit(tiny_config(), owner="alice")
-    second = worker.submit(tiny_config(), owner="bob")
+    first = executors.for_host().submit(tiny_config(), owner="alice")
+    second = executors.for_host().submit(tiny_config(), owner="bob")
     assert registry.get_run(second).status == "queued"
     assert second in registry.queue_positions(registry.list_runs())  # in line behind the first
     # The first worker, as it finishes, lets the second start: nobody has to poll.
@@ -226,7 +226,7 @@ def test_the_default_config_parses_on_a_public_demo(monkeypatch):
 def test_a_visitor_submitting_past_the_demo_bounds_is_refused_and_nothing_is_queued(monkeypatch):
     monkeypatch.setenv("MNIST_DEMO", "1")
     with pytest.raises(ConfigError, match="^epochs: this demo allows at most 5"):
-        worker.submit(TrainConfig(epochs=50, train_size=1000, threads=1).to_dict(), owner="visitor-a")
+        executors.for_host().submit(TrainConfig(epochs=50, train_size=1000, threads=1).to_dict(), owner="visitor-a")
     assert registry.list_runs() == []
 
 

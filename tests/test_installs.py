@@ -133,9 +133,9 @@ def test_a_ray_address_without_ray_installed_says_which_extra_to_install(monkeyp
     monkeypatch.setenv("MNIST_RAY_ADDRESS", "http://head:8265")
     with pytest.raises(RunError, match=r"^MNIST_RAY_ADDRESS is set, but Ray is not installed: "
                                        r"pip install 'mnist-lab\[cluster\]'$"):
-        executors.current()
+        executors.for_host()
     monkeypatch.delenv("MNIST_RAY_ADDRESS")
-    assert isinstance(executors.current(), executors.LocalExecutor)  # no option, no Ray needed
+    assert isinstance(executors.for_host(), executors.LocalExecutor)  # no option, no Ray needed
 
 
 def test_a_postgresql_registry_without_psycopg_says_which_extra_to_install(monkeypatch):

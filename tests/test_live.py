@@ -1,7 +1,6 @@
 """The live read model (mnist_core.live): chart maths, progress, which run to watch, how a run ended."""
 
 import math
-import time
 
 import pytest
 
@@ -93,7 +92,7 @@ def test_the_panel_and_the_sidebar_tell_one_step_count_written_alike():
 def test_a_waiting_run_shows_its_place_in_line():
     first = make_run(status="running", id="20260101-000000-aaaaaa")
     second = make_run(status="queued", pid=None, id="20260101-000001-bbbbbb", created_at=1.0)
-    p = live.progress(second, None, [first, second], max_concurrent=1)
+    p = live.progress(second, None, [first, second])
     assert p.fraction == 0 and p.text.startswith("Queued: number 1 in line")
     assert "queued, number 1 in line" in live.short_progress(second, [first, second]).text
 
@@ -106,7 +105,7 @@ def test_a_run_a_free_slot_will_take_is_starting_not_in_line(monkeypatch):
     waiting = make_run(status="queued", pid=None, id="20260101-000002-cccccc", created_at=2.0)
     everyone = [running, next_up, waiting]
     assert live.places_in_line(everyone) == {waiting.id: 1}  # one slot is free: next_up takes it
-    assert live.progress(next_up, None, everyone, max_concurrent=2).text.startswith("Starting")
+    assert live.progress(next_up, None, everyone).text.startswith("Starting")
     assert "queued, number 1 in line" in live.short_progress(waiting, everyone).text
     assert "queued" not in live.short_progress(next_up, everyone).text
 
@@ -171,7 +170,8 @@ def test_errors_shown_to_visitors_have_no_server_paths_and_no_config_names():
     text = live.for_visitor("cannot open the run registry at /srv/app/runs/registry.sqlite: disk I/O error\nTraceback")
     assert text == "cannot open the run registry at registry.sqlite: disk I/O error"
     assert live.for_visitor("train_size: only 100 images remain") == "training images: only 100 images remain"
-    assert live.outcome(make_run("failed", error="batch_size: too big"), [])[1] == "This run failed: batch size: too big"
+    failed = make_run("failed", error="batch_size: too big")
+    assert live.outcome(failed, [])[1] == "This run failed: batch size: too big"
 
 
 def test_a_watched_run_stays_a_choice_after_it_ends_even_when_not_yours():

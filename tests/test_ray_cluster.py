@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.ray_local import LocalCluster
-from mnist_core import registry, worker
+from mnist_core import executors, registry
 from mnist_core.paths import REPO_ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess, pytest.mark.timeout(1200)]
@@ -128,7 +128,7 @@ def test_a_run_training_on_the_cluster_shows_live_metrics_and_can_be_cancelled(w
     assert [r["step"] for r in rows] == list(range(1, len(rows) + 1))
     wait_for(lambda: len(registry.get_metrics(run_id, split="train")) > len(rows), timeout=120, interval=0.5,
              what="more rows as it goes on")
-    worker.cancel(run_id)
+    executors.for_host().cancel(run_id)
     run = wait_for(lambda: (r := registry.get_run(run_id)).status not in ("queued", "running") and r, timeout=120,
                    interval=0.5, what="the run to end")
     assert run.status == "cancelled" and run.error is None
@@ -152,7 +152,7 @@ def test_a_job_that_cannot_start_its_worker_fails_its_run_with_rays_reason(web_h
     from mnist_core.__main__ import main
 
     monkeypatch.setenv("MNIST_RAY_PYTHON", "no-such-python")   # the nodes have no such interpreter
-    run_id = worker.submit(tiny_config())
+    run_id = executors.for_host().submit(tiny_config())
     job_id = registry.get_run(run_id).job_id
     wait_for(lambda: _job(web_host["address"], job_id)["status"] == "FAILED", timeout=300, interval=0.5,
              what="the job to fail")

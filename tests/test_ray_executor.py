@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from mnist_core import ray_executor, registry, worker
+from mnist_core import executors, ray_executor, registry
 from mnist_core.errors import RunError
 from mnist_core.paths import REPO_ROOT
 
@@ -55,7 +55,7 @@ def test_the_code_is_uploaded_without_the_venv_and_data_unless_every_node_has_it
 def test_a_submit_to_a_cluster_that_cannot_be_reached_fails_the_run_in_one_line(tiny_config, monkeypatch):
     monkeypatch.setenv("MNIST_RAY_ADDRESS", "http://127.0.0.1:9")  # the discard port: nothing answers
     with pytest.raises(RunError) as excinfo:
-        worker.submit(tiny_config())
+        executors.for_host().submit(tiny_config())
     message = str(excinfo.value)
     assert message.startswith("the run could not be started: the Ray cluster at http://127.0.0.1:9 cannot be "
                               "reached") and "\n" not in message

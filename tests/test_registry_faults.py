@@ -175,7 +175,7 @@ def test_a_run_whose_final_record_failed_shows_its_model_once_the_registry_is_ba
                                                                                     start_worker, tmp_path):
     """The registry refuses a run's last writes (a full disk) through all its worker's tries: the
     worker exits, its outcome left in a file. Meanwhile the run is not read as failed ("the worker
-    died"); the next start (executors.prepare, which the app calls) records it completed, with its
+    died"); the next start (Executor.prepare, which the app calls) records it completed, with its
     accuracy and checkpoint, and its model loads wherever the registry is reached."""
     run_id = registry.create_run(tiny_config())
     registry_db.refuse_finished_runs()
@@ -187,7 +187,7 @@ def test_a_run_whose_final_record_failed_shows_its_model_once_the_registry_is_ba
     assert runfiles.outcome_path(run_id).is_file()
 
     registry_db.accept_finished_runs()
-    executors.prepare()
+    executors.for_host().prepare()
     run = registry.get_run(run_id)
     assert run.status == "completed" and run.error is None and run.test_accuracy > 0.3
     assert not runfiles.outcome_path(run_id).exists()

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from mnist_core import artifacts, executors, registry, runfiles, runner, worker
+from mnist_core import artifacts, executors, registry, runfiles, runner
 from mnist_core.errors import RunError
 from mnist_core.records import RunStatus
 
@@ -19,15 +19,13 @@ pytestmark = pytest.mark.subprocess
 
 
 @pytest.fixture(autouse=True)
-def runners_end_with_the_test(monkeypatch, isolated_dirs):
+def runners_end_with_the_test(monkeypatch, isolated_dirs, wait_for):
     """Runners of this test exit a second after their queue empties; any still there are killed."""
     monkeypatch.setenv("MNIST_RUNNER_IDLE_SECONDS", "1")
     yield
-    for proc in executors._children:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    executors._children.clear()
+    for pid in executors.runners_alive():
+        os.killpg(pid, signal.SIGKILL)  # its session: the runner, its forkserver and its workers
+    wait_for(lambda: not executors.runners_alive(), 30, what="the killed runners to be collected")
 
 
 def _long(tiny_config):
@@ -38,20 +36,19 @@ def _long(tiny_config):
 def test_submitted_runs_queue_past_the_cap_and_complete_in_order_without_any_page(mnist, tiny_config, wait_for,
                                                                                     monkeypatch):
     monkeypatch.setenv("MNIST_MAX_CONCURRENT", "1")
-    first = worker.submit(tiny_config(), owner="alice")
-    second = worker.submit(tiny_config(), owner="bob")
+    first = executors.for_host().submit(tiny_config(), owner="alice")
+    second = executors.for_host().submit(tiny_config(), owner="bob")
     wait_for(lambda: registry.get_run(second).status == RunStatus.COMPLETED, 180, what="the second run to complete")
     first_run, second_run = registry.get_run(first), registry.get_run(second)
     assert first_run.status == RunStatus.COMPLETED
     assert second_run.started_at >= first_run.finished_at - 0.5, "the cap of 1 let both train at once"
-    assert len(executors._children) >= 1
 
 
 def test_a_worker_killed_mid_run_fails_its_run_at_once_and_the_next_run_still_trains(mnist, tiny_config, wait_for,
                                                                                       monkeypatch):
     monkeypatch.setenv("MNIST_MAX_CONCURRENT", "1")
-    doomed = worker.submit(_long(tiny_config), owner="alice")
-    after = worker.submit(tiny_config(), owner="bob")
+    doomed = executors.for_host().submit(_long(tiny_config), owner="alice")
+    after = executors.for_host().submit(tiny_config(), owner="bob")
     running = wait_for(lambda: (r := registry.get_run(doomed)).status == RunStatus.RUNNING and (r.steps or 0) > 0 and r,
                        180, what="the first run to train")
     os.kill(running.pid, signal.SIGKILL)
@@ -64,19 +61,19 @@ def test_a_worker_killed_mid_run_fails_its_run_at_once_and_the_next_run_still_tr
 
 
 def test_cancel_reaches_a_run_trained_by_a_runner(mnist, tiny_config, wait_for):
-    run_id = worker.submit(_long(tiny_config), owner="alice")
+    run_id = executors.for_host().submit(_long(tiny_config), owner="alice")
     wait_for(lambda: (registry.get_run(run_id).steps or 0) > 0, 180, what="the run to train")
     with pytest.raises(RunError, match="someone else"):
-        worker.cancel(run_id, by="mallory")
-    worker.cancel(run_id, by="alice")
+        executors.for_host().cancel(run_id, by="mallory")
+    executors.for_host().cancel(run_id, by="alice")
     ended = wait_for(lambda: (r := registry.get_run(run_id)).status != RunStatus.RUNNING and r, 60, what="the cancel")
     assert ended.status == RunStatus.CANCELLED and ended.error is None
 
 
 def test_a_runner_leaves_when_idle_and_frees_its_slot(mnist, tiny_config, wait_for):
-    run_id = worker.submit(tiny_config(), owner="alice")
+    run_id = executors.for_host().submit(tiny_config(), owner="alice")
     wait_for(lambda: registry.get_run(run_id).status == RunStatus.COMPLETED, 180, what="the run")
-    wait_for(lambda: all(p.poll() is not None for p in executors._children), 60, what="the idle runner to exit")
+    wait_for(lambda: not executors.runners_alive(), 60, what="the idle runner to exit")
     assert runner.free_slots() == 1
 
 
@@ -96,8 +93,8 @@ def test_a_runner_whose_launcher_ended_finishes_the_queue_then_leaves(mnist, tin
     """`submit` from the command line returns at once; its runner trains the run, then leaves at once
     (not after MNIST_RUNNER_IDLE_SECONDS: nobody is left to submit to it)."""
     monkeypatch.setenv("MNIST_RUNNER_IDLE_SECONDS", "600")
-    launcher = subprocess.run([sys.executable, "-c", "import json, sys\nfrom mnist_core import worker\n"
-                               "print(worker.submit(json.loads(sys.argv[1])))", json.dumps(tiny_config())],
+    launcher = subprocess.run([sys.executable, "-c", "import json, sys\nfrom mnist_core import executors\n"
+                               "print(executors.for_host().submit(json.loads(sys.argv[1])))", json.dumps(tiny_config())],
                               capture_output=True, text=True, timeout=120, env=os.environ.copy())
     run_id = launcher.stdout.strip()
     assert launcher.returncode == 0, launcher.stderr
@@ -115,8 +112,8 @@ def test_a_sigstopped_worker_fails_at_its_time_limit_and_the_next_queued_run_the
     monkeypatch.setenv("MNIST_MAX_CONCURRENT", "1")
     monkeypatch.setenv("MNIST_MAX_RUN_SECONDS", "5")
     monkeypatch.setenv("MNIST_TIME_LIMIT_GRACE_SECONDS", "1")
-    stopped = worker.submit(_long(tiny_config), owner="alice")
-    after = worker.submit(tiny_config(), owner="bob")
+    stopped = executors.for_host().submit(_long(tiny_config), owner="alice")
+    after = executors.for_host().submit(tiny_config(), owner="bob")
     running = wait_for(lambda: (r := registry.get_run(stopped)).status != RunStatus.QUEUED and r, 180,
                        what="the first run to start")
     os.kill(running.pid, signal.SIGSTOP)
@@ -145,7 +142,7 @@ def test_a_run_whose_final_record_fails_is_recorded_completed_by_its_runner_once
     monkeypatch.setenv("MNIST_RUNNER_IDLE_SECONDS", "600")  # it stays while this test (its launcher) lives
     registry.list_runs()  # the registry exists
     registry_db.refuse_finished_runs()
-    run_id = worker.submit(tiny_config(), owner="alice")
+    run_id = executors.for_host().submit(tiny_config(), owner="alice")
     log = isolated_dirs["runs"] / "runners" / "runner.log"
     wait_for(lambda: log.exists() and f"run {run_id} could not be recorded" in log.read_text(), 180,
              what="the runner to find the worker's outcome unrecorded")

@@ -19,6 +19,24 @@ from mnist_core.predict import predict_proba
 from mnist_core.records import RunStatus
 
 
+@pytest.fixture
+def heartbeat_tells(monkeypatch):
+    """The registry's heartbeat, as the worker calls it, with `.stop`: an event set the first time it
+    answers "stop" (a cancel request, or the run given up), so a test can hold the worker until then."""
+    heartbeat = registry.heartbeat
+    stop = threading.Event()
+
+    def heartbeat_that_tells(*args, **kwargs):
+        if heartbeat(*args, **kwargs):
+            stop.set()
+            return True
+        return False
+
+    heartbeat_that_tells.stop = stop
+    monkeypatch.setattr(registry, "heartbeat", heartbeat_that_tells)
+    return heartbeat_that_tells
+
+
 def test_execute_run_trains_records_metrics_and_saves_a_loadable_checkpoint(mnist, tiny_config, isolated_dirs):
     config = tiny_config(eval_every=4)  # 1,000 images in batches of 100: 10 steps, validation at 4, 8, 10
     run_id = registry.create_run(config)
@@ -72,32 +90,28 @@ def test_execute_run_writes_the_checkpoint_where_asked(mnist, tiny_config, tmp_p
     assert (tmp_path / "mine" / "digits.json").is_file()
 
 
-def test_cancel_from_another_thread_mid_run_ends_it_cancelled(mnist, tiny_config, monkeypatch, isolated_dirs):
+def test_cancel_from_another_thread_mid_run_ends_it_cancelled(mnist, tiny_config, monkeypatch, isolated_dirs,
+                                                               heartbeat_tells):
+    """The worker is held at its fifth step until its heartbeat has read the cancel request, so the
+    cancel lands mid-run however fast this machine trains."""
     monkeypatch.setattr(worker, "HEARTBEAT_SECONDS", 0.1)
-    # 20,000 steps of one image: far longer than the test waits, so only the cancel can end it in time.
+    # 20,000 steps of one image: only the cancel can end it early.
     run_id = registry.create_run(tiny_config(model="mlp-50", train_size=2000, batch_size=1, epochs=10))
-    errors = []
+    at_step_5 = threading.Event()
 
-    def cancel_when_training():
-        try:
-            deadline = threading.Event()
-            while not deadline.wait(0.02):
-                run = registry.get_run(run_id)
-                if run.status == "running" and (run.steps or 0) > 0:
-                    registry.request_cancel(run_id)
-                    return
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+    def hold_at_step_5(event):
+        if event["split"] == "train" and event["step"] == 5:
+            at_step_5.set()
+            assert heartbeat_tells.stop.wait(60), "the heartbeat never read the cancel request"
 
-    canceller = threading.Thread(target=cancel_when_training)
+    canceller = threading.Thread(target=lambda: at_step_5.wait(60) and registry.request_cancel(run_id))
     canceller.start()
-    run = worker.execute_run(run_id, on_event=lambda event: time.sleep(0.0005))
+    run = worker.execute_run(run_id, on_event=hold_at_step_5)
     canceller.join(timeout=10)
 
-    assert not errors, errors
     assert run.status == "cancelled" and run.cancel_requested
     assert run.test_accuracy is None and run.error is None
-    assert 0 < run.steps < 20_000
+    assert 5 <= run.steps < 20_000
     assert not any(isolated_dirs["checkpoints"].glob("*.safetensors")), "a cancelled run writes no checkpoint"
     assert "test" not in {m["split"] for m in registry.get_metrics(run_id)}
 
@@ -181,9 +195,10 @@ def test_a_worker_whose_run_was_given_up_at_the_end_saves_and_records_nothing(mn
     assert not any(isolated_dirs["checkpoints"].glob("*.safetensors")), "a given-up run left a checkpoint nobody sees"
 
 
-def test_a_worker_whose_run_was_given_up_mid_run_stops_at_its_next_heartbeat(mnist, tiny_config, monkeypatch):
+def test_a_worker_whose_run_was_given_up_mid_run_stops_at_its_next_heartbeat(mnist, tiny_config, monkeypatch,
+                                                                            heartbeat_tells):
     monkeypatch.setattr(worker, "HEARTBEAT_SECONDS", 0.1)
-    # 20,000 steps of one image, paced by the test: only the stop can end it early.
+    # 20,000 steps of one image, held at step 5 until the heartbeat has read the verdict: only the stop ends it early.
     run_id = registry.create_run(tiny_config(model="mlp-50", train_size=2000, batch_size=1, epochs=10))
     verdict = "the worker stopped responding (no heartbeat for 12 s)"
     steps = []
@@ -193,7 +208,7 @@ def test_a_worker_whose_run_was_given_up_mid_run_stops_at_its_next_heartbeat(mni
             steps.append(event["step"])
             if event["step"] == 5:
                 registry.finish_run(run_id, "failed", error=verdict)
-        time.sleep(0.0005)
+                assert heartbeat_tells.stop.wait(60), "the heartbeat never read the verdict"
 
     run = worker.execute_run(run_id, on_event=give_up_at_step_5)
     assert run.status == "failed" and run.error == verdict

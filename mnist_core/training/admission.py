@@ -8,7 +8,7 @@ hosting policy?", which depends on the engine, the machine and the environment, 
     host support     the device exists here; no more CPU threads than the host has cores
     hosting bounds   under MNIST_DEMO, the public demo's bounds on the work (limits.py)
 
-It is applied where a run is asked for (worker.submit for the dashboard, the CLI's `train`) and
+It is applied where a run is asked for (Executor.submit for the dashboard, the CLI's `train`) and
 again where a worker starts one (the host or the policy may have changed while it waited). A run
 recorded under an older policy is still a valid config: it displays, it just would not be admitted.
 Every refusal is a one-line ConfigError that starts with the field it is about.
