@@ -94,7 +94,8 @@ def save_checkpoint(model: nn.Module, meta: dict[str, Any], path: os.PathLike) -
         atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"architecture": arch}))
         atomic_write(sidecar_path(path), lambda tmp: Path(tmp).write_text(text))
     except OSError as exc:
-        raise CheckpointError(f"cannot write the checkpoint {path.name}: {exc.strerror or type(exc).__name__}") from None
+        reason = exc.strerror or type(exc).__name__
+        raise CheckpointError(f"cannot write the checkpoint {path.name}: {reason}") from None
     return path
 
 
@@ -186,7 +187,8 @@ def check_meta(meta: dict, name: str = "sidecar") -> None:
             if not _finite_number(value):
                 raise CheckpointError(f"{name}: metrics.{_shown(key)} must be a finite number or null")
             if key.endswith("accuracy") and not 0.0 <= value <= 1.0:
-                raise CheckpointError(f"{name}: metrics.{_shown(key)} must be a fraction between 0 and 1, not {value:g}")
+                raise CheckpointError(f"{name}: metrics.{_shown(key)} must be a fraction between 0 and 1, "
+                                      f"not {value:g}")
     for field in DICT_FIELDS:
         if meta.get(field) is not None and not isinstance(meta[field], dict):
             raise CheckpointError(f"{name}: {field} must be a JSON object")

@@ -80,9 +80,9 @@ def policy() -> Policy:
 
 # A run's own checkpoint is named MODEL-RUN_ID.safetensors (runfiles.default_checkpoint_path); any other
 # recorded checkpoint is a file the operator named, which makes the run the operator's to keep.
+_DEFAULT_NAME = sa.literal("%-") + registry.RUNS.c.id + sa.literal(".safetensors")
 _REMOVABLE = [registry.RUNS.c.status.in_([str(s) for s in ENDED]),
-              sa.or_(registry.RUNS.c.checkpoint.is_(None),
-                     registry.RUNS.c.checkpoint.like(sa.literal("%-") + registry.RUNS.c.id + sa.literal(".safetensors")))]
+              sa.or_(registry.RUNS.c.checkpoint.is_(None), registry.RUNS.c.checkpoint.like(_DEFAULT_NAME))]
 
 
 def due(rules: Optional[Policy] = None, limit: Optional[int] = PASS_LIMIT, root=None,

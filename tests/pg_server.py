@@ -119,7 +119,7 @@ class PostgresServer:
         try:
             if pidfile.exists():
                 self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "-t", "60", "stop")
-        except Exception:  # noqa: BLE001 - pg_ctl could not stop it: the postmaster goes anyway
+        except Exception:  # pg_ctl could not stop it: the postmaster goes anyway, and the error is raised again
             try:
                 os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
             except (OSError, ValueError, IndexError):

@@ -87,7 +87,8 @@ def finished(val_accuracies, guess_from=None, test_accuracy=0.9313, **tags) -> s
     registry.mark_running(run_id, total_steps=rows[-1]["step"])
     registry.add_metrics(run_id, rows)
     registry.finish_run(run_id, RunStatus.COMPLETED, test_accuracy=test_accuracy, test_loss=0.3,
-                        best_val_accuracy=max(val_accuracies), checkpoint=f"/srv/app/checkpoints/mlp-128-64-{run_id}.safetensors")
+                        best_val_accuracy=max(val_accuracies),
+                        checkpoint=f"/srv/app/checkpoints/mlp-128-64-{run_id}.safetensors")
     return run_id
 
 

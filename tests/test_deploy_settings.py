@@ -10,6 +10,7 @@ import pytest
 
 from harness import deploy_settings
 from mnist_core import form, limits, sweeps
+from mnist_core.errors import ConfigError
 from mnist_core.training import PRESETS, TrainConfig, admit
 
 from apptest_util import messages, open_page
@@ -47,7 +48,7 @@ def test_every_preset_is_admitted_or_said_unavailable_with_its_reason(deployed):
         offer = form.preset(name)
         if offer.unavailable:
             assert "this demo allows" in offer.unavailable, (name, offer.unavailable)
-            with pytest.raises(Exception):
+            with pytest.raises(ConfigError):
                 admit(TrainConfig.from_dict(offer.values))
         else:
             admit(TrainConfig.from_dict(offer.values))

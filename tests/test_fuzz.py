@@ -1,6 +1,6 @@
 """Property-based fuzzing (hypothesis) of everything that takes outside input: the checkpoint loader
-(files, uploads, bundles), load_image, canvas_to_mnist and config validation. Each must either succeed or raise the package's
-own one-line error; nothing else may escape."""
+(files, uploads, bundles), load_image, canvas_to_mnist and config validation. Each must either succeed or
+raise the package's own one-line error; nothing else may escape."""
 
 from __future__ import annotations
 
@@ -62,9 +62,9 @@ def test_checkpoint_loader_survives_random_bytes(weights, sidecar):
     assert one_line(excinfo.value)
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
-                           lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner,
-                                                                                        max_size=5), max_leaves=20)
+json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
+json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=5)
+                           | st.dictionaries(st.text(max_size=10), inner, max_size=5), max_leaves=20)
 
 
 @FUZZ

@@ -72,7 +72,7 @@ class WorkersThatCannotStart:
     def __init__(self, error: Exception):
         self.error = error
 
-    def Process(self, **kwargs):  # noqa: N802 - multiprocessing's name
+    def Process(self, **kwargs):  # multiprocessing's name
         def start():
             raise self.error
         return SimpleNamespace(start=start)
@@ -342,7 +342,8 @@ def test_many_writers_and_readers_never_see_database_is_locked(tiny_config):
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
-    threads = [threading.Thread(target=write, args=(i,)) for i in ids] + [threading.Thread(target=read) for _ in range(4)]
+    threads = [threading.Thread(target=write, args=(i,)) for i in ids]
+    threads += [threading.Thread(target=read) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
@@ -369,7 +370,8 @@ def test_uploaded_images_of_every_kind_become_rgba():
     cases = {
         "greyscale png": png_bytes(one),
         "16-bit png": png_bytes(one.astype(np.uint16) * 257),
-        "palette gif": (lambda b: (Image.fromarray(one).convert("P").save(b, format="GIF"), b.getvalue())[1])(io.BytesIO()),
+        "palette gif": (lambda b: (Image.fromarray(one).convert("P").save(b, format="GIF"), b.getvalue())[1])(
+            io.BytesIO()),
         "rgb jpeg": png_bytes(np.stack([one] * 3, -1), fmt="JPEG", quality=95),
         "black on white bmp": png_bytes(255 - one, fmt="BMP"),
     }
@@ -456,7 +458,7 @@ def test_eight_visitors_browse_and_predict_while_a_training_runs(mnist, tiny_con
     from mnist_core.inspection import browse_order
 
     run_id = registry.create_run(tiny_config(epochs=4, train_size=8000))
-    proc = start_worker(run_id)
+    start_worker(run_id)
     model = create_model("lenet5").eval()
     images, labels = load_mnist("test")
     answered: list[int] = []

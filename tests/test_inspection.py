@@ -28,7 +28,8 @@ def test_lenet5_feature_maps_have_the_classic_shapes():
 def test_lenet5_kernels_are_named_c1_c3_c5():
     model = create_model("lenet5")
     assert inspection.is_convnet(model)
-    assert shapes(inspection.conv_kernels(model)) == [("C1", (6, 1, 5, 5)), ("C3", (16, 6, 5, 5)), ("C5", (120, 16, 5, 5))]
+    assert shapes(inspection.conv_kernels(model)) == [("C1", (6, 1, 5, 5)), ("C3", (16, 6, 5, 5)),
+                                                      ("C5", (120, 16, 5, 5))]
     c1 = dict(inspection.conv_kernels(model))["C1"]
     np.testing.assert_array_equal(c1, model.body.C1.conv.weight.detach().numpy())
 

@@ -14,7 +14,8 @@ from mnist_core.errors import ConfigError
 from mnist_core.models import create_model
 from mnist_core.training.numpy_engine import copy_from_torch, copy_to_torch, mlp_for
 from mnist_core.scratch import (MLP, SGD, Affine, Flatten, Normalize, ReLU, SoftmaxCrossEntropy, SoftmaxSquaredError,
-                                SquaredError, avg_pool2d, conv2d, lenet5_speed_table, max_pool2d, normal_init, xavier_uniform_init)
+                                SquaredError, avg_pool2d, conv2d, lenet5_speed_table, max_pool2d, normal_init,
+                                xavier_uniform_init)
 from mnist_core.training import TrainConfig, admit, train
 
 MLPS = ["mlp-50", "mlp-90", "mlp-256-64", "mlp-128-64"]

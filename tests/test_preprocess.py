@@ -337,7 +337,8 @@ def test_the_largest_canvas_png_fits_under_the_byte_cap():
 
 
 def test_a_damaged_canvas_png_either_decodes_to_the_canvas_or_is_refused_in_one_line():
-    """Random byte flips and cuts in a real canvas PNG (hypothesis): a 280x280 RGBA image or ImageError, nothing else."""
+    """Random byte flips and cuts in a real canvas PNG (hypothesis): a 280x280 RGBA image or ImageError,
+    nothing else."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 

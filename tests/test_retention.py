@@ -10,7 +10,7 @@ import pytest
 
 from mnist_core import registry, retention, runfiles
 from mnist_core.checkpoints import default_checkpoint, list_checkpoints
-from mnist_core.errors import ConfigError
+from mnist_core.errors import ConfigError, RunError
 from mnist_core.records import RunStatus, metric_row
 
 DAY = 86_400
@@ -42,10 +42,11 @@ def its_files(run_id: str, model: str) -> list:
 
 
 def gone_entirely(run_id: str, model: str) -> bool:
-    with pytest.raises(Exception):
+    with pytest.raises(RunError):
         registry.get_run(run_id)
-    return (not any(p.exists() for p in its_files(run_id, model)) and registry.get_metrics(run_id) == []
-            and registry.list_runs(has_artifacts=["checkpoint.safetensors"], where=[registry.RUNS.c.id == run_id]) == [])
+    artifacts = registry.list_runs(has_artifacts=["checkpoint.safetensors"], where=[registry.RUNS.c.id == run_id])
+    files = its_files(run_id, model)
+    return not any(p.exists() for p in files) and registry.get_metrics(run_id) == [] and not artifacts
 
 
 def backdate(run_id: str, days: float) -> None:

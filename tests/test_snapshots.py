@@ -14,7 +14,8 @@ from mnist_core.worker import execute_run
 
 
 def test_a_worker_run_records_a_frame_at_the_start_and_at_every_validation(mnist, tiny_config):
-    run_id = registry.create_run(tiny_config(model="lenet5", train_size=400, val_size=200, eval_every=2, schedule="none"))
+    config = tiny_config(model="lenet5", train_size=400, val_size=200, eval_every=2, schedule="none")
+    run_id = registry.create_run(config)
     run = execute_run(run_id)
     assert run.status == "completed"
     snaps = snapshots.load_snapshots(run_id)

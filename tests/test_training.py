@@ -249,7 +249,8 @@ def test_after_warm_up_a_processes_first_run_imports_nothing_and_no_thread_was_s
     """What a worker forked from a warm template inherits: its first train() imports nothing (not
     torch._dynamo's ~900 modules, which the first optimizer would import), the kernels and the data
     are loaded, and warming up started no thread (forking after it is safe)."""
-    done = subprocess.run([sys.executable, "-c", WARM_PROBE], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-c", WARM_PROBE], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["first_run_imported"] == []

@@ -140,7 +140,8 @@ def test_pictures_over_their_formats_pixel_limit_are_refused_before_decoding(mon
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda image: decoded.append(image.size))
     too_wide_png = encoded(Image.new("L", (4000, 2160)), "PNG")
     too_large_jpeg = encoded(Image.new("L", (4097, 4096)), "JPEG")
-    for data, size, limit in ((too_wide_png, "4000x2160", MAX_FULL_DECODE_PIXELS), (too_large_jpeg, "4097x4096", MAX_PIXELS)):
+    for data, size, limit in ((too_wide_png, "4000x2160", MAX_FULL_DECODE_PIXELS),
+                              (too_large_jpeg, "4097x4096", MAX_PIXELS)):
         with pytest.raises(ImageError, match=f"{size} pixels; at most {limit:,} pixels") as excinfo:
             load_image(data)
         assert "\n" not in str(excinfo.value)

@@ -11,8 +11,8 @@ Initialisation follows the tutorial each architecture comes from: mlp-50 (tutori
 weights from N(0, 0.01^2); mlp-90 (tutorial 3) and the deeper MLPs use Xavier-uniform. Biases
 start at 0.
 
-`SUPPORTED` says what the engine supports (admission.py refuses the rest): the zoo's MLPs, sgd / sgd-momentum, both losses,
-no schedule or the step schedule, no augmentation, on the CPU. `threads` is the number of BLAS
+`SUPPORTED` says what the engine supports (admission.py refuses the rest): the zoo's MLPs, sgd / sgd-momentum,
+both losses, no schedule or the step schedule, no augmentation, on the CPU. `threads` is the number of BLAS
 threads here, and 0 means one: a batch's matrices are too small for more to pay (scratch/blas.py).
 """
 

@@ -1,9 +1,10 @@
 """Browser end-to-end tests: a real `streamlit run app.py` driven by Chromium through Playwright.
 
 One Streamlit server per session (harness/live_app.py, shared with the benchmarks that drive the
-app), on a free port, with MNIST_RUNS_DIR and MNIST_CHECKPOINT_DIR pointed at temporary folders (the committed default checkpoints in checkpoints/ are still found;
-MNIST_DATA_DIR is left alone, so the tests use the real data). Each test gets a fresh browser
-context (a fresh Streamlit session) and an `app` driver with the few gestures the tests need.
+app), on a free port, with MNIST_RUNS_DIR and MNIST_CHECKPOINT_DIR pointed at temporary folders (the
+committed default checkpoints in checkpoints/ are still found; MNIST_DATA_DIR is left alone, so the
+tests use the real data). Each test gets a fresh browser context (a fresh Streamlit session) and an
+`app` driver with the few gestures the tests need.
 
 The browser is the system's Chromium (Playwright's own browsers cannot be downloaded here). Where
 none is installed the tests skip, unless CI=true, where they fail: CI must run them.
@@ -270,7 +271,8 @@ class App:
             name: t.name, type: t.type,
             x: t.x ? Array.from(t.x) : null, y: t.y ? Array.from(t.y) : null,
             z: t.z ? Array.from(t.z, r => Array.from(r)) : null,
-            customdata: t.customdata ? Array.from(t.customdata, r => Array.isArray(r) || ArrayBuffer.isView(r) ? Array.from(r) : r) : null,
+            customdata: t.customdata
+                ? Array.from(t.customdata, r => Array.isArray(r) || ArrayBuffer.isView(r) ? Array.from(r) : r) : null,
             source: t.source || null }))""")
 
     # -- screenshots

@@ -114,7 +114,8 @@ def test_playing_how_it_learned_steps_through_training_to_the_end(app):
     for _ in range(3):
         before = slider.get_attribute("aria-valuetext")
         slider.press("ArrowLeft")
-        app.wait_for(lambda: slider.get_attribute("aria-valuetext") != before, "the slider one frame back")
+        app.wait_for(lambda before=before: slider.get_attribute("aria-valuetext") != before,
+                     "the slider one frame back")
         app.wait_idle()
     start = slider.get_attribute("aria-valuetext")
     kernels = app.page.locator(".st-key-inside_replay_kernels .js-plotly-plot")

@@ -75,7 +75,8 @@ def test_a_new_tab_does_not_get_around_the_per_visitor_queue_cap(app):
     started = [start(app, LONG)]
     for _ in range(2):  # one trains, the others wait in line (one training slot)
         app.button("Start training").click()
-        app.wait_for(lambda: len(set(run_ids(app)) - set(started)) == 1, "the next run's live panel", 60)
+        app.wait_for(lambda started=started: len(set(run_ids(app)) - set(started)) == 1,
+                     "the next run's live panel", 60)
         started += list(set(run_ids(app)) - set(started))
 
     tab = app.new_tab()
