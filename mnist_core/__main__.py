@@ -238,7 +238,7 @@ def _evaluate_on_drawings(model, meta: dict, part: str) -> int:
     result = evaluate_on_drawings(model, part=part)
     right, n = int((result.predictions.labels == result.predictions.predicted).sum()), len(result.ids)
     which = "the drawings" if part == "all" else f"the {part} drawings"
-    print(f"{meta['architecture']}: accuracy on {which} {result.accuracy:.4f} ({right}/{n})")
+    print(f"{meta.get('file') or meta['architecture']}: accuracy on {which} {result.accuracy:.4f} ({right}/{n})")
     print("per digit: " + "  ".join(f"{r['digit']} {_fmt(None if r['support'] == 0 else r['recall'], '.2f')} "
                                     f"({r['support']})" for r in result.per_digit()))
     return 0

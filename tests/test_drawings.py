@@ -308,6 +308,12 @@ def test_export_then_import_then_export_gives_the_same_bytes(registry_db, tmp_pa
     assert drawings.import_set(tmp_path / "one").added == 0 and count_drawings() == 3
 
 
+def test_an_empty_set_exports_and_imports_as_an_empty_set(registry_db, tmp_path):
+    assert drawings.export_set(tmp_path / "empty").count == 0
+    assert read_idx(tmp_path / "empty" / "drawings-images-idx3-ubyte").shape == (0, 28, 28)
+    assert drawings.import_set(tmp_path / "empty").added == 0 and count_drawings() == 0
+
+
 def _exported(tmp_path, n: int = 2):
     folder = tmp_path / "set"
     for seed in range(1, n + 1):

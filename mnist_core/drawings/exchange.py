@@ -97,7 +97,7 @@ def export_set(folder: os.PathLike, root: Optional[os.PathLike] = None) -> Expor
 def datasheet(drawings: list, givers: int) -> str:
     """DATASHEET.md for these drawings (no date of its own: the same set gives the same bytes)."""
     licence = settings.current().licence
-    by_digit = np.bincount([d.digit for d in drawings], minlength=10)
+    by_digit = np.bincount(np.array([d.digit for d in drawings], np.int64), minlength=10)
     by_pointer = {p: sum(d.pointer == p for d in drawings) for p in POINTERS}
     by_day: dict[str, int] = {}
     for d in drawings:
