@@ -27,9 +27,8 @@ from collections.abc import Callable
 import numpy as np
 import streamlit as st
 
-from mnist_core.preprocess import CANVAS_SIZE, decode_canvas
+from mnist_core.preprocess import CANVAS_SIZE, STROKE_PX, decode_canvas
 
-STROKE_PX = 18          # the brush, in canvas pixels (MNIST strokes are about a tenth of the digit box)
 MAX_DISPLAY_PX = 340    # shown at most this wide on a screen; the canvas itself stays CANVAS_SIZE square
 
 _CSS = """

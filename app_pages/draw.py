@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from mnist_core.checkpoints import default_checkpoint
+from mnist_core.checkpoints import DRAW_DEFAULT, default_checkpoint
 from mnist_core.errors import ImageError
 from mnist_core.loaded import LoadedModel
 from mnist_core.models import list_models
@@ -54,7 +54,8 @@ picker, drawing_row, more_row = st.container(width=420), st.container(), st.cont
 with more_row:
     upload_col, download_col = st.columns([1, 1.3], gap="large")
 with picker:
-    chosen = model_chooser("draw_checkpoint", label="Model", upload_place=upload_col)
+    chosen = model_chooser("draw_checkpoint", label="Model", default=f"{DRAW_DEFAULT}.safetensors",
+                           upload_place=upload_col)
 if chosen is not None:
     with download_col.expander("Download this model", icon=":material/download:"):
         export_buttons(chosen, key="draw_export")

@@ -359,6 +359,11 @@ def find_checkpoints(search: str = "", limit: int = 30, keep: Iterable[str] = ()
     return shown, len(matching)
 
 
+# The committed checkpoint the Draw page starts with: the one that reads canvas drawings best
+# (benchmarks/drawn_digits.py, BENCHMARKS.md "Drawn digits").
+DRAW_DEFAULT = "lenet5"
+
+
 def default_checkpoint(name: str = "lenet5") -> Optional[Path]:
     """The committed checkpoint of a zoo architecture, if present."""
     p = REPO_ROOT / "checkpoints" / f"{name}{SUFFIX}"

@@ -56,6 +56,7 @@ _EXIF_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE
                    4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
                    6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
 CANVAS_SIZE = 280               # the Draw page's canvas, in its own pixels (square)
+STROKE_PX = 18                  # the Draw canvas's brush, in canvas pixels (MNIST's strokes: a tenth of the box)
 # A 280x280 RGBA PNG that does not compress at all is 280 * (280 * 4 + 1) bytes of pixels plus a few
 # hundred of chunk overhead; real drawings (white strokes on black) are a few kilobytes.
 MAX_CANVAS_PNG_BYTES = 320_000
