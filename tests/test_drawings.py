@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mnist_core import drawings, registry
 from mnist_core.__main__ import main
@@ -95,6 +97,23 @@ def test_malformed_strokes_are_refused_in_one_line_saying_what_is_wrong(strokes,
         check_strokes(strokes)
     message = str(refused.value)
     assert says in message and "\n" not in message and len(message) < 200
+
+
+_json_like = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**30, 10**30) | st.floats(allow_nan=True) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(strokes=_json_like, canvas=_json_like)
+def test_whatever_a_browser_sends_as_strokes_is_kept_checked_or_refused_in_one_line(strokes, canvas):
+    try:
+        kept = check_strokes(strokes, canvas)
+    except DrawingRefused as refused:
+        assert "\n" not in str(refused)
+    else:
+        assert check_strokes(kept, canvas) == kept
 
 
 @pytest.mark.parametrize("field, value, says", [
