@@ -66,6 +66,38 @@ def test_the_loss_chart_labels_say_what_each_tick_is_worth_and_has_no_toolbar(ap
     expect(loss.locator(".modebar-btn")).to_have_count(0)  # no Plotly toolbar, even on hover
 
 
+def _finished_run(root, loss_at_end: float) -> str:
+    """A completed LeNet-5 run of 40 steps whose loss falls to `loss_at_end`, validated at steps 20 and 40."""
+    run_id = registry.create_run(TrainConfig(epochs=1, train_size=1000).to_dict(), root=root)
+    registry.mark_running(run_id, total_steps=40, root=root)
+    falling = [2.3 - (2.3 - loss_at_end) * s / 40 for s in range(1, 41)]
+    registry.add_metrics(run_id, [{"split": "train", "step": s, "epoch": s / 40, "loss": loss, "accuracy": 0.5,
+                                   "images_per_s": 1000.0} for s, loss in enumerate(falling, start=1)], root=root)
+    registry.add_metrics(run_id, [{"split": "val", "step": s, "epoch": s / 40, "loss": loss_at_end, "accuracy": 0.9}
+                                  for s in (20, 40)], root=root)
+    registry.finish_run(run_id, "completed", root=root, test_accuracy=0.9)
+    return run_id
+
+
+def test_ticking_runs_in_the_table_overlays_their_curves(app, server_runs_dir):
+    older, newer = _finished_run(server_runs_dir, 0.3), _finished_run(server_runs_dir, 0.1)
+    app.goto("train")
+    table = app.page.get_by_test_id("stMain").get_by_test_id("stDataFrame").filter(has_text=newer)
+    expect(table).to_be_visible()
+    expect(table.locator("[role=row]").nth(1)).to_contain_text(newer)  # newest first: the two top rows
+    expect(table.locator("[role=row]").nth(2)).to_contain_text(older)
+    for row in (1, 2):  # the tick box at the start of each row, drawn on glide-data-grid's canvas (rows of 35 px)
+        table.click(position={"x": 18, "y": 35 * row + 17})
+        app.wait_idle()
+    labels = {f"{newer[-6:]} lenet5", f"{older[-6:]} lenet5"}
+    loss = chart(app, re.escape("Training loss (smoothed)"))
+    app.wait_for(lambda: loss.count() and {t["name"] for t in app.plotly_data(loss.first)} == labels,
+                 "a smoothed loss line for each ticked run", 30)
+    accuracy = app.plotly_data(chart(app, "Validation accuracy").first)
+    assert {t["name"]: t["x"] for t in accuracy} == {label: [20, 40] for label in labels}
+    app.assert_no_exception()
+
+
 def _step(locator) -> int:
     m = re.search(r"step ([\d,]+)$", locator.inner_text())
     return int(m.group(1).replace(",", "")) if m else 0
