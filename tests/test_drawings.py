@@ -64,7 +64,8 @@ def tokens(n: int, held_out: bool) -> list[str]:
 
 def test_strokes_are_kept_rounded_and_a_kept_drawing_checks_again_to_itself():
     kept = check_strokes(STROKES)
-    assert kept == [[[40.0, 40.0, 0], [140.0, 60.5, 16], [200.0, 240.0, 33]], [[100.0, 100.0, 400], [120.0, 180.0, 416]]]
+    assert kept == [[[40.0, 40.0, 0], [140.0, 60.5, 16], [200.0, 240.0, 33]],
+                    [[100.0, 100.0, 400], [120.0, 180.0, 416]]]
     assert check_strokes(kept) == kept
     assert check_strokes(json.dumps(STROKES)) == kept  # or sent as JSON text
 
