@@ -1,8 +1,8 @@
 """A host's settings for the drawing set, read from the environment each time (as limits.py's are):
 
     MNIST_DRAWINGS            on | off (default on): whether visitors may give drawings. Off, nothing
-                              is added (the pages hide the button), and what the set holds stays
-                              readable: evaluation on it, the Dataset page, the export
+                              is added (add_drawing and import_set refuse), and what the set holds
+                              stays readable: evaluation on it, the Dataset page, the export
     MNIST_DRAWINGS_PER_HOUR   drawings one browser may give in an hour (default 30)
     MNIST_DRAWINGS_MAX        drawings the whole set may hold (default 10000); past it nobody can add
                               (the operator exports and removes, or raises it); an import must fit too
