@@ -19,12 +19,14 @@ import streamlit as st
 
 from mnist_core import classes
 from mnist_core.errors import MnistLabError
+from app_pages._frame import set_cookie
 
 CLASS_COOKIE = "mnist_lab_class"
 CLASS_COOKIE_DAYS = 180
 QUERY_PARAM = "class"
 _CODE, _NAME = "class_code", "class_student"
-_RESTORED, _LINK_SEEN, _COOKIE_SENT, _LINK_ERROR = "class_restored", "class_link_seen", "class_cookie", "class_link_error"
+_RESTORED, _LINK_SEEN = "class_restored", "class_link_seen"
+_COOKIE_SENT, _LINK_ERROR = "class_cookie", "class_link_error"
 
 
 def membership() -> tuple[Optional[str], Optional[str]]:
@@ -95,13 +97,7 @@ def _remember(code: Optional[str], name: Optional[str]) -> None:
     if value == st.session_state.get(_COOKIE_SENT):
         return
     st.session_state[_COOKIE_SENT] = value
-    # st.context.cookies is read-only: the browser sets the cookie itself. The value is percent-encoded
-    # (classes.membership_cookie), so it cannot break out of the script's string.
-    age = CLASS_COOKIE_DAYS * 86400 if value else 0
-    st.html(f"""<script>
-document.cookie = "{CLASS_COOKIE}={value}; Path=/; Max-Age={age}; SameSite=Lax"
-  + (location.protocol === "https:" ? "; Secure" : "");
-</script>""", unsafe_allow_javascript=True)
+    set_cookie(CLASS_COOKIE, value, CLASS_COOKIE_DAYS if value else 0)  # percent-encoded: safe in the script
 
 
 def sidebar() -> None:

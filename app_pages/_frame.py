@@ -6,7 +6,8 @@ around the pages):
 - `sidebar()`: whether MNIST is on disk (fetched once per server on a hosted demo) and the runs in
   progress, live while any is; it also gives a first-time browser its owner cookie.
 - `visitor_token()`: this browser's owner token, kept in a cookie. Runs it starts carry it, and only it
-  may cancel or delete them; `run_heavy` bounds the heavy computations it asks for.
+  may cancel or delete them; `run_heavy` bounds the heavy computations it asks for. `set_cookie` is
+  how the frame (this token, and _class's membership) has the browser keep a cookie.
 - `open_in_inside()`: the button that sends an image to the Inside the network page.
 """
 
@@ -80,6 +81,7 @@ def _sidebar_runs(polling: bool) -> None:
 VISITOR_COOKIE = "mnist_lab_visitor"
 _TOKEN_FORMAT = re.compile(r"[A-Za-z0-9_-]{32}")  # what secrets.token_urlsafe(24) makes
 VISITOR_COOKIE_DAYS = 365
+_COOKIE_SAFE = re.compile(r"[A-Za-z0-9%._~-]*")  # what urllib.parse.quote(..., safe="") leaves, and our tokens
 
 
 def visitor_token() -> str:
@@ -104,10 +106,21 @@ def _remember_visitor(token: str) -> None:
     """Set the owner cookie in the browser when it did not send this token (a first visit)."""
     if st.context.cookies.get(VISITOR_COOKIE) == token:
         return
-    # st.context.cookies is read-only: the browser sets the cookie itself. SameSite=Lax keeps it off
-    # other sites' requests; Secure where the app is served over https.
+    set_cookie(VISITOR_COOKIE, token, VISITOR_COOKIE_DAYS)
+
+
+def set_cookie(name: str, value: str, days: int) -> None:
+    """Have the browser keep the cookie `name` for `days` (0 removes it).
+
+    st.context.cookies is read-only: the browser sets the cookie itself, from a script. The value goes
+    into that script's string, so it must be letters, digits and `%._~-` only (a token, or text through
+    urllib.parse.quote(..., safe="")): anything else raises ValueError rather than reach the page.
+    SameSite=Lax keeps the cookie off other sites' requests; Secure where the app is served over https.
+    """
+    if not _COOKIE_SAFE.fullmatch(value):
+        raise ValueError(f"cookie {name}: the value must be percent-encoded")
     st.html(f"""<script>
-document.cookie = "{VISITOR_COOKIE}={token}; Path=/; Max-Age={VISITOR_COOKIE_DAYS * 86400}; SameSite=Lax"
+document.cookie = "{name}={value}; Path=/; Max-Age={days * 86400}; SameSite=Lax"
   + (location.protocol === "https:" ? "; Secure" : "");
 </script>""", unsafe_allow_javascript=True)
 
