@@ -172,8 +172,8 @@ def overlaid_curves(series: Sequence[dict], colour_field: Optional[str] = None,
     layout = dict(height=height, margin=dict(l=60, r=20, t=40, b=40), xaxis_title="step",
                   legend=dict(orientation="h", y=-0.3))
     # whole decades on the loss axis (live.decades), so Plotly labels 1, 2, 5 per decade, not every minor tick
-    loss.update_layout(title="Training loss (smoothed)", yaxis=dict(type="log", range=decades(losses), tickformat=LOG_TICKS),
-                       **layout)
+    loss.update_layout(title="Training loss (smoothed)",
+                       yaxis=dict(type="log", range=decades(losses), tickformat=LOG_TICKS), **layout)
     acc.update_layout(title="Validation accuracy", yaxis=dict(tickformat=".0%"), **layout)
     return loss, acc
 
