@@ -91,7 +91,7 @@ def restore() -> dict[str, form.Offer]:
     return offers
 
 
-# --- widgets ---------------------------------------------------------------------------------------
+# --- widgets -------------------------------------------------------------------------------------
 
 def preset_row(offers: dict[str, form.Offer], first_visit: bool) -> None:
     """The preset box and, beside it, the chosen recipe's description (or the first-run tip on a first
