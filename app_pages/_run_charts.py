@@ -203,7 +203,8 @@ def accuracy_against(points: Sequence[dict], field: str, groups: Sequence[dict] 
                     name="a run", marker=dict(size=10, opacity=0.75),
                     hovertemplate="run %{customdata}<br>%{x}: %{y:.2%}<extra></extra>")
     log_x = not text_axis and _log_ok(field, [p["value"] for p in shown])
-    fig.update_layout(height=height, margin=dict(l=60, r=20, t=40, b=40), title=f"Test accuracy against {_words(field)}",
+    fig.update_layout(height=height, margin=dict(l=60, r=20, t=40, b=40),
+                      title=f"Test accuracy against {_words(field)}",
                       xaxis=dict(title=_words(field), type="log" if log_x else ("category" if text_axis else "-"),
                                  # a tick at each value tried (a narrow log range otherwise labels every minor tick)
                                  tickvals=sorted({p["value"] for p in shown}) if log_x else None,
