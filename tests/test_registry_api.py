@@ -133,7 +133,7 @@ def test_a_runs_files_are_kept_replaced_and_deleted_with_it(registry_db, tiny_co
 
     registry.finish_run(run_id, "completed")
     registry.delete_run(run_id)
-    assert registry.get_artifact(run_id, "model.safetensors") is None and registry.get_artifact(run_id, "model.json") is None
+    assert [registry.get_artifact(run_id, name) for name in ("model.safetensors", "model.json")] == [None, None]
     assert registry.get_artifact(other, "model.json") == b"other"
 
 

@@ -394,7 +394,8 @@ def test_readers_in_other_processes_see_a_consistent_registry(registry_db, tiny_
     try:
         step = 0
         while reader.poll() is None:
-            registry.add_metrics(run_id, [{"step": step + i, "epoch": 0, "split": "train", "loss": 1.0} for i in range(5)])
+            registry.add_metrics(run_id, [{"step": step + i, "epoch": 0, "split": "train", "loss": 1.0}
+                                          for i in range(5)])
             step += 5
             time.sleep(0.01)
         out, err = reader.communicate(timeout=30)

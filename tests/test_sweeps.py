@@ -211,7 +211,8 @@ def test_only_the_visitor_who_launched_a_sweep_can_cancel_it_and_cancel_stops_ev
     from mnist_core import registry
     from mnist_core.errors import RunError
 
-    ids = [registry.create_run(p.config.to_dict(), owner="me", sweep="sweep-1") for p in sweeps.expand(_spec("lr=0.1,0.2"))]
+    ids = [registry.create_run(p.config.to_dict(), owner="me", sweep="sweep-1")
+           for p in sweeps.expand(_spec("lr=0.1,0.2"))]
     with pytest.raises(RunError, match="started by someone else"):
         sweeps.cancel("sweep-1", by="someone")
     assert all(registry.get_run(i).status == "queued" for i in ids)
