@@ -48,7 +48,8 @@ class Executor(ABC):
         nothing is queued. A visitor's run (`owner`) may be refused by the queue caps (RunError).
         """
         config = admit(TrainConfig.from_dict(config)).to_dict()
-        run_id = registry.create_run(config, root=root, owner=owner, sweep=sweep, class_code=class_code, student=student)
+        run_id = registry.create_run(config, root=root, owner=owner, sweep=sweep, class_code=class_code,
+                                     student=student)
         try:
             self.start(run_id, config, root)
         except Exception as exc:  # noqa: BLE001 - a run no executor took must not wait forever as "queued"
@@ -81,12 +82,13 @@ class Executor(ABC):
     def start(self, run_id: str, config: dict, root=None) -> None:
         """A run was queued: see that a worker will take it. Raising fails the run (submit)."""
 
+    @abstractmethod
     def stop(self, run_id: str, root=None) -> None:
-        """The cancel flag is set: anything beyond it. By default nothing: the worker reads the flag at
-        its next heartbeat, within a second."""
+        """The cancel flag is set: anything beyond it (the worker obeys the flag wherever it runs)."""
 
+    @abstractmethod
     def warm(self, root=None) -> None:
-        """Get ready so that the first Start trains at once. By default nothing is needed."""
+        """Get ready so that the first Start trains at once."""
 
     @abstractmethod
     def reconcile(self, root=None) -> list[str]:

@@ -42,6 +42,9 @@ class LocalExecutor(Executor):
     def start(self, run_id: str, config: dict, root=None) -> None:
         ensure_runners(root, wanted=1)  # one run, at most one more runner: a cold start costs a core for seconds
 
+    def stop(self, run_id: str, root=None) -> None:
+        pass  # the worker reads the flag at its next heartbeat, within a second
+
     def warm(self, root=None) -> None:
         """One runner warms up and waits (MNIST_RUNNER_IDLE_SECONDS), so the first Start needs no cold start."""
         ensure_runners(root, wanted=1)
@@ -102,20 +105,21 @@ def runners_alive() -> list[int]:
 
 
 class Reconciler(threading.Thread):
-    """Reconciles the host's executor every `every` seconds until stopped: what a page shows never
-    depends on a visitor, or the CLI, having asked (a Ray job that died before its run started reads
-    as failed). A fault is said on stderr once, until it changes, and tried again."""
+    """Reconciles an executor (by default the host's) every `every` seconds until stopped: what a page
+    shows never depends on a visitor, or the CLI, having asked (a Ray job that died before its run
+    started reads as failed). The runs folder is the one configured when it starts. A fault is said on
+    stderr once, until it changes, and tried again."""
 
-    def __init__(self, root=None, every: float = RECONCILE_SECONDS):
+    def __init__(self, executor: Optional[Executor] = None, root=None, every: float = RECONCILE_SECONDS):
         super().__init__(name="executor-reconcile", daemon=True)
-        self.root, self.every = root, every
+        self.executor, self.root, self.every = executor or for_host(), Path(root or runs_dir()), every
         self.stopped = threading.Event()
 
     def run(self) -> None:
         said = None
         while not self.stopped.wait(self.every):
             try:
-                for_host().reconcile(self.root)
+                self.executor.reconcile(self.root)
                 said = None
             except MnistLabError as exc:
                 if str(exc) != said:
@@ -130,12 +134,12 @@ _reconciler: Optional[Reconciler] = None
 _reconciler_lock = threading.Lock()
 
 
-def keep_reconciling(root=None, every: float = RECONCILE_SECONDS) -> Reconciler:
+def keep_reconciling(executor: Optional[Executor] = None, root=None, every: float = RECONCILE_SECONDS) -> Reconciler:
     """The web server's Reconciler, started once per process (a second call returns the first while it
     runs)."""
     global _reconciler
     with _reconciler_lock:
         if _reconciler is None or not _reconciler.is_alive():
-            _reconciler = Reconciler(root, every)
+            _reconciler = Reconciler(executor, root, every)
             _reconciler.start()
         return _reconciler

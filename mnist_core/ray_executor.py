@@ -164,6 +164,9 @@ class RayExecutor(Executor):
             time.sleep(0.5)
         self._stop_job(job_id)
 
+    def warm(self, root=None) -> None:
+        pass  # a cluster is ready by itself
+
     def places_in_line(self, all_runs: Sequence[registry.Run]) -> dict[str, int]:
         """Every run whose worker has not started it waits in Ray's queue: the cluster's scheduler, not
         MNIST_MAX_CONCURRENT, decides when it has room."""
@@ -183,7 +186,8 @@ class RayExecutor(Executor):
         failed = []
         for run in overdue:
             # First the record, then the job: a worker that wakes finds its run given up and records nothing.
-            if registry.finish_run(run.id, RunStatus.FAILED, root=root, error=f"{limits.time_limit_text(limit)} reached"):
+            why = f"{limits.time_limit_text(limit)} reached"
+            if registry.finish_run(run.id, RunStatus.FAILED, root=root, error=why):
                 failed.append(run.id)
             self._stop_job(run.job_id)
         return failed

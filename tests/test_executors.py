@@ -79,7 +79,7 @@ def test_under_ray_a_waiting_run_is_in_the_clusters_line_whatever_the_local_cap(
     assert "queued, number 2 in line" in live.short_progress(registry.get_run(second), everyone).text
 
 
-def test_the_server_reconciles_its_executor_in_the_background_and_keeps_going_past_a_fault(monkeypatch, capsys):
+def test_the_server_reconciles_its_executor_in_the_background_and_keeps_going_past_a_fault(capsys, isolated_dirs):
     calls, twice = [], threading.Event()
 
     class Flaky(executors.LocalExecutor):
@@ -91,13 +91,12 @@ def test_the_server_reconciles_its_executor_in_the_background_and_keeps_going_pa
                 twice.set()
             return []
 
-    monkeypatch.setattr(executors, "for_host", Flaky)
-    reconciler = executors.Reconciler(every=0.01)
+    reconciler = executors.Reconciler(Flaky(), every=0.01)
     reconciler.start()
     try:
         assert twice.wait(30), "the reconciler did not try again after a fault"
     finally:
         reconciler.stop()
         reconciler.join(timeout=30)
-    assert not reconciler.is_alive()
+    assert not reconciler.is_alive() and calls[0] == isolated_dirs["runs"]  # this host's runs folder
     assert "the runs could not be brought up to date: the registry cannot be reached" in capsys.readouterr().err

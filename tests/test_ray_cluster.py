@@ -2,12 +2,12 @@
 registry and the cluster.
 
 Two `ray start` nodes (a head and a worker, one CPU each), each with its own temp dir, ports, runs
-folder and checkpoint folder, the registry on the test PostgreSQL server; the submitting side (this test, and `python -m mnist_core` processes
-standing in for the web host) has folders of its own too. Runs go through `submit`, so through the
-Ray executor (MNIST_RAY_ADDRESS). The cluster and its folders are removed whatever happens: every
-process the two `ray start --block` commands started (and anything still running in the cluster's
-folders) is killed by pid, never by name, so another Ray on this machine is left alone
-(benchmarks/ray_local.py).
+folder and checkpoint folder, the registry on the test PostgreSQL server; the submitting side (this
+test, and `python -m mnist_core` processes standing in for the web host) has folders of its own too.
+Runs go through `submit`, so through the Ray executor (MNIST_RAY_ADDRESS). The cluster and its
+folders are removed whatever happens: every process the two `ray start --block` commands started (and
+anything still running in the cluster's folders) is killed by pid, never by name, so another Ray on
+this machine is left alone (benchmarks/ray_local.py).
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def cluster(mnist, postgres_server):
     PostgreSQL server; yields the web host's environment. Each node's own folders come from its
     environment (`ray start`'s), MNIST from the shared data folder."""
     def own_folders(name, folder):
-        return {"MNIST_RUNS_DIR": str(folder / name / "runs"), "MNIST_CHECKPOINT_DIR": str(folder / name / "checkpoints")}
+        return {"MNIST_RUNS_DIR": str(folder / name / "runs"),
+                "MNIST_CHECKPOINT_DIR": str(folder / name / "checkpoints")}
 
     registry_url = postgres_server.create_database()
     try:

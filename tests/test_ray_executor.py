@@ -100,6 +100,7 @@ def test_reconcile_fails_a_run_past_its_time_limit_whose_heartbeat_stopped_and_s
                 job_id=ray_executor.job_id_for(run_id)))
 
     assert executor.reconcile() == [overdue]
-    assert registry.get_run(overdue).status == "failed" and registry.get_run(overdue).error == "time limit 1 min reached"
+    failed = registry.get_run(overdue)
+    assert failed.status == "failed" and failed.error == "time limit 1 min reached"
     assert stopped == [ray_executor.job_id_for(overdue)]
     assert registry.get_run(within).status == "running"

@@ -93,8 +93,9 @@ def test_a_runner_whose_launcher_ended_finishes_the_queue_then_leaves(mnist, tin
     """`submit` from the command line returns at once; its runner trains the run, then leaves at once
     (not after MNIST_RUNNER_IDLE_SECONDS: nobody is left to submit to it)."""
     monkeypatch.setenv("MNIST_RUNNER_IDLE_SECONDS", "600")
-    launcher = subprocess.run([sys.executable, "-c", "import json, sys\nfrom mnist_core import executors\n"
-                               "print(executors.for_host().submit(json.loads(sys.argv[1])))", json.dumps(tiny_config())],
+    submit = ("import json, sys\nfrom mnist_core import executors\n"
+              "print(executors.for_host().submit(json.loads(sys.argv[1])))")
+    launcher = subprocess.run([sys.executable, "-c", submit, json.dumps(tiny_config())],
                               capture_output=True, text=True, timeout=120, env=os.environ.copy())
     run_id = launcher.stdout.strip()
     assert launcher.returncode == 0, launcher.stderr
@@ -157,4 +158,5 @@ def test_a_run_whose_final_record_fails_is_recorded_completed_by_its_runner_once
     assert not runfiles.outcome_path(run_id).exists()
     model, meta = artifacts.load_run_model(run_id)
     assert meta["run_id"] == run_id and meta["metrics"]["test_accuracy"] == run.test_accuracy
-    assert all(registry.get_artifact(run_id, name) for name in (artifacts.WEIGHTS, artifacts.SIDECAR))  # other hosts see it too
+    # other hosts see it too
+    assert all(registry.get_artifact(run_id, name) for name in (artifacts.WEIGHTS, artifacts.SIDECAR))
