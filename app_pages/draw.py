@@ -3,6 +3,10 @@
 The canvas and the answer are one fragment: a stroke reruns only them, not the model picker, the
 downloads or the sidebar. An uploaded picture or checkpoint is used only while the page says so,
 with a button back to the canvas or to the listed model.
+
+Under the answer a drawing from the canvas can be given to the visitors' drawing set
+(mnist_core.drawings): "Right?" -> yes, or the digit it really is -> Add to the drawing set, beside the
+one line saying what is kept. Not offered when the host set MNIST_DRAWINGS=off.
 """
 
 from pathlib import Path
@@ -10,18 +14,20 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from mnist_core import drawings
 from mnist_core.checkpoints import DRAW_DEFAULT, default_checkpoint
-from mnist_core.errors import ImageError
+from mnist_core.errors import ImageError, MnistLabError
 from mnist_core.loaded import LoadedModel
 from mnist_core.models import list_models
 from mnist_core.predict import predict_proba
 from mnist_core.preprocess import canvas_to_mnist, load_image
-from app_pages._canvas import drawing_canvas
+from app_pages._canvas import drawing_canvas, drawn_strokes
+from app_pages._class import membership
 from app_pages import _keys as keys
 from app_pages._data import load_model
 from app_pages._errors import show_error
 from app_pages._figures import CHART_CONFIG, digit_heatmap, probability_bars
-from app_pages._frame import open_in_inside
+from app_pages._frame import open_in_inside, visitor_token
 from app_pages._models import checkpoint_search, model_chooser, offered_checkpoints
 from app_pages._explain_ui import attribution_section, export_buttons
 
@@ -36,6 +42,8 @@ st.title("Draw")
 st.caption("Draw a digit with the mouse or a finger: the prediction follows every stroke.")
 
 st.session_state.setdefault("draw_picture_version", 0)
+GIVE_PICK = "draw_give_digit"   # the "Right?" answer: the digit the drawing really is
+GIVEN = "draw_given"            # {"picture": the 28x28 given, "id": its id, "digit": ...} of the last drawing given
 
 
 def _picture_key() -> str:
@@ -43,7 +51,9 @@ def _picture_key() -> str:
 
 
 def _use_the_canvas() -> None:
-    """Forget the uploaded picture: a file_uploader under a new key starts empty."""
+    """Forget the uploaded picture: a file_uploader under a new key starts empty. A new drawing asks "Right?"
+    afresh."""
+    st.session_state.pop(GIVE_PICK, None)
     if st.session_state.get(_picture_key()) is not None:
         st.session_state.draw_picture_version += 1
 
@@ -109,6 +119,10 @@ def drawing_and_answer(chosen: LoadedModel | None) -> None:
     probs = predict_proba(chosen.model, image)[0]
     top = int(probs.argmax())
     prediction.metric("Prediction", top, f"{probs[top]:.1%} confidence", delta_color="off", delta_arrow="off")
+    strokes = drawn_strokes("draw_canvas") if upload is None else None
+    if strokes is not None:  # an uploaded picture has no strokes, and the set keeps only canvas drawings
+        with prediction:
+            give_drawing(image, top, strokes)
     with answer_col:
         seen, bars = st.columns([1, 2])
         seen.plotly_chart(digit_heatmap(image, "Model input, 28x28", height=260, show_scale=False),
@@ -125,6 +139,38 @@ def drawing_and_answer(chosen: LoadedModel | None) -> None:
     # --- several models on the same drawing --------------------------------------------------------
     if st.toggle("Compare models on this drawing", key="draw_compare"):
         compare_models(chosen, image)
+
+
+def give_drawing(image: np.ndarray, top: int, strokes: dict) -> None:
+    """ "Right?" -> yes, or the digit it really is -> Add to the drawing set, with the consent line. Every
+    refusal (the caps, a blank or duplicate drawing, a field the browser forged) is one line."""
+    try:
+        on = drawings.settings.current().enabled
+    except MnistLabError as exc:
+        show_error(exc)
+        return
+    if not on:
+        return
+    given = st.session_state.get(GIVEN)
+    if given is not None and np.array_equal(given["picture"], image):
+        st.success(f"Added to the drawing set as a {given['digit']} (drawing {given['id']}): thank you. The "
+                   "Dataset page shows it under \"Mine\".", icon=":material/volunteer_activism:")
+        return
+    digit = st.pills("Right? If not, pick the digit it really is", [top, *(d for d in range(10) if d != top)],
+                     key=GIVE_PICK, format_func=lambda d: f"Yes, {d}" if d == top else str(d))
+    if st.button("Add to the drawing set", icon=":material/add_photo_alternate:", disabled=digit is None,
+                 help="Pick \"Yes\" or the right digit first" if digit is None else None, key="draw_give"):
+        try:
+            drawing_id = drawings.add_drawing(image, digit, strokes.get("strokes"), strokes.get("pointer"),
+                                              owner=visitor_token(), predicted=top, class_code=membership()[0])
+        except MnistLabError as exc:
+            show_error(exc)
+        else:
+            st.session_state[GIVEN] = {"picture": image.copy(), "id": drawing_id, "digit": digit}
+            st.success(f"Added to the drawing set as a {digit} (drawing {drawing_id}): thank you. The Dataset "
+                       "page shows it under \"Mine\".", icon=":material/volunteer_activism:")
+            return
+    st.caption(drawings.consent_line())
 
 
 def compare_models(chosen: LoadedModel, image: np.ndarray) -> None:
