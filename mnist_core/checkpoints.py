@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+import safetensors
+import safetensors.torch
 import torch
 from torch import nn
 
@@ -51,8 +53,6 @@ def weights_path(path: os.PathLike) -> Path:
 
 def _sidecar_json(model: nn.Module, meta: dict[str, Any]) -> tuple[str, str]:
     """(architecture, sidecar JSON text): `meta` plus the format, architecture, date and library versions."""
-    import safetensors
-
     arch = meta.get("architecture") or getattr(model, "arch_name", None)
     metrics = meta.get("metrics")
     if isinstance(metrics, dict):  # a diverged run's NaN loss is saved as unknown: loading refuses NaN
@@ -80,8 +80,6 @@ def save_checkpoint(model: nn.Module, meta: dict[str, Any], path: os.PathLike) -
     `meta` may hold config, metrics and anything JSON-serialisable; the architecture is taken from
     the model (create_model sets it) unless meta names one.
     """
-    from safetensors.torch import save_file
-
     path = weights_path(path)
     arch, text = _sidecar_json(model, meta)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
@@ -91,7 +89,7 @@ def save_checkpoint(model: nn.Module, meta: dict[str, Any], path: os.PathLike) -
                               "so no checkpoint was saved; try a smaller learning rate")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"architecture": arch}))
+        atomic_write(path, lambda tmp: safetensors.torch.save_file(state, tmp, metadata={"architecture": arch}))
         atomic_write(sidecar_path(path), lambda tmp: Path(tmp).write_text(text))
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
@@ -257,13 +255,10 @@ def _check_safetensors_header(data: bytes, name: str) -> dict:
 
 def model_from_bytes(data: bytes, meta: dict, name: str = "checkpoint") -> nn.Module:
     """Rebuild meta's architecture from safetensors bytes, checking every tensor's name and shape."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
     _check_safetensors_header(data, name)
     try:
-        state = load(bytes(data))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        state = safetensors.torch.load(bytes(data))
+    except (safetensors.SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{name} could not be read as safetensors: {str(exc).splitlines()[0]}") from None
     model = create_model(meta["architecture"])
     expected = model.state_dict()

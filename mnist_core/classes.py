@@ -27,6 +27,7 @@ from .csvfile import csv_text
 from .errors import MnistLabError
 from .live import collapse
 from .registry import Run, list_runs
+from .sweeps import varied_fields
 
 NAME_MAX = 24
 
@@ -141,8 +142,6 @@ def parallel_rows(class_runs: list[Run]) -> tuple[list[str], list[dict]]:
     that differs between them (sweeps.varied_fields, at most MAX_AXES; the model when none does), led
     by the student when the class is small enough to label; a row per completed run with its test
     accuracy ("test accuracy") and id ("run")."""
-    from .sweeps import varied_fields
-
     done = [r for r in class_runs if r.status == "completed" and r.test_accuracy is not None]
     names = {r.id: name for name, mine in students(class_runs).items() for r in mine}
     fields = varied_fields([r.config for r in done])[:MAX_AXES] or ["model"]

@@ -119,24 +119,27 @@ def read_idx(path: Path) -> np.ndarray:
 
 # --- the restricted unpickler for the PyPI mirror -----------------------------------------------
 
+try:
+    from numpy._core import multiarray  # numpy>=2; the pickle names the old numpy.core path
+except ImportError:  # pragma: no cover - numpy 1.x
+    from numpy.core import multiarray
+
+# Exactly the three globals a pickled numpy array needs, under either of numpy's module names.
+_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): multiarray._reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): multiarray._reconstruct,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+
+
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Admits exactly the three globals a pickled numpy array needs, and refuses anything else."""
 
     def find_class(self, module: str, name: str):
-        try:
-            from numpy._core import multiarray  # numpy>=2; the pickle names the old numpy.core path
-        except ImportError:  # pragma: no cover - numpy 1.x
-            from numpy.core import multiarray
-
-        allowed = {
-            ("numpy.core.multiarray", "_reconstruct"): multiarray._reconstruct,
-            ("numpy._core.multiarray", "_reconstruct"): multiarray._reconstruct,
-            ("numpy", "ndarray"): np.ndarray,
-            ("numpy", "dtype"): np.dtype,
-        }
-        if (module, name) not in allowed:
+        if (module, name) not in _PICKLE_GLOBALS:
             raise pickle.UnpicklingError(f"refused to load {module}.{name}: only numpy arrays are allowed")
-        return allowed[(module, name)]
+        return _PICKLE_GLOBALS[(module, name)]
 
 
 def safe_unpickle(data: bytes):

@@ -19,7 +19,7 @@ from torch import nn
 from .csvfile import csv_text
 from .drawings import drawing_set
 from .errors import DrawingRefused
-from .models import count_parameters, layer_table, list_models, model_info
+from .models import count_parameters, create_model, layer_table, list_models, model_info
 from .predict import predict_proba
 
 
@@ -114,7 +114,7 @@ def evaluate_on_drawings(model: nn.Module, part: str = "all", root=None) -> SetE
 
 def flops_per_image(model: nn.Module) -> int:
     """Floating-point operations of one forward pass on one 28x28 image (torch's flop counter)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils.flop_counter import FlopCounterMode  # here: it loads torch's tracing code, for cards only
 
     model.eval()
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
@@ -191,8 +191,6 @@ def model_card(model: nn.Module, name: str, test_accuracy: Optional[float] = Non
 
 def architecture_cards() -> list[dict]:
     """A card per zoo architecture, untrained (no accuracy)."""
-    from .models import create_model
-
     return [model_card(create_model(n), n, kind="architecture (untrained)") for n in list_models()]
 
 

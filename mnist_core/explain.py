@@ -83,7 +83,7 @@ def _final_linear(model: nn.Module) -> nn.Linear:
 
 def attribute(model: nn.Module, image, method: str = "saliency", target: int | None = None) -> Attribution:
     """Attribution of one 28x28 image (float in [0,1], or uint8) for class `target` (default: predicted)."""
-    from captum.attr import IntegratedGradients, Occlusion, Saliency
+    from captum.attr import IntegratedGradients, Occlusion, Saliency  # here: seconds to load, Explain's only
 
     if method not in METHODS:
         raise ValueError(f"unknown attribution method {method!r}: choose one of {', '.join(METHODS)}")
@@ -156,7 +156,7 @@ def penultimate(model: nn.Module, images, batch_size: int = 1000) -> tuple[np.nd
 
 def project(features: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
     """Features [N,D] -> float32 [N,2] by PCA, or by t-SNE (after PCA to 50 dimensions, the usual recipe)."""
-    from sklearn.decomposition import PCA
+    from sklearn.decomposition import PCA  # here: scikit-learn takes seconds to load, for embedding maps only
     from sklearn.manifold import TSNE
 
     if method not in PROJECTIONS:

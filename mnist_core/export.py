@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import safetensors.torch
 import torch
 from torch import nn
 
@@ -31,6 +32,7 @@ from .checkpoints import (MAX_SIDECAR_BYTES, MAX_UPLOAD_BYTES, _check_safetensor
                           _sidecar_json, model_from_bytes, parse_meta, read_capped)
 from .errors import CheckpointError
 from .paths import atomic_write
+from .predict import as_batch
 
 META_KEY = "mnist_lab_meta"
 BUNDLE_SUFFIX = ".bundle.safetensors"
@@ -45,7 +47,7 @@ _EXPORT_LOCK = threading.Lock()
 
 def onnx_bytes(model: nn.Module, meta: dict[str, Any] | None = None) -> bytes:
     """The model as an ONNX file's bytes (input "image" [N,1,28,28], output "logits" [N,10])."""
-    import onnx
+    import onnx  # here: seconds to load, for export only
 
     _, text = _sidecar_json(model, meta or {})
     # A private copy: tracing must not touch a model that other sessions are running.
@@ -69,9 +71,7 @@ def save_onnx(model: nn.Module, path: os.PathLike, meta: dict[str, Any] | None =
 
 def onnx_max_difference(model: nn.Module, data: bytes, images) -> float:
     """Largest |logit difference| between onnxruntime running `data` and PyTorch running `model`."""
-    import onnxruntime as ort
-
-    from .predict import as_batch
+    import onnxruntime as ort  # here: only the export's check runs the graph
 
     x = as_batch(images)
     options = ort.SessionOptions()
@@ -88,11 +88,9 @@ def onnx_max_difference(model: nn.Module, data: bytes, images) -> float:
 
 def bundle_bytes(model: nn.Module, meta: dict[str, Any]) -> bytes:
     """Weights and sidecar as one safetensors file's bytes."""
-    from safetensors.torch import save
-
     arch, text = _sidecar_json(model, meta)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    return save(state, metadata={"architecture": arch, META_KEY: text})
+    return safetensors.torch.save(state, metadata={"architecture": arch, META_KEY: text})
 
 
 def save_bundle(model: nn.Module, meta: dict[str, Any], path: os.PathLike) -> Path:

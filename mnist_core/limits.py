@@ -105,7 +105,7 @@ def max_concurrent() -> int:
 
 
 def current() -> Limits:
-    from .models import list_models
+    from .models import list_models  # here: models loads torch; a runner reads the other limits without it
 
     allowed = os.environ.get("MNIST_ALLOWED_MODELS")
     models = tuple(m.strip() for m in allowed.split(",") if m.strip()) if allowed else \

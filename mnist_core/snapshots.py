@@ -29,6 +29,7 @@ there for a run it does not have.
 
 from __future__ import annotations
 
+import argparse
 import io
 import os
 import sys
@@ -40,8 +41,11 @@ from typing import Optional
 import numpy as np
 from torch import nn
 
+from .artifacts import stored_snapshots
 from .checkpoints import checkpoint_dirs, read_meta, weights_path
+from .data import load_mnist
 from .errors import MnistLabError, RunError
+from .inspection import conv_kernels, feature_maps, first_layer_templates, is_convnet
 from .paths import atomic_write
 from .runfiles import snapshot_path  # runs/snapshots/RUN_ID.npz
 
@@ -96,8 +100,6 @@ def ship(checkpoint: os.PathLike, root: Optional[os.PathLike] = None) -> Path:
 
 def probe_image(data_root=None) -> tuple[np.ndarray, int]:
     """(uint8 [28,28], label): the fixed image every run's feature maps are recorded for."""
-    from .data import load_mnist
-
     images, labels = load_mnist("test", root=data_root)
     return images[PROBE_INDEX].numpy().copy(), int(labels[PROBE_INDEX])
 
@@ -109,8 +111,6 @@ def capture(model: nn.Module, probe: np.ndarray) -> tuple[list[tuple[str, np.nda
     MAX_LAYER_VALUES), or for an MLP its first MAX_TEMPLATES first-layer units as [units, 1, 28, 28].
     maps: the probe's feature maps for each of model.feature_layers up to MAX_LAYER_VALUES * 2.
     """
-    from .inspection import conv_kernels, feature_maps, first_layer_templates, is_convnet
-
     if is_convnet(model):
         kernels = [(name, w) for i, (name, w) in enumerate(conv_kernels(model)) if i == 0 or w.size <= MAX_LAYER_VALUES]
     else:
@@ -226,8 +226,6 @@ def load_snapshots(run_id: str, root: Optional[os.PathLike] = None) -> Optional[
     path = find_snapshots(run_id, root)
     if path is not None:
         return read_snapshots(path, run_id)
-    from .artifacts import stored_snapshots
-
     data = stored_snapshots(run_id, root)
     return None if data is None else _parse(io.BytesIO(data), run_id)
 
@@ -261,8 +259,6 @@ def _parse(source, run_id: str) -> Snapshots:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """`python -m mnist_core.snapshots CKPT...`: ship each checkpoint's run snapshots beside it (make pretrained)."""
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m mnist_core.snapshots",
                                      description="Copy the training snapshots of the run that made each "
                                                  "checkpoint beside it, as NAME.snapshots.npz.")
