@@ -3,6 +3,7 @@ on it on Evaluate. The registry is each test's own (conftest's isolated_dirs).""
 
 import base64
 import io
+import json
 
 import numpy as np
 import pytest
@@ -123,3 +124,82 @@ def test_with_drawings_off_the_page_offers_no_giving(monkeypatch):
     assert at.metric[0].value not in ("", "–")
     assert GIVE not in [b.label for b in at.button]
     assert drawings.consent_line() not in [c.value for c in at.caption]
+
+
+# --- Dataset: the visitors' drawings as a third source ----------------------------------------------
+
+BROWSER_A, BROWSER_B = "a" * 32, "b" * 32  # two browsers' owner tokens (the cookie's format)
+
+
+def picture(seed: int, digit_rows: int = 14) -> np.ndarray:
+    """A distinct 28x28 drawing: a bar whose place and width depend on the seed."""
+    img = np.zeros((28, 28), np.uint8)
+    img[4:4 + digit_rows, 6 + seed % 14:9 + seed % 14 + seed // 14 % 3] = 255
+    return img
+
+
+def give(seed: int, token: str, digit: int = 1, pointer: str = "mouse") -> int:
+    return drawings.add_drawing(picture(seed), digit, STROKES, pointer, owner=token, predicted=7)
+
+
+def open_drawings(token: str = BROWSER_A):
+    at = open_page("app_pages/dataset.py")
+    at.session_state["visitor_token"] = token
+    at.radio(key="ds_split").set_value("drawings").run()
+    assert not at.exception, messages(at)
+    return at
+
+
+def grid_ids(at) -> list[int]:
+    """The drawing ids in the grid's cells, in order."""
+    chart = next(c for c in at.get("plotly_chart") if "ds_drawing_grid" in c.proto.id)
+    scatter = json.loads(chart.proto.spec)["data"][1]
+    return [row[0] for row in scatter["customdata"]]
+
+
+def test_the_drawings_are_a_third_source_filtered_by_digit_pointer_and_mine():
+    give(0, BROWSER_A, digit=1, pointer="mouse")
+    give(1, BROWSER_A, digit=4, pointer="touch")
+    mine_pen = give(2, BROWSER_A, digit=4, pointer="pen")
+    theirs = give(3, BROWSER_B, digit=4, pointer="pen")
+    at = open_drawings()
+    assert len(grid_ids(at)) == 4
+    at.selectbox(key="ds_label").set_value(4).run()
+    at.selectbox(key="ds_pointer").set_value("pen").run()
+    assert grid_ids(at) == [theirs, mine_pen]  # newest first
+    at.toggle(key="ds_mine").set_value(True).run()
+    assert grid_ids(at) == [mine_pen]
+    assert not at.exception, messages(at)
+
+
+def test_counts_per_digit_and_pointer_and_the_comparison_with_mnist_are_shown(mnist):
+    for seed in range(3):
+        give(seed, BROWSER_A, digit=seed, pointer=("mouse", "touch", "touch")[seed])
+    at = open_drawings()
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["a mouse"], metrics["a finger"], metrics["a pen"]) == ("1", "2", "0")
+    assert "How the drawings differ from MNIST" in [s.value for s in at.subheader]
+    assert {"Ink, drawings", "Stroke width, drawings", "Slant, drawings"} <= set(metrics)
+    [table] = [d.value for d in at.dataframe]
+    assert list(table["drawings"]) == [1, 1, 1, 0, 0, 0, 0, 0, 0, 0]
+    assert table["stroke width (drawings)"][0] > 0 and np.isnan(table["ink (drawings)"][5])
+
+
+def test_my_drawing_can_be_removed_and_another_browsers_offers_no_remove():
+    mine = give(0, BROWSER_A)
+    theirs = give(1, BROWSER_B)
+    at = open_drawings(BROWSER_A)
+    at.session_state["ds_drawing"] = theirs
+    at.run()
+    assert "Remove my drawing" not in [b.label for b in at.button]
+    at.session_state["ds_drawing"] = mine
+    at.run()
+    at.button(key="ds_remove").click().run()
+    assert not at.exception and not at.error, messages(at)
+    assert [d.id for d in drawings.list_drawings()] == [theirs]
+    assert grid_ids(at) == [theirs]
+
+
+def test_an_empty_set_says_how_to_give_a_drawing():
+    at = open_drawings()
+    assert any("No drawings yet" in i.value for i in at.info), messages(at)
