@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .errors import CheckpointError
+from .errors import CheckpointError, first_line
 from .models import create_model, list_models
 from .paths import REPO_ROOT, atomic_write, checkpoint_dir
 from .runfiles import RUN_ID
@@ -259,7 +259,7 @@ def model_from_bytes(data: bytes, meta: dict, name: str = "checkpoint") -> nn.Mo
     try:
         state = safetensors.torch.load(bytes(data))
     except (safetensors.SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{name} could not be read as safetensors: {str(exc).splitlines()[0]}") from None
+        raise CheckpointError(f"{name} could not be read as safetensors: {first_line(exc)}") from None
     model = create_model(meta["architecture"])
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
