@@ -25,6 +25,7 @@ from mnist_core.snapshots import find_snapshots, read_snapshots
 from app_pages._errors import show_error
 from app_pages._figures import CHART_CONFIG
 from app_pages._frame import run_heavy
+from app_pages._models import is_imported
 from app_pages._network_figures import diverging, kernel_figure, map_figure
 
 METHOD_NOTES = {
@@ -126,6 +127,9 @@ def export_buttons(loaded: LoadedModel, key: str) -> None:
     a server the longest), so it is made behind a "Prepare" button, under a spinner, and kept: once
     made, the download is offered straight away. The bundle is quick and made when clicked.
     """
+    if is_imported(loaded):  # an uploaded ONNX file: the visitor has it already
+        st.caption("An uploaded ONNX file: nothing to download that you do not have.")
+        return
     model, meta, model_key = loaded.model, loaded.meta, loaded.key
     stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in loaded.name)[:60] or "model"
     c1, c2 = st.columns(2)

@@ -2,13 +2,19 @@
 
 - `checkpoint_picker`: a selectbox over the checkpoint files (Evaluate's confusion matrix).
 - `model_chooser`: the files, then the completed runs whose checkpoint only the registry holds (trained
-  on another host), with an upload beside them; returns the LoadedModel in use (Draw, Inside, Explain).
+  on another host), with one uploader beside them (a checkpoint, a bundle or an ONNX file, in the same
+  words on every page); returns the LoadedModel in use (Draw, Inside, Evaluate, Explain).
 - `offered_checkpoints` / `checkpoint_search`: a bounded list of checkpoints and the box that finds the
   others, for any picker (Draw's comparison too).
+- `is_imported(loaded)`: whether the model in use is an uploaded ONNX file (no download, no replay).
 
 A host with thousands of runs has thousands of checkpoints: a picker offers PICKER_LIMIT at once (the
 defaults, the newest, what is picked) and a search box for the rest. Uploads are checked as hostile
 and loaded in memory (mnist_core.checkpoints, mnist_core.export); nothing a visitor uploads is written.
+An ONNX file's check, conversion and trial run in a limited child process (mnist_core.onnx_import, as
+this visitor's heavy job), once per file and chosen convention on this server; the page then says how
+the file was read ("NHWC, pixels 0..1, logits: 97.9% on 512 training images") with a select to read it
+another way.
 """
 
 from __future__ import annotations
@@ -17,8 +23,11 @@ import hashlib
 from pathlib import Path
 
 import streamlit as st
+# The stop/rerun check a heavy job's wait polls (as _frame.run_heavy's does): a visitor who leaves stops
+# their file's check at once.
+from streamlit.runtime.scriptrunner_utils.script_run_context import get_run_yield_check
 
-from mnist_core import artifacts, registry
+from mnist_core import artifacts, onnx_import, registry
 from mnist_core.checkpoints import find_checkpoints, load_uploaded_checkpoint
 from mnist_core.errors import MnistLabError
 from mnist_core.export import load_bundle
@@ -26,11 +35,20 @@ from mnist_core.loaded import LoadedModel
 from app_pages import _keys as keys
 from app_pages._data import load_model
 from app_pages._errors import show_error
+from app_pages._frame import visitor_token
 
 PICKER_LIMIT = 30  # checkpoints (and registry-held models) a picker offers at once: a host with thousands of
                    # runs would otherwise send thousands of options to every browser on every rerun
 RUN_OPTION = "run:"  # a chooser option "run:<id>" (as the sweep view's "use this model" sets it) names such a run
 NO_CHECKPOINTS = "No checkpoints yet: train one on the Train page, or run `make pretrained`."
+# The one uploader, in the same words on every page that chooses a model
+UPLOAD_TITLE = "Upload a model"
+UPLOAD_LABEL = ("A checkpoint's .safetensors weights and .json sidecar, one .bundle.safetensors file, or a "
+                "classifier exported to .onnx")
+UPLOAD_HELP = ("An ONNX file from Keras, PyTorch or scikit-learn is checked before anything of it runs (no "
+               "custom ops, no control flow, bounded sizes), and its input convention is found by trying it on "
+               "training images. Nothing you upload is kept.")
+FOUND = "found"  # the convention select's first option: the one the trial found
 
 
 # --- checkpoint files: a bounded list, and a box to find the others -------------------------------------
@@ -76,14 +94,75 @@ def _load_upload(digest: str, weights: bytes, sidecar: bytes | None):
     return load_uploaded_checkpoint(weights, sidecar)
 
 
-def uploaded_checkpoint(files) -> LoadedModel | None:
-    """The model in uploaded files (weights + sidecar, or one bundle); None after saying why in one line."""
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _load_onnx(digest: str, name: str, layout: str | None, scale: str | None, ink: str | None, _data: bytes,
+               _owner: str) -> LoadedModel:
+    """The checked, converted file read with the given convention (None: found by score), once per file
+    (its digest) and convention on this server; a refusal raises and is not kept."""
+    return onnx_import.load_onnx(_data, name, layout=layout, scale=scale, ink=ink, owner=_owner,
+                                 poll=get_run_yield_check() or (lambda: None))
+
+
+def is_imported(loaded: LoadedModel | None) -> bool:
+    """Whether `loaded` is an uploaded ONNX file (mnist_core.onnx_import), not one of the lab's models."""
+    return loaded is not None and loaded.meta.get("architecture") == "onnx"
+
+
+def _convention_text(option: dict) -> str:
+    accuracy = option.get("accuracy")
+    return option["text"] + ("" if accuracy is None else f" ({accuracy:.1%} on the sample)")
+
+
+def uploaded_onnx(file, key: str) -> LoadedModel | None:
+    """The model in an uploaded ONNX file, read as found or as the visitor picks; None after saying why
+    in one line. Says how the file is read, with the select that overrides it."""
+    data = file.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    pick_key = f"{key}_convention_{digest[:16]}"  # a new file starts on what its trial finds
+    try:
+        with st.spinner(f"Checking {Path(file.name).name[:60]}: its graph, then a trial on training images in a "
+                        "sandbox (up to a minute the first time)..."):
+            found = _load_onnx(digest, file.name, None, None, None, data, visitor_token())
+            options = {o["text"]: o for o in found.meta["options"]}
+            picked = st.session_state.get(pick_key, FOUND)
+            chosen = found
+            if picked in options:
+                o = options[picked]
+                chosen = _load_onnx(digest, file.name, o["layout"], o["scale"], o["ink"], data, visitor_token())
+    except MnistLabError as exc:
+        show_error(exc)
+        return None
+    reading = f"Read as {chosen.meta['reading']}."
+    if chosen.meta.get("near_chance"):
+        st.warning(f"{reading} Its answers are no better than guessing: pick the convention it was trained with "
+                   "below, or check the file.", icon=":material/warning:")
+    else:
+        st.caption(reading)
+    best = found.meta["convention"]
+    best_text = next((t for t, o in options.items()
+                      if (o["layout"], o["scale"], o["ink"]) == (best["layout"], best["scale"], best["ink"])), "")
+    st.selectbox("Input convention", [FOUND, *options], key=pick_key,
+                 format_func=lambda t: f"as found: {best_text}" if t == FOUND else _convention_text(options[t]),
+                 help="How the lab feeds this model its 28x28 images: the layout of its input, the scale of its "
+                      "pixels and whether its digits are dark on white. Found by scoring every one on the "
+                      "sample; pick another to read the model that way.")
+    return chosen
+
+
+def uploaded_checkpoint(files, key: str = "upload") -> LoadedModel | None:
+    """The model in uploaded files (weights + sidecar, one bundle, or one ONNX file); None after saying
+    why in one line."""
     by_suffix = {Path(f.name).suffix.lower(): f for f in files}
+    if ".onnx" in by_suffix:
+        if len(files) != 1:
+            st.error("Upload an .onnx file alone: it holds the whole model.")
+            return None
+        return uploaded_onnx(files[0], key)
     if len(files) == 1 and ".safetensors" in by_suffix:
         weights, sidecar = by_suffix[".safetensors"].getvalue(), None
     elif set(by_suffix) != {".safetensors", ".json"} or len(files) != 2:
         st.error("Upload two files: the checkpoint's .safetensors weights and its .json sidecar (or one "
-                 ".bundle.safetensors file).")
+                 ".bundle.safetensors file, or one .onnx file).")
         return None
     else:
         weights, sidecar = by_suffix[".safetensors"].getvalue(), by_suffix[".json"].getvalue()
@@ -174,15 +253,15 @@ def model_chooser(key: str, label: str = "Checkpoint", default: str = "lenet5.sa
         st.warning(NO_CHECKPOINTS)
     picked_name = None if picked is None else (runs_held.get(picked) or picked.removesuffix(".safetensors"))
     notice = st.container()  # always here, so what follows keeps its place when the notice comes or goes
-    with upload_place or st.container(), st.expander("Upload a checkpoint", icon=":material/upload:"):
-        files = st.file_uploader("The .safetensors weights and the .json sidecar, or one .bundle.safetensors file",
-                                 type=["safetensors", "json"], accept_multiple_files=True,
-                                 key=f"{key}_upload" + (f"_{version}" if version else ""))
+    with upload_place or st.container(), st.expander(UPLOAD_TITLE, icon=":material/upload:"):
+        files = st.file_uploader(UPLOAD_LABEL, type=["safetensors", "json", "onnx"], accept_multiple_files=True,
+                                 key=f"{key}_upload" + (f"_{version}" if version else ""), help=UPLOAD_HELP)
     if files:
         with notice:
-            chosen = uploaded_checkpoint(files)  # a refusal is shown here, in one line
+            in_use = st.container()  # "Model in use" above what the check of an ONNX file says
+            chosen = uploaded_checkpoint(files, key)  # a refusal is shown here, in one line
             if chosen is not None:
-                st.info(f"Model in use: {chosen.name}" + (f", not {picked_name}" if picked_name else ""),
+                in_use.info(f"Model in use: {chosen.name}" + (f", not {picked_name}" if picked_name else ""),
                         icon=":material/upload_file:")
             elif picked_name:  # a bad upload loses nothing: the listed checkpoint goes on answering
                 st.caption(f"The upload was refused: still using {picked_name}.")

@@ -176,7 +176,8 @@ def give_drawing(image: np.ndarray, top: int, strokes: dict) -> None:
 def compare_models(chosen: LoadedModel, image: np.ndarray) -> None:
     """Chosen checkpoints' answers to the same drawing, side by side: the committed ones and the model in
     use unless the visitor picks others, COMPARE_MAX at most, from a bounded list with a search box (a host
-    with thousands of runs has thousands of checkpoints: comparing them all would take minutes a stroke)."""
+    with thousands of runs has thousands of checkpoints: comparing them all would take minutes a stroke).
+    A model in use that is not a file here (an upload, an ONNX file, a run the registry holds) answers first."""
     key = "draw_compare_pick"
     in_use = [Path(chosen.key[1]).name] if chosen.key[0] == "file" else []
     first = list(dict.fromkeys([f"{m}.safetensors" for m in list_models() if default_checkpoint(m)] + in_use))
@@ -187,20 +188,21 @@ def compare_models(chosen: LoadedModel, image: np.ndarray) -> None:
                             key=key, max_selections=COMPARE_MAX, format_func=lambda n: n.removesuffix(".safetensors"),
                             help=f"Up to {COMPARE_MAX} checkpoints, each answering this drawing.")
     checkpoint_search(key, len(by_name), total)
-    paths = [by_name[n] for n in picked[:COMPARE_MAX] if n in by_name]
-    if paths:
-        cols = st.columns(min(4, len(paths)))
-        for k, p in enumerate(paths):
+    shown = ([] if in_use else [chosen]) + [by_name[n] for n in picked[:COMPARE_MAX] if n in by_name]
+    if shown:
+        cols = st.columns(min(4, len(shown)))
+        for k, p in enumerate(shown):
+            name = p.name if isinstance(p, LoadedModel) else p.stem
             with cols[k % len(cols)]:
                 try:
-                    other, _ = load_model(p)
+                    other = p.model if isinstance(p, LoadedModel) else load_model(p)[0]
                 except Exception as exc:  # noqa: BLE001 - one bad checkpoint must not hide the others
-                    st.caption(p.stem)
+                    st.caption(name)
                     show_error(exc)
                     continue
                 probs_k = predict_proba(other, image)[0]
-                st.metric(p.stem, int(probs_k.argmax()), f"{probs_k.max():.1%}", delta_color="off", delta_arrow="off")
-                st.plotly_chart(probability_bars(probs_k, height=220), key=f"compare-{p.stem}", config=CHART_CONFIG)
+                st.metric(name, int(probs_k.argmax()), f"{probs_k.max():.1%}", delta_color="off", delta_arrow="off")
+                st.plotly_chart(probability_bars(probs_k, height=220), key=f"compare-{k}-{name}", config=CHART_CONFIG)
 
 
 with drawing_row:
