@@ -247,7 +247,7 @@ def test_a_file_that_is_not_a_picture_is_refused_alone_not_beside_predicting():
 
 
 def test_a_blank_picture_is_said_to_be_blank():
-    """Seen: a blank picture showed "Predicting: your uploaded picture ..." and nothing more."""
+    """A blank picture gets a sentence saying so, not a prediction of nothing."""
     at = _upload("blank.png", _png(np.full((120, 120, 3), 255, np.uint8)))
     assert [w.value for w in at.warning] == ["Your picture blank.png is blank: no digit stands out from its "
                                              "background. Upload a picture of a digit, or draw one."]

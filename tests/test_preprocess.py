@@ -241,7 +241,7 @@ def test_an_empty_canvas_value_is_no_drawing():
 
 
 def test_a_tiny_png_declaring_a_huge_image_is_refused_before_anything_is_decoded(monkeypatch):
-    """The reported attack: a few KB of PNG declaring a 30,000 x 30,000 picture. Pillow is never asked."""
+    """A few KB of PNG declaring a 30,000 x 30,000 picture is refused from its header: Pillow is never asked."""
     import PIL.Image
 
     from mnist_core.errors import ImageError
