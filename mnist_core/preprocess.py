@@ -39,7 +39,7 @@ MAX_PIXELS = 4096 * 4096        # larger JPEGs are refused before they are decod
 # The same for the formats that decode at full size: a 2560x1600 screen. A WebP costs ~4.5 bytes of memory
 # per byte of its RGBA pixels while it decodes (+75 MB at this size), a PNG ~2.5 (tests/test_upload_bounds.py).
 MAX_FULL_DECODE_PIXELS = 2560 * 1600
-# What an uploaded picture may be, read from its header (Pillow's format names; the README names these).
+# What an uploaded picture may be, read from its header (Pillow's format names; docs/hosting.md names these).
 # A phone camera's JPEG with a second picture in it (MPO) opens through the JPEG plugin.
 ACCEPTED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 _ACCEPTED_NAMES = "PNG, JPEG, GIF, BMP or WebP"
@@ -167,7 +167,7 @@ def load_image(data: bytes) -> np.ndarray:
 
     Safe on hostile input, and cheap whatever the file declares:
     - the byte size, then the format and the pixel count are checked before anything is decoded. The
-      format is read from the bytes' header, never from the file's name, and only the ones the README
+      format is read from the bytes' header, never from the file's name, and only the ones docs/hosting.md
       names are opened (PNG, JPEG, GIF, BMP, WebP): a TIFF named `.png` is refused like any other file
       we do not read, and no other Pillow plugin ever sees the bytes;
     - a JPEG (up to MAX_PIXELS) decodes already reduced (libjpeg's 1/2, 1/4 or 1/8 scale, Pillow's
