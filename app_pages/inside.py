@@ -18,7 +18,7 @@ from app_pages import _keys as keys
 from app_pages._data import load_split, require_data
 from app_pages._errors import show_error
 from app_pages._figures import CHART_CONFIG, digit_heatmap, probability_bars, tiles_heatmap
-from app_pages._models import model_chooser
+from app_pages._models import is_imported, model_chooser
 from app_pages._explain_ui import attribution_section, export_buttons, replay_section
 from app_pages._network_figures import FULL_GRID_MAX, diverging, kernel_figure, map_figure
 
@@ -73,7 +73,9 @@ def model_weights(_model, model_key: tuple):
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def layers(_model, model_key: tuple):
-    return layer_table(_model)
+    rows = layer_table(_model)
+    # an imported graph also holds the nodes that compute shapes and constants: only those an image passes
+    return [r for r in rows if r["output shape"]] if model_key[0] == "onnx" else rows
 
 
 def roll_random_nth(count: int) -> None:
@@ -154,7 +156,11 @@ with c_probs:
 with c_model:
     st.subheader("Model")
     arch = meta.get("architecture", "")
-    st.markdown(f"**{model_name}**: {model_info(arch).description}" if arch else f"**{model_name}**")
+    if is_imported(chosen):
+        st.markdown(f"**{model_name}**: an uploaded ONNX file, opset {meta.get('opset')}, converted layer by layer "
+                    "into PyTorch (onnx2torch); the layer names are its graph's.")
+    else:
+        st.markdown(f"**{model_name}**: {model_info(arch).description}" if arch else f"**{model_name}**")
     accuracy = (meta.get("metrics") or {}).get("test_accuracy")
     if accuracy is not None:
         st.metric("Test accuracy", f"{accuracy:.2%}")
@@ -187,10 +193,15 @@ if inspection.is_convnet(model):
 
     st.header("Feature maps")
     st.caption("What each layer makes of the input: one small image per channel (after ReLU and pooling).")
+    ops = getattr(model, "feature_ops", {})  # an imported graph's layers: each one's ONNX op
     for name, fmap in maps:
-        channels, height, width = fmap.shape
-        st.subheader(f"{name} · {channels} x {height} x {width}")
-        st.plotly_chart(map_figure(fmap), config=CHART_CONFIG)
+        op = f" ({ops[name]})" if name in ops else ""
+        if fmap.ndim == 3:
+            st.subheader(f"{name}{op} · {' x '.join(map(str, fmap.shape))}")
+            st.plotly_chart(map_figure(fmap), config=CHART_CONFIG)
+        else:  # an activation after the flattening (an imported graph's dense layers): one bar per unit
+            st.subheader(f"{name}{op} · {fmap.size} units")
+            st.plotly_chart(map_figure(fmap.reshape(-1)), config=CHART_CONFIG)
 
 # --- MLPs: first-layer templates and hidden activations ------------------------------------------
 
