@@ -8,6 +8,10 @@ Start stays disabled, so a run never differs from the form and Start submits the
 The page calls, in order: `restore()` before any widget, `preset_row`, `fields`, `start_button`,
 `architecture`, and `start(values, token)` when Start was pressed.
 
+The drawings_weight field (mix the visitors' drawings into training) gets a line under Advanced
+saying how many drawings the set's training part holds and how many held-out ones the run will be
+tested on (mnist_core.training.mixing).
+
 State: each field's widget has the key _keys.field_key(name), "cfg_<name>" (the Sweep tab starts
 its runs from them). Streamlit forgets a widget's value while its page is not shown, so every change
 also copies the values under a key no widget owns (_keys.TRAIN_FORM, the preset's name beside it),
@@ -19,7 +23,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from mnist_core import executors, form, kernels, live, registry, sweeps
+from mnist_core import drawings, executors, form, kernels, live, registry, sweeps
 from mnist_core.errors import MnistLabError
 from mnist_core.models import count_parameters, create_model, layer_table, model_info
 from mnist_core.training import PRESETS, TrainConfig
@@ -158,12 +162,39 @@ def fields(problems: dict[str, str]) -> None:
             for col, name in zip(st.columns(3), form.ADVANCED[i:i + 3]):
                 with col:
                     field_widget(name, problems.get(name))
+        drawings_note(st.session_state[field_key("drawings_weight")])
     if st.session_state[field_key("backend")] == "numpy":
         st.info("The NumPy engine trains the MLPs from scratch (hand-written forward and backward passes) with "
                 "sgd or sgd-momentum and no augmentation: the presets tutorial-numpy-2layer and "
                 "tutorial-numpy-mlp90 are set up for it.", icon=":material/calculate:")
     if "" in problems:
         st.error(problems[""])
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def drawing_parts(total: int, newest: int) -> tuple[int, int]:
+    """(drawings in the set's training part, in its held-out part); (total, newest id) name the set's
+    state, so a drawing added or removed counts afresh."""
+    return len(drawings.drawing_set(part="train")[2]), len(drawings.drawing_set(part="held-out")[2])
+
+
+def drawings_note(weight) -> None:
+    """Under a share of drawings above 0: what the run will train on and be tested on, or that the set has
+    nothing to train on yet (the run would fail at its start)."""
+    if not isinstance(weight, (int, float)) or not weight > 0:
+        return
+    try:
+        newest = drawings.list_drawings(newest_first=True, limit=1)
+        train, held_out = drawing_parts(drawings.count_drawings(), newest[0].id if newest else 0)
+    except MnistLabError:
+        return  # the registry's own error shows where the page reads the runs
+    if not train:
+        st.warning("The visitors' drawing set has no drawings to train on yet: give some on the Draw page, or set "
+                   "the share of drawings to 0.", icon=":material/draw:")
+    else:
+        st.caption(f"{weight:.0%} of the training images will be drawn from the set's {train:,} training drawings; "
+                   f"the run is then tested on the {held_out:,} drawings of the held-out givers"
+                   + (" (none yet)." if not held_out else ", beside the MNIST test set."))
 
 
 def start_button(problems: dict[str, str], recent: list[registry.Run]) -> bool:

@@ -11,6 +11,9 @@ from PIL import Image
 
 from apptest_util import messages, open_page
 from mnist_core import classes, drawings
+from mnist_core import evaluate as ev
+from mnist_core.checkpoints import default_checkpoint, load_checkpoint
+from mnist_core.drawings.givers import is_held_out
 
 CANVAS = "draw_canvas"  # the Draw page's canvas component
 GIVE_PICK = "draw_give_digit"  # "Right?": the digit the drawing really is
@@ -203,3 +206,92 @@ def test_my_drawing_can_be_removed_and_another_browsers_offers_no_remove():
 def test_an_empty_set_says_how_to_give_a_drawing():
     at = open_drawings()
     assert any("No drawings yet" in i.value for i in at.info), messages(at)
+
+
+# --- Evaluate: on the drawings beside the MNIST test set ------------------------------------------
+
+def lenet():
+    model, _ = load_checkpoint(default_checkpoint("lenet5"))
+    return model
+
+
+def open_evaluate_on_drawings(part: str = "all"):
+    at = open_page("app_pages/evaluate.py")
+    at.session_state["eval_on"] = "drawings"
+    at.run()
+    if part != "all":
+        at.selectbox(key="eval_part").set_value(part).run()
+    assert not at.exception, messages(at)
+    return at
+
+
+def test_evaluate_on_the_drawings_gives_the_accuracy_the_gap_and_the_drawings_themselves(mnist):
+    ids = [give(seed, BROWSER_A, digit=1) for seed in range(6)]
+    at = open_evaluate_on_drawings()
+    expected = ev.evaluate_on_drawings(lenet())
+    accuracy = next(m for m in at.metric if m.label == "Accuracy on the drawings")
+    assert accuracy.value == f"{expected.accuracy:.2%}"
+    assert "on MNIST test" in accuracy.proto.delta
+    assert next(m for m in at.metric if m.label == "Mistakes").value == str(len(expected.mistakes()))
+    at.toggle(key="cm_every_mistake").set_value(True).run()
+    captions = [caption for img in at.get("image") for caption in img.captions]
+    shown = [int(c.split(" ")[0][1:]) for c in captions]
+    assert shown == [int(expected.ids[i]) for i in expected.mistakes()] and set(shown) <= set(ids)
+
+
+def test_clicking_a_cell_on_the_drawings_shows_exactly_those_drawings(mnist):
+    for seed in range(4):
+        give(seed, BROWSER_A, digit=seed % 2)
+    expected = ev.evaluate_on_drawings(lenet())
+    at = open_evaluate_on_drawings()
+    true, predicted = 1, int(expected.predictions.predicted[1])
+    at.session_state["confusion"] = {"selection": {"points": [{"x": predicted, "y": true}], "point_indices": [],
+                                                   "box": [], "lasso": []}}
+    at.run()
+    captions = [caption for img in at.get("image") for caption in img.captions]
+    cell = ev.cell_indices(expected.predictions, true, predicted)
+    assert [int(c.split(" ")[0][1:]) for c in captions] == [int(expected.ids[i]) for i in cell]
+
+
+def test_the_held_out_part_is_measured_alone_and_an_empty_part_says_so(mnist):
+    browsers = [f"{n:032d}" for n in range(200)]
+    held_out = next(t for t in browsers if is_held_out(drawings.giver_of(t)))
+    in_training = next(t for t in browsers if not is_held_out(drawings.giver_of(t)))
+    give(0, in_training)
+    at = open_evaluate_on_drawings("held-out")
+    assert any("no drawings yet by held-out givers" in i.value for i in at.info), messages(at)
+    give(1, held_out)
+    give(2, held_out)
+    at = open_evaluate_on_drawings("held-out")
+    assert "2 drawings" in next(m for m in at.metric if m.label == "Accuracy on the drawings").help
+
+
+def test_model_cards_show_the_accuracy_on_the_drawings_and_the_gap(mnist):
+    for seed in range(3):
+        give(seed, BROWSER_A, digit=1)
+    at = open_page("app_pages/evaluate.py")
+    at.session_state["eval_tab"] = "Model cards"
+    at.run()
+    assert not at.exception, messages(at)
+    cards = at.dataframe[0].value
+    row = cards[(cards["name"] == "lenet5") & (cards["kind"] == "checkpoint")].iloc[0]
+    on_drawings = ev.evaluate_on_drawings(lenet()).accuracy
+    assert row["on the drawings"] == f"{on_drawings:.2%}"
+    test = float(row["test accuracy"].rstrip("%")) / 100
+    assert row["gap"] == f"{100 * (on_drawings - test):+.2f} points"
+    assert set(cards.loc[cards["kind"] != "checkpoint", "on the drawings"]) == {"–"}
+
+
+# --- Train: mixing the drawings in -----------------------------------------------------------------
+
+def test_the_train_form_says_what_a_share_of_drawings_trains_on_or_that_there_is_none_yet():
+    at = open_page("app_pages/train.py")
+    at.number_input(key="cfg_drawings_weight").set_value(0.2).run()
+    assert not at.exception, messages(at)
+    assert any("no drawings to train on yet" in w.value for w in at.warning), messages(at)
+    browsers = [f"{n:032d}" for n in range(200)]
+    give(0, next(t for t in browsers if not is_held_out(drawings.giver_of(t))))
+    give(1, next(t for t in browsers if is_held_out(drawings.giver_of(t))))
+    at.run()
+    assert any("from the set's 1 training drawings" in c.value and "the 1 drawings of the held-out givers" in c.value
+               for c in at.caption), messages(at)
