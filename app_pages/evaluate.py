@@ -1,6 +1,7 @@
-"""Evaluate: a checkpoint on the test set (confusion matrix you can click into, the mistakes,
-per-class precision and recall), model cards for every architecture and checkpoint, and runs
-compared against a baseline."""
+"""Evaluate: a model on the test set (confusion matrix you can click into, the mistakes, per-class
+precision and recall, beside a checkpoint on the same images), model cards for every architecture
+and checkpoint, and runs compared against a baseline. The model is chosen as on every page: a
+checkpoint, a run's model, or an upload (a checkpoint, a bundle or an ONNX file)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from app_pages._data import load_model, load_split, require_data
 from app_pages._errors import show_error
 from app_pages._figures import percent
 from app_pages._frame import open_in_inside, run_heavy
-from app_pages._models import checkpoint_picker
+from app_pages._models import checkpoint_picker, model_chooser
 from app_pages._selectable import selectable_chart
 
 GALLERY_SIZE = 40
@@ -35,10 +36,31 @@ require_data()
 
 
 @st.cache_data(show_spinner="Evaluating on the 10,000 test images...", max_entries=16)
-def test_predictions(path: str, mtime: float) -> ev.Predictions:
-    model, _ = load_model(path)
+def test_predictions(_model, model_key: tuple) -> ev.Predictions:
     images, labels = load_split("test")
-    return run_heavy(ev.predictions, model, images, labels)  # bounded, and dropped if the visitor leaves
+    return run_heavy(ev.predictions, _model, images, labels)  # bounded, and dropped if the visitor leaves
+
+
+def compare_with_checkpoint(chosen, preds: ev.Predictions) -> None:
+    """The model in use beside a checkpoint on the same 10,000 test images: each one's accuracy, and
+    the images on which they disagree."""
+    path = checkpoint_picker("Compare with", key="eval_compare_checkpoint")
+    if path is None:
+        return
+    try:
+        model, _ = load_model(path)
+        other = test_predictions(model, ("file", str(path), path.stat().st_mtime))
+    except (MnistLabError, OSError) as exc:
+        show_error(exc)
+        return
+    disagree = int((preds.predicted != other.predicted).sum())
+    both_wrong = int(((preds.predicted != preds.labels) & (other.predicted != other.labels)).sum())
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric(chosen.name, f"{preds.accuracy:.2%}", help="Test accuracy")
+    c2.metric(path.stem, f"{other.accuracy:.2%}", f"{100 * (other.accuracy - preds.accuracy):+.2f} points",
+              delta_arrow="off", help="Test accuracy")
+    c3.metric("They disagree on", f"{disagree:,}", help="test images given different answers")
+    c4.metric("Both wrong on", f"{both_wrong:,}", help="test images neither answers right")
 
 
 @st.cache_data(show_spinner="Measuring every model...")
@@ -75,12 +97,12 @@ def confusion_figure(cm: np.ndarray) -> go.Figure:
 
 
 def confusion_tab() -> None:
-    """A checkpoint on the test set: metrics, the clickable confusion matrix, the cell's gallery."""
-    path = checkpoint_picker(key="eval_checkpoint")
-    if path is None:
+    """A model on the test set: metrics, the clickable confusion matrix, the cell's gallery."""
+    chosen = model_chooser("eval_checkpoint")
+    if chosen is None:
         return
     try:
-        preds = test_predictions(str(path), path.stat().st_mtime)
+        preds = test_predictions(chosen.model, chosen.key)
     except (MnistLabError, OSError) as exc:
         show_error(exc)
         return
@@ -91,6 +113,8 @@ def confusion_tab() -> None:
     m1.metric("Test accuracy", f"{preds.accuracy:.2%}")
     m2.metric("Mistakes", f"{len(wrong):,}", help="out of 10,000 test images")
     m3.metric("Most confused", "{} → {}".format(*worst), help="true → predicted")
+    if st.toggle("Compare with a checkpoint on the same images", key="eval_compare", **KEEP):
+        compare_with_checkpoint(chosen, preds)
 
     left, right = st.columns([1.1, 1])
     with left:
