@@ -91,3 +91,11 @@ def test_evaluate_gives_an_nhwc_model_the_accuracy_of_the_checkpoint_it_was_expo
     at.selectbox(key="eval_compare_checkpoint").select("lenet5.safetensors").run(timeout=CHECK_SECONDS)
     said = {m.label: m.value for m in at.metric}
     assert said["They disagree on"] == "0" and said["lenet5"] == f"{lenet.accuracy:.2%}", said
+
+
+def test_explain_maps_what_an_nhwc_models_last_linear_layer_reads(mnist, nhwc_lenet):
+    at = upload(open_page("app_pages/explain.py"), "explain_checkpoint_upload", "keras-lenet.onnx", nhwc_lenet)
+    assert not at.error, messages(at)
+    said = {m.label: m.value for m in at.metric}
+    assert said["Features per image"] == "84", said  # lenet5's F6: what its last Gemm reads
+    assert int(said["Mistakes"].replace(",", "")) < 0.05 * int(said["Images"].replace(",", "")), said
