@@ -14,18 +14,30 @@ Errors a user can cause print one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import time
+from pathlib import Path
 
-from .errors import MnistLabError
+import torch
+from tqdm import tqdm
+
+from . import data, drawings, executors, export, kernels, registry, retention, runfiles, sweeps
+from .artifacts import load_run_model
+from .checkpoints import load_checkpoint
+from .errors import ConfigError, DataError, MnistLabError
+from .evaluate import evaluate_on_drawings
+from .models import count_parameters, create_model, list_models, model_info
+from .records import LIVE, RunStatus
 from .runfiles import RUN_ID
+from .training import PRESETS, TrainConfig, admit, evaluate, preset_config
+from .worker import execute_run
 
 EXAMPLE_RUN_ID = "20250131-142501-3fa9c2"  # what runfiles.new_run_id makes: date, time, 6 hex digits
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    from .training import TrainConfig
-
     group = parser.add_argument_group("training config (TrainConfig fields)")
     for f in TrainConfig.fields():
         meta = f.metadata
@@ -38,28 +50,17 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_fetch_data(args) -> int:
-    from tqdm import tqdm
-
-    from .data import fetch
-
     with tqdm(total=100, unit="%", desc="MNIST", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as bar:
         def progress(fraction: float, message: str) -> None:
             bar.n = round(100 * fraction)
             bar.set_postfix_str(message[:70])
             bar.refresh()
-        folder = fetch(root=args.data_dir, progress=progress, mirror_timeout=args.timeout)
+        folder = data.fetch(root=args.data_dir, progress=progress, mirror_timeout=args.timeout)
     print(f"MNIST verified in {folder}")
     return 0
 
 
 def cmd_train(args) -> int:
-    from tqdm import tqdm
-
-    from . import registry
-    from .records import RunStatus
-    from .training import admit
-    from .worker import execute_run
-
     if args.run_id is not None:  # given, even empty: never a default training instead
         if not RUN_ID.match(args.run_id):
             raise MnistLabError(f"--run-id {args.run_id[:40]!r} is not a run id: one looks like "
@@ -103,10 +104,6 @@ def cmd_train(args) -> int:
 def _fetch_missing_data(run_id: str) -> None:
     """A worker on a host without MNIST (a fresh Ray node) fetches and MD5-verifies it first, as
     `fetch-data` does; a fetch that fails fails the run with its one-line reason."""
-    from . import data, registry, runfiles
-    from .errors import DataError
-    from .records import RunStatus
-
     if data.is_present():
         return
     print("MNIST is not on this host: fetching it", file=sys.stderr)
@@ -119,24 +116,17 @@ def _fetch_missing_data(run_id: str) -> None:
 
 def _config_flags(args) -> dict:
     """The TrainConfig fields given as flags (train, submit and sweep take them all)."""
-    from .training import TrainConfig
-
     fields = {f.name for f in TrainConfig.fields()}
     return {k: v for k, v in vars(args).items() if k in fields and v is not None}
 
 
 def _config_from_flags(args):
     """The TrainConfig the flags say: --preset's recipe, if given, with the field flags over it."""
-    from .training import TrainConfig, preset_config
-
     overrides = _config_flags(args)
     return preset_config(args.preset, **overrides) if args.preset else TrainConfig.from_dict(overrides)
 
 
 def cmd_submit(args) -> int:
-    from . import executors
-    from .training import admit
-
     config = admit(_config_from_flags(args))
     run_id = executors.for_host().submit(config.to_dict())
     print(run_id, flush=True)  # alone on stdout, for scripts: RUN=$(python -m mnist_core submit ...)
@@ -147,13 +137,6 @@ def cmd_submit(args) -> int:
 
 def follow(run_id: str, quiet: bool = False, poll_seconds: float = 0.5) -> int:
     """Follow a submitted run to its end with a progress bar (stderr); 0 when it completed, else 1."""
-    import time
-
-    from tqdm import tqdm
-
-    from . import executors, registry
-    from .records import LIVE, RunStatus
-
     executor = executors.for_host()
     last_check = 0.0
     with tqdm(total=None, unit="step", desc=run_id, disable=quiet, file=sys.stderr) as bar:
@@ -187,26 +170,17 @@ def _reconcile(executor) -> None:
 
 
 def cmd_sweep(args) -> int:
-    from .sweeps import cli
-
-    return cli(args.param, _config_from_flags(args).to_dict(), random=args.random, seeds=args.seeds,
+    return sweeps.cli(args.param, _config_from_flags(args).to_dict(), random=args.random, seeds=args.seeds,
                sample_seed=args.sample_seed, wait=args.wait)
 
 
 def cmd_export(args) -> int:
-    from pathlib import Path
-
-    from . import export
-    from .checkpoints import load_checkpoint
-
     model, meta = load_checkpoint(args.checkpoint)
     suffix = export.ONNX_SUFFIX if args.format == "onnx" else export.BUNDLE_SUFFIX
     out = Path(args.out or Path(args.checkpoint).name.removesuffix(".safetensors").removesuffix(".json") + suffix)
     path = export.export_checkpoint(model, meta, args.format, out)
     print(f"{args.format} written to {path} ({path.stat().st_size:,} bytes)")
     if args.format == "onnx":
-        import torch
-
         images = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(0))
         diff = export.onnx_max_difference(model, path.read_bytes(), images)
         print(f"onnxruntime vs PyTorch on 16 random images: largest logit difference {diff:.1e}")
@@ -214,27 +188,19 @@ def cmd_export(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .checkpoints import load_checkpoint
-    from .data import load_mnist
-    from .training import evaluate
-
     if RUN_ID.match(args.checkpoint):  # a run id: its checkpoint wherever it lives (a file here, or the registry)
-        from .artifacts import load_run_model
-
         model, meta = load_run_model(args.checkpoint)
     else:
         model, meta = load_checkpoint(args.checkpoint)
     if args.on == "drawings":
         return _evaluate_on_drawings(model, meta, args.part)
-    images, labels = load_mnist("test", root=args.data_dir)
+    images, labels = data.load_mnist("test", root=args.data_dir)
     loss, acc = evaluate(model, images, labels)
     print(f"{meta['architecture']}: test accuracy {acc:.4f} ({round(acc * len(labels))}/{len(labels)}), loss {loss:.4f}")
     return 0
 
 
 def _evaluate_on_drawings(model, meta: dict, part: str) -> int:
-    from .evaluate import evaluate_on_drawings
-
     result = evaluate_on_drawings(model, part=part)
     right, n = int((result.predictions.labels == result.predictions.predicted).sum()), len(result.ids)
     which = "the drawings" if part == "all" else f"the {part} drawings"
@@ -246,11 +212,6 @@ def _evaluate_on_drawings(model, meta: dict, part: str) -> int:
 
 def cmd_drawings(args) -> int:
     """The visitors' drawing set: list [--json] | export --out DIR | import DIR | delete ID."""
-    import json
-    import time
-
-    from . import drawings
-
     if args.drawings_action == "export":
         done = drawings.export_set(args.out)
         print(f"{done.count} drawings written to {done.folder} (IDX, strokes.jsonl, DATASHEET.md)")
@@ -298,13 +259,8 @@ RUN_JSON_FIELDS = ("id", "status", "config", "node", "host", "job_id", "created_
 
 
 def cmd_runs(args) -> int:
-    import json
-
-    from . import executors
-    from .registry import list_runs
-
     _reconcile(executors.for_host())  # e.g. a Ray job that died before its run started reads as failed
-    rows = list_runs()
+    rows = registry.list_runs()
     if args.json:  # one object per line (JSON Lines): `runs --json | jq` or a line-by-line reader
         for r in rows:
             print(json.dumps({k: getattr(r, k, None) for k in RUN_JSON_FIELDS}))
@@ -321,9 +277,6 @@ def cmd_runs(args) -> int:
 
 
 def cmd_prune(args) -> int:
-    from . import retention
-    from .errors import ConfigError
-
     rules = retention.policy()
     for flag, value in (("--keep-runs", args.keep_runs), ("--keep-days", args.keep_days)):
         if value is not None and not value >= 0:
@@ -345,8 +298,6 @@ def cmd_prune(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .models import count_parameters, create_model, list_models, model_info
-
     for name in list_models():
         info = model_info(name)
         print(f"{name:11} {count_parameters(create_model(name)):>8,} params  {info.description}  [{info.provenance}]")
@@ -354,16 +305,12 @@ def cmd_models(args) -> int:
 
 
 def cmd_presets(args) -> int:
-    from .training import PRESETS
-
     for p in PRESETS.values():
         print(f"{p.name:22} {p.description}" + (f" Article: {p.reported}." if p.reported else ""))
     return 0
 
 
 def cmd_kernels(args) -> int:
-    from . import kernels
-
     built = kernels.available()  # builds them now, so training workers find them ready
     print(f"LeNet-5's fused CPU kernels: {kernels.status()}")
     if built:
