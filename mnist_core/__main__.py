@@ -337,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model (recorded in the run registry, checkpoint written)")
     p.add_argument("--preset", default=None, help="start from a named recipe (see `presets`)")
     p.add_argument("--run-id", default=None, help="execute this queued run from the registry (used by the dashboard)")
-    p.add_argument("--checkpoint", default=None, help="where to write the checkpoint (default: checkpoints/MODEL-RUNID)")
+    p.add_argument("--checkpoint", default=None,
+                   help="where to write the checkpoint (default: checkpoints/MODEL-RUNID)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
@@ -402,8 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("runs", help="list the runs in the registry")
-    p.add_argument("--json", action="store_true", help="one JSON object per line per run (id, status, config, "
-                                                       "node, host, job_id, test_accuracy, error, sweep, class_code...)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per line per run (id, status, config, node, host, job_id, test_accuracy, "
+                        "error, sweep, class_code...)")
     p.set_defaults(func=cmd_runs)
     pp = p.add_subparsers(dest="runs_action").add_parser(
         "prune", help="remove the finished runs the retention policy says are due, oldest first (their rows, "
