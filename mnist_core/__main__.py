@@ -336,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model (recorded in the run registry, checkpoint written)")
     p.add_argument("--preset", default=None, help="start from a named recipe (see `presets`)")
-    p.add_argument("--run-id", default=None, help="execute this queued run from the registry (used by the dashboard)")
+    p.add_argument("--run-id", default=None, help="execute this queued run from the registry (what a Ray job runs)")
     p.add_argument("--checkpoint", default=None,
                    help="where to write the checkpoint (default: checkpoints/MODEL-RUNID)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
