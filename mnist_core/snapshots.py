@@ -41,7 +41,7 @@ from typing import Optional
 import numpy as np
 from torch import nn
 
-from .artifacts import stored_snapshots
+from .artifacts import store_snapshots, stored_snapshots
 from .checkpoints import checkpoint_dirs, read_meta, weights_path
 from .data import load_mnist
 from .errors import MnistLabError, RunError
@@ -201,8 +201,6 @@ class Recorder:
 
     def _store(self, path: Path) -> None:
         """Copy the file just written into the registry, for hosts without this disk."""
-        from .artifacts import store_snapshots
-
         try:
             store_snapshots(self.run_id, path.read_bytes(), self.root)
             self.store_failed = False
