@@ -190,13 +190,70 @@ def cmd_export(args) -> int:
 def cmd_evaluate(args) -> int:
     if RUN_ID.match(args.checkpoint):  # a run id: its checkpoint wherever it lives (a file here, or the registry)
         model, meta = load_run_model(args.checkpoint)
+    elif args.checkpoint.lower().endswith(".onnx"):  # a model from elsewhere, checked as hostile first
+        model, meta = _load_onnx_file(args.checkpoint, args)
     else:
         model, meta = load_checkpoint(args.checkpoint)
     if args.on == "drawings":
         return _evaluate_on_drawings(model, meta, args.part)
     images, labels = data.load_mnist("test", root=args.data_dir)
     loss, acc = evaluate(model, images, labels)
-    print(f"{meta['architecture']}: test accuracy {acc:.4f} ({round(acc * len(labels))}/{len(labels)}), loss {loss:.4f}")
+    print(f"{meta.get('file') or meta['architecture']}: test accuracy {acc:.4f} ({round(acc * len(labels))}/"
+          f"{len(labels)}), loss {loss:.4f}")
+    return 0
+
+
+def _load_onnx_file(file: str, args):
+    """(model, meta) of an ONNX file (mnist_core.onnx_import), its input convention found or as the flags fix
+    it; how it was read is said first (on stderr, with a warning when near chance)."""
+    from pathlib import Path
+
+    from .checkpoints import read_capped
+    from .errors import CheckpointError, OnnxRefused
+    from .onnx_import import checks, load_onnx
+
+    path = Path(file)
+    try:
+        data = read_capped(path, checks.max_bytes())
+    except CheckpointError as exc:
+        raise OnnxRefused(str(exc)) from None
+    loaded = load_onnx(data, path.name, layout=args.layout, scale=args.scale, ink=args.ink, output=args.output,
+                       owner="cli")
+    print(f"{path.name} read as {loaded.meta['reading']}", file=sys.stderr)
+    return loaded.model, loaded.meta
+
+
+def _add_onnx_flags(parser: argparse.ArgumentParser) -> None:
+    from .onnx_import.conventions import INKS, LAYOUTS, OUTPUTS, SCALES
+
+    group = parser.add_argument_group("an ONNX file's input convention (found by score unless fixed here)")
+    group.add_argument("--layout", choices=tuple(LAYOUTS), help="NCHW [N,1,28,28], NHWC [N,28,28,1], NHW [N,28,28] "
+                                                               "or flat [N,784]")
+    group.add_argument("--scale", choices=SCALES, help="the pixels it expects: 0..1, 0..255, mean/std (MNIST's) "
+                                                       "or -1..1")
+    group.add_argument("--ink", choices=INKS, help="inverted: dark digits on white")
+    group.add_argument("--output", choices=OUTPUTS, help="what it returns (read from its answers unless given)")
+
+
+def cmd_inspect(args) -> int:
+    """The layers whose activations the lab draws: name, op and shape for one image."""
+    import json
+
+    from .checkpoints import load_checkpoint
+    from .models import torch_type_name
+    from .onnx_import import describe_layers
+
+    if args.model.lower().endswith(".onnx"):
+        model, _ = _load_onnx_file(args.model, args)
+    else:
+        model, _ = load_checkpoint(args.model)
+        model.feature_ops = {n: "+".join(torch_type_name(m) for m in model.body.get_submodule(n).modules()
+                                         if not list(m.children())) for n in model.feature_layers}
+    rows = describe_layers(model)
+    for row in rows:
+        print(json.dumps(row) if args.json else f"{row['name']:32} {row['op']:18} {'x'.join(map(str, row['shape']))}")
+    if not rows and not args.json:
+        print("no layers the lab can draw (no convolution, pooling or activation)")
     return 0
 
 
@@ -367,14 +424,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="test-set accuracy of a checkpoint, or of a run's checkpoint wherever it "
                                         "lives (a file here, or the run registry)")
-    p.add_argument("checkpoint", help="a .safetensors file with its .json sidecar, or a run id")
+    p.add_argument("checkpoint", help="a .safetensors file with its .json sidecar, a run id, or an .onnx file")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--on", choices=("test", "drawings"), default="test",
                    help="test: MNIST's 10,000 test digits (default); drawings: the visitors' drawing set")
     p.add_argument("--part", choices=("all", "train", "held-out"), default="all",
                    help="with --on drawings: the whole set (default), or its part a run trains on or the part "
                         "held out from training (split by giver)")
+    _add_onnx_flags(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("inspect", help="the layers whose activations the lab draws (feature maps), of an ONNX file "
+                                       "or a checkpoint: name, op and shape for one image")
+    p.add_argument("model", help="an .onnx file, or a .safetensors checkpoint with its .json sidecar")
+    p.add_argument("--json", action="store_true", help="one JSON object per line: name, op, shape")
+    _add_onnx_flags(p)
+    p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("drawings", help="the visitors' drawing set: list, export, import, delete")
     actions = p.add_subparsers(dest="drawings_action", required=True)

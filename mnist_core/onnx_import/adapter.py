@@ -44,7 +44,7 @@ ALIASES = {
     ("GlobalAveragePool", 22): 1, ("Dropout", 22): 13, ("Elu", 22): 6, ("Selu", 22): 6, ("Softplus", 22): 1,
     ("HardSigmoid", 22): 6, ("HardSwish", 22): 14, ("InstanceNormalization", 22): 6,
 }
-FEATURE_OPS = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Relu", "LeakyRelu",
+FEATURE_OPS = ("Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "Relu", "LeakyRelu",
                "PRelu", "Elu", "Selu", "Sigmoid", "Tanh", "Softplus", "HardSigmoid", "HardSwish", "Clip")
 HEAD_OPS = ("Gemm", "MatMul")
 WORKING_BYTES = 512 << 20  # one forward pass of an imported graph, however many images it is given

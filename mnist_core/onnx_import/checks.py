@@ -2,19 +2,19 @@
 
 The file comes from a stranger, and onnx's own security policy leaves isolation to its host. So:
 
-- `check_size` and `sniff` (run in the server, on the bytes): at most MNIST_MAX_ONNX_BYTES (20 MB by
-  default); a pickle, a zip (a PyTorch .pt), HDF5 (a Keras .h5) or safetensors file is named as
-  what it is. The bytes are parsed in memory and never written to disk under their own name.
-- `check(data)` (run in the sandbox's child, sandbox.py), in this order:
-    it parses as an ONNX model with a graph;
+- `check(data)`, in this order (the server runs the first part itself, `check_static`, up to the
+  weights; the whole runs in the sandbox's child, sandbox.py):
+    at most MNIST_MAX_ONNX_BYTES (20 MB by default); a pickle, a zip (a PyTorch .pt), HDF5 (a Keras
+    .h5) or safetensors file is named as what it is (`check_size`, `sniff`);
+    it parses as an ONNX model with a graph (in memory: the bytes are never written to disk);
     no model-local functions, no node outside the default domain (no custom-op library is ever
     registered), no control flow (Loop, If, Scan) and no subgraph, at most MAX_NODES nodes, and
     every op on `ALLOWED_OPS`, the one list of what MNIST classifiers use (docs/onnx.md shows it);
     no tensor stored outside the file (external data), no sparse or text tensor;
     a default-domain opset from MIN_OPSET to MAX_OPSET, each node one the converter maps
     (adapter.converts) and no node using what a newer op version added (adapter.unsupported_feature);
-    onnx's checker passes;
     every stored tensor holds exactly the data its shape says, and its floats are finite;
+    onnx's checker passes;
     one float input whose shape admits a layout the lab can feed (conventions.admitted_layouts);
     shapes inferred with that input fixed to one image and to LARGEST_BATCH images: every tensor's
     size known, none growing faster than the batch, all of one image's together at most
@@ -49,7 +49,7 @@ ALLOWED_OPS = (
     # layers
     "Conv", "Gemm", "MatMul", "BatchNormalization", "InstanceNormalization", "LayerNormalization", "Dropout",
     # pooling
-    "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+    "MaxPool", "AveragePool", "GlobalAveragePool",
     # activations and outputs
     "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Sigmoid", "Tanh", "Softplus", "HardSigmoid", "HardSwish",
     "Clip", "Erf", "Softmax", "LogSoftmax",
@@ -321,15 +321,22 @@ def _output_index(outputs: list, name: str) -> int:
     raise OnnxRefused(f"{name} has {len(scores)} outputs of ten scores; the lab needs exactly one")
 
 
-def check(data: bytes, name: str) -> tuple[onnx.ModelProto, "adapter.Found"]:
-    """Every check in the module docstring's order: (the parsed model, what the wrapper needs)."""
+def check_static(data: bytes, name: str) -> tuple[onnx.ModelProto, int]:
+    """The checks that read the file without inferring anything (up to the weights): the server runs
+    them itself, so most hostile files are refused without a child. (The parsed model, its opset.)"""
     check_size(data, name)
     sniff(data, name)
     proto = parse(data, name)
     _structure(proto, name)
     opset = _opsets(proto, name)
-    _checker(proto, name)
     _weights(proto, name)
+    return proto, opset
+
+
+def check(data: bytes, name: str) -> tuple[onnx.ModelProto, "adapter.Found"]:
+    """Every check in the module docstring's order: (the parsed model, what the wrapper needs)."""
+    proto, opset = check_static(data, name)
+    _checker(proto, name)
     value, dims = _input(proto, name)
     if not dims or dims[0] not in (None, 1):
         raise OnnxRefused(f"{name} takes a fixed batch of {dims[0] if dims else 0} images; the lab needs any "

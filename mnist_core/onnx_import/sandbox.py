@@ -69,6 +69,11 @@ def _said(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {_PATH.sub('...', line)[:120]}" if line else type(exc).__name__
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """MemoryError, or torch's own words when its allocator is refused memory."""
+    return isinstance(exc, MemoryError) or "can't allocate memory" in str(exc)
+
+
 def _takes_batches(net: adapter.OnnxNet, images_u8: np.ndarray) -> bool:
     """Whether two images at once give what each gives alone."""
     x = torch.as_tensor(images_u8).float().div(255)[:, None]
@@ -76,7 +81,9 @@ def _takes_batches(net: adapter.OnnxNet, images_u8: np.ndarray) -> bool:
         with torch.inference_mode():
             together = net(x)
             alone = torch.cat([net(x[i:i + 1]) for i in range(len(x))])
-    except Exception:  # noqa: BLE001 - a shape fixed to one image fails here
+    except Exception as exc:  # noqa: BLE001 - a shape fixed to one image fails here
+        if _out_of_memory(exc):
+            raise
         return False
     return together.shape == alone.shape and torch.allclose(together, alone, rtol=1e-4, atol=1e-4)
 
@@ -106,10 +113,10 @@ def trial(data: bytes, name: str, images_u8: np.ndarray, labels: np.ndarray, fix
         return found, reading
     except OnnxRefused:
         raise
-    except MemoryError:
-        raise OnnxRefused(f"{name} needs more memory than the lab allows for a check "
-                          f"({memory_bytes >> 20:,} MB)") from None
     except Exception as exc:  # noqa: BLE001 - whatever the converter or torch says, in one line
+        if _out_of_memory(exc):
+            raise OnnxRefused(f"{name} needs more memory than the lab allows for a check "
+                              f"({memory_bytes >> 20:,} MB)") from None
         raise OnnxRefused(f"{name} could not be run by the lab ({_said(exc)})") from None
 
 
@@ -128,8 +135,7 @@ def verify(data: bytes, name: str, fixed: dict | None = None, owner: str = "loca
            poll: Callable[[], None] = lambda: None) -> tuple[adapter.Found, Reading]:
     """Check, convert and score the file in a limited child: (what was found, the reading);
     OnnxRefused in one line for a file the lab does not run, BusyError when over heavy's bounds."""
-    checks.check_size(data, name)
-    checks.sniff(data, name)
+    checks.check_static(data, name)  # most hostile files end here, before any child
     fixed = {k: v for k, v in (fixed or {}).items() if v is not None}
     if fixed.get("layout") not in (None, *LAYOUTS):
         raise OnnxRefused(f"layout must be one of {', '.join(LAYOUTS)}")
