@@ -249,8 +249,9 @@ def drawings_source(label: int | None, pointer: str | None, mine: bool) -> None:
         c_next.button(":material/chevron_right:", key="ds_next", help="Next page", on_click=on_page_step,
                       args=(1, n_pages), disabled=ss["ds_page"] >= n_pages, width="stretch")
         shown = drawings.list_drawings(**filters, newest_first=True, limit=PER_PAGE, offset=(page - 1) * PER_PAGE)
-        what = ("your drawings" if mine else "drawings") + ("" if label is None else f" of a {label}") + \
-            ("" if pointer is None else f" drawn with {POINTER_WORDS[pointer]}")
+        what = ("drawings" + ("" if label is None else f" of a {label}")
+                + ("" if pointer is None else f" drawn with {POINTER_WORDS[pointer]}")
+                + (" from this browser" if mine else ""))
         if not shown:
             st.info(f"No {what} yet: draw a digit on the Draw page and add it to the set.", icon=":material/draw:")
             st.page_link("app_pages/draw.py", label="Go to Draw", icon=":material/draw:")
