@@ -1,7 +1,11 @@
 """Evaluate: a model on the test set (confusion matrix you can click into, the mistakes, per-class
 precision and recall, beside a checkpoint on the same images), model cards for every architecture
 and checkpoint, and runs compared against a baseline. The model is chosen as on every page: a
-checkpoint, a run's model, or an upload (a checkpoint, a bundle or an ONNX file)."""
+checkpoint, a run's model, or an upload (a checkpoint, a bundle or an ONNX file).
+
+Every measure is taken on the MNIST test set or, beside it, on the visitors' drawings
+(mnist_core.drawings: the whole set, or its held-out part, the only fair one for a run that trained on
+the drawings); the model cards show both accuracies and the gap."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from mnist_core import drawings
 from mnist_core import evaluate as ev
 from mnist_core import registry
 from mnist_core.checkpoints import default_checkpoint, find_checkpoints
@@ -28,6 +33,8 @@ GALLERY_SIZE = 40
 CARDS_LIMIT = 12      # checkpoints measured for the model cards: the defaults, then the newest
 COMPARE_RUNS = 100    # completed runs offered to compare: the newest, read with SQL LIMIT
 KEEP = dict(persist_state="session")  # a widget's value outlives a visit to another page (Streamlit drops it)
+MEASURED_ON = {"test": "the MNIST test set", "drawings": "the visitors' drawings"}
+PARTS = {"all": "every drawing", "held-out": "the held-out givers"}
 
 st.title("Evaluate")
 st.caption("How good is a model, and where does it go wrong? Click a cell of the confusion matrix to see "
@@ -39,6 +46,23 @@ require_data()
 def test_predictions(_model, model_key: tuple) -> ev.Predictions:
     images, labels = load_split("test")
     return run_heavy(ev.predictions, _model, images, labels)  # bounded, and dropped if the visitor leaves
+
+
+def drawing_set_state() -> tuple[int, int]:
+    """(how many drawings, the newest id): names the set as it is now, so a cached measure on it is
+    taken afresh once a drawing is added or removed."""
+    newest = drawings.list_drawings(newest_first=True, limit=1)
+    return drawings.count_drawings(), newest[0].id if newest else 0
+
+
+@st.cache_data(show_spinner="Evaluating on the visitors' drawings...", max_entries=16)
+def drawing_predictions(_model, model_key: tuple, part: str, state: tuple[int, int]) -> ev.SetEvaluation | None:
+    """The model on the drawings (`part` of the set as it is in `state`); None when that part holds none.
+    The set is read here and only the pictures go to the heavy job, which reads no setting."""
+    images, labels, ids = drawings.drawing_set(part=part)
+    if not len(ids):
+        return None
+    return ev.SetEvaluation(run_heavy(ev.predictions, _model, images, labels), images, ids)
 
 
 def compare_with_checkpoint(chosen, preds: ev.Predictions) -> None:
@@ -75,6 +99,33 @@ def model_cards(paths: tuple[str, ...], mtimes: tuple[float, ...]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+@st.cache_data(show_spinner="Measuring every model on the drawings...")
+def drawing_accuracies(paths: tuple[str, ...], mtimes: tuple[float, ...], state: tuple[int, int]) -> dict:
+    """{checkpoint name: accuracy on every drawing} for the model cards; {} while the set is empty."""
+    images, labels, _ = drawings.drawing_set()
+    if not len(labels):
+        return {}
+    accuracies = {}
+    for path in paths:
+        try:
+            model, _ = load_model(path)
+        except MnistLabError:
+            continue
+        accuracies[Path(path).stem] = run_heavy(ev.predictions, model, images, labels).accuracy
+    return accuracies
+
+
+def with_drawings(table: pd.DataFrame, cards: pd.DataFrame, on_drawings: dict) -> pd.DataFrame:
+    """The cards' table with each checkpoint's accuracy on the drawings and its gap to the test accuracy."""
+    drawn = [on_drawings.get(name) if kind == "checkpoint" else None
+             for name, kind in zip(cards["model"], cards["kind"])]
+    gap = [None if d is None or pd.isna(t) else f"{100 * (d - t):+.2f} points"
+           for d, t in zip(drawn, cards["test accuracy"])]
+    table.insert(5, "on the drawings", [percent(d) for d in drawn])
+    table.insert(6, "gap", [g or "–" for g in gap])
+    return table
+
+
 def confusion_figure(cm: np.ndarray) -> go.Figure:
     digits = list(range(10))
     fig = go.Figure(go.Heatmap(z=np.log1p(cm), x=digits, y=digits, colorscale="Blues", showscale=False,
@@ -101,19 +152,42 @@ def confusion_tab() -> None:
     chosen = model_chooser("eval_checkpoint")
     if chosen is None:
         return
+    c_on, c_part = st.columns([2, 1], vertical_alignment="bottom")
+    on = c_on.segmented_control("Measured on", list(MEASURED_ON), default="test", format_func=MEASURED_ON.get,
+                                key="eval_on", **KEEP) or "test"
+    part = "all"
+    if on == "drawings":
+        part = c_part.selectbox("Drawn by", list(PARTS), format_func=PARTS.get, key="eval_part", **KEEP,
+                                help="A run that trained on the drawings is fairly measured only on the held-out "
+                                     "givers: their drawings were never in its training")
     try:
         preds = test_predictions(chosen.model, chosen.key)
+        images, ids, what = load_split("test")[0], None, "test images"
+        on_set = drawing_predictions(chosen.model, chosen.key, part, drawing_set_state()) if on == "drawings" else None
     except (MnistLabError, OSError) as exc:
         show_error(exc)
         return
+    if on == "drawings" and on_set is None:
+        st.info("The drawing set has no drawings yet" + ("" if part == "all" else " by held-out givers")
+                + ": give some on the Draw page.", icon=":material/draw:")
+        st.page_link("app_pages/draw.py", label="Go to Draw", icon=":material/draw:")
+        return
+    mnist_accuracy = preds.accuracy
+    if on_set is not None:
+        preds, images, ids, what = on_set.predictions, on_set.images, on_set.ids, "drawings"
     cm = ev.confusion_matrix(preds.labels, preds.predicted)
     wrong = ev.mistakes(preds)
     worst = tuple(int(v) for v in np.unravel_index(np.where(np.eye(10, dtype=bool), -1, cm).argmax(), cm.shape))
     m1, m2, m3 = st.columns(3)
-    m1.metric("Test accuracy", f"{preds.accuracy:.2%}")
-    m2.metric("Mistakes", f"{len(wrong):,}", help="out of 10,000 test images")
+    if ids is None:
+        m1.metric("Test accuracy", f"{preds.accuracy:.2%}")
+    else:
+        m1.metric("Accuracy on the drawings", f"{preds.accuracy:.2%}",
+                  f"{100 * (preds.accuracy - mnist_accuracy):+.2f} points vs {mnist_accuracy:.2%} on MNIST test",
+                  delta_arrow="off", help=f"{len(preds.labels):,} drawings ({PARTS[part]})")
+    m2.metric("Mistakes", f"{len(wrong):,}", help=f"out of {len(preds.labels):,} {what}")
     m3.metric("Most confused", "{} → {}".format(*worst), help="true → predicted")
-    if st.toggle("Compare with a checkpoint on the same images", key="eval_compare", **KEEP):
+    if ids is None and st.toggle("Compare with a checkpoint on the same images", key="eval_compare", **KEEP):
         compare_with_checkpoint(chosen, preds)
 
     left, right = st.columns([1.1, 1])
@@ -150,16 +224,19 @@ def confusion_tab() -> None:
         idx = ev.cell_indices(preds, true, pred)
         st.subheader(f"True {true}, predicted {pred}: {len(idx)} image(s)")
     if len(idx) == 0:
-        st.info("No test image falls in this cell.")
+        st.info(f"None of the {what} falls in this cell.")
     else:
         kind = "correct answers" if (true == pred and not every_mistake) else "mistakes"
+        name = "test index" if ids is None else "drawing id"
         st.caption(f"Most confident {kind} first; showing {min(len(idx), GALLERY_SIZE)} of {len(idx)}. "
-                   "Each caption: test index · true → predicted (confidence).")
-        images, _ = load_split("test")
+                   f"Each caption: {name} · true → predicted (confidence).")
         cols = st.columns(8)
         for k, i in enumerate(idx[:GALLERY_SIZE]):
-            cols[k % 8].image(images[i], width=72, caption=f"#{i} · {preds.labels[i]} → {preds.predicted[i]} "
+            number = i if ids is None else ids[i]
+            cols[k % 8].image(images[i], width=72, caption=f"#{number} · {preds.labels[i]} → {preds.predicted[i]} "
                                                             f"({preds.confidence[i]:.0%})")
+        if ids is not None:
+            return  # Inside the network opens MNIST's images and the canvas's drawing, not the set's
         o1, o2 = st.columns([1, 3])
         chosen = o1.selectbox("Image", idx[:GALLERY_SIZE].tolist(), format_func=lambda i: f"test #{i}",
                               key="cm_open_index", **KEEP)
@@ -190,18 +267,28 @@ def cards_table(cards: pd.DataFrame) -> pd.DataFrame:
 
 def cards_tab() -> None:
     """One table over every architecture and checkpoint."""
-    st.caption("Every architecture (untrained) and every checkpoint: test accuracy, parameters, FLOPs per image "
+    st.caption("Every architecture (untrained) and every checkpoint: test accuracy, and beside it the accuracy "
+               "on the visitors' drawings with the gap, parameters, FLOPs per image "
                "(torch.utils.flop_counter), single-image CPU latency (median, one thread), and for the tutorial "
                "architectures what the article reports; then the layers with their output shapes.")
     found, how_many = find_checkpoints(limit=CARDS_LIMIT)
     if how_many > len(found):
         st.caption(f"Measured: the defaults and the newest checkpoints, {len(found)} of {how_many:,}.")
     paths = [str(p) for p in found]
-    cards = model_cards(tuple(paths), tuple(Path(p).stat().st_mtime for p in paths))
+    mtimes = tuple(Path(p).stat().st_mtime for p in paths)
+    cards = model_cards(tuple(paths), mtimes)
+    try:
+        on_drawings = drawing_accuracies(tuple(paths), mtimes, drawing_set_state())
+    except MnistLabError as exc:
+        show_error(exc)
+        on_drawings = {}
     # Short headers, the details in their help, and no width narrower than a header: "small" columns cut
     # theirs to "latency ms (C..." and "MFLOPs / i...".
-    st.dataframe(cards_table(cards), hide_index=True, column_config={
+    st.dataframe(with_drawings(cards_table(cards), cards, on_drawings), hide_index=True, column_config={
         "name": st.column_config.TextColumn(pinned=True),
+        "on the drawings": st.column_config.TextColumn("drawings", help="Accuracy on every drawing in the "
+                                                                        "visitors' set"),
+        "gap": st.column_config.TextColumn(help="Accuracy on the drawings minus the test accuracy"),
         "parameters": st.column_config.NumberColumn(format="localized"),
         "MFLOPs / image": st.column_config.NumberColumn(
             "MFLOPs", format="%.2f", help="Millions of floating-point operations for one image "
