@@ -12,6 +12,7 @@ from apptest_util import messages, open_page
 from mnist_core import evaluate as ev
 from mnist_core.checkpoints import default_checkpoint, load_checkpoint
 from mnist_core.data import load_mnist
+from mnist_core.models import create_model
 from mnist_core.paths import REPO_ROOT
 from test_page_draw import CANVAS, canvas_state, drawn
 
@@ -99,3 +100,18 @@ def test_explain_maps_what_an_nhwc_models_last_linear_layer_reads(mnist, nhwc_le
     said = {m.label: m.value for m in at.metric}
     assert said["Features per image"] == "84", said  # lenet5's F6: what its last Gemm reads
     assert int(said["Mistakes"].replace(",", "")) < 0.05 * int(said["Images"].replace(",", "")), said
+
+
+def test_the_found_convention_can_be_overridden_and_near_chance_is_said(mnist, nhwc_lenet):
+    at = upload(open_page("app_pages/draw.py"), "draw_checkpoint_upload", "keras-lenet.onnx", nhwc_lenet)
+    pick = next(s for s in at.selectbox if s.label == "Input convention")
+    pick.select("NHWC, pixels 0..1 inverted (dark ink on white)").run(timeout=CHECK_SECONDS)
+    assert not at.exception and not at.error, messages(at)
+    said = [c.value for c in at.caption if c.value.startswith("Read as")]
+    assert said and said[0].startswith("Read as NHWC, pixels 0..1 inverted (dark ink on white), logits: "), said
+    assert [i.value for i in at.info if i.value.startswith("Model in use: uploaded keras-lenet")]
+
+    untrained = onnx_files.onnx_bytes(create_model("mlp-256-64"), (1, 28, 28))  # its best is chance
+    at = upload(open_page("app_pages/draw.py"), "draw_checkpoint_upload", "untrained.onnx", untrained)
+    said = [w.value for w in at.warning]
+    assert len(said) == 1 and "near chance" in said[0] and "no better than guessing" in said[0], messages(at)
