@@ -115,3 +115,13 @@ def test_the_found_convention_can_be_overridden_and_near_chance_is_said(mnist, n
     at = upload(open_page("app_pages/draw.py"), "draw_checkpoint_upload", "untrained.onnx", untrained)
     said = [w.value for w in at.warning]
     assert len(said) == 1 and "near chance" in said[0] and "no better than guessing" in said[0], messages(at)
+
+
+def test_an_onnx_mlp_shows_its_first_layer_templates_inside_the_network(mnist):
+    flat = onnx_files.convention_model("mlp-256-64", "flat", "-1..1", output="probabilities")
+    at = upload(open_page("app_pages/inside.py"), "inside_checkpoint_upload", "sklearn-mlp.onnx", flat)
+    assert not at.error, messages(at)
+    assert any(c.value.startswith("Read as flat, pixels -1..1, probabilities:") for c in at.caption), messages(at)
+    headers = [h.value for h in at.header]
+    assert "First-layer templates" in headers and "Hidden activations" in headers, headers
+    assert any(s.value.endswith(" · 256 units") for s in at.subheader), [s.value for s in at.subheader]
