@@ -8,7 +8,8 @@ Three parts, top to bottom:
   values. Before Launch the tab shows "N runs x ~T s ~= total" (mnist_core.sweeps.plan) or, above a
   cap or with a value a run cannot take, one line saying why, and Launch stays disabled.
 - Watch: the chosen sweep's runs in a live table (queued / running / done / failed) and their curves
-  overlaid, coloured by the varied value; Cancel stops the whole sweep (its owner only).
+  overlaid, coloured by the varied value; Cancel stops the whole sweep (its owner only). The table
+  ranks by test accuracy or by accuracy on the visitors' drawings (_drawings_rank).
 - Understand: parallel coordinates (brushing filters), test accuracy against each varied field
   (clicking a dot opens that run), the summary in words. An opened run can be watched in the live
   panel below or made the default model on Draw and Inside for this visitor ("use this model").
@@ -26,6 +27,7 @@ from mnist_core.errors import MnistLabError
 from mnist_core.live import RunRows, for_visitor
 from mnist_core.training import TrainConfig
 from app_pages import _class, _train_form
+from app_pages import _drawings_rank as drawings_rank
 from app_pages import _run_charts as charts
 from app_pages import _keys as keys
 from app_pages._errors import show_error
@@ -245,7 +247,14 @@ def _watch(sweep_id: str, token: str) -> None:
             show_error(exc)
         else:
             st.toast(f"Cancelling {asked} run(s)...", icon=":material/stop:")
-    st.dataframe(_results_table(analysis, {r.id: r.progress for r in its_runs}), hide_index=True, key="sweep_table",
+    table = _results_table(analysis, {r.id: r.progress for r in its_runs})
+    if drawings_rank.rank_by("sweep_rank_by") == "drawings":  # best on the drawings first; unmeasured runs last
+        measured, part = drawings_rank.on_drawings(its_runs)
+        table.insert(table.columns.get_loc("test accuracy") + 1, "on the drawings",
+                     [percent(measured.get(run_id)) for run_id in table["run"]])
+        table = table.iloc[sorted(range(len(table)), key=lambda i: -measured.get(table["run"].iloc[i], -1.0))]
+        drawings_rank.said(part, measured)
+    st.dataframe(table, hide_index=True, key="sweep_table",
                  column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)})
     colour = analysis.fields[0] if analysis.fields else None
     series = [{"label": f"{r.id[-6:]} {sweeps.describe({f: r.config.get(f) for f in analysis.fields})}",

@@ -2,7 +2,8 @@
 
 A teacher shares this page's link with `?class=CODE`; whoever opens it is in the class for that
 browser (app_pages._class) and picks a display name. The page shows only that class's runs
-(mnist_core.classes): the runs in progress (a fragment polling while any is live), the leaderboard,
+(mnist_core.classes): the runs in progress (a fragment polling while any is live), the leaderboard
+(ranked by test accuracy or by accuracy on the visitors' drawings: _drawings_rank),
 the curves of chosen students overlaid, every run on one parallel-coordinates chart, and a CSV.
 
 No teacher key: the teacher's view is everyone's view. Seeing is all a class code gives (a student
@@ -23,6 +24,7 @@ import streamlit as st
 from mnist_core import classes, executors, form, live, registry
 from mnist_core.errors import MnistLabError
 from app_pages import _class, _run_charts
+from app_pages import _drawings_rank as drawings_rank
 from app_pages._errors import show_error
 from app_pages._figures import CHART_CONFIG, percent
 from app_pages._frame import visitor_token
@@ -180,12 +182,22 @@ except MnistLabError as exc:
     show_error(exc)
     st.stop()
 leaderboard_place = st.container(key="class_leaderboard")
+if board and drawings_rank.rank_by("class_rank_by") == "drawings":
+    # each student's best run (by test accuracy, as above) measured on the drawings, and ranked by that
+    measured, part = drawings_rank.on_drawings(class_runs)
+    for row in board:
+        row["drawings_accuracy"] = measured.get(row["run"])
+    board.sort(key=lambda row: -(row["drawings_accuracy"] if row["drawings_accuracy"] is not None else -1.0))
+    for place, row in enumerate(board, start=1):
+        row["rank"] = place if row["drawings_accuracy"] is not None else None
+    drawings_rank.said(part, measured)
 if not board:
     st.caption("Nobody in this class has started a run yet. Runs started on the Train page while you are in the "
                "class appear here.")
 else:
     ranked = pd.DataFrame([{
         "rank": row["rank"], "student": row["student"], "test accuracy": percent(row["test_accuracy"]),
+        **({"on the drawings": percent(row["drawings_accuracy"])} if "drawings_accuracy" in row else {}),
         **{label: row.get(name) for name, label in SETTING_COLUMNS.items()}, "runs": row["runs"],
         "best run": row["run"], "note": row["note"],  # a best run whose training collapsed says so
     } for row in board]).astype({"rank": "Int64"})  # whole places, empty for a student with no finished run

@@ -8,12 +8,15 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from streamlit.testing.v1 import AppTest
 
-from apptest_util import messages, open_page
-from mnist_core import classes, drawings
+from apptest_util import APP, messages, open_page
+from mnist_core import classes, drawings, registry
+from mnist_core.artifacts import load_run_model, store_checkpoint
 from mnist_core import evaluate as ev
-from mnist_core.checkpoints import default_checkpoint, load_checkpoint
+from mnist_core.checkpoints import default_checkpoint, load_checkpoint, save_checkpoint
 from mnist_core.drawings.givers import is_held_out
+from mnist_core.models import create_model
 
 CANVAS = "draw_canvas"  # the Draw page's canvas component
 GIVE_PICK = "draw_give_digit"  # "Right?": the digit the drawing really is
@@ -295,3 +298,72 @@ def test_the_train_form_says_what_a_share_of_drawings_trains_on_or_that_there_is
     at.run()
     assert any("from the set's 1 training drawings" in c.value and "the 1 drawings of the held-out givers" in c.value
                for c in at.caption), messages(at)
+
+
+# --- Sweep and Class: rank by the accuracy on the drawings ----------------------------------------
+
+def _completed_run_with_model(model_name: str, test_accuracy: float, tmp_path, trained: bool = True, **tags) -> str:
+    """A completed run whose checkpoint is in the registry: the committed lenet5, or an untrained model."""
+    run_id = registry.create_run({"model": model_name, "epochs": 1, "threads": 1, "device": "cpu"}, **tags)
+    registry.mark_running(run_id, total_steps=10)
+    model = load_checkpoint(default_checkpoint(model_name))[0] if trained else create_model(model_name)
+    store_checkpoint(run_id, save_checkpoint(model, {"run_id": run_id}, tmp_path / f"{run_id}.safetensors"))
+    registry.finish_run(run_id, "completed", test_accuracy=test_accuracy, best_val_accuracy=test_accuracy)
+    return run_id
+
+
+def _accuracy_on_drawings(run_id: str) -> float:
+    model, _ = load_run_model(run_id)
+    return ev.evaluate_on_drawings(model).accuracy
+
+
+def _sweep_tab():
+    from app_pages._sweep_ui import sweep_tab
+
+    sweep_tab()
+
+
+def test_a_sweeps_runs_can_be_ranked_by_their_accuracy_on_the_drawings(tmp_path):
+    for seed in range(5):
+        give(seed, BROWSER_A, digit=1)
+    sweep = "sweep-20260101-000000-abcdef"
+    strong = _completed_run_with_model("lenet5", 0.90, tmp_path, sweep=sweep)
+    weak = _completed_run_with_model("lenet5", 0.95, tmp_path, trained=False, sweep=sweep)
+    assert _accuracy_on_drawings(strong) > _accuracy_on_drawings(weak)
+    at = AppTest.from_function(_sweep_tab, default_timeout=120)
+    at.session_state["train_form"] = {"model": "lenet5", "epochs": 1}
+    at.run()
+    assert not at.exception, messages(at)
+    at.button_group(key="sweep_rank_by").set_value("drawings").run()
+    assert not at.exception, messages(at)
+    table = next(d.value for d in at.dataframe if "on the drawings" in d.value.columns)
+    assert list(table["run"]) == [strong, weak]
+    assert list(table["on the drawings"]) == [f"{_accuracy_on_drawings(r):.2%}" for r in (strong, weak)]
+
+
+def leaderboard(at):
+    return next(d.value for d in at.dataframe if "rank" in d.value.columns and "student" in d.value.columns)
+
+
+def test_the_class_leaderboard_can_rank_students_by_their_best_runs_accuracy_on_the_drawings(tmp_path):
+    code = classes.new_code()
+    for seed in range(5):
+        give(seed, BROWSER_A, digit=1)
+    ada = _completed_run_with_model("lenet5", 0.90, tmp_path, owner="o" * 32, class_code=code, student="Ada")
+    grace = _completed_run_with_model("lenet5", 0.95, tmp_path, trained=False, owner="p" * 32, class_code=code,
+                                      student="Grace")
+    assert _accuracy_on_drawings(ada) > _accuracy_on_drawings(grace)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["visitor_token"] = BROWSER_A
+    at.query_params["class"] = code
+    at.run()
+    at.switch_page("app_pages/classroom.py")
+    at.run()
+    assert not at.exception, messages(at)
+    board = leaderboard(at)
+    assert list(board["student"]) == ["Grace", "Ada"]  # by test accuracy
+    at.button_group(key="class_rank_by").set_value("drawings").run()
+    assert not at.exception, messages(at)
+    board = leaderboard(at)
+    assert list(board["student"]) == ["Ada", "Grace"] and list(board["rank"]) == [1, 2]
+    assert list(board["on the drawings"]) == [f"{_accuracy_on_drawings(r):.2%}" for r in (ada, grace)]
