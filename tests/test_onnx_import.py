@@ -78,6 +78,19 @@ def test_flags_fix_the_convention_and_a_wrong_one_reads_badly(tmp_path, capsys, 
     assert capsys.readouterr().err.strip() == "error: nhwc255.onnx cannot be read as NCHW: its input admits NHWC"
 
 
+@pytest.mark.parametrize("layout,dynamic", [("NHWC", True), ("NCHW", False)], ids=["any-batch", "batch-of-1"])
+def test_a_graph_with_a_named_batch_runs_images_together_and_one_fixed_to_1_one_by_one(mnist, test_set, layout,
+                                                                                        dynamic):
+    # The batch-of-1 export reshapes its input to [1,1,28,28], a constant: it cannot take two images.
+    loaded = load_onnx(onnx_files.convention_model("lenet5", layout, "0..1", dynamic_batch=dynamic),
+                       "theirs.onnx", owner="test")
+    images = test_set[0][:5].float().div(255)[:, None]
+
+    assert loaded.model.found.any_batch == dynamic
+    with torch.inference_mode():
+        assert (loaded.model(images) - onnx_files.zoo_model("lenet5")(images)).abs().max() <= 1e-4
+
+
 def test_a_model_no_convention_reads_says_it_is_near_chance(mnist):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 784])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 10])

@@ -99,7 +99,7 @@ def trial(data: bytes, name: str, images_u8: np.ndarray, labels: np.ndarray, fix
         if not options:
             raise OnnxRefused(f"{name} cannot be read as {fixed['layout']}: its input admits "
                               f"{', '.join(found.layouts)}")
-        net = adapter.build(proto, found, Convention())
+        net = adapter.build(proto, found, Convention(layout=found.layouts[0]))
         del proto
         if found.any_batch and not _takes_batches(net, images_u8[:2]):
             found = replace(found, any_batch=False)  # shape inference missed a batch fixed in the graph
