@@ -84,3 +84,20 @@ def test_another_browser_sees_my_drawing_but_cannot_remove_it(app, new_app, app_
     app.button("Remove my drawing").click()
     expect(app.page.get_by_text(f"Drawing {newest.id} is removed from the set.")).to_be_visible()
     assert newest.id not in [d.id for d in drawings.list_drawings(server_runs_dir)]
+
+
+def test_a_drawing_kept_while_another_page_was_open_is_given_with_its_strokes(app, server_runs_dir):
+    app.goto("draw")
+    app.draw(seven())
+    expect(app.metric_value("Prediction")).not_to_have_text("–")
+    app.wait_idle()
+    app.nav("Inside the network")
+    app.nav("Draw")
+    expect(app.metric_value("Prediction")).not_to_have_text("–")  # the drawing came back with the canvas
+    app.page.get_by_test_id("stButtonGroup").locator("button").filter(has_text=re.compile(r"^\s*4\s*$")).click()
+    app.wait_idle()
+    app.button("Add to the drawing set").click()
+    expect(app.page.get_by_text("Added to the drawing set as a 4")).to_be_visible()
+    [kept] = [d for d in drawings.list_drawings(server_runs_dir) if d.digit == 4]
+    assert len(kept.strokes) == 1 and len(kept.strokes[0]) >= 10 and kept.pointer == "mouse"
+    drawings.delete_drawing(kept.id, root=server_runs_dir)  # the operator tidies up: the next test draws a seven too
