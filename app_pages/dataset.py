@@ -337,7 +337,10 @@ if split == DRAWINGS:
                                   format_func=lambda p: "anything" if p is None else POINTER_WORDS[p])
     mine = c_seed.toggle("Mine", key="ds_mine", on_change=on_filter_change,
                          help="Only the drawings this browser gave: you can remove them")
-    drawings_source(label, pointer, mine)
+    try:
+        drawings_source(label, pointer, mine)
+    except MnistLabError as exc:  # the registry unreachable, a host setting wrong: one line
+        show_error(exc)
     st.stop()
 shuffle = c_shuffle.checkbox("Shuffle", key="ds_shuffle", on_change=on_filter_change)
 seed = c_seed.number_input("Seed", min_value=0, max_value=2**31 - 1, key="ds_seed", disabled=not shuffle,
