@@ -50,7 +50,7 @@ from .errors import BusyError, ConfigError, MnistLabError
 POLL_SECONDS = 0.2       # how often a waiting page run checks whether it was stopped
 GRACE_SECONDS = 3.0      # how long a request waits for a slot before it is refused
 PRELOAD = ["mnist_core.heavy", "mnist_core.explain", "mnist_core.evaluate", "sklearn.manifold",
-           "sklearn.decomposition", "captum.attr", "mnist_core.onnx_import.sandbox"]
+           "sklearn.decomposition", "captum.attr"]
 
 
 def max_jobs() -> int:

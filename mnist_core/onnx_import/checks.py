@@ -192,7 +192,7 @@ def _weights(proto: onnx.ModelProto, name: str) -> None:
             raise OnnxRefused(f"{name}: the tensor {tensor.name[:60]!r} does not hold the data its shape says") from None
         if values.size != expected:
             raise OnnxRefused(f"{name}: the tensor {tensor.name[:60]!r} does not hold the data its shape says")
-        if tensor.data_type in _FLOATS and not np.isfinite(values.astype(np.float32)).all():
+        if tensor.data_type in _FLOATS and not np.isfinite(values.astype(np.float32, copy=False)).all():
             raise OnnxRefused(f"{name}: the weights {tensor.name[:60]!r} hold values that are not finite "
                               "(NaN or infinity)")
 
