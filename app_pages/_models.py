@@ -43,8 +43,7 @@ RUN_OPTION = "run:"  # a chooser option "run:<id>" (as the sweep view's "use thi
 NO_CHECKPOINTS = "No checkpoints yet: train one on the Train page, or run `make pretrained`."
 # The one uploader, in the same words on every page that chooses a model
 UPLOAD_TITLE = "Upload a model"
-UPLOAD_LABEL = ("A checkpoint's .safetensors weights and .json sidecar, one .bundle.safetensors file, or a "
-                "classifier exported to .onnx")
+UPLOAD_LABEL = "A checkpoint (.safetensors and its .json sidecar), a .bundle.safetensors or an .onnx file"
 UPLOAD_HELP = ("An ONNX file from Keras, PyTorch or scikit-learn is checked before anything of it runs (no "
                "custom ops, no control flow, bounded sizes), and its input convention is found by trying it on "
                "training images. Nothing you upload is kept.")

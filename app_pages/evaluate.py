@@ -149,7 +149,8 @@ def confusion_figure(cm: np.ndarray) -> go.Figure:
 
 def confusion_tab() -> None:
     """A model on the test set: metrics, the clickable confusion matrix, the cell's gallery."""
-    chosen = model_chooser("eval_checkpoint")
+    with st.container(width=520):  # the picker, what an upload's check says and the uploader: one column
+        chosen = model_chooser("eval_checkpoint")
     if chosen is None:
         return
     c_on, c_part = st.columns([2, 1], vertical_alignment="bottom")
