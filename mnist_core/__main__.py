@@ -1,6 +1,6 @@
-"""The command line: python -m mnist_core fetch-data | train | submit | sweep | evaluate CKPT|RUN_ID [--on drawings]
-| export CKPT | runs [--json] | runs prune [--dry-run] | drawings list [--json]|export|import|delete | models
-| presets | kernels.
+"""The command line: python -m mnist_core fetch-data | train | submit | sweep | evaluate CKPT|RUN_ID|FILE.onnx
+[--on drawings] | inspect FILE.onnx|CKPT [--json] | export CKPT | runs [--json] | runs prune [--dry-run]
+| drawings list [--json]|export|import|delete | models | presets | kernels.
 
 `train` takes every TrainConfig field as a flag (generated from the dataclass, so the flags, the
 Train page's form and the config are one list), or `--preset NAME` (flags then override the preset),
