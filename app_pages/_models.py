@@ -225,7 +225,8 @@ def model_chooser(key: str, label: str = "Checkpoint", default: str = "lenet5.sa
     said in one line and the listed checkpoint answers instead — or None after showing why (no
     checkpoints, a checkpoint that cannot be loaded). While an upload is in use the page says so under
     the picker, with a button back to the listed checkpoint (it empties the upload: a file_uploader
-    under a new key starts empty). Uploads are checked and loaded in memory; nothing is written.
+    under a new key starts empty); an ONNX file's reading and its Input convention select come with
+    it (uploaded_onnx). Uploads are checked and loaded in memory; nothing is written.
     """
     version_key = f"{key}_upload_version"
     version = st.session_state.get(version_key, 0)
