@@ -76,7 +76,7 @@ def upload_to_first_prediction(data: bytes, image: np.ndarray, uploads: int) -> 
 def latency(models: dict[str, torch.nn.Module], image: np.ndarray, calls: int, block: int = 100) -> dict:
     torch.set_num_threads(1)
     times = {name: [] for name in models}
-    for name, model in models.items():  # warm-up
+    for model in models.values():  # warm-up
         for _ in range(20):
             predict_proba(model, image)
     for _ in range(max(1, calls // block)):
@@ -131,7 +131,8 @@ def main(argv=None) -> int:
     zoo, _ = load_checkpoint(REPO_ROOT / "checkpoints" / "lenet5.safetensors")
     zoo.eval()
     lenet_bytes = _export(_NHWC255(zoo), (28, 28, 1))
-    big = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 6000), torch.nn.ReLU(), torch.nn.Linear(6000, 10))
+    big = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 6000), torch.nn.ReLU(),
+                              torch.nn.Linear(6000, 10))
     big_bytes = _export(big, (1, 28, 28))
     image = load_mnist("test")[0][0].numpy().astype(np.float32) / 255
 

@@ -94,8 +94,9 @@ def _linear(classes: int = 10, out: str = "y"):
     rng = np.random.default_rng(0)
     w = numpy_helper.from_array(rng.normal(0, 0.01, (classes, 784)).astype(np.float32), "w")
     b = numpy_helper.from_array(np.zeros(classes, np.float32), "b")
-    return ([helper.make_node("Flatten", ["x"], ["flat"]), helper.make_node("Gemm", ["flat", "w", "b"], [out], transB=1)],
-            [w, b])
+    nodes = [helper.make_node("Flatten", ["x"], ["flat"]),
+             helper.make_node("Gemm", ["flat", "w", "b"], [out], transB=1)]
+    return nodes, [w, b]
 
 
 def external_data() -> bytes:

@@ -25,7 +25,7 @@ import onnx_files
 from mnist_core import export, inspection
 from mnist_core.__main__ import main
 from mnist_core.errors import OnnxRefused
-from mnist_core.onnx_import import checks, load_onnx
+from mnist_core.onnx_import import checks, choose, load_onnx
 from mnist_core.paths import REPO_ROOT
 
 GB = 1 << 30
@@ -91,13 +91,30 @@ def test_a_graph_with_a_named_batch_runs_images_together_and_one_fixed_to_1_one_
         assert (loaded.model(images) - onnx_files.zoo_model("lenet5")(images)).abs().max() <= 1e-4
 
 
+def test_every_admitted_convention_is_scored_and_another_can_be_chosen_without_a_second_check(mnist, test_set):
+    loaded = load_onnx(onnx_files.convention_model("mlp-256-64", "NHWC", "0..255"), "theirs.onnx", owner="test")
+    options = {(o["layout"], o["scale"], o["ink"]): o["accuracy"] for o in loaded.meta["options"]}
+
+    other = choose(loaded, "NHWC", "0..1", "normal")
+
+    assert len(options) == 8 and max(options, key=options.get) == ("NHWC", "0..255", "normal")
+    assert other.meta["reading"].startswith(f"NHWC, pixels 0..1, logits: {options['NHWC', '0..1', 'normal']:.1%} "
+                                            "on 512 training images")
+    assert other.key != loaded.key and other.model.package.data is loaded.model.package.data
+    images = test_set[0][:64].float().div(255)[:, None]
+    with torch.inference_mode():
+        assert (other.model(images * 255) - loaded.model(images)).abs().max() <= 1e-4  # 0..1 given 0..255 reads alike
+    with pytest.raises(OnnxRefused, match="cannot be read as NCHW"):
+        choose(loaded, "NCHW", "0..1", "normal")
+
+
 def test_a_model_no_convention_reads_says_it_is_near_chance(mnist):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 784])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 10])
     w = numpy_helper.from_array(np.zeros((784, 10), np.float32), "w")
     b = numpy_helper.from_array(np.eye(10, dtype=np.float32)[3], "b")  # always "3"
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])],
-                              "constant", [x], [y], initializer=[w, b])
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])]
+    graph = helper.make_graph(nodes, "constant", [x], [y], initializer=[w, b])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
     loaded = load_onnx(model.SerializeToString(), "always-three.onnx", owner="test")

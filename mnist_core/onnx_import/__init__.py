@@ -19,6 +19,8 @@ The API a page or the CLI needs (mnist_core.loaded.LoadedModel is what every pag
         meta["options"]      every convention the input shape admits, with its score on the sample:
                              [{"layout", "scale", "ink", "text", "accuracy"}], for an override select
         meta["architecture"] "onnx"; meta["file"] the name; meta["opset"]
+    choose(loaded, layout, scale, ink, output=None) -> LoadedModel: the same upload read with another
+        of meta["options"] (a page's override select), rebuilt in the server without a second check.
     describe_layers(model) -> [{"name", "op", "shape"}]: the layers whose activations the lab draws.
 
 How it is kept safe and made to fit: checks.py (what is refused, before anything runs),
@@ -33,11 +35,14 @@ from dataclasses import asdict, replace
 from pathlib import PurePath
 from typing import Callable
 
+import numpy as np
+
+from .. import inspection
 from ..errors import OnnxRefused
 from ..loaded import LoadedModel
-from .conventions import INKS, LAYOUTS, OUTPUTS, SCALES, candidates
+from .conventions import INKS, LAYOUTS, OUTPUTS, SAMPLE_SIZE, SCALES, Convention, Reading, candidates
 
-__all__ = ["OnnxRefused", "load_onnx", "describe_layers", "LAYOUTS", "SCALES", "INKS", "OUTPUTS"]
+__all__ = ["OnnxRefused", "load_onnx", "choose", "describe_layers", "LAYOUTS", "SCALES", "INKS", "OUTPUTS"]
 
 
 def _check_choice(what: str, value, allowed) -> None:
@@ -68,22 +73,39 @@ def load_onnx(data: bytes, name: str, *, layout: str | None = None, scale: str |
     scores = dict(reading.scores)
     options = [{"layout": c.layout, "scale": c.scale, "ink": c.ink, "text": c.text.rsplit(", ", 1)[0],
                 "accuracy": scores.get(c.text.rsplit(", ", 1)[0])} for c in candidates(found.layouts)]
-    digest = hashlib.sha256(data).hexdigest()
-    meta = {"architecture": "onnx", "file": name, "sha256": digest, "opset": found.opset,
-            "convention": asdict(convention), "reading": reading.describe(), "near_chance": reading.near_chance,
-            "sample_accuracy": reading.accuracy, "sample": reading.sample, "options": options,
-            "layouts": list(found.layouts)}
-    return LoadedModel(model=net, meta=meta, name=f"uploaded {PurePath(name).stem}",
-                       key=("onnx", digest, *convention.key, convention.output))
+    meta = {"architecture": "onnx", "file": name, "sha256": hashlib.sha256(data).hexdigest(), "opset": found.opset,
+            "options": options, "layouts": list(found.layouts)}
+    return _loaded(net, meta, reading)
+
+
+def _loaded(net, meta: dict, reading) -> LoadedModel:
+    convention = net.convention
+    meta = {**meta, "convention": asdict(convention), "reading": reading.describe(),
+            "near_chance": reading.near_chance, "sample_accuracy": reading.accuracy, "sample": reading.sample}
+    return LoadedModel(model=net, meta=meta, name=f"uploaded {PurePath(meta['file']).stem}",
+                       key=("onnx", meta["sha256"], *convention.key, convention.output))
+
+
+def choose(loaded: LoadedModel, layout: str, scale: str, ink: str, output: str | None = None) -> LoadedModel:
+    """`loaded` read with another of its meta["options"] (and output kind, else the one found)."""
+    from . import adapter  # loaded by the load_onnx that made `loaded`
+
+    option = next((o for o in loaded.meta["options"] if (o["layout"], o["scale"], o["ink"]) == (layout, scale, ink)),
+                  None)
+    if option is None:
+        raise OnnxRefused(f"{loaded.meta['file']} cannot be read as {layout}, {scale}, {ink}: its input admits "
+                          f"{', '.join(loaded.meta['layouts'])}")
+    _check_choice("output", output, OUTPUTS)
+    package = loaded.model.package
+    convention = Convention(layout, scale, ink, output or package.convention.output)
+    net = adapter.Package(package.data, package.found, convention).rebuild()
+    reading = Reading(convention, option["accuracy"], loaded.meta.get("sample", SAMPLE_SIZE), (), chosen=True)
+    return _loaded(net, loaded.meta, reading)
 
 
 def describe_layers(model) -> list[dict]:
     """[{"name", "op", "shape"}] for each layer whose activation the lab draws, shape for one image."""
-    import numpy as np
-
-    from ..inspection import feature_maps
-
-    maps, _ = feature_maps(model, np.zeros((28, 28), np.float32))
+    maps, _ = inspection.feature_maps(model, np.zeros((28, 28), np.float32))
     ops = getattr(model, "feature_ops", {})
     return [{"name": name, "op": ops.get(name, type(model.body.get_submodule(name)).__name__),
              "shape": list(values.shape)} for name, values in maps]

@@ -186,12 +186,13 @@ def _weights(proto: onnx.ModelProto, name: str) -> None:
             itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
             if len(tensor.raw_data) != expected * itemsize:
                 raise OnnxRefused(f"{name}: the tensor {tensor.name[:60]!r} does not hold the data its shape says")
+        lies = f"{name}: the tensor {tensor.name[:60]!r} does not hold the data its shape says"
         try:
             values = numpy_helper.to_array(tensor)
         except (ValueError, TypeError, RuntimeError):
-            raise OnnxRefused(f"{name}: the tensor {tensor.name[:60]!r} does not hold the data its shape says") from None
+            raise OnnxRefused(lies) from None
         if values.size != expected:
-            raise OnnxRefused(f"{name}: the tensor {tensor.name[:60]!r} does not hold the data its shape says")
+            raise OnnxRefused(lies)
         if tensor.data_type in _FLOATS and not np.isfinite(values.astype(np.float32, copy=False)).all():
             raise OnnxRefused(f"{name}: the weights {tensor.name[:60]!r} hold values that are not finite "
                               "(NaN or infinity)")

@@ -18,7 +18,6 @@ returns on them (rows of numbers in [0,1] that sum to 1 are probabilities). A be
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Optional
 
@@ -115,23 +114,25 @@ def output_kind(raw: np.ndarray) -> str:
     return "logits"
 
 
-def find(run: Callable[[torch.Tensor], torch.Tensor], images_u8: np.ndarray, labels: np.ndarray,
-         options: list[Convention], chosen: bool = False) -> Reading:
-    """Score each of `options` on the images; the most accurate (the first on a tie), its output kind read.
+def find(run: Callable[[Convention, torch.Tensor], torch.Tensor], images_u8: np.ndarray, labels: np.ndarray,
+         options: list[Convention], among: Optional[list[Convention]] = None) -> Reading:
+    """Score each of `options` on the images and take the most accurate of `among` (default: all of
+    them; the first on a tie), its output kind read from its answers.
 
     `run(convention, x)` returns the model's raw scores [N,10] for the lab's input x [N,1,28,28] in [0,1].
     """
     x = torch.as_tensor(np.asarray(images_u8)).float().div(255)[:, None]
     labels = np.asarray(labels)
-    best, best_acc, best_raw, scores = None, -1.0, None, []
+    scored = []
     for convention in options:
         with torch.inference_mode():
             raw = run(convention, x).float().numpy()
         acc = float((raw.argmax(1) == labels).mean()) if np.isfinite(raw).all() else 0.0
-        scores.append((convention.text.rsplit(", ", 1)[0], acc))
-        if acc > best_acc:
-            best, best_acc, best_raw = convention, acc, raw
-    if best is None:
-        raise ValueError("no convention to score")
-    best = replace(best, output=output_kind(best_raw))
-    return Reading(best, best_acc if math.isfinite(best_acc) else 0.0, len(labels), tuple(scores), chosen)
+        scored.append((convention, acc, raw))
+    pool = [s for s in scored if among is None or s[0] in among]
+    if not pool:
+        raise ValueError("no convention to choose from")
+    best, acc, raw = max(pool, key=lambda s: s[1])  # max keeps the first of equals
+    scores = tuple((c.text.rsplit(", ", 1)[0], a) for c, a, _ in scored)
+    return Reading(replace(best, output=output_kind(raw)), acc, len(labels), scores,
+                   chosen=among is not None and len(among) == 1)

@@ -81,7 +81,7 @@ def _takes_batches(net: adapter.OnnxNet, images_u8: np.ndarray) -> bool:
         with torch.inference_mode():
             together = net(x)
             alone = torch.cat([net(x[i:i + 1]) for i in range(len(x))])
-    except Exception as exc:  # noqa: BLE001 - a shape fixed to one image fails here
+    except Exception as exc:  # a shape fixed to one image fails here
         if _out_of_memory(exc):
             raise
         return False
@@ -95,8 +95,8 @@ def trial(data: bytes, name: str, images_u8: np.ndarray, labels: np.ndarray, fix
     try:
         proto, found = checks.check(data, name)
         del data
-        options = candidates(found.layouts, fixed.get("layout"), fixed.get("scale"), fixed.get("ink"))
-        if not options:
+        among = candidates(found.layouts, fixed.get("layout"), fixed.get("scale"), fixed.get("ink"))
+        if not among:
             raise OnnxRefused(f"{name} cannot be read as {fixed['layout']}: its input admits "
                               f"{', '.join(found.layouts)}")
         net = adapter.build(proto, found, Convention(layout=found.layouts[0]))
@@ -109,7 +109,7 @@ def trial(data: bytes, name: str, images_u8: np.ndarray, labels: np.ndarray, fix
             net.convention = convention  # output "logits": the raw scores
             return net(x)
 
-        reading = find(run, images_u8, labels, options, chosen=len(options) == 1)
+        reading = find(run, images_u8, labels, candidates(found.layouts), among if fixed else None)
         return found, reading
     except OnnxRefused:
         raise
