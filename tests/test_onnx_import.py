@@ -240,6 +240,27 @@ def test_a_tensor_that_grows_faster_than_the_batch_is_refused():
         checks.check(model.SerializeToString(), "square.onnx")
 
 
+def test_a_scikit_learn_style_export_is_read_by_its_probabilities_and_its_label_output_left_out():
+    x = helper.make_tensor_value_info("float_input", TensorProto.FLOAT, [None, 784])
+    label = helper.make_tensor_value_info("label", TensorProto.INT64, [None])
+    probabilities = helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 10])
+    w = numpy_helper.from_array(np.full((784, 10), 0.01, np.float32), "coef")
+    classes = numpy_helper.from_array(np.arange(10, dtype=np.int64), "classes")
+    nodes = [helper.make_node("MatMul", ["float_input", "coef"], ["scores"]),
+             helper.make_node("Softmax", ["scores"], ["probabilities"], axis=1),
+             helper.make_node("ArgMax", ["probabilities"], ["index"], axis=1, keepdims=0),
+             helper.make_node("ArrayFeatureExtractor", ["classes", "index"], ["label"], domain="ai.onnx.ml")]
+    model = helper.make_model(helper.make_graph(nodes, "sklearn-like", [x], [label, probabilities],
+                                                initializer=[w, classes]),
+                              opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("ai.onnx.ml", 1)])
+
+    proto, found = checks.check(model.SerializeToString(), "mlp.onnx")
+
+    assert [o.name for o in proto.graph.output] == ["probabilities"]
+    assert {n.op_type for n in proto.graph.node} == {"MatMul", "Softmax"}
+    assert found.layouts == ("flat",) and found.any_batch
+
+
 def test_the_docs_list_exactly_the_ops_the_lab_runs():
     text = (REPO_ROOT / "docs" / "onnx.md").read_text()
     listed = text.split("<!-- allowed ops -->")[1].split("<!-- end -->")[0]

@@ -106,6 +106,36 @@ def unsupported_feature(node: onnx.NodeProto) -> str | None:
     return None
 
 
+_FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
+
+
+def keep_float_outputs(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The graph with only its float tensor outputs and the nodes they need, in place.
+
+    A scikit-learn export (skl2onnx) also outputs each image's label, made by ArgMax and a lookup in
+    the ONNX-ML domain; the lab reads the probabilities and never runs the rest. Structure only:
+    nothing is computed."""
+    graph = proto.graph
+    floats = [o for o in graph.output if o.type.WhichOneof("value") == "tensor_type"
+              and o.type.tensor_type.elem_type in _FLOAT_TYPES]
+    if not floats or len(floats) == len(graph.output):
+        return proto
+    needed = {o.name for o in floats}
+    kept = []
+    for node in reversed(graph.node):
+        if any(out in needed for out in node.output):
+            kept.append(node)
+            needed.update(node.input)
+    kept.reverse()
+    outputs = [onnx.ValueInfoProto.FromString(o.SerializeToString()) for o in floats]
+    del graph.output[:]
+    graph.output.extend(outputs)
+    nodes = [onnx.NodeProto.FromString(n.SerializeToString()) for n in kept]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return proto
+
+
 @dataclass(frozen=True)
 class Found:
     """What the checks and the trial found out about a file, in plain values (it crosses processes)."""
@@ -182,7 +212,7 @@ class Package:
     def rebuild(self) -> "OnnxNet":
         proto = onnx.ModelProto()
         proto.ParseFromString(self.data)
-        net = build(proto, self.found, self.convention)
+        net = build(keep_float_outputs(proto), self.found, self.convention)
         net.package = self
         return net
 

@@ -6,7 +6,8 @@ The file comes from a stranger, and onnx's own security policy leaves isolation 
   weights; the whole runs in the sandbox's child, sandbox.py):
     at most MNIST_MAX_ONNX_BYTES (20 MB by default); a pickle, a zip (a PyTorch .pt), HDF5 (a Keras
     .h5) or safetensors file is named as what it is (`check_size`, `sniff`);
-    it parses as an ONNX model with a graph (in memory: the bytes are never written to disk);
+    it parses as an ONNX model with a graph (in memory: the bytes are never written to disk); only
+    its float outputs are kept, with the nodes they need (a scikit-learn export's label is not);
     no model-local functions, no node outside the default domain (no custom-op library is ever
     registered), no control flow (Loop, If, Scan) and no subgraph, at most MAX_NODES nodes, and
     every op on `ALLOWED_OPS`, the one list of what MNIST classifiers use (docs/onnx.md shows it);
@@ -112,7 +113,7 @@ def parse(data: bytes, name: str) -> onnx.ModelProto:
         raise OnnxRefused(f"{name} is not an ONNX file (it does not parse as one)") from None
     if proto.ir_version < 3 or not proto.graph.node or not proto.graph.output or not proto.opset_import:
         raise OnnxRefused(f"{name} is not an ONNX model (no graph in it)")
-    return proto
+    return adapter.keep_float_outputs(proto)
 
 
 def _tensors(proto: onnx.ModelProto):
