@@ -13,6 +13,10 @@ read models (what pages show, computed once)
                  processes: a few at once, one per visitor, killed when the visitor leaves
     snapshots    kernels and a probe's feature maps through a run, for the replay
     loaded       LoadedModel: a model a page picked, with its metadata, name and cache key
+models in
+    onnx_import/ an ONNX file from anywhere, checked as hostile (checks), its input convention found
+                 (conventions), loaded and tried in a limited child (sandbox), run as a torch module
+                 behind the lab's input (adapter): load_onnx(data, name) -> LoadedModel
 runs, workers, executors
     registry/    the run registry (SQLAlchemy: SQLite, or PostgreSQL when shared), by layer: runs
                  (the Run record, reads, the worker's writes), queue (waiting, starting, the claim),
