@@ -25,10 +25,12 @@ from tqdm import tqdm
 
 from . import data, drawings, executors, export, kernels, registry, retention, runfiles, sweeps
 from .artifacts import load_run_model
-from .checkpoints import load_checkpoint
-from .errors import ConfigError, DataError, MnistLabError
+from .checkpoints import load_checkpoint, read_capped
+from .errors import CheckpointError, ConfigError, DataError, MnistLabError, OnnxRefused
 from .evaluate import evaluate_on_drawings
-from .models import count_parameters, create_model, list_models, model_info
+from .models import count_parameters, create_model, list_models, model_info, torch_type_name
+from .onnx_import import describe_layers, load_onnx
+from .onnx_import.conventions import INKS, LAYOUTS, OUTPUTS, SCALES
 from .records import LIVE, RunStatus
 from .runfiles import RUN_ID
 from .training import PRESETS, TrainConfig, admit, evaluate, preset_config
@@ -206,11 +208,7 @@ def cmd_evaluate(args) -> int:
 def _load_onnx_file(file: str, args):
     """(model, meta) of an ONNX file (mnist_core.onnx_import), its input convention found or as the flags fix
     it; how it was read is said first (on stderr, with a warning when near chance)."""
-    from pathlib import Path
-
-    from .checkpoints import read_capped
-    from .errors import CheckpointError, OnnxRefused
-    from .onnx_import import checks, load_onnx
+    from .onnx_import import checks  # here: it loads onnx, which only an .onnx file needs
 
     path = Path(file)
     try:
@@ -224,8 +222,6 @@ def _load_onnx_file(file: str, args):
 
 
 def _add_onnx_flags(parser: argparse.ArgumentParser) -> None:
-    from .onnx_import.conventions import INKS, LAYOUTS, OUTPUTS, SCALES
-
     group = parser.add_argument_group("an ONNX file's input convention (found by score unless fixed here)")
     group.add_argument("--layout", choices=tuple(LAYOUTS), help="NCHW [N,1,28,28], NHWC [N,28,28,1], NHW [N,28,28] "
                                                                "or flat [N,784]")
@@ -237,12 +233,6 @@ def _add_onnx_flags(parser: argparse.ArgumentParser) -> None:
 
 def cmd_inspect(args) -> int:
     """The layers whose activations the lab draws: name, op and shape for one image."""
-    import json
-
-    from .checkpoints import load_checkpoint
-    from .models import torch_type_name
-    from .onnx_import import describe_layers
-
     if args.model.lower().endswith(".onnx"):
         model, _ = _load_onnx_file(args.model, args)
     else:
