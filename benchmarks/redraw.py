@@ -5,7 +5,8 @@ a CANVAS_SIZE canvas), drawn at whatever size and place the visitor chose, slant
 mouse's or a finger's jittery path, then cut down to 28x28 by canvas_to_mnist. To measure a model on
 that without a thousand visitors, any digit picture is redrawn that way:
 
-1. `strokes_from_image`: the picture is enlarged, thresholded and thinned to its skeleton
+1. `strokes_from_image`: the picture is enlarged, thresholded (a loop's middle that a small picture
+   blurred shut but left dimmer than its ring is a hole, not ink) and thinned to its skeleton
    (scikit-image's skeletonize); the skeleton is traced into paths between its ends and junctions,
    spurs (short branches into a thick stroke's corners: the thinning's, not the writer's) are
    dropped, and each path is smoothed. The paths are in the picture's own pixels.
@@ -30,12 +31,16 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
+from scipy.ndimage import maximum_filter
+from skimage.feature import hessian_matrix, hessian_matrix_eigvals
 from skimage.morphology import reconstruction, skeletonize
 
 from mnist_core.preprocess import CANVAS_SIZE, STROKE_PX, canvas_to_mnist
 
 WORK_SIDE = 112       # pictures are thinned at this size: a 28x28 skeleton is too coarse to trace smoothly
 HOLE_DEPTH = 0.2      # a dip this deep (a fraction of the picture's strongest ink) ringed by ink is a hole
+DIP_SIGMA = 0.5       # the scale (in the picture's pixels) at which a dip in the ink is looked for
+DIP_CURVATURE = 0.03  # how sharp a dip must be, as a share of the sharpest stroke's curvature
 SPUR_PIXELS = 1.5     # a branch from a junction shorter than this (in the picture's pixels) is a spur
 SUPERSAMPLE = 4       # strokes are drawn this many times larger, then box-averaged: the browser's anti-aliasing
 POINTERS = ("mouse", "finger")
@@ -90,7 +95,7 @@ def strokes_from_image(image: np.ndarray, threshold: float = 0.5) -> list[np.nda
     scale = WORK_SIDE / max(h, w)
     big = Image.fromarray(image).resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BICUBIC)
     grey = np.asarray(big, dtype=np.float64) / float(image.max() or 1.0)
-    ink = (grey > threshold) & ~_holes(grey)
+    ink = (grey > threshold) & ~_holes(grey) & ~_dips(grey, sigma=DIP_SIGMA * scale)
     skeleton = skeletonize(ink)
     paths = _prune_spurs(_trace(skeleton), skeleton, SPUR_PIXELS * scale)
     return [(_smooth(p) + 0.5) / scale - 0.5 for p in paths]
@@ -149,6 +154,18 @@ def _holes(grey: np.ndarray, depth: float = HOLE_DEPTH) -> np.ndarray:
     seed = grey.copy()
     seed[1:-1, 1:-1] = grey.max()
     return reconstruction(seed, grey, method="erosion") - grey > depth
+
+
+def _dips(grey: np.ndarray, sigma: float) -> np.ndarray:
+    """Where the picture curves up in every direction (both eigenvalues of its Hessian positive, the
+    larger above DIP_CURVATURE of the strongest stroke's curvature) and lies HOLE_DEPTH / 2 below the
+    brightest ink within `sigma` of it: a loop's middle blurred shut but still dimmer than the ink round
+    it, even where a channel leads out of it so it holds no basin. A pen stroke's inside never dips
+    that way (across a stroke the ink curves down), and the enlargement's faint ripples are not deep."""
+    larger, smaller = hessian_matrix_eigvals(hessian_matrix(grey, sigma=sigma, order="rc",
+                                                            use_gaussian_derivatives=False))
+    deep = maximum_filter(grey, size=max(3, round(2 * sigma) + 1)) - grey > HOLE_DEPTH / 2
+    return deep & (smaller > 0) & (larger > DIP_CURVATURE * float(np.abs(smaller).max()))
 
 
 # --- tracing the skeleton ------------------------------------------------------------------------------
