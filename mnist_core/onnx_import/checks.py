@@ -33,6 +33,7 @@ import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 from onnx import numpy_helper, shape_inference
+from onnx.reference import ReferenceEvaluator
 
 from ..errors import OnnxRefused
 from . import adapter
@@ -219,8 +220,6 @@ def _fold(proto: onnx.ModelProto) -> onnx.ModelProto:
 
     Exporters compute a Pad's widths or a Reshape's shape from constants through ops whose values
     shape inference does not follow (Transpose, ConstantOfShape); computed, they fix every size."""
-    from onnx.reference import ReferenceEvaluator
-
     folded = onnx.ModelProto()
     folded.CopyFrom(proto)
     graph = folded.graph

@@ -28,9 +28,11 @@ import numpy as np
 import torch
 
 from .. import heavy
+from ..data import load_mnist
 from ..errors import BusyError, ConfigError, MnistLabError, OnnxRefused
+from ..explain import sample_indices
 from . import adapter, checks
-from .conventions import LAYOUTS, Convention, Reading, candidates, find
+from .conventions import LAYOUTS, SAMPLE_SEED, SAMPLE_SIZE, Convention, Reading, candidates, find
 
 DEFAULT_SECONDS = 60
 DEFAULT_MEMORY_MB = 1536
@@ -122,10 +124,6 @@ def trial(data: bytes, name: str, images_u8: np.ndarray, labels: np.ndarray, fix
 
 def sample() -> tuple[np.ndarray, np.ndarray]:
     """The fixed training images every convention is scored on (uint8 [SAMPLE_SIZE,28,28], labels)."""
-    from ..data import load_mnist
-    from ..explain import sample_indices
-    from .conventions import SAMPLE_SEED, SAMPLE_SIZE
-
     images, labels = load_mnist("train")
     idx = sample_indices(len(labels), SAMPLE_SIZE, SAMPLE_SEED)
     return images.numpy()[idx], labels.numpy()[idx]
