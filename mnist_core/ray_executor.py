@@ -50,7 +50,7 @@ import urllib.request
 from typing import Optional, Sequence
 
 from . import limits, outcomes, registry
-from .errors import RunError
+from .errors import RunError, first_line
 from .executor_base import Executor
 from .paths import REPO_ROOT
 from .records import LIVE, RunStatus
@@ -120,12 +120,12 @@ class RayExecutor(Executor):
             raise RunError(f"MNIST_RAY_ADDRESS is set, but {NOT_INSTALLED}")
 
     def _client(self):
-        from ray.job_submission import JobSubmissionClient
+        from ray.job_submission import JobSubmissionClient  # here: Ray is the cluster extra, not the base install
 
         try:
             return JobSubmissionClient(self.address)
         except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
-            raise RunError(f"the Ray cluster at {self.address} cannot be reached ({_first_line(exc)})") from None
+            raise RunError(f"the Ray cluster at {self.address} cannot be reached ({first_line(exc)})") from None
 
     def start(self, run_id: str, config: dict, root=None) -> None:
         """Submit the run's job and record its id (first: the id is derived, so a crash between the two
@@ -138,7 +138,7 @@ class RayExecutor(Executor):
                               runtime_env=runtime_env(run_id, config, root), metadata={"mnist_run_id": run_id},
                               **job_resources(config))
         except Exception as exc:  # noqa: BLE001 - an unreachable or refusing cluster is one line
-            raise RunError(f"the Ray cluster at {self.address} refused the run ({_first_line(exc)})") from None
+            raise RunError(f"the Ray cluster at {self.address} refused the run ({first_line(exc)})") from None
 
     def stop(self, run_id: str, root=None) -> None:
         """The flag is set: stop the job now if its run has not started, else after a grace period
@@ -196,7 +196,7 @@ class RayExecutor(Executor):
         try:
             self._client().stop_job(job_id)
         except Exception as exc:  # noqa: BLE001 - the backstop failing leaves the flag, which still works
-            print(f"could not stop Ray job {job_id}: {_first_line(exc)}", file=sys.stderr)
+            print(f"could not stop Ray job {job_id}: {first_line(exc)}", file=sys.stderr)
 
     def reconcile(self, root=None) -> list[str]:
         """Fail the queued runs whose job ended before its worker could start the run (the entrypoint
@@ -218,7 +218,7 @@ class RayExecutor(Executor):
             except Exception:  # noqa: BLE001 - a job Ray no longer knows (its head restarted) stays as it was
                 continue
             if info.status.is_terminal() and registry.get_run(run.id, root=root).status == RunStatus.QUEUED:
-                reason = _first_line(info.message) if info.message else str(info.status).lower()
+                reason = first_line(info.message) if info.message else str(info.status).lower()
                 if registry.finish_run(run.id, RunStatus.FAILED, root=root,
                                        error=f"the Ray job {run.job_id} ended before the run started: {reason}"):
                     ended.append(run.id)
@@ -239,8 +239,3 @@ def node_here(timeout: float = 5.0) -> Optional[str]:
     except (OSError, ValueError):
         return None
     return f"{socket.gethostname()}/{node_id[:8]}" if isinstance(node_id, str) and node_id else None
-
-
-def _first_line(exc) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__

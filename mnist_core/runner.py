@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import fcntl
 import multiprocessing
+from multiprocessing import forkserver
 import os
 import signal
 import sys
@@ -197,8 +198,6 @@ def serve(root: Optional[str] = None) -> int:
         return 0  # every slot is taken: the runners there will take the queue
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["mnist_core.warm"])
-    from multiprocessing import forkserver
-
     forkserver.ensure_running()
     warmed = context.Process(target=int, name="warm-up")  # returns once the forkserver has loaded mnist_core.warm
     warmed.start()

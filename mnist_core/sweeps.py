@@ -35,14 +35,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from itertools import product
-from typing import TYPE_CHECKING, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
-from . import executors, form, limits
+from . import executors, form, limits, live, registry
 from .errors import ConfigError, MnistLabError, RunError
+from .live import Collapse
 from .training import TrainConfig, admit
-
-if TYPE_CHECKING:  # for an annotation only: analyse() imports live where it uses it
-    from .live import Collapse
 
 MAX_PARAMS = 3
 LOG_FIELDS = ("lr", "weight_decay", "batch_size")  # spaced and sampled on a log scale
@@ -245,7 +243,8 @@ def check_size(n_runs: int, owner: Optional[str], all_runs: Sequence) -> None:
     bounds = limits.current()
     fewer = "fewer values, samples or seeds"
     if n_runs > bounds.max_sweep_runs:
-        raise ConfigError(f"this sweep is {n_runs:,} runs; at most {bounds.max_sweep_runs:,} are allowed here ({fewer})")
+        raise ConfigError(f"this sweep is {n_runs:,} runs; at most {bounds.max_sweep_runs:,} are allowed here "
+                          f"({fewer})")
     if owner is None:
         return  # the operator's runs are never refused by the queue limits
     live = [r for r in all_runs if r.is_live]
@@ -379,8 +378,6 @@ def submit(planned: Sequence[PlannedRun], owner: Optional[str] = None, root=None
 
 def sweep_runs(sweep_id: str, root=None) -> list:
     """The sweep's runs, oldest first."""
-    from . import registry
-
     return registry.list_runs(root=root, sweep=sweep_id)
 
 
@@ -458,8 +455,6 @@ class Analysis:
 
 def analyse(sweep_runs: Sequence, metrics: Callable[[str], list[dict]]) -> Analysis:
     """What the sweep showed. `metrics(run_id)` gives a run's metric rows (registry.get_metrics)."""
-    from . import live
-
     fields = varied_fields([r.config for r in sweep_runs])
     results, groups = [], {}
     counts: dict[str, int] = {}
@@ -593,8 +588,6 @@ def cli(param_texts: Sequence[str], base: dict, random: int = 0, seeds: int = 1,
     """`python -m mnist_core sweep`: plan, submit (the operator's runs: no owner), print the sweep id and
     the run ids; with `wait`, follow the runs to their end, print the summary, and return 0 only when
     every run completed."""
-    from . import registry
-
     if not param_texts:
         raise ConfigError("give at least one --param NAME=V1,V2,... (e.g. --param lr=0.001,0.003,0.01)")
     spec = SweepSpec(base, tuple(parse_param(t) for t in param_texts), random=random, seeds=seeds,
