@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from typing import Optional, Sequence
 
 from . import registry
-from .errors import MnistLabError, RunError
+from .errors import MnistLabError, RunError, first_line
 from .records import RunStatus
 from .training import TrainConfig, admit
 
@@ -53,7 +53,7 @@ class Executor(ABC):
         try:
             self.start(run_id, config, root)
         except Exception as exc:  # noqa: BLE001 - a run no executor took must not wait forever as "queued"
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
             registry.finish_run(run_id, RunStatus.FAILED, root=root, error=f"the run could not be started: {reason}")
             raise RunError(f"the run could not be started: {reason}") from None
         return run_id

@@ -42,6 +42,17 @@ def test_a_run_its_executor_cannot_start_is_failed_at_once_not_left_queued(tiny_
     assert run.status == "failed" and run.error == "the run could not be started: No space left on device"
 
 
+def test_a_start_failure_without_words_is_named_by_its_type(tiny_config):
+    class Mute(executors.LocalExecutor):
+        def start(self, run_id, config, root=None):
+            raise RuntimeError()
+
+    with pytest.raises(RunError, match=r"^the run could not be started: RuntimeError$"):
+        Mute().submit(tiny_config())
+    (run,) = registry.list_runs()
+    assert run.status == "failed" and run.error == "the run could not be started: RuntimeError"
+
+
 def test_cancel_sets_the_owners_flag_then_tells_the_backend(tiny_config):
     told = []
 
