@@ -15,6 +15,7 @@ pytestmark = pytest.mark.timeout(240)
 def click_cell(app, true: int, predicted: int) -> None:
     """Click the centre of a cell, placed with plotly.js's own axis mapping (x: predicted, y: true)."""
     chart = app.page.locator(".st-key-confusion .js-plotly-plot")
+    chart.scroll_into_view_if_needed()  # the mouse clicks in the viewport: the matrix may sit below the fold
     x, y = chart.evaluate("""(g, [x, y]) => {
         const xa = g._fullLayout.xaxis, ya = g._fullLayout.yaxis, box = g.getBoundingClientRect();
         return [box.left + xa._offset + xa.l2p(x), box.top + ya._offset + ya.l2p(y)]; }""", [predicted, true])
