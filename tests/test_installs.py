@@ -12,6 +12,8 @@ import ast
 import functools
 import sys
 import tomllib
+import importlib.util
+from importlib import metadata
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
@@ -59,15 +61,16 @@ def imports() -> list[tuple[str, str, bool]]:
     def walk(node: ast.AST, file: str, module_level: bool) -> None:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.Import):
-                found.extend((a.name.split(".")[0], file, module_level) for a in child.names)
+                found.extend((a.name, file, module_level) for a in child.names)
             elif isinstance(child, ast.ImportFrom) and child.level == 0:
-                found.append((child.module.split(".")[0], file, module_level))
+                found.append((child.module, file, module_level))
             walk(child, file, module_level and not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef,
                                                                         ast.Lambda)))
 
     for path in files:
         walk(ast.parse(path.read_text()), str(path.relative_to(REPO_ROOT)), True)
-    return [(m, f, top) for m, f, top in found if m not in sys.stdlib_module_names and m not in OURS]
+    return [(m, f, top) for m, f, top in found
+            if m.split(".")[0] not in sys.stdlib_module_names and m.split(".")[0] not in OURS]
 
 
 @functools.cache
@@ -76,14 +79,20 @@ def _providers() -> dict[str, list[str]]:
 
 
 def distribution(module: str) -> str:
-    dists = _providers().get(module)
+    """The distribution that provides a (dotted) module. A namespace package such as `google` is shared by
+    several distributions: the one whose files hold the module itself is it."""
+    dists = _providers().get(module.split(".")[0])
     assert dists, f"{module} is imported but no installed distribution provides it"
+    if len(set(dists)) > 1:
+        origin = Path(importlib.util.find_spec(module).origin).resolve()
+        dists = [d for d in dists if any(Path(f.locate()).resolve() == origin for f in metadata.files(d) or ())]
+        assert len(dists) == 1, f"{module}: provided by {dists}"
     return canonicalize_name(dists[0])
 
 
 def test_every_module_the_app_imports_at_module_level_is_in_the_host_install_and_the_base_dependencies():
     module_level = {(m, f) for m, f, top in imports() if top}
-    assert {"streamlit", "torch", "sqlalchemy"} <= {m for m, _ in module_level}  # the walk sees the imports
+    assert {"streamlit", "torch", "sqlalchemy"} <= {m.split(".")[0] for m, _ in module_level}  # the walk sees the imports
     for module, file in sorted(module_level):
         dist = distribution(module)
         assert dist not in CLUSTER_ONLY, f"{file} imports {module} at module level: only behind its option"
