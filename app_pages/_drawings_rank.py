@@ -2,7 +2,8 @@
 tab's results and the Class page's leaderboard offer "Rank by" either.
 
 Each completed run's model is measured on the set (mnist_core.drawings) as Evaluate measures one:
-the pictures read here, the predictions in a heavy job (mnist_core.heavy). Which part: the whole set,
+the pictures read here, the predictions of every model in one heavy job (mnist_core.heavy), at most
+MAX_RANKED runs (the best by test accuracy): a sweep or a class of hundreds asks for one bounded job. Which part: the whole set,
 unless one of the runs ranked trained on the drawings (drawings_weight above 0), then every run on the
 held-out givers' drawings only, the one part none of them trained on: runs compared on the same
 drawings, fairly.
@@ -19,6 +20,7 @@ from mnist_core.errors import MnistLabError
 from app_pages._frame import run_heavy
 
 RANK_BY = {"test": "MNIST test accuracy", "drawings": "accuracy on the drawings"}
+MAX_RANKED = 50  # runs measured on the drawings at once: one heavy job holds each run's model
 PART_WORDS = {"all": "every drawing in the set", "held-out": "the held-out givers' drawings (some runs trained "
                                                              "on the others)"}
 
@@ -43,27 +45,29 @@ def _accuracies(run_ids: tuple[str, ...], part: str, state: tuple[int, int]) -> 
     images, labels, _ = drawings.drawing_set(part=part)
     if not len(labels):
         return {}
-    measured = {}
+    loaded = {}
     for run_id in run_ids:
         try:
-            model, _ = load_run_model(run_id)
+            loaded[run_id] = load_run_model(run_id)[0]
         except MnistLabError:
             continue  # a run whose checkpoint is gone is left unranked
-        measured[run_id] = run_heavy(ev.predictions, model, images, labels).accuracy
-    return measured
+    if not loaded:
+        return {}
+    return dict(zip(loaded, run_heavy(ev.accuracies, list(loaded.values()), images, labels)))
 
 
 def on_drawings(runs) -> tuple[dict[str, float], str]:
     """({run id: accuracy on the drawings} of the completed runs among `runs`, the part measured on)."""
     part = fair_part(runs)
-    done = tuple(sorted(r.id for r in runs if r.status == "completed"))
-    return _accuracies(done, part, _set_state()), part
+    done = sorted((r for r in runs if r.status == "completed"), key=lambda r: -(r.test_accuracy or 0))
+    return _accuracies(tuple(sorted(r.id for r in done[:MAX_RANKED])), part, _set_state()), part
 
 
 def said(part: str, measured: dict) -> None:
     """One caption: what the drawings accuracy was measured on, or that there is nothing to measure on."""
     if measured:
-        st.caption(f"Accuracy on the drawings: each completed run's model on {PART_WORDS[part]}.")
+        st.caption(f"Accuracy on the drawings: each completed run's model on {PART_WORDS[part]}"
+                   + (f" (the best {MAX_RANKED} by test accuracy)." if len(measured) >= MAX_RANKED else "."))
     else:
         st.info("No run could be measured on the drawings: the set has no drawings" +
                 (" by held-out givers" if part == "held-out" else "") + " yet, or no run has finished.",

@@ -46,6 +46,11 @@ def predictions(model: nn.Module, images_u8, labels) -> Predictions:
     return Predictions(labels, predicted, probs[np.arange(len(probs)), predicted], probs)
 
 
+def accuracies(models: list[nn.Module], images_u8, labels) -> list[float]:
+    """Each model's accuracy on the same images: one job for a whole leaderboard."""
+    return [predictions(model, images_u8, labels).accuracy for model in models]
+
+
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, n: int = 10) -> np.ndarray:
     """[true, predicted] counts, int64 [n,n]."""
     return np.bincount(np.asarray(labels) * n + np.asarray(predicted), minlength=n * n).reshape(n, n)
