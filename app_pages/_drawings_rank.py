@@ -3,10 +3,10 @@ tab's results and the Class page's leaderboard offer "Rank by" either.
 
 Each completed run's model is measured on the set (mnist_core.drawings) as Evaluate measures one:
 the pictures read here, the predictions of every model in one heavy job (mnist_core.heavy), at most
-MAX_RANKED runs (the best by test accuracy): a sweep or a class of hundreds asks for one bounded job. Which part: the whole set,
-unless one of the runs ranked trained on the drawings (drawings_weight above 0), then every run on the
-held-out givers' drawings only, the one part none of them trained on: runs compared on the same
-drawings, fairly.
+MAX_RANKED runs (the best by test accuracy): a sweep or a class of hundreds asks for one bounded job.
+Which part: the whole set, unless one of the runs ranked trained on the drawings (drawings_weight
+above 0), then every run on the held-out givers' drawings only, the one part none of them trained on:
+runs compared on the same drawings, fairly.
 """
 
 from __future__ import annotations

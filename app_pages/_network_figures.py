@@ -48,7 +48,8 @@ def kernel_figure(w: np.ndarray, scale: dict | None = None, view: int | None = N
                 f"{out} kernels of {kh}x{kw}")
     if out * cin <= FULL_GRID_MAX:
         ids = np.stack(np.divmod(np.arange(out * cin), cin), axis=1)
-        return (tiles_heatmap(w.reshape(out * cin, kh, kw), cin, hover="output %{customdata[0]}, input %{customdata[1]}",
+        hover = "output %{customdata[0]}, input %{customdata[1]}"
+        return (tiles_heatmap(w.reshape(out * cin, kh, kw), cin, hover=hover,
                               tile_ids=ids, x_ticks=[f"in {i}" for i in range(cin)],
                               y_ticks=[f"out {o}" for o in range(out)], max_height=max_height, **scale),
                 f"{out} x {cin} kernels of {kh}x{kw}: a row per output channel, a column per input channel")

@@ -49,7 +49,8 @@ def traces(emap: explain.EmbeddingMap) -> list[tuple[str, np.ndarray]]:
     """The map's traces in drawing order, each (name, positions in the sample): one per true digit,
     then the mistakes again as rings. A selected point comes back as (trace number, position in
     that trace), so this one list both draws the map and reads a selection."""
-    return [(str(d), np.flatnonzero(emap.labels == d)) for d in range(10)] + [("mistake", np.flatnonzero(emap.mistakes))]
+    digits = [(str(d), np.flatnonzero(emap.labels == d)) for d in range(10)]
+    return digits + [("mistake", np.flatnonzero(emap.mistakes))]
 
 
 def scatter(emap: explain.EmbeddingMap, title: str) -> go.Figure:

@@ -92,7 +92,8 @@ with c_runs:
 
 st.subheader("Where to go")
 links = [
-    ("app_pages/dataset.py", "Dataset", ":material/grid_view:", "The digits as a grid: filter, shuffle, zoom into pixels."),
+    ("app_pages/dataset.py", "Dataset", ":material/grid_view:",
+     "The digits as a grid: filter, shuffle, zoom into pixels."),
     ("app_pages/train.py", "Train", ":material/model_training:", "Configure a run and watch loss and accuracy live."),
     ("app_pages/inside.py", "Inside the network", ":material/visibility:", "Kernels and feature maps, layer by layer."),
     ("app_pages/draw.py", "Draw", ":material/draw:", "Draw a digit and get the model's probabilities."),

@@ -220,7 +220,8 @@ def _decode_reduced(data) -> np.ndarray:
                 # 16-bit and 32-bit greyscale: scale to 8 bits by the image's own range.
                 arr = np.asarray(img, dtype=np.float64)
                 lo, hi = float(arr.min()), float(arr.max())
-                grey = np.zeros(arr.shape, np.uint8) if hi <= lo else np.rint((arr - lo) / (hi - lo) * 255).astype(np.uint8)
+                grey = (np.zeros(arr.shape, np.uint8) if hi <= lo
+                        else np.rint((arr - lo) / (hi - lo) * 255).astype(np.uint8))
                 img = Image.fromarray(grey, mode="L")
             if orientation in _EXIF_TRANSPOSE:
                 img = img.transpose(_EXIF_TRANSPOSE[orientation])
@@ -230,7 +231,8 @@ def _decode_reduced(data) -> np.ndarray:
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(f"the file is not an image we can read ({_ACCEPTED_NAMES})") from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
-        raise ImageError(f"the image could not be decoded: {str(exc).splitlines()[0] if str(exc) else 'truncated'}") from None
+        why = str(exc).splitlines()[0] if str(exc) else "truncated"
+        raise ImageError(f"the image could not be decoded: {why}") from None
     return np.ascontiguousarray(rgba)
 
 

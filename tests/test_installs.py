@@ -92,7 +92,8 @@ def distribution(module: str) -> str:
 
 def test_every_module_the_app_imports_at_module_level_is_in_the_host_install_and_the_base_dependencies():
     module_level = {(m, f) for m, f, top in imports() if top}
-    assert {"streamlit", "torch", "sqlalchemy"} <= {m.split(".")[0] for m, _ in module_level}  # the walk sees the imports
+    # the walk sees the imports
+    assert {"streamlit", "torch", "sqlalchemy"} <= {m.split(".")[0] for m, _ in module_level}
     for module, file in sorted(module_level):
         dist = distribution(module)
         assert dist not in CLUSTER_ONLY, f"{file} imports {module} at module level: only behind its option"

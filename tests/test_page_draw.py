@@ -186,7 +186,8 @@ def test_a_run_kept_only_in_the_registry_is_offered_and_predicts(tmp_path):
     run_id = registry.create_run(TrainConfig(model="lenet5", epochs=1).to_dict())
     registry.mark_running(run_id, total_steps=10)
     model, meta = load_checkpoint(default_checkpoint("lenet5"))
-    elsewhere = save_checkpoint(model, {**meta, "run_id": run_id}, tmp_path / "other-host" / f"lenet5-{run_id}.safetensors")
+    elsewhere = save_checkpoint(model, {**meta, "run_id": run_id},
+                                tmp_path / "other-host" / f"lenet5-{run_id}.safetensors")
     artifacts.store_checkpoint(run_id, elsewhere)
     registry.finish_run(run_id, "completed", checkpoint=str(elsewhere), test_accuracy=0.991)
     for leftover in elsewhere.parent.iterdir():  # the other host's disk is not this one's

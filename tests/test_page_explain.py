@@ -103,7 +103,8 @@ def test_draw_explains_the_prediction_and_any_digit(env):
     at.toggle(key="draw_explain").set_value(True).run()
     assert not at.exception and not at.error, messages(at)
     titles = [m.value for m in at.markdown if m.value.startswith("**")]
-    assert titles == ["**Gradient saliency** · digit 1", "**Integrated Gradients** · digit 1", "**Occlusion** · digit 1"]
+    assert titles == ["**Gradient saliency** · digit 1", "**Integrated Gradients** · digit 1",
+                      "**Occlusion** · digit 1"]
     at.selectbox(key="draw_attr_target").set_value(7).run()
     assert [m.value for m in at.markdown if m.value.startswith("**")][0] == "**Gradient saliency** · digit 7"
     overlay = charts(at)[-1]["data"]  # occlusion: the drawing in grey, the signed map over it

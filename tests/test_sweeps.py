@@ -111,7 +111,8 @@ def test_a_sweep_far_over_the_cap_is_refused_by_its_count_before_any_config_is_b
     for refuse in (sweeps.plan, sweeps.expand):
         with pytest.raises(ConfigError) as err:
             refuse(spec)
-        assert str(err.value) == "this sweep is 48,510 runs; at most 64 are allowed here (fewer values, samples or seeds)"
+        assert str(err.value) == ("this sweep is 48,510 runs; at most 64 are allowed here "
+                                  "(fewer values, samples or seeds)")
     assert built == [] and sweeps.count(spec) == 48_510
 
 

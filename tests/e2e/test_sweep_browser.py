@@ -63,17 +63,20 @@ def test_a_two_by_two_sweep_finishes_draws_its_parallel_coordinates_and_opens_a_
         has=app.page.locator(".parcoords"))
     expect(parcoords).to_have_count(1)
     drawn = app.wait_for(lambda: parcoords.evaluate(
-        "g => g._fullData[0].type === 'parcoords' && g._fullData[0].dimensions.map(d => d.label + ':' + d.values.length)"),
+        "g => g._fullData[0].type === 'parcoords'"
+        " && g._fullData[0].dimensions.map(d => d.label + ':' + d.values.length)"),
         "the parallel-coordinates chart drawn with its axes")
     assert drawn == ["learning rate (log):4", "batch size (log):4", "test accuracy:4"]
 
     # Open one run: click its dot on the chart of test accuracy against the learning rate.
     against = _chart(app, "Test accuracy against learning rate")
     # the dots are the trace that carries run ids (the mean line is drawn under them, first)
-    app.wait_for(lambda: against.evaluate("g => !!g._fullData && g._fullData.some(t => t.customdata && t.x.length === 4)"),
+    app.wait_for(lambda: against.evaluate(
+        "g => !!g._fullData && g._fullData.some(t => t.customdata && t.x.length === 4)"),
                  "the dots drawn")
     spot = against.evaluate("""g => { const L = g._fullLayout, t = g._fullData.find(t => t.customdata);
-        return {x: L.xaxis._offset + L.xaxis.c2p(t.x[0]), y: L.yaxis._offset + L.yaxis.c2p(t.y[0]), id: t.customdata[0]}; }""")
+        return {x: L.xaxis._offset + L.xaxis.c2p(t.x[0]), y: L.yaxis._offset + L.yaxis.c2p(t.y[0]),
+                id: t.customdata[0]}; }""")
     box = against.bounding_box()
     app.page.mouse.click(box["x"] + spot["x"], box["y"] + spot["y"])
     opened = app.page.locator(".st-key-sweep_opened")

@@ -17,7 +17,8 @@ from mnist_core import registry
 # the other core to the server and the browser.
 LONG = {"epochs": 50, "CPU threads (0 = one per core that others leave free)": 1}
 # A few seconds even on a busy 2-core machine: 2,000 images, one epoch of 63 steps.
-SHORT = {"epochs": 1, "training images (0 = all)": 2000, "validation images": 500, "CPU threads (0 = one per core that others leave free)": 1}
+THREADS = "CPU threads (0 = one per core that others leave free)"
+SHORT = {"epochs": 1, "training images (0 = all)": 2000, "validation images": 500, THREADS: 1}
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def no_run_left_going(server_runs_dir):
 
 
 ADVANCED = "Advanced: optimizer, schedule, data, validation, device"
-ADVANCED_FIELDS = {"training images (0 = all)", "validation images", "CPU threads (0 = one per core that others leave free)",
+ADVANCED_FIELDS = {"training images (0 = all)", "validation images", THREADS,
                    "validate every N steps (0 = once per epoch)", "random seed"}
 
 
