@@ -297,6 +297,7 @@ def load_mnist(split: str, root: Optional[os.PathLike] = None) -> tuple[torch.Te
 
 
 load_mnist.cache_clear = _load.cache_clear  # type: ignore[attr-defined]
+load_mnist.cache_info = _load.cache_info  # type: ignore[attr-defined]
 
 
 def train_val_indices(n_train: int = SPLIT_SIZES["train"], val_size: int = DEFAULT_VAL_SIZE,

@@ -110,16 +110,20 @@ def runtime_env(run_id: str, config: dict, root=None, environ: Optional[dict] = 
 
 
 class RayExecutor(Executor):
-    """Runs as Ray Jobs. Holds only the cluster's address: every fact about a run is in the registry."""
+    """Runs as Ray Jobs. Holds only the cluster's address (and how to reach it: Ray's JobSubmissionClient
+    unless `client` gives another maker of one): every fact about a run is in the registry."""
 
-    def __init__(self, address: Optional[str] = None):
+    def __init__(self, address: Optional[str] = None, client=None):
         self.address = address or os.environ.get("MNIST_RAY_ADDRESS", "")
+        self._make_client = client
         if not self.address:
             raise RunError("no Ray cluster is configured (set MNIST_RAY_ADDRESS, e.g. http://head:8265)")
         if importlib.util.find_spec("ray") is None:  # Ray is the `cluster` extra, not the base install
             raise RunError(f"MNIST_RAY_ADDRESS is set, but {NOT_INSTALLED}")
 
     def _client(self):
+        if self._make_client is not None:
+            return self._make_client()
         from ray.job_submission import JobSubmissionClient  # here: Ray is the cluster extra, not the base install
 
         try:

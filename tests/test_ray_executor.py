@@ -88,8 +88,7 @@ def test_reconcile_fails_a_run_past_its_time_limit_whose_heartbeat_stopped_and_s
             stopped.append(job_id)
             return True
 
-    executor = ray_executor.RayExecutor("http://head:8265")
-    monkeypatch.setattr(executor, "_client", Cluster)
+    executor = ray_executor.RayExecutor("http://head:8265", client=Cluster)
     overdue, within = registry.create_run(tiny_config()), registry.create_run(tiny_config())
     now = time.time()
     with registry.connect() as conn:
