@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from . import limits, outcomes, registry
-from .errors import MnistLabError
+from .errors import MnistLabError, first_line
 from .executor_base import Executor
 from .paths import REPO_ROOT, runs_dir
 from .ray_executor import RayExecutor
@@ -121,10 +121,13 @@ class Reconciler(threading.Thread):
             try:
                 self.executor.reconcile(self.root)
                 said = None
-            except MnistLabError as exc:
-                if str(exc) != said:
-                    print(f"the runs could not be brought up to date: {exc}", file=sys.stderr)
-                    said = str(exc)
+            except Exception as exc:  # noqa: BLE001 - the loop outlives any one fault (a database, a cluster)
+                words = first_line(exc)
+                if not isinstance(exc, MnistLabError):  # not ours: its type says more than its words
+                    words = f"{type(exc).__name__}: {words}"
+                if words != said:
+                    print(f"the runs could not be brought up to date: {words}", file=sys.stderr)
+                    said = words
 
     def stop(self) -> None:
         self.stopped.set()
