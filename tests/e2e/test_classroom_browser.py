@@ -59,7 +59,7 @@ def test_two_students_run_the_teacher_sees_both_and_neither_can_cancel_the_other
     # Bob's run in progress.
     teacher.wait_for(lambda: {"Ada", "Bob"} <= set(leaderboard(teacher)), "both students on the teacher's leaderboard",
                      120)
-    expect(teacher.page.get_by_text(re.compile(r"^Bob · .*(queued|running)")).first).to_be_visible()
+    expect(teacher.page.get_by_text(re.compile(r"^Bob · .*(queued|starting|running)")).first).to_be_visible()
 
     # Ada sees Bob's run in progress but cannot cancel it; Bob can, from the class page.
     ada.nav("Class")

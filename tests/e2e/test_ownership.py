@@ -23,7 +23,7 @@ def test_after_a_refresh_you_can_still_cancel_your_run(app):
 
     app.page.reload()  # F5: a new Streamlit session
     app.wait_idle(timeout=60_000)
-    expect(run_heading(app, run_id, "(queued|running)")).to_be_visible()
+    expect(run_heading(app, run_id, "(queued|starting|running)")).to_be_visible()
     expect(cancel_button(app, run_id)).to_be_enabled()
     cancel(app, run_id)
     app.assert_no_exception()
@@ -35,7 +35,7 @@ def test_a_new_tab_of_the_same_browser_can_cancel_your_run(app):
 
     tab = app.new_tab()
     tab.goto("train")
-    expect(run_heading(tab, run_id, "(queued|running)")).to_be_visible()
+    expect(run_heading(tab, run_id, "(queued|starting|running)")).to_be_visible()
     expect(cancel_button(tab, run_id)).to_be_enabled()
     cancel(tab, run_id)
     tab.assert_no_exception()
@@ -47,7 +47,7 @@ def test_another_visitor_cannot_cancel_your_run(app, new_app, app_server):
 
     stranger = new_app(app_server)  # another browser: its own cookies
     stranger.goto("train")
-    expect(run_heading(stranger, run_id, "(queued|running)")).to_be_visible()  # anyone may watch it
+    expect(run_heading(stranger, run_id, "(queued|starting|running)")).to_be_visible()  # anyone may watch it
     expect(cancel_button(stranger, run_id)).to_be_disabled()
 
     cancel(app, run_id)  # the owner still can

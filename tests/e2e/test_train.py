@@ -26,7 +26,7 @@ def test_a_watched_run_shows_live_progress_and_a_growing_loss_curve(app):
     run_id = start(app, LONG)
     panel = app.page.locator(".st-key-live_panel")  # (the Sweep tab beside the form has bars of its own)
     # the live panel is on screen right after Start, not below the fold
-    expect(run_heading(app, run_id, "(queued|running)")).to_be_in_viewport()
+    expect(run_heading(app, run_id, "(queued|starting|running)")).to_be_in_viewport()
 
     step1, total = app.wait_for(lambda: (p := progress_step(app)) and p[0] > 0 and p, "the first steps", 150)
     line = re.compile(rf"^epoch \d+\.\d\d / 50 · step [\d,]+ / {total:,} · ETA (\d+m )?\d+s · [\d,]+ images/s$")

@@ -83,7 +83,7 @@ def test_on_a_phone_the_train_form_puts_the_main_fields_and_start_first(phone_ap
         registry.finish_run(others[-1], "cancelled", root=server_runs_dir)
     app.goto("train")
     run_id = start(app, LONG)
-    head, cancel_it = run_heading(app, run_id, "(queued|running)"), cancel_button(app, run_id)
+    head, cancel_it = run_heading(app, run_id, "(queued|starting|running)"), cancel_button(app, run_id)
     progress = app.page.locator(".st-key-live_panel").get_by_test_id("stProgress").first
     expect(head).to_be_in_viewport(ratio=1)
     app.wait_for(lambda: head.bounding_box()["y"] < 0.25 * viewport, "the run heading at the top of the screen")

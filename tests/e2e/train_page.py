@@ -58,7 +58,7 @@ def start(app, fields: dict, model: str = "lenet5") -> str:
     expect(app.button("Start training")).to_be_enabled()
     before = set(run_ids(app))
     app.button("Start training").click()
-    head = app.heading(rf"^Run \S+ · {re.escape(model)} · (queued|running)$")
+    head = app.heading(rf"^Run \S+ · {re.escape(model)} · (queued|starting|running)$")
     app.wait_for(lambda: head.count() == 1 and head_id(head) not in before, "the new run's live panel", 60)
     return head_id(head)
 
