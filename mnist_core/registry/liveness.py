@@ -19,6 +19,7 @@ from typing import Optional
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from .. import limits
 from ..records import LIVE, RunStatus
 from ..runfiles import outcome_path
 from .schema import LIVE_STATUSES, RUNS
@@ -64,7 +65,11 @@ def dead_reason(row: dict, now: float, root: Optional[os.PathLike] = None) -> Op
         # starved of CPU) keeps its run, however old its heartbeat. Unless the pid now belongs to a
         # process that started after the worker last wrote (a reboot, a recycled pid): the worker
         # was started before it was recorded, so that one cannot be it.
-        if not pid_alive(row["pid"]):
+        limit = limits.max_run_seconds()
+        if not pid_alive(row["pid"]) and limit and row.get("started_at") and \
+                now - row["started_at"] > limit + limits.time_limit_grace():
+            reason = f"{limits.time_limit_text(limit)} reached"  # its runner killed it for that
+        elif not pid_alive(row["pid"]):
             reason = f"the worker process (pid {row['pid']}) died"
         elif (started := process_started_at(row["pid"])) is not None and \
                 started > (row["heartbeat"] or row["created_at"]) + 2.0:
