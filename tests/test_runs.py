@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -432,3 +435,18 @@ def test_a_file_written_atomically_is_whole_or_absent_never_half(tmp_path):
     with pytest.raises(RuntimeError):
         atomic_write(target, crash)
     assert target.read_bytes() == b"first" and sorted(p.name for p in target.parent.iterdir()) == ["file.bin"]
+
+
+def test_a_worker_dead_past_its_time_limit_is_failed_for_the_limit_by_any_reader(monkeypatch, isolated_dirs):
+    """Its runner fails it for the limit and kills it; a reader that finds the dead worker first says
+    the same, not that the worker died."""
+    monkeypatch.setenv("MNIST_MAX_RUN_SECONDS", "5")
+    monkeypatch.setenv("MNIST_TIME_LIMIT_GRACE_SECONDS", "1")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    now = time.time()
+    row = {"id": "20261208-000000-abcdef", "status": "running", "pid": gone.pid, "host": socket.gethostname(),
+           "heartbeat": now - 3, "created_at": now - 20}
+    overdue, within = {**row, "started_at": now - 10}, {**row, "started_at": now - 4}
+    assert registry.liveness.dead_reason(overdue, now) == "time limit 5 s reached"
+    assert "died" in registry.liveness.dead_reason(within, now)
